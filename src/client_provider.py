@@ -1,0 +1,176 @@
+"""The `kafka-client` relation: one SCRAM user with ACLs per related application.
+
+Reading and answering the relation goes through data-platform-helpers; the users and ACLs are
+made by `KafkaAdmin`. `reconcile` is idempotent: it brings the cluster's relation users and the
+relation responses to what the current relations ask for, and removes the users of relations
+that are gone.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import ops
+from data_platform_helpers.interfaces import (
+    KafkaRequestModel,
+    KafkaResponseModel,
+    ResourceProviderEventHandler,
+    SecretGroup,
+)
+from pydantic import ValidationError
+
+from admin import ClientGrant, KafkaAdmin, client_acls, parse_roles
+from cluster import generate_password
+
+logger = logging.getLogger(__name__)
+
+CLIENT_RELATION = "kafka-client"
+USER_PREFIX = "relation-"
+
+
+def relation_user(relation_id: int) -> str:
+    """The SCRAM user of a `kafka-client` relation."""
+    return f"{USER_PREFIX}{relation_id}"
+
+
+class ClientRequestError(Exception):
+    """A related application asked for something this charm cannot grant."""
+
+
+class KafkaClients:
+    """The provider side of `kafka-client`."""
+
+    def __init__(self, charm: ops.CharmBase):
+        self.charm = charm
+        self.handler = ResourceProviderEventHandler(charm, CLIENT_RELATION, KafkaRequestModel)
+
+    @property
+    def relations(self) -> list[ops.Relation]:
+        """The live `kafka-client` relations."""
+        return list(self.charm.model.relations[CLIENT_RELATION])
+
+    def _requests(self, relation: ops.Relation) -> list[KafkaRequestModel]:
+        """The requests of a relation.
+
+        Raises:
+            ClientRequestError: if the relation data cannot be read as requests.
+        """
+        try:
+            requests = self.handler.requests(relation)
+        except ValidationError:
+            raise ClientRequestError("malformed request") from None
+        return [
+            request
+            if isinstance(request, KafkaRequestModel)
+            else KafkaRequestModel.model_validate(request.model_dump())
+            for request in requests
+        ]
+
+    @property
+    def errors(self) -> dict[int, str]:
+        """Why a relation's request cannot be granted, by relation id; no cluster needed.
+
+        Computed from the relation data on every call, so collect-status reports it on any
+        event, not only after a reconcile.
+        """
+        errors: dict[int, str] = {}
+        for relation in self.relations:
+            try:
+                for request in self._requests(relation):
+                    self.grant_of(relation, request)
+            except ClientRequestError as error:
+                errors[relation.id] = str(error)
+        return errors
+
+    def grant_of(self, relation: ops.Relation, request: KafkaRequestModel) -> ClientGrant:
+        """What the related application may do.
+
+        Raises:
+            ClientRequestError: if the request cannot be granted.
+        """
+        if not request.resource:
+            raise ClientRequestError("no topic requested")
+        try:
+            roles = parse_roles(request.extra_user_roles)
+        except ValueError as error:
+            raise ClientRequestError(str(error)) from None
+        username = relation_user(relation.id)
+        return ClientGrant(
+            username=username,
+            topic=request.resource,
+            consumer_group_prefix=request.consumer_group_prefix or f"{username}-",
+            roles=roles,
+        )
+
+    @staticmethod
+    def _is_v0(relation: ops.Relation) -> bool:
+        return relation.app is None or relation.data[relation.app].get("version", "v0") == "v0"
+
+    def _password(self, relation: ops.Relation) -> str:
+        """The password already handed to this relation, or a new one.
+
+        A v0 response is read under the label `set_response` writes it with: reading it through
+        `handler.responses()` would relabel its secret (that label hashes a random salt), so the
+        next `set_response` would not find it and would add new secrets on every reconcile.
+        """
+        if self._is_v0(relation):
+            repository = self.handler.interface.repository(relation.id)
+            secret = repository.get_secret(SecretGroup("user"), secret_uri=None)
+            password = secret.get_content().get("password") if secret else None
+            return password or generate_password()
+        for response in self.handler.responses(relation, KafkaResponseModel):
+            if response.password:
+                return response.password
+        return generate_password()
+
+    def _secret_uris(self, relation: ops.Relation) -> dict[str, str]:
+        """The secret URIs of a v0 response already written, to write back unchanged.
+
+        `set_response` finds a v0 secret by its label, which gives no URI; without these it
+        would drop the `secret-*` keys from the databag.
+        """
+        if not self._is_v0(relation):
+            return {}
+        data = relation.data[self.charm.app]
+        keys = ("secret-user", "secret-tls", "secret-extra")
+        return {key.replace("-", "_"): data[key] for key in keys if data.get(key)}
+
+    def reconcile(self, admin: KafkaAdmin, endpoints: str) -> None:
+        """On the leader: make relation users, ACLs and responses match the relations.
+
+        Args:
+            admin: an admin client of the running cluster.
+            endpoints: the comma-separated client endpoints to hand out.
+        """
+        wanted: set[str] = set()
+        for relation in self.relations:
+            try:
+                requests = self._requests(relation)
+            except ClientRequestError:
+                continue  # reported by `errors`
+            for request in requests:
+                try:
+                    grant = self.grant_of(relation, request)
+                except ClientRequestError:
+                    continue  # reported by `errors`
+                wanted.add(grant.username)
+                password = self._password(relation)
+                if grant.username not in admin.list_users():
+                    admin.upsert_user(grant.username, password)
+                admin.grant(grant.username, client_acls(grant))
+                response = KafkaResponseModel(
+                    salt=request.salt,
+                    request_id=request.request_id,
+                    resource=request.resource,
+                    username=grant.username,
+                    password=password,
+                    endpoints=endpoints,
+                    consumer_group_prefix=grant.consumer_group_prefix,
+                    tls=False,
+                    **self._secret_uris(relation),
+                )
+                self.handler.set_response(relation.id, response)
+        for user in admin.list_users():
+            if user.startswith(USER_PREFIX) and user not in wanted:
+                logger.info("removing %s: its relation is gone", user)
+                admin.delete_user(user)

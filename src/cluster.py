@@ -1,0 +1,191 @@
+"""The cluster as the peer relation records it: cluster id, controller quorum, internal users.
+
+The leader decides what must be decided once (the KRaft cluster id, the quorum voters, the
+internal passwords) and records it in the peer relation's application data and a Juju secret;
+every unit reads it from there.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import string
+import uuid
+
+import ops
+
+from workload import BrokerNode, InternalCredentials
+
+PEER_RELATION = "cluster"
+CLUSTER_ID_KEY = "cluster-id"
+VOTERS_KEY = "controller-voters"
+CREDENTIALS_KEY = "internal-credentials"
+CREDENTIALS_LABEL = "internal-credentials"
+MAX_VOTERS = 3
+
+
+def generate_password(length: int = 32) -> str:
+    """A random password of letters and digits."""
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def generate_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def node_id(unit: ops.Unit) -> int:
+    """The KRaft node id of a unit: its unit number."""
+    return int(unit.name.split("/")[1])
+
+
+def unit_host(app: str, number: int, model: str) -> str:
+    """The stable DNS name of a unit's pod."""
+    return f"{app}-{number}.{app}-endpoints.{model}.svc.cluster.local"
+
+
+def choose_voters(node_ids: list[int], planned_units: int) -> list[int] | None:
+    """The controller quorum, once enough units have joined; `None` while waiting for them.
+
+    The first `min(3, planned units)` units are voters; later units are broker-only.
+    """
+    wanted = max(1, min(MAX_VOTERS, planned_units))
+    if len(node_ids) < wanted:
+        return None
+    return sorted(node_ids)[:wanted]
+
+
+class ClusterState:
+    """Reads and, on the leader, writes what the peer relation records."""
+
+    def __init__(self, charm: ops.CharmBase):
+        self.model = charm.model
+        self.app = charm.app
+        self.unit = charm.unit
+
+    @property
+    def relation(self) -> ops.Relation | None:
+        """The peer relation, once Juju has created it."""
+        return self.model.get_relation(PEER_RELATION)
+
+    @property
+    def units(self) -> list[ops.Unit]:
+        """This unit and every peer."""
+        relation = self.relation
+        peers = list(relation.units) if relation else []
+        return [self.unit, *peers]
+
+    def node(self, number: int) -> BrokerNode:
+        """The unit with this number as a broker of the cluster."""
+        return BrokerNode(node_id=number, host=unit_host(self.app.name, number, self.model.name))
+
+    @property
+    def this_node(self) -> BrokerNode:
+        """This unit as a broker."""
+        return self.node(node_id(self.unit))
+
+    @property
+    def nodes(self) -> list[BrokerNode]:
+        """Every unit as a broker, by node id."""
+        return [self.node(number) for number in sorted(node_id(u) for u in self.units)]
+
+    def _app_data(self) -> ops.RelationDataContent | None:
+        relation = self.relation
+        return relation.data[self.app] if relation else None
+
+    @property
+    def cluster_id(self) -> str | None:
+        """The KRaft cluster id, once the leader has chosen it."""
+        data = self._app_data()
+        return data.get(CLUSTER_ID_KEY) if data is not None else None
+
+    @property
+    def voter_ids(self) -> list[int] | None:
+        """Node ids of the controller quorum, once the leader has chosen them."""
+        data = self._app_data()
+        raw = data.get(VOTERS_KEY) if data is not None else None
+        return json.loads(raw) if raw else None
+
+    @property
+    def voters(self) -> tuple[BrokerNode, ...] | None:
+        """The controller quorum as broker nodes."""
+        ids = self.voter_ids
+        if ids is None:
+            return None
+        return tuple(self.node(number) for number in ids)
+
+    def _credentials_secret(self) -> ops.Secret | None:
+        data = self._app_data()
+        secret_id = data.get(CREDENTIALS_KEY) if data is not None else None
+        if not secret_id:
+            return None
+        return self.model.get_secret(id=secret_id)
+
+    @property
+    def credentials(self) -> InternalCredentials | None:
+        """The internal users' passwords, once the leader has generated them."""
+        secret = self._credentials_secret()
+        if secret is None:
+            return None
+        content = secret.get_content(refresh=True)
+        return InternalCredentials(
+            admin_password=content["admin-password"],
+            controller_password=content["controller-password"],
+            mirrormaker_password=content["mirrormaker-password"],
+        )
+
+    def initialise(self) -> None:
+        """On the leader: choose what is chosen once. Idempotent; a no-op elsewhere."""
+        data = self._app_data()
+        if not self.unit.is_leader() or data is None:
+            return
+        if not data.get(CLUSTER_ID_KEY):
+            data[CLUSTER_ID_KEY] = generate_cluster_id()
+        if not data.get(CREDENTIALS_KEY):
+            secret = self.app.add_secret(
+                {
+                    "admin-password": generate_password(),
+                    "controller-password": generate_password(),
+                    "mirrormaker-password": generate_password(),
+                },
+                label=CREDENTIALS_LABEL,
+                description="Passwords of kafka-k8s's internal users",
+                rotate=ops.SecretRotate.MONTHLY,
+            )
+            data[CREDENTIALS_KEY] = secret.id or ""
+        if not data.get(VOTERS_KEY):
+            voters = choose_voters([node_id(u) for u in self.units], self.app.planned_units())
+            if voters is not None:
+                data[VOTERS_KEY] = json.dumps(voters)
+
+    def rotated_credentials(self) -> InternalCredentials | None:
+        """New passwords for the SCRAM users; the controller password stays (see README)."""
+        current = self.credentials
+        if current is None:
+            return None
+        return InternalCredentials(
+            admin_password=generate_password(),
+            controller_password=current.controller_password,
+            mirrormaker_password=generate_password(),
+        )
+
+    def store_credentials(self, credentials: InternalCredentials) -> None:
+        """On the leader: record new internal passwords in the secret."""
+        secret = self._credentials_secret()
+        if secret is None:
+            return
+        secret.set_content(
+            {
+                "admin-password": credentials.admin_password,
+                "controller-password": credentials.controller_password,
+                "mirrormaker-password": credentials.mirrormaker_password,
+            }
+        )
+
+    def is_credentials_secret(self, secret: ops.Secret) -> bool:
+        """Whether a secret event concerns the internal credentials."""
+        return secret.label == CREDENTIALS_LABEL or secret.id == (
+            (self._app_data() or {}).get(CREDENTIALS_KEY)
+        )

@@ -1,0 +1,102 @@
+"""Fixtures of the local tier: real Kafka, ZooKeeper and Pebble processes on loopback.
+
+The session starts by running `tests/local/runtime/fetch.sh`, which fills the cache (Kafka jars,
+Pebble) or says which tool is missing; a missing tool fails the session, it never skips it.
+When a test fails, the tails of the log files of the clusters its fixtures started are added to
+its report.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+for path in (REPO / "lib", REPO / "src", REPO):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+from tests.local import substrate  # noqa: E402
+
+FETCH_TIMEOUT = 1800
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kafka_cache() -> Path:
+    """Run `fetch.sh` once per session and return the cache path; fail if it cannot fill it."""
+    try:
+        result = subprocess.run(
+            ["bash", str(substrate.FETCH_SCRIPT)],
+            capture_output=True,
+            text=True,
+            timeout=FETCH_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{substrate.FETCH_SCRIPT} did not finish in {FETCH_TIMEOUT}s", pytrace=False)
+    if result.returncode != 0:
+        pytest.fail(
+            f"the local tier cannot run: {substrate.FETCH_SCRIPT} exited with "
+            f"{result.returncode}\n{result.stderr.strip()}",
+            pytrace=False,
+        )
+    lines = result.stdout.strip().splitlines()
+    return Path(lines[-1]) if lines else substrate.default_cache()
+
+
+@pytest.fixture(scope="session")
+def local_tmp() -> Iterator[Path]:
+    """A short temporary directory for the session's clusters (Pebble sockets need short paths).
+
+    Not pytest's `tmp_path_factory`: pytest-operator, installed with the integration group,
+    replaces it with one that only works under tox. After the session every process still
+    running under this directory is killed, and the directory is removed.
+    """
+    base = Path(tempfile.mkdtemp(prefix="kafka-k8s-local-")).resolve()
+    yield base
+    stragglers = substrate.kill_processes(f"{base}/")
+    if stragglers:
+        sys.stderr.write(f"\nkilled {len(stragglers)} stray processes under {base}\n")
+    if not substrate.keep_tmp():
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def old_cluster(kafka_cache: Path, local_tmp: Path) -> Iterator[substrate.OldCluster]:
+    """A one-broker ZooKeeper-mode Kafka with SCRAM-SHA-512 and ACLs: the source."""
+    tmp = Path(tempfile.mkdtemp(prefix="old-", dir=local_tmp))
+    with substrate.OldCluster(tmp, cache=kafka_cache, size=1) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def new_cluster(kafka_cache: Path, local_tmp: Path) -> Iterator[substrate.NewCluster]:
+    """Three units of the charm's Kafka, each under its own Pebble: the target."""
+    tmp = Path(tempfile.mkdtemp(prefix="new-", dir=local_tmp))
+    with substrate.NewCluster(tmp, cache=kafka_cache, size=3) as cluster:
+        yield cluster
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    """On failure, attach the log tails of the clusters the test's fixtures started."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    funcargs = getattr(item, "funcargs", {})
+    files = list(substrate.iter_log_files(funcargs.values()))
+    if files:
+        report.sections.append(
+            ("kafka, zookeeper and pebble logs", substrate.format_log_tails(files))
+        )

@@ -1,0 +1,182 @@
+"""The charm's broker on three real units: clients, authorization, and Pebble's restarts."""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from tests.local.substrate import ClientConfig, NewCluster, sasl_config, wait_until
+
+from admin import ClientGrant, KafkaAdmin, client_acls, parse_roles
+from cluster import generate_password
+
+RECORDS = 10_000
+TOPIC = "orders"
+FORBIDDEN_TOPIC = "payments"
+
+
+def _create_topics(cluster: NewCluster, *names: str) -> None:
+    admin = AdminClient(cluster.admin_config())
+    futures = admin.create_topics(
+        [NewTopic(name, num_partitions=6, replication_factor=3) for name in names]
+    )
+    for future in futures.values():
+        future.result(timeout=30)
+
+
+def _produce(config: ClientConfig, topic: str, count: int) -> list[KafkaError]:
+    errors: list[KafkaError] = []
+
+    def delivered(error: KafkaError | None, _message: object) -> None:
+        if error is not None:
+            errors.append(error)
+
+    producer = Producer({**config, "acks": "all", "enable.idempotence": "true"})
+    for index in range(count):
+        producer.produce(topic, key=str(index), value=f"record-{index}", on_delivery=delivered)
+        producer.poll(0)
+    assert producer.flush(60) == 0, "records left unsent"
+    return errors
+
+
+def _consume(config: ClientConfig, topic: str, group: str, count: int) -> list[str]:
+    consumer = Consumer(
+        {**config, "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False}
+    )
+    consumer.subscribe([topic])
+    values: list[str] = []
+    deadline = time.monotonic() + 120
+    try:
+        while len(values) < count and time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is None:
+                continue
+            if message.error():
+                raise KafkaException(message.error())
+            values.append((message.value() or b"").decode())
+    finally:
+        consumer.close()
+    return values
+
+
+def _admin(cluster: NewCluster) -> KafkaAdmin:
+    return KafkaAdmin(cluster.bootstrap, cluster.admin_username, cluster.admin_password)
+
+
+def _digest(values: list[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(values)).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ClientUser:
+    grant: ClientGrant
+    password: str
+
+    @property
+    def username(self) -> str:
+        return self.grant.username
+
+
+@pytest.fixture(scope="module")
+def client_user(new_cluster: NewCluster) -> ClientUser:
+    """A `kafka-client` relation user made by the charm's own code path."""
+    _create_topics(new_cluster, TOPIC, FORBIDDEN_TOPIC)
+    admin = KafkaAdmin(
+        new_cluster.bootstrap, new_cluster.admin_username, new_cluster.admin_password
+    )
+    username = "relation-7"
+    grant = ClientGrant(
+        username=username,
+        topic=TOPIC,
+        consumer_group_prefix=f"{username}-",
+        roles=parse_roles(None),
+    )
+    password = generate_password()
+    admin.upsert_user(username, password)
+    admin.grant(username, client_acls(grant))
+    return ClientUser(grant, password)
+
+
+def _client_config(cluster: NewCluster, user: ClientUser) -> ClientConfig:
+    return sasl_config(cluster.bootstrap, user.username, user.password)
+
+
+def test_units_run_the_charms_workload(new_cluster: NewCluster):
+    for unit in new_cluster.units:
+        assert unit.kafka.is_running()
+        assert unit.kafka.is_ready()
+        for secret_file in (unit.paths.server_properties, unit.paths.client_properties):
+            assert stat.S_IMODE(Path(secret_file).stat().st_mode) == 0o600
+        metrics_url = f"http://127.0.0.1:{unit.node.ports.broker_metrics}/metrics"
+        with urllib.request.urlopen(metrics_url, timeout=10) as response:
+            assert "kafka_server_" in response.read().decode()
+
+
+def test_relation_user_produces_and_consumes(new_cluster: NewCluster, client_user: ClientUser):
+    config = _client_config(new_cluster, client_user)
+
+    assert _produce(config, TOPIC, RECORDS) == []
+    values = _consume(config, TOPIC, f"{client_user.username}-readers", RECORDS)
+
+    assert len(values) == RECORDS
+    assert _digest(values) == _digest([f"record-{i}" for i in range(RECORDS)])
+
+
+def test_relation_user_is_refused_outside_its_grant(
+    new_cluster: NewCluster, client_user: ClientUser
+):
+    config = _client_config(new_cluster, client_user)
+
+    errors = _produce({**config, "message.timeout.ms": "10000"}, FORBIDDEN_TOPIC, 1)
+    assert [error.code() for error in errors] == [KafkaError.TOPIC_AUTHORIZATION_FAILED]
+
+    with pytest.raises(KafkaException) as refused:
+        _consume(config, FORBIDDEN_TOPIC, f"{client_user.username}-thieves", 1)
+    assert refused.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def test_killed_broker_is_restarted_by_pebble(new_cluster: NewCluster, client_user: ClientUser):
+    killed = new_cluster.kill_broker(1)
+
+    wait_until(
+        lambda: new_cluster.units[1].broker_pid() not in (None, killed),
+        timeout=60,
+        what="Pebble to restart the killed broker",
+    )
+    new_cluster.wait_ready(timeout=120)
+    service = new_cluster.units[1].container.get_service("kafka")
+    assert service.is_running()
+
+    config = _client_config(new_cluster, client_user)
+    values = _consume(config, TOPIC, f"{client_user.username}-after-restart", RECORDS)
+    assert _digest(values) == _digest([f"record-{i}" for i in range(RECORDS)])
+
+
+def test_removed_relation_user_is_gone(new_cluster: NewCluster):
+    admin = _admin(new_cluster)
+    grant = ClientGrant(
+        username="relation-9", topic=TOPIC, consumer_group_prefix="g-", roles=parse_roles("admin")
+    )
+    admin.upsert_user(grant.username, generate_password())
+    admin.grant(grant.username, client_acls(grant))
+    # Brokers learn of users and ACLs from the controller's metadata log, a moment later.
+    wait_until(
+        lambda: (
+            grant.username in admin.list_users()
+            and admin.acls_of(grant.username) == set(client_acls(grant))
+        ),
+        timeout=30,
+        what="the new user and its ACLs",
+    )
+
+    admin.delete_user(grant.username)
+
+    wait_until(lambda: grant.username not in admin.list_users(), timeout=30, what="user gone")
+    assert admin.acls_of(grant.username) == set()
