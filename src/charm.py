@@ -12,6 +12,7 @@ import logging
 import ops
 
 from admin import AdminError, KafkaAdmin
+from charms.kafka_k8s.v0.mirrormaker import Migration, TargetCluster
 from client_provider import KafkaClients
 from cluster import ClusterState
 from config import BrokerConfig, InvalidConfigError
@@ -30,6 +31,9 @@ class KafkaK8sCharm(ops.CharmBase):
         self.cluster = ClusterState(self)
         self.broker = KafkaWorkload(self.unit.get_container(CONTAINER))
         self.clients = KafkaClients(self)
+        self.migration = Migration(
+            self, target=self._migration_target, unit_host=lambda: self.cluster.this_node.host
+        )
         self._problem: ops.StatusBase | None = None
 
         for event in (
@@ -48,6 +52,10 @@ class KafkaK8sCharm(ops.CharmBase):
             self.clients.handler.on.resource_requested,
             self.on["kafka-client"].relation_changed,
             self.on["kafka-client"].relation_broken,
+            self.on["migration-source"].relation_changed,
+            self.on["migration-source"].relation_broken,
+            self.migration.requirer.on.resource_created,
+            self.migration.requirer.on.endpoints_changed,
         ):
             framework.observe(event, self._reconcile)
         framework.observe(self.on.secret_rotate, self._on_secret_rotate)
@@ -82,8 +90,23 @@ class KafkaK8sCharm(ops.CharmBase):
         bootstrap = ",".join(node.internal_address for node in self.cluster.nodes)
         return KafkaAdmin(bootstrap, ADMIN_USER, settings.credentials.admin_password)
 
+    def _migration_target(self) -> TargetCluster | None:
+        """This cluster as MirrorMaker reaches it, once the broker serves."""
+        credentials = self.cluster.credentials
+        if credentials is None or not self.broker.can_connect() or not self.broker.is_ready():
+            return None
+        return TargetCluster(
+            bootstrap_servers=tuple(node.internal_address for node in self.cluster.nodes),
+            username=MIRRORMAKER_USER,
+            password=credentials.mirrormaker_password,
+        )
+
     def _reconcile(self, _: ops.EventBase) -> None:
-        """Bring the workload and the relations to what config, peers and relations ask."""
+        """Bring the broker, the relations and the migration to what is asked of them."""
+        self._reconcile_broker()
+        self.migration.reconcile()
+
+    def _reconcile_broker(self) -> None:
         self._problem = None
         if not self.broker.can_connect():
             self._problem = ops.WaitingStatus("waiting for the kafka container")
@@ -141,6 +164,8 @@ class KafkaK8sCharm(ops.CharmBase):
                 self._problem = ops.WaitingStatus("waiting for the broker to accept clients")
         if self._problem is not None:
             event.add_status(self._problem)
+        if migration := self.migration.status():
+            event.add_status(migration)
         event.add_status(ops.ActiveStatus(self._role_message()))
 
     def _role_message(self) -> str:

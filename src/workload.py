@@ -16,6 +16,7 @@ import jinja2
 import ops
 from pydantic import BaseModel, ConfigDict, Field
 
+from charms.kafka_k8s.v0.mirrormaker import jaas_escape, properties_escape
 from config import BrokerConfig
 
 logger = logging.getLogger(__name__)
@@ -187,36 +188,6 @@ def _environment() -> jinja2.Environment:
         keep_trailing_newline=True,
         autoescape=False,  # noqa: S701 - properties files, not HTML
     )
-
-
-def jaas_escape(value: str) -> str:
-    r"""Quote a value for a JAAS option: backslashes and double quotes escaped."""
-    return value.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def properties_escape(value: str) -> str:
-    r"""Escape a value for a Java `.properties` file so `Properties.load` reads it back intact."""
-    escaped = []
-    for index, char in enumerate(value):
-        if char == "\\":
-            escaped.append("\\\\")
-        elif char == "\n":
-            escaped.append("\\n")
-        elif char == "\r":
-            escaped.append("\\r")
-        elif char == "\t":
-            escaped.append("\\t")
-        elif char == "\f":
-            escaped.append("\\f")
-        elif char in "=:#!":
-            escaped.append("\\" + char)
-        elif char == " " and index == 0:
-            escaped.append("\\ ")
-        elif ord(char) > 0x7E or ord(char) < 0x20:
-            escaped.append(f"\\u{ord(char):04x}")
-        else:
-            escaped.append(char)
-    return "".join(escaped)
 
 
 def scram_jaas(username: str, password: str) -> str:

@@ -1,0 +1,583 @@
+"""Issue 3 end to end: the migration library moves a ZooKeeper-mode cluster onto three units.
+
+The library's own `MirrorMakerService.run` renders `mm2.properties`, pushes it (mode 0600) and
+adds the `mirrormaker` layer on each unit's real Pebble; three real MirrorMaker 2 processes form
+one dedicated cluster. The tests run in file order against one migration.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import stat
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import (
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ConfigResource,
+    NewTopic,
+    ResourcePatternType,
+    ResourceType,
+)
+from tests.local.substrate import (
+    LOOPBACK,
+    ClientConfig,
+    NewCluster,
+    OldCluster,
+    current_user,
+    find_processes,
+    free_port,
+    wait_until,
+)
+
+from charms.kafka_k8s.v0.mirrormaker import (
+    ClusterClient,
+    ClusterUnreachableError,
+    MigrationConfig,
+    MirrorMakerService,
+    MirrorMakerSettings,
+    MirrorMakerWorkload,
+    SourceCluster,
+    TargetCluster,
+    render_mm2_properties,
+    topic_lags,
+)
+
+REFRESH = 10
+MIRRORMAKER_HEAP_MB = 384
+MIGRATOR = "migrator"
+# The source user's password holds what breaks naive rendering: quotes, backslash, =, :, #, !,
+# spaces and characters outside ASCII and the BMP.
+MIGRATOR_PASSWORD = 'mi "gr" \\ a=t:o#r! ünï 😀 '
+# name: (partitions, records, topic configs)
+TOPICS: dict[str, tuple[int, int, dict[str, str]]] = {
+    "orders": (12, 60_000, {}),
+    "payments": (3, 15_000, {}),
+    "inventory": (
+        4,
+        12_000,
+        {
+            "cleanup.policy": "compact",
+            "min.compaction.lag.ms": "3600000",
+            "max.message.bytes": "2097152",
+        },
+    ),
+    "clicks": (6, 10_000, {"retention.ms": "86400000"}),
+    "audit.log": (1, 5_000, {}),
+}
+LIVE_TOPIC = "events"
+LATE_TOPIC = "late-arrivals"
+CUTOVER_GROUP = "billing"
+CUTOVER_READ = 20_000
+
+
+def produce(config: ClientConfig, topic: str, start: int, count: int) -> None:
+    producer = Producer({**config, "acks": "all", "enable.idempotence": True, "linger.ms": 20})
+    for index in range(start, start + count):
+        key = f"item-{index % 2000}" if topic == "inventory" else f"{topic}-{index}"
+        value = f"{topic} record {index} " + "x" * (index % 97)
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value)
+                break
+            except BufferError:
+                producer.poll(0.5)
+        producer.poll(0)
+    assert producer.flush(120) == 0, f"records left unsent to {topic}"
+
+
+def describe(config: ClientConfig, topic: str) -> dict[int, tuple[int, str]]:
+    """Per partition: the number of records and a digest of their keys and values, in order."""
+    consumer = Consumer(
+        {
+            **config,
+            "group.id": f"checker-{time.monotonic_ns()}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=30).topics[topic]
+        result: dict[int, tuple[int, str]] = {}
+        for partition in sorted(metadata.partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), 30)
+            consumer.assign([TopicPartition(topic, partition, low)])
+            digest = hashlib.sha256()
+            count = 0
+            position = low
+            deadline = time.monotonic() + 120
+            while position < high and time.monotonic() < deadline:
+                for message in consumer.consume(1000, timeout=1.0):
+                    if message.error():
+                        raise KafkaException(message.error())
+                    key, value = message.key() or b"", message.value() or b""
+                    digest.update(len(key).to_bytes(4, "big") + key)
+                    digest.update(len(value).to_bytes(4, "big") + value)
+                    count += 1
+                    position = (message.offset() or 0) + 1
+            assert position >= high, f"{topic}[{partition}] not read to its end"
+            result[partition] = (count, digest.hexdigest())
+        return result
+    finally:
+        consumer.close()
+
+
+def end_offsets(config: ClientConfig, topics: list[str]) -> dict[str, list[int]]:
+    admin = AdminClient(config)
+    metadata = admin.list_topics(timeout=30).topics
+    consumer = Consumer({**config, "group.id": "end-offsets", "enable.auto.commit": False})
+    try:
+        return {
+            topic: [
+                consumer.get_watermark_offsets(TopicPartition(topic, p), 30)[1]
+                for p in sorted(metadata[topic].partitions)
+            ]
+            for topic in topics
+            if topic in metadata
+        }
+    finally:
+        consumer.close()
+
+
+def committed(config: ClientConfig, group: str) -> dict[tuple[str, int], int]:
+    admin = AdminClient(config)
+    future = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group]
+    return {
+        (tp.topic, tp.partition): tp.offset for tp in future.result(timeout=30).topic_partitions
+    }
+
+
+def metrics(port: int) -> str:
+    url = f"http://{LOOPBACK}:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()
+
+
+@dataclass
+class LiveProducer:
+    """Writes to the old cluster in the background until stopped."""
+
+    config: ClientConfig
+    topic: str
+    written: int = 0
+    stopped: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def start(self) -> LiveProducer:
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self.stopped.is_set():
+            produce(self.config, self.topic, self.written, 200)
+            self.written += 200
+            time.sleep(0.2)
+
+    def stop(self) -> int:
+        self.stopped.set()
+        if self.thread is not None:
+            self.thread.join(timeout=120)
+        return self.written
+
+
+@dataclass
+class Migration:
+    old: OldCluster
+    new: NewCluster
+    source: SourceCluster
+    target: TargetCluster
+    config: MigrationConfig
+    services: list[MirrorMakerService]
+    settings: list[MirrorMakerSettings]
+    live: LiveProducer
+    first_read: set[bytes]
+    old_config: ClientConfig
+    new_config: ClientConfig
+
+    def run(self) -> None:
+        for service, settings in zip(self.services, self.settings, strict=True):
+            service.run(settings)
+
+    def stop(self) -> None:
+        for service in self.services:
+            service.stop()
+
+    def mirrormaker_pids(self) -> list[int]:
+        return [
+            pid
+            for unit in self.new.units
+            for pid in find_processes("org.apache.kafka.connect.mirror.MirrorMaker", unit.marker)
+        ]
+
+    def wait_caught_up(self, topics: list[str], timeout: float = 600) -> None:
+        def caught_up() -> bool:
+            source = end_offsets(self.old_config, topics)
+            target = end_offsets(self.new_config, topics)
+            return all(target.get(topic) == offsets for topic, offsets in source.items())
+
+        wait_until(caught_up, timeout=timeout, interval=3, what=f"the target to catch up {topics}")
+
+
+def _source_user(old: OldCluster) -> None:
+    """A read-only source user: read and describe topics, groups, configs, ACLs; nothing else."""
+    old.add_scram_user(MIGRATOR, MIGRATOR_PASSWORD)
+    principal = f"User:{MIGRATOR}"
+    bindings = [
+        AclBinding(kind, name, ResourcePatternType.LITERAL, principal, "*", op, allow)
+        for kind, name, ops in (
+            (ResourceType.TOPIC, "*", (AclOperation.READ, AclOperation.DESCRIBE_CONFIGS)),
+            (ResourceType.GROUP, "*", (AclOperation.READ, AclOperation.DESCRIBE)),
+            (ResourceType.BROKER, "kafka-cluster", (AclOperation.DESCRIBE,)),
+        )
+        for op in ops
+        for allow in (AclPermissionType.ALLOW,)
+    ]
+    admin = AdminClient(old.admin_config())
+    for future in admin.create_acls(bindings).values():
+        future.result(timeout=30)
+
+
+def _load(old_config: ClientConfig) -> None:
+    admin = AdminClient(old_config)
+    new_topics = [
+        NewTopic(name, num_partitions=partitions, replication_factor=1, config=configs)
+        for name, (partitions, _, configs) in TOPICS.items()
+    ]
+    new_topics.append(NewTopic(LIVE_TOPIC, num_partitions=2, replication_factor=1))
+    for future in admin.create_topics(new_topics).values():
+        future.result(timeout=60)
+    for name, (_, records, _) in TOPICS.items():
+        produce(old_config, name, 0, records)
+
+
+def _consume_part(config: ClientConfig, group: str, topic: str, count: int) -> set[bytes]:
+    """A consumer group reads `count` records of `topic`, commits, and leaves."""
+    consumer = Consumer(
+        {**config, "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False}
+    )
+    consumer.subscribe([topic])
+    read: set[bytes] = set()
+    deadline = time.monotonic() + 120
+    try:
+        while len(read) < count and time.monotonic() < deadline:
+            for message in consumer.consume(min(500, count - len(read)), timeout=1.0):
+                if message.error():
+                    raise KafkaException(message.error())
+                read.add(message.value() or b"")
+        consumer.commit(asynchronous=False)
+    finally:
+        consumer.close()
+    assert len(read) == count
+    return read
+
+
+def _commit_offsets(config: ClientConfig, group: str, offsets: dict[tuple[str, int], int]):
+    admin = AdminClient(config)
+    request = ConsumerGroupTopicPartitions(
+        group, [TopicPartition(topic, p, offset) for (topic, p), offset in offsets.items()]
+    )
+    admin.alter_consumer_group_offsets([request])[group].result(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def migration(old_cluster: OldCluster, new_cluster: NewCluster) -> Iterator[Migration]:
+    """The old cluster loaded with topics, records and groups; MirrorMaker started on 3 units."""
+    old_config = old_cluster.admin_config()
+    new_config = new_cluster.admin_config()
+    _source_user(old_cluster)
+    _load(old_config)
+    first_read = _consume_part(old_config, CUTOVER_GROUP, "orders", CUTOVER_READ)
+    _commit_offsets(old_config, "shipping", {("payments", p): 5000 for p in range(3)})
+    _commit_offsets(
+        old_config,
+        "analytics",
+        {("clicks", p): 1000 + 100 * p for p in range(6)} | {("audit.log", 0): 4321},
+    )
+    source = SourceCluster(
+        name="old",
+        bootstrap_servers=tuple(old_cluster.bootstrap.split(",")),
+        username=MIGRATOR,
+        password=MIGRATOR_PASSWORD,
+    )
+    target = TargetCluster(
+        bootstrap_servers=tuple(new_cluster.bootstrap.split(",")),
+        username="mirrormaker",
+        password=new_cluster.credentials.mirrormaker_password,
+    )
+    config = MigrationConfig.from_options(
+        {"mirrormaker-refresh-interval": REFRESH, "mirrormaker-tasks-max": 6}
+    )
+    user, group = current_user()
+    services, settings = [], []
+    for unit in new_cluster.units:
+        ports = unit.workload.ports
+        workload = MirrorMakerWorkload(
+            root=unit.paths.root,
+            user=user,
+            group=group,
+            rest_port=ports.mirrormaker_rest,
+            metrics_port=ports.mirrormaker_metrics,
+            metrics_host=LOOPBACK,
+            heap_mb=MIRRORMAKER_HEAP_MB,
+        )
+        services.append(MirrorMakerService(unit.container, workload))
+        settings.append(
+            MirrorMakerSettings(
+                source=source,
+                target=target,
+                config=config,
+                unit_host=LOOPBACK,
+                units=len(new_cluster.units),
+                workload=workload,
+            )
+        )
+    live = LiveProducer(old_config, LIVE_TOPIC).start()
+    run = Migration(
+        old_cluster,
+        new_cluster,
+        source,
+        target,
+        config,
+        services,
+        settings,
+        live,
+        first_read,
+        old_config,
+        new_config,
+    )
+    run.run()
+    try:
+        yield run
+    finally:
+        live.stop()
+        run.stop()
+
+
+def test_every_unit_runs_mirrormaker_from_the_library(migration: Migration):
+    for unit, service, settings in zip(
+        migration.new.units, migration.services, migration.settings, strict=True
+    ):
+        info = unit.container.get_service("mirrormaker")
+        assert info.is_running()
+        plan = unit.container.get_plan().services["mirrormaker"]
+        assert plan.command.endswith("mm2.properties --clusters target")
+        path = Path(str(service.workload.mm2_properties))
+        assert path.read_text() == render_mm2_properties(settings)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    wait_until(
+        lambda: len(migration.mirrormaker_pids()) == 3,
+        timeout=60,
+        what="three MirrorMaker processes",
+    )
+
+
+def test_every_record_is_copied_while_producers_write(migration: Migration):
+    wait_until(
+        lambda: migration.live.written >= 4000,
+        timeout=120,
+        what="the live producer to write during the migration",
+    )
+    migration.wait_caught_up(list(TOPICS), timeout=900)
+    written = migration.live.stop()
+    migration.wait_caught_up([*TOPICS, LIVE_TOPIC], timeout=300)
+    total = 0
+    for topic in [*TOPICS, LIVE_TOPIC]:
+        source = describe(migration.old_config, topic)
+        target = describe(migration.new_config, topic)
+        assert target == source, f"{topic} differs"
+        total += sum(count for count, _ in source.values())
+    print(f"\ncopied {total} records over {len(TOPICS) + 1} topics, {written} written live")
+    assert total >= 100_000
+    assert len(describe(migration.new_config, "orders")) == 12
+
+
+def test_topic_configs_arrive(migration: Migration):
+    admin = AdminClient(migration.new_config)
+    for topic, (_, _, expected) in TOPICS.items():
+        if not expected:
+            continue
+
+        def synced(topic: str = topic, expected: dict[str, str] = expected) -> bool:
+            resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+            configs = admin.describe_configs([resource])[resource].result(timeout=30)
+            return all(configs[key].value == value for key, value in expected.items())
+
+        wait_until(synced, timeout=4 * REFRESH + 30, what=f"the configs of {topic}")
+
+
+def test_group_offsets_arrive(migration: Migration):
+    for group in ("shipping", "analytics", CUTOVER_GROUP):
+        source = committed(migration.old_config, group)
+
+        def arrived(group: str = group, source: dict = source) -> bool:
+            target = committed(migration.new_config, group)
+            return set(target) >= set(source) and all(
+                0 <= target[tp] <= offset for tp, offset in source.items()
+            )
+
+        wait_until(arrived, timeout=6 * REFRESH + 60, what=f"the offsets of group {group}")
+        target = committed(migration.new_config, group)
+        behind = sum(source[tp] - target[tp] for tp in source)
+        print(f"\ngroup {group}: {len(source)} partitions, translated {behind} records behind")
+
+
+def test_cutover_reads_every_record_at_least_once(migration: Migration):
+    consumer = Consumer(
+        {
+            **migration.new_config,
+            "group.id": CUTOVER_GROUP,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe(["orders"])
+    second_read: list[bytes] = []
+    expected = TOPICS["orders"][1]
+    idle_since = time.monotonic()
+    try:
+        while time.monotonic() - idle_since < 15:
+            messages = consumer.consume(1000, timeout=1.0)
+            if messages:
+                idle_since = time.monotonic()
+            for message in messages:
+                if message.error():
+                    raise KafkaException(message.error())
+                second_read.append(message.value() or b"")
+    finally:
+        consumer.close()
+    everything = {(f"orders record {i} " + "x" * (i % 97)).encode() for i in range(expected)}
+    both = migration.first_read & set(second_read)
+    assert migration.first_read | set(second_read) == everything
+    print(
+        f"\ncutover: {len(migration.first_read)} read on the old cluster, {len(second_read)} on "
+        f"the new one, {len(both)} read twice ({100 * len(both) / expected:.2f}% of {expected})"
+    )
+    assert len(both) < CUTOVER_READ
+
+
+def test_new_topic_appears_within_two_refresh_intervals(migration: Migration):
+    admin = AdminClient(migration.old_config)
+    admin.create_topics([NewTopic(LATE_TOPIC, num_partitions=3, replication_factor=1)])[
+        LATE_TOPIC
+    ].result(timeout=30)
+    created = time.monotonic()
+    target = AdminClient(migration.new_config)
+    wait_until(
+        lambda: LATE_TOPIC in target.list_topics(timeout=10).topics,
+        timeout=2 * REFRESH + 30,
+        interval=0.5,
+        what=f"{LATE_TOPIC} on the target",
+    )
+    seconds = time.monotonic() - created
+    print(f"\n{LATE_TOPIC} appeared on the target after {seconds:.1f}s (refresh {REFRESH}s)")
+    assert seconds <= 2 * REFRESH
+    produce(migration.old_config, LATE_TOPIC, 0, 3000)
+    migration.wait_caught_up([LATE_TOPIC], timeout=120)
+    assert describe(migration.new_config, LATE_TOPIC) == describe(migration.old_config, LATE_TOPIC)
+
+
+def test_tasks_run_on_more_than_one_unit(migration: Migration):
+    def replicating_units() -> dict[int, int]:
+        counts = {}
+        for unit in migration.new.units:
+            text = metrics(unit.workload.ports.mirrormaker_metrics)
+            lines = [
+                line
+                for line in text.splitlines()
+                if line.startswith("kafka_connect_mirror_source_connector_record_count{")
+            ]
+            counts[unit.index] = len(lines)
+        return counts
+
+    wait_until(
+        lambda: sum(1 for n in replicating_units().values() if n) >= 2,
+        timeout=120,
+        what="MirrorMaker tasks on at least two units",
+    )
+    print(f"\npartitions replicated per unit: {replicating_units()}")
+
+
+def test_library_queries_real_clusters(migration: Migration):
+    source = ClusterClient(migration.source, "source")
+    target = ClusterClient(migration.target, "target")
+    topics = source.topics()
+    assert {*TOPICS, LIVE_TOPIC, LATE_TOPIC} <= set(topics)
+    assert {"shipping", "analytics", CUTOVER_GROUP} <= set(source.groups())
+    selected = {t: n for t, n in topics.items() if t in TOPICS}
+    lags = topic_lags(source.end_offsets(selected), target.end_offsets(selected), migration.config)
+    assert {lag.topic: lag.lag for lag in lags} == dict.fromkeys(TOPICS, 0)
+    # The source gained no topic: offset syncs and heartbeats stay on the target.
+    assert set(topics) == {*TOPICS, LIVE_TOPIC, LATE_TOPIC, "__consumer_offsets"}
+
+    assert _unreachable(f"{LOOPBACK}:{free_port()}", "no-broker-pw-4711", timeout=3) < 15
+    assert _unreachable(migration.old.bootstrap, "wrong-pw-4711", timeout=5) < 20
+
+
+def _unreachable(bootstrap: str, password: str, timeout: float) -> float:
+    """Seconds until the library reports a cluster unreachable; its client is then dropped."""
+    cluster = SourceCluster(
+        name="x",
+        bootstrap_servers=tuple(bootstrap.split(",")),
+        username=MIGRATOR,
+        password=password,
+    )
+    began = time.monotonic()
+    with pytest.raises(ClusterUnreachableError) as refused:
+        ClusterClient(cluster, "source", timeout=timeout).topics()
+    assert password not in refused.value.message
+    seconds = time.monotonic() - began
+    del refused
+    gc.collect()
+    return seconds
+
+
+def test_no_secret_in_any_log(migration: Migration):
+    secrets = (MIGRATOR_PASSWORD, migration.target.password)
+    for path in migration.new.log_files():
+        text = path.read_text(errors="replace")
+        for secret in secrets:
+            assert secret not in text, f"a password is in {path}"
+
+
+def test_stop_leaves_no_process_and_start_resumes(migration: Migration):
+    migration.stop()
+    wait_until(lambda: not migration.mirrormaker_pids(), timeout=60, what="MirrorMaker to stop")
+    for unit, service in zip(migration.new.units, migration.services, strict=True):
+        assert not unit.container.get_service("mirrormaker").is_running()
+        assert unit.container.get_plan().services["mirrormaker"].startup == "disabled"
+        assert not Path(str(service.workload.mm2_properties)).exists()
+    migration.stop()
+
+    added = 2000
+    produce(migration.old_config, "payments", TOPICS["payments"][1], added)
+    migration.run()
+    migration.wait_caught_up(["payments"], timeout=300)
+    assert describe(migration.new_config, "payments") == describe(migration.old_config, "payments")
+    copied = 0
+    for unit in migration.new.units:
+        for line in metrics(unit.workload.ports.mirrormaker_metrics).splitlines():
+            if line.startswith("kafka_connect_mirror_source_connector_record_count{"):
+                copied += int(float(line.rsplit(" ", 1)[1]))
+    total = sum(records for _, records, _ in TOPICS.values())
+    print(
+        f"\nrestarted: {added} new records arrived, none twice; the record-count metrics "
+        f"(per task, reset by rebalances) sum to {copied} of {total} records in all"
+    )
+    assert copied < total / 10

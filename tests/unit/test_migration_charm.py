@@ -1,0 +1,869 @@
+"""The migration library under ops.testing: actions, options, relations, status, Pebble.
+
+The host is a minimal charm on the project's `charmcraft.yaml` that adopts the library exactly
+as its module docstring shows; admin queries go to `FakeClusters` instead of real clusters.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import ops
+import pytest
+import yaml
+from ops import testing
+from test_mirrormaker_lib import load_properties
+
+from charms.kafka_k8s.v0 import mirrormaker as mm
+from charms.kafka_k8s.v0.mirrormaker import ClusterUnreachableError, Migration, TargetCluster
+
+REPO = Path(__file__).resolve().parents[2]
+CHARMCRAFT = yaml.safe_load((REPO / "charmcraft.yaml").read_text())
+META = {key: CHARMCRAFT[key] for key in ("name", "containers", "peers", "provides", "requires")}
+MM2 = "/etc/kafka/mm2.properties"
+JMX = "/etc/kafka/jmx_mirrormaker.yaml"
+SOURCE_PASSWORD = 'so"urce\\pass=word #1'
+TARGET_PASSWORD = "target-secret-pw"
+RELATION_PASSWORD = "relation-secret-pw"
+CA = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n"
+SECRETS = (SOURCE_PASSWORD, TARGET_PASSWORD, RELATION_PASSWORD)
+
+
+def host(number: int) -> str:
+    return f"kafka-k8s-{number}.kafka-k8s-endpoints.model.svc.cluster.local"
+
+
+class HostCharm(ops.CharmBase):
+    """The smallest host: the target and this unit's address, one reconcile, collect-status."""
+
+    target_ready = True
+
+    def __init__(self, framework: ops.Framework):
+        super().__init__(framework)
+        self.migration = Migration(self, target=self._target, unit_host=self._host)
+        for event in (
+            self.on.config_changed,
+            self.on.update_status,
+            self.on.secret_changed,
+            self.on.kafka_pebble_ready,
+            self.on.cluster_relation_changed,
+            self.on["migration-source"].relation_changed,
+            self.on["migration-source"].relation_broken,
+        ):
+            framework.observe(event, self._reconcile)
+        framework.observe(self.on.collect_unit_status, self._on_collect_unit_status)
+
+    def _host(self) -> str:
+        return host(int(self.unit.name.split("/")[1]))
+
+    def _target(self) -> TargetCluster | None:
+        if not self.target_ready:
+            return None
+        return TargetCluster(
+            bootstrap_servers=tuple(f"{host(n)}:19092" for n in range(3)),
+            username="mirrormaker",
+            password=TARGET_PASSWORD,
+        )
+
+    def _reconcile(self, _: ops.EventBase) -> None:
+        self.migration.reconcile()
+
+    def _on_collect_unit_status(self, event: ops.CollectStatusEvent) -> None:
+        if status := self.migration.status():
+            event.add_status(status)
+        event.add_status(ops.ActiveStatus("broker"))
+
+
+class FakeClusters:
+    """What `ClusterClient` would read from the source and the target."""
+
+    def __init__(self) -> None:
+        self.topics = {
+            "source": {"orders": [100, 200], "payments": [50], "__consumer_offsets": [9] * 3},
+            "target": {"orders": [100, 150], "heartbeats": [3]},
+        }
+        self.groups = {"source": ["billing", "console-consumer-1", "shipping"], "target": []}
+        self.unreachable: set[str] = set()
+        self.logins: list[tuple[str, str, str]] = []
+
+    def __call__(self, cluster: mm.KafkaCluster, role: str, timeout: float = 10.0) -> FakeClient:
+        self.logins.append((role, cluster.username, cluster.password))
+        return FakeClient(self, role)
+
+
+class FakeClient:
+    def __init__(self, clusters: FakeClusters, role: str):
+        self.clusters = clusters
+        self.role = role
+
+    def _answer(self) -> None:
+        if self.role in self.clusters.unreachable:
+            raise ClusterUnreachableError(f"{self.role} cluster at h:1 did not answer: timed out")
+
+    def topics(self) -> dict[str, int]:
+        self._answer()
+        return {name: len(offsets) for name, offsets in self.clusters.topics[self.role].items()}
+
+    def groups(self) -> list[str]:
+        self._answer()
+        return self.clusters.groups[self.role]
+
+    def end_offsets(self, topics: dict[str, int]) -> dict[str, list[int]]:
+        self._answer()
+        return {name: self.clusters.topics[self.role][name] for name in topics}
+
+
+@pytest.fixture(autouse=True)
+def clusters(monkeypatch: pytest.MonkeyPatch) -> FakeClusters:
+    fake = FakeClusters()
+    monkeypatch.setattr(mm, "ClusterClient", fake)
+    monkeypatch.setattr(HostCharm, "target_ready", True)
+    return fake
+
+
+@pytest.fixture
+def ctx() -> testing.Context[HostCharm]:
+    return testing.Context(
+        HostCharm, meta=META, actions=CHARMCRAFT["actions"], config=CHARMCRAFT["config"]
+    )
+
+
+def credentials(**content: str) -> testing.Secret:
+    content = {"username": "migrator", "password": SOURCE_PASSWORD, **content}
+    return testing.Secret(tracked_content={k: v for k, v in content.items() if v is not None})
+
+
+def external(secret: testing.Secret | None = None, **options: object) -> dict[str, object]:
+    config: dict[str, object] = {"mirrormaker-source-bootstrap-servers": "old-0:9092,old-1:9092"}
+    if secret is not None:
+        config["mirrormaker-source-credentials"] = secret.id
+    return config | options
+
+
+def request(state: str, seq: int, by: str = "kafka-k8s/1", at: int = 1000) -> str:
+    return json.dumps({"state": state, "seq": seq, "at": at, "by": by})
+
+
+def peers(*data: dict[str, str], local: dict[str, str] | None = None) -> testing.PeerRelation:
+    return testing.PeerRelation(
+        "cluster",
+        local_unit_data=local or {},
+        peers_data={number: dict(d) for number, d in enumerate(data, start=1)},
+    )
+
+
+def running_container(**kwargs) -> testing.Container:
+    """A container in which MirrorMaker already runs."""
+    layer = {
+        "services": {"mirrormaker": {"override": "replace", "command": "mm", "startup": "enabled"}}
+    }
+    return testing.Container(
+        "kafka",
+        can_connect=True,
+        layers={"mirrormaker": ops.pebble.Layer(layer)},  # type: ignore[arg-type]
+        service_statuses={"mirrormaker": ops.pebble.ServiceStatus.ACTIVE},
+        **kwargs,
+    )
+
+
+def state(
+    *,
+    config: Mapping[str, object] | None = None,
+    secrets: tuple[testing.Secret, ...] = (),
+    relations: tuple[testing.RelationBase, ...] = (),
+    cluster: testing.PeerRelation | None = None,
+    container: testing.Container | None = None,
+    leader: bool = True,
+) -> testing.State:
+    return testing.State(
+        leader=leader,
+        config=dict(config or {}),  # type: ignore[arg-type]
+        secrets=secrets,
+        relations=(cluster or peers({}, {}), *relations),
+        containers={container or testing.Container("kafka", can_connect=True)},
+    )
+
+
+def source_relation(*, tls: bool = False, data: dict[str, str] | None = None):
+    """The `migration-source` relation with a v1 kafka_client response, and its secrets."""
+    user = testing.Secret(
+        tracked_content={"username": "relation-7", "password": RELATION_PASSWORD}
+    )
+    secrets = [user]
+    response = {
+        "resource": "*",
+        "request-id": "abc",
+        "salt": "salt",
+        "endpoints": "old-kafka-0:9092,old-kafka-1:9092",
+        "secret-user": user.id,
+    }
+    if tls:
+        tls_secret = testing.Secret(tracked_content={"tls": "true", "tls-ca": CA})
+        secrets.append(tls_secret)
+        response["secret-tls"] = tls_secret.id
+    remote = {"version": "v1", "requests": json.dumps([response])} if data is None else data
+    relation = testing.Relation(
+        "migration-source", remote_app_name="old-kafka", remote_app_data=remote
+    )
+    return relation, tuple(secrets)
+
+
+def properties(ctx: testing.Context, out: testing.State) -> dict[str, str]:
+    return load_properties(file(ctx, out, MM2).read_text())
+
+
+def file(ctx: testing.Context, out: testing.State, path: str) -> Path:
+    return out.get_container("kafka").get_filesystem(ctx) / path.lstrip("/")
+
+
+def service(out: testing.State) -> ops.pebble.ServiceStatus | None:
+    return out.get_container("kafka").service_statuses.get("mirrormaker")
+
+
+def unit_request(out: testing.State) -> dict[str, object]:
+    return json.loads(out.get_relations("cluster")[0].local_unit_data["mirrormaker-request"])
+
+
+def unit_state(out: testing.State) -> dict[str, object]:
+    return json.loads(out.get_relations("cluster")[0].local_unit_data["mirrormaker-state"])
+
+
+def not_requested(out: Any) -> bool:
+    return "mirrormaker-request" not in out.get_relations("cluster")[0].local_unit_data
+
+
+def assert_no_secret_leaked(ctx: testing.Context, out: testing.State) -> None:
+    shown = [out.unit_status.message, json.dumps(ctx.action_results or {})]
+    shown += [log.message for log in ctx.juju_log]
+    for secret in SECRETS:
+        assert not [text for text in shown if secret in text]
+
+
+def start(ctx: testing.Context, before: testing.State, **params: object) -> testing.State:
+    return ctx.run(ctx.on.action("start-migration", params=params), before)
+
+
+# Nothing requested -------------------------------------------------------------------------------
+
+
+def test_nothing_to_say_without_a_request(ctx):
+    out = ctx.run(ctx.on.config_changed(), state())
+    assert out.unit_status == testing.ActiveStatus("broker")
+    assert "mirrormaker" not in out.get_container("kafka").plan.services
+    assert "mirrormaker-request" not in out.get_relations("cluster")[0].local_unit_data
+    assert unit_state(out) == {"service": "absent", "exactly-once": "disabled"}
+
+
+def test_configured_source_alone_starts_nothing(ctx):
+    secret = credentials()
+    out = ctx.run(ctx.on.config_changed(), state(config=external(secret), secrets=(secret,)))
+    assert out.unit_status == testing.ActiveStatus("broker")
+    assert "mirrormaker" not in out.get_container("kafka").plan.services
+    assert not file(ctx, out, MM2).exists()
+
+
+# start-migration with an external source ---------------------------------------------------------
+
+
+def test_start_with_external_source(ctx):
+    secret = credentials()
+    out = start(ctx, state(config=external(secret), secrets=(secret,)))
+    results = ctx.action_results or {}
+    assert results["state"] == "running"
+    assert results["source"] == "old-0:9092"
+    assert "every other unit starts it" in results["message"]
+    assert unit_request(out)["state"] == "running"
+    assert unit_request(out)["seq"] == 1
+    assert unit_request(out)["by"] == "kafka-k8s/0"
+    rendered = properties(ctx, out)
+    assert rendered["source.bootstrap.servers"] == "old-0:9092,old-1:9092"
+    assert rendered["source.sasl.jaas.config"] == (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        'username="migrator" password="so\\"urce\\\\pass=word #1";'
+    )
+    assert TARGET_PASSWORD in rendered["target.sasl.jaas.config"]
+    assert rendered["listeners"] == f"http://{host(0)}:8083"
+    assert rendered["replication.factor"] == "3"
+    assert stat.S_IMODE(file(ctx, out, MM2).stat().st_mode) == 0o600
+    assert file(ctx, out, JMX).read_text() == mm.JMX_RULES
+    plan = out.get_container("kafka").plan.services["mirrormaker"]
+    assert plan.command == (
+        "/opt/kafka/bin/connect-mirror-maker.sh /etc/kafka/mm2.properties --clusters target"
+    )
+    assert plan.startup == "enabled"
+    assert plan.on_failure == "restart"
+    assert plan.user == "kafka"
+    assert plan.environment["KAFKA_OPTS"] == (
+        "-javaagent:/opt/kafka/libs/jmx_prometheus_javaagent.jar=9099:/etc/kafka/jmx_mirrormaker.yaml"
+    )
+    assert "-Xmx" in plan.environment["KAFKA_HEAP_OPTS"]
+    assert service(out) == ops.pebble.ServiceStatus.ACTIVE
+    assert unit_state(out) == {"service": "active", "exactly-once": "disabled"}
+    assert out.unit_status == testing.ActiveStatus("migrating from old-0:9092")
+    assert_no_secret_leaked(ctx, out)
+
+
+def test_start_is_idempotent(ctx):
+    secret = credentials()
+    first = start(ctx, state(config=external(secret), secrets=(secret,)))
+    second = start(ctx, first)
+    assert "already requested" in (ctx.action_results or {})["message"]
+    assert unit_request(second) == unit_request(first)
+    assert service(second) == ops.pebble.ServiceStatus.ACTIVE
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ({"sasl-mechanism": "SCRAM-SHA-256"}, {"source.sasl.mechanism": "SCRAM-SHA-256"}),
+        (
+            {"sasl-mechanism": "PLAIN"},
+            {"source.sasl.mechanism": "PLAIN"},
+        ),
+        (
+            {"security-protocol": "SASL_SSL", "ca": CA},
+            {
+                "source.security.protocol": "SASL_SSL",
+                "source.ssl.truststore.type": "PEM",
+                "source.ssl.truststore.certificates": CA,
+            },
+        ),
+        ({"security-protocol": "SASL_SSL"}, {"source.security.protocol": "SASL_SSL"}),
+    ],
+)
+def test_optional_secret_keys_reach_the_properties(ctx, content, expected):
+    secret = credentials(**content)
+    out = start(ctx, state(config=external(secret), secrets=(secret,)))
+    rendered = properties(ctx, out)
+    for key, value in expected.items():
+        assert rendered[key] == value
+
+
+# Source problems ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ({"password": None}, "missing key password"),
+        ({"username": "", "password": ""}, "missing key username, password"),
+        ({"user": "x"}, "unknown key user"),
+        ({"sasl-mechanism": "GSSAPI"}, "sasl-mechanism must be one of SCRAM-SHA-512"),
+        ({"security-protocol": "SSL"}, "security-protocol must be one of SASL_PLAINTEXT"),
+        ({"security-protocol": "SASL_SSL", "ca": "not a pem"}, "ca must be a PEM certificate"),
+        ({"ca": CA}, "ca is set, so security-protocol must be SASL_SSL"),
+    ],
+)
+def test_bad_credentials_secret(ctx, content, message):
+    secret = credentials(**content)
+    before = state(config=external(secret), secrets=(secret,))
+    out = ctx.run(ctx.on.config_changed(), before)
+    assert out.unit_status.name == "blocked"
+    assert out.unit_status.message.startswith("mirrormaker-source-credentials: ")
+    assert message in out.unit_status.message
+    with pytest.raises(testing.ActionFailed) as failed:
+        start(ctx, before)
+    assert message in failed.value.message
+    assert failed.value.state is not None
+    assert not_requested(failed.value.state)
+    assert_no_secret_leaked(ctx, out)
+
+
+def test_secret_not_granted(ctx):
+    secret = credentials()
+    out = ctx.run(ctx.on.config_changed(), state(config=external(secret)))
+    assert out.unit_status == testing.BlockedStatus(
+        f"mirrormaker-source-credentials: secret {secret.id} not found or not granted: run "
+        f"`juju grant-secret {secret.id} kafka-k8s`"
+    )
+
+
+def test_bootstrap_servers_without_credentials(ctx):
+    out = ctx.run(ctx.on.config_changed(), state(config=external()))
+    assert out.unit_status.name == "blocked"
+    assert out.unit_status.message.startswith(
+        "mirrormaker-source-bootstrap-servers is set but mirrormaker-source-credentials is not"
+    )
+
+
+def test_credentials_without_bootstrap_servers(ctx):
+    secret = credentials()
+    config = {"mirrormaker-source-credentials": secret.id}
+    out = ctx.run(ctx.on.config_changed(), state(config=config, secrets=(secret,)))
+    assert out.unit_status.name == "blocked"
+    assert "mirrormaker-source-bootstrap-servers is empty" in out.unit_status.message
+
+
+def test_relation_and_options_together_are_blocked(ctx):
+    secret = credentials()
+    relation, relation_secrets = source_relation()
+    before = state(
+        config=external(secret), secrets=(secret, *relation_secrets), relations=(relation,)
+    )
+    out = ctx.run(ctx.on.config_changed(), before)
+    assert out.unit_status == testing.BlockedStatus(
+        "two sources: remove the migration-source relation or unset "
+        "mirrormaker-source-bootstrap-servers"
+    )
+    with pytest.raises(testing.ActionFailed) as failed:
+        start(ctx, before)
+    assert "two sources" in failed.value.message
+
+
+def test_start_without_source_fails(ctx):
+    with pytest.raises(testing.ActionFailed) as failed:
+        start(ctx, state())
+    assert failed.value.message == (
+        "no source cluster to migrate from: relate migration-source to a Kafka application, or "
+        "set mirrormaker-source-bootstrap-servers and mirrormaker-source-credentials"
+    )
+    assert failed.value.state is not None
+    assert not_requested(failed.value.state)
+
+
+def test_requested_without_source_is_blocked(ctx):
+    cluster = peers({"mirrormaker-request": request("running", 1)}, {})
+    out = ctx.run(ctx.on.config_changed(), state(cluster=cluster))
+    assert out.unit_status.name == "blocked"
+    assert out.unit_status.message.startswith("no source cluster to migrate from: relate")
+    assert "mirrormaker" not in out.get_container("kafka").plan.services
+
+
+# Options -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "reason"),
+    [
+        ("mirrormaker-topics", "orders[", "'orders[' is not a valid regular expression"),
+        ("mirrormaker-topics", "", "needs at least one regular expression"),
+        ("mirrormaker-topics-exclude", "(", "'(' is not a valid regular expression"),
+        ("mirrormaker-groups", "*x", "'*x' is not a valid regular expression"),
+        ("mirrormaker-groups-exclude", "a{", "'a{' is not a valid regular expression"),
+        ("mirrormaker-tasks-max", 0, "greater than or equal to 1"),
+        ("mirrormaker-tasks-max", 5000, "less than or equal to 1000"),
+        ("mirrormaker-refresh-interval", 1, "greater than or equal to 5"),
+        ("mirrormaker-refresh-interval", 100000, "less than or equal to 86400"),
+        ("mirrormaker-replication-policy", "mirrored", "input should be 'identity' or 'prefixed'"),
+        ("mirrormaker-source-bootstrap-servers", "old-0", "'old-0' is not HOST:PORT"),
+    ],
+)
+def test_bad_option_blocks_and_fails_the_action(ctx, option, value, reason):
+    secret = credentials()
+    before = state(config=external(secret) | {option: value}, secrets=(secret,))
+    out = ctx.run(ctx.on.config_changed(), before)
+    assert out.unit_status.name == "blocked"
+    assert out.unit_status.message.startswith(f"invalid config {option}: ")
+    assert reason in out.unit_status.message
+    with pytest.raises(testing.ActionFailed) as failed:
+        start(ctx, before)
+    assert failed.value.message.startswith(f"invalid config {option}: ")
+    with pytest.raises(testing.ActionFailed):
+        start(ctx, before, **{"dry-run": True})
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "key", "expected"),
+    [
+        ("mirrormaker-topics", r"orders\..*, payments", "topics", r"orders\..*,payments"),
+        ("mirrormaker-topics-exclude", "tmp-.*", "topics.exclude", "tmp-.*"),
+        ("mirrormaker-groups", "billing", "groups", "billing"),
+        ("mirrormaker-groups-exclude", "", "groups.exclude", ""),
+        ("mirrormaker-tasks-max", 24, "tasks.max", "24"),
+        ("mirrormaker-sync-group-offsets", False, "sync.group.offsets.enabled", "false"),
+        ("mirrormaker-sync-topic-configs", False, "sync.topic.configs.enabled", "false"),
+        ("mirrormaker-sync-topic-acls", True, "sync.topic.acls.enabled", "true"),
+        ("mirrormaker-exactly-once", True, "target.exactly.once.source.support", "enabled"),
+        ("mirrormaker-refresh-interval", 7, "refresh.topics.interval.seconds", "7"),
+        ("mirrormaker-refresh-interval", 7, "sync.group.offsets.interval.seconds", "7"),
+        (
+            "mirrormaker-replication-policy",
+            "prefixed",
+            "replication.policy.class",
+            "org.apache.kafka.connect.mirror.DefaultReplicationPolicy",
+        ),
+    ],
+)
+def test_option_change_while_running_is_applied(ctx, option, value, key, expected):
+    secret = credentials()
+    cluster = peers({}, {}, local={"mirrormaker-request": request("running", 1)})
+    before = state(
+        config=external(secret) | {option: value},
+        secrets=(secret,),
+        cluster=cluster,
+        container=running_container(),
+    )
+    out = ctx.run(ctx.on.config_changed(), before)
+    assert properties(ctx, out)[key] == expected
+    assert service(out) == ops.pebble.ServiceStatus.ACTIVE
+    assert out.get_container("kafka").plan.services["mirrormaker"].startup == "enabled"
+
+
+def test_bad_option_while_running_keeps_mirrormaker_running(ctx):
+    secret = credentials()
+    cluster = peers({}, {}, local={"mirrormaker-request": request("running", 1)})
+    before = state(
+        config=external(secret) | {"mirrormaker-topics": "("},
+        secrets=(secret,),
+        cluster=cluster,
+        container=running_container(),
+    )
+    out = ctx.run(ctx.on.config_changed(), before)
+    assert service(out) == ops.pebble.ServiceStatus.ACTIVE
+    assert out.unit_status.message.startswith("invalid config mirrormaker-topics: ")
+
+
+# The relation path -------------------------------------------------------------------------------
+
+
+def test_relation_created_requests_admin_on_all_topics(ctx):
+    relation = testing.Relation("migration-source", remote_app_name="old-kafka")
+    out = ctx.run(ctx.on.relation_created(relation), state(relations=(relation,)))
+    data = out.get_relation(relation.id).local_app_data
+    assert data["version"] == "v1"
+    [sent] = json.loads(data["requests"])
+    assert sent["resource"] == "*"
+    assert sent["extra-user-roles"] == "admin"
+
+
+def test_start_with_relation_source(ctx):
+    relation, secrets = source_relation()
+    out = start(ctx, state(relations=(relation,), secrets=secrets))
+    rendered = properties(ctx, out)
+    assert rendered["source.bootstrap.servers"] == "old-kafka-0:9092,old-kafka-1:9092"
+    assert rendered["source.security.protocol"] == "SASL_PLAINTEXT"
+    assert rendered["source.sasl.jaas.config"] == (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="relation-7" password="{RELATION_PASSWORD}";'
+    )
+    assert out.unit_status == testing.ActiveStatus("migrating from old-kafka")
+    assert (ctx.action_results or {})["source"] == "old-kafka"
+    assert_no_secret_leaked(ctx, out)
+
+
+def test_relation_source_with_tls(ctx):
+    relation, secrets = source_relation(tls=True)
+    out = start(ctx, state(relations=(relation,), secrets=secrets))
+    rendered = properties(ctx, out)
+    assert rendered["source.security.protocol"] == "SASL_SSL"
+    assert rendered["source.ssl.truststore.certificates"] == CA
+
+
+@pytest.mark.parametrize("running", [True, False])
+def test_relation_waiting_for_credentials(ctx, running):
+    relation, _ = source_relation(data={})
+    local = {"mirrormaker-request": request("running", 1)} if running else {}
+    out = ctx.run(
+        ctx.on.relation_changed(relation),
+        state(relations=(relation,), cluster=peers({}, {}, local=local)),
+    )
+    if running:
+        assert out.unit_status == testing.WaitingStatus(
+            "waiting for old-kafka to send credentials on migration-source"
+        )
+    else:
+        assert out.unit_status == testing.ActiveStatus("broker")
+    assert "mirrormaker" not in out.get_container("kafka").plan.services
+
+
+def test_relation_with_malformed_data(ctx):
+    relation, secrets = source_relation(data={"version": "v1", "requests": "not json ["})
+    out = ctx.run(ctx.on.config_changed(), state(relations=(relation,), secrets=secrets))
+    assert out.unit_status == testing.BlockedStatus(
+        "migration-source: old-kafka sent data that is not a kafka_client response"
+    )
+
+
+def test_relation_with_bad_endpoints(ctx):
+    relation, secrets = source_relation()
+    data = dict(relation.remote_app_data)
+    response = json.loads(data["requests"])
+    response[0]["endpoints"] = "old-kafka-0"
+    data["requests"] = json.dumps(response)
+    relation, _ = source_relation(data=data)
+    with pytest.raises(testing.ActionFailed) as failed:
+        start(ctx, state(relations=(relation,), secrets=secrets))
+    assert failed.value.message == (
+        "migration-source: old-kafka sent endpoints that are not HOST:PORT"
+    )
+
+
+# Peers -------------------------------------------------------------------------------------------
+
+
+def test_a_peer_request_starts_this_unit_and_is_copied(ctx):
+    secret = credentials()
+    cluster = peers({"mirrormaker-request": request("running", 3, by="kafka-k8s/1")}, {})
+    out = ctx.run(
+        ctx.on.relation_changed(cluster, remote_unit=1),
+        state(config=external(secret), secrets=(secret,), cluster=cluster),
+    )
+    assert service(out) == ops.pebble.ServiceStatus.ACTIVE
+    assert unit_request(out) == {"state": "running", "seq": 3, "at": 1000, "by": "kafka-k8s/1"}
+
+
+def test_a_newer_peer_stop_stops_this_unit(ctx):
+    secret = credentials()
+    cluster = peers(
+        {"mirrormaker-request": request("stopped", 2, by="kafka-k8s/1")},
+        {},
+        local={"mirrormaker-request": request("running", 1, by="kafka-k8s/0")},
+    )
+    container = running_container()
+    out = ctx.run(
+        ctx.on.relation_changed(cluster, remote_unit=1),
+        state(config=external(secret), secrets=(secret,), cluster=cluster, container=container),
+    )
+    assert service(out) == ops.pebble.ServiceStatus.INACTIVE
+    assert out.get_container("kafka").plan.services["mirrormaker"].startup == "disabled"
+    assert unit_request(out)["state"] == "stopped"
+    assert out.unit_status == testing.ActiveStatus("broker")
+
+
+def test_start_from_a_non_leader_bumps_the_newest_sequence(ctx):
+    secret = credentials()
+    cluster = peers({"mirrormaker-request": request("stopped", 4, by="kafka-k8s/1")}, {})
+    out = start(
+        ctx, state(config=external(secret), secrets=(secret,), cluster=cluster, leader=False)
+    )
+    assert unit_request(out)["seq"] == 5
+    assert unit_request(out)["state"] == "running"
+    assert service(out) == ops.pebble.ServiceStatus.ACTIVE
+
+
+@pytest.mark.parametrize(("others", "factor"), [(0, "1"), (1, "2"), (2, "3"), (4, "3")])
+def test_replication_factor_follows_the_units(ctx, others, factor):
+    secret = credentials()
+    cluster = peers(*([{}] * others))
+    out = start(ctx, state(config=external(secret), secrets=(secret,), cluster=cluster))
+    rendered = properties(ctx, out)
+    assert rendered["replication.factor"] == factor
+    assert rendered["config.storage.replication.factor"] == factor
+
+
+@pytest.mark.parametrize(
+    ("peer_states", "mode"),
+    [
+        ([], "enabled"),
+        ([{"service": "active", "exactly-once": "preparing"}], "enabled"),
+        ([{"service": "active", "exactly-once": "disabled"}], "preparing"),
+        ([{"service": "inactive", "exactly-once": "disabled"}], "enabled"),
+    ],
+)
+def test_exactly_once_goes_through_preparing(ctx, peer_states, mode):
+    secret = credentials()
+    cluster = peers(*({"mirrormaker-state": json.dumps(s)} for s in peer_states))
+    config = external(secret, **{"mirrormaker-exactly-once": True})
+    out = start(ctx, state(config=config, secrets=(secret,), cluster=cluster))
+    assert properties(ctx, out)["target.exactly.once.source.support"] == mode
+    assert unit_state(out)["exactly-once"] == mode
+
+
+def test_no_peer_relation_fails_the_action(ctx):
+    secret = credentials()
+    before = testing.State(
+        config=external(secret),  # type: ignore[arg-type]
+        secrets={secret},
+        containers={testing.Container("kafka", can_connect=True)},
+    )
+    with pytest.raises(testing.ActionFailed) as failed:
+        start(ctx, before)
+    assert "peer relation" in failed.value.message
+
+
+# Target and container ----------------------------------------------------------------------------
+
+
+def test_target_not_ready(ctx, monkeypatch):
+    monkeypatch.setattr(HostCharm, "target_ready", False)
+    secret = credentials()
+    cluster = peers({}, {}, local={"mirrormaker-request": request("running", 1)})
+    before = state(config=external(secret), secrets=(secret,), cluster=cluster)
+    out = ctx.run(ctx.on.update_status(), before)
+    assert out.unit_status == testing.WaitingStatus(
+        "waiting for this cluster to migrate from old-0:9092"
+    )
+    assert "mirrormaker" not in out.get_container("kafka").plan.services
+    with pytest.raises(testing.ActionFailed) as failed:
+        start(ctx, before)
+    assert failed.value.message == "waiting for this cluster to serve before migrating into it"
+
+
+def test_container_not_reachable_does_nothing(ctx):
+    secret = credentials()
+    cluster = peers({}, {}, local={"mirrormaker-request": request("running", 1)})
+    before = state(
+        config=external(secret),
+        secrets=(secret,),
+        cluster=cluster,
+        container=testing.Container("kafka", can_connect=False),
+    )
+    out = ctx.run(ctx.on.config_changed(), before)
+    assert out.unit_status == testing.ActiveStatus("broker")
+
+
+def test_service_not_active_is_maintenance(ctx):
+    secret = credentials()
+    cluster = peers({}, {}, local={"mirrormaker-request": request("running", 1)})
+    container = testing.Container(
+        "kafka",
+        can_connect=True,
+        layers=running_container().layers,
+        service_statuses={"mirrormaker": ops.pebble.ServiceStatus.ERROR},
+    )
+    before = state(
+        config=external(secret), secrets=(secret,), cluster=cluster, container=container
+    )
+    out = ctx.run(ctx.on.start(), before)
+    assert out.unit_status == testing.MaintenanceStatus(
+        "starting MirrorMaker to migrate from old-0:9092"
+    )
+
+
+# stop-migration ----------------------------------------------------------------------------------
+
+
+def test_stop_migration(ctx):
+    secret = credentials()
+    started = start(ctx, state(config=external(secret), secrets=(secret,)))
+    out = ctx.run(ctx.on.action("stop-migration"), started)
+    results = ctx.action_results or {}
+    assert results["state"] == "stopped"
+    assert "every other unit stops it" in results["message"]
+    assert service(out) == ops.pebble.ServiceStatus.INACTIVE
+    assert out.get_container("kafka").plan.services["mirrormaker"].startup == "disabled"
+    assert not file(ctx, out, MM2).exists()
+    assert unit_request(out)["state"] == "stopped"
+    assert unit_request(out)["seq"] == 2
+    assert unit_state(out)["service"] == "inactive"
+    assert out.unit_status == testing.ActiveStatus("broker")
+    again = ctx.run(ctx.on.action("stop-migration"), out)
+    assert "already stopped" in (ctx.action_results or {})["message"]
+    assert unit_request(again) == unit_request(out)
+
+
+def test_stop_when_never_started(ctx):
+    out = ctx.run(ctx.on.action("stop-migration"), state())
+    assert "mirrormaker" not in out.get_container("kafka").plan.services
+    assert unit_request(out)["state"] == "stopped"
+
+
+def test_restart_after_stop(ctx):
+    secret = credentials()
+    started = start(ctx, state(config=external(secret), secrets=(secret,)))
+    stopped = ctx.run(ctx.on.action("stop-migration"), started)
+    again = start(ctx, stopped)
+    assert service(again) == ops.pebble.ServiceStatus.ACTIVE
+    assert again.get_container("kafka").plan.services["mirrormaker"].startup == "enabled"
+    assert unit_request(again)["seq"] == 3
+
+
+# dry-run -----------------------------------------------------------------------------------------
+
+
+def test_dry_run_reports_the_selection_and_starts_nothing(ctx, clusters):
+    secret = credentials()
+    out = start(ctx, state(config=external(secret), secrets=(secret,)), **{"dry-run": True})
+    results = ctx.action_results or {}
+    assert results["dry-run"] == "nothing was started"
+    assert results["source"] == "old-0:9092: reachable, 3 topics, 3 groups"
+    assert results["target"] == "reachable"
+    assert results["topics"] == "orders, payments"
+    assert results["topic-count"] == "2"
+    assert results["partitions"] == "3"
+    assert results["groups"] == "billing, shipping"
+    assert results["group-count"] == "2"
+    assert "mirrormaker" not in out.get_container("kafka").plan.services
+    assert "mirrormaker-request" not in out.get_relations("cluster")[0].local_unit_data
+    assert ("source", "migrator", SOURCE_PASSWORD) in clusters.logins
+    assert ("target", "mirrormaker", TARGET_PASSWORD) in clusters.logins
+    assert_no_secret_leaked(ctx, out)
+
+
+def test_dry_run_warns_when_nothing_matches(ctx):
+    secret = credentials()
+    config = external(secret, **{"mirrormaker-topics": "nothing-.*"})
+    start(ctx, state(config=config, secrets=(secret,)), **{"dry-run": True})
+    assert "no source topic matches" in (ctx.action_results or {})["warning"]
+
+
+@pytest.mark.parametrize("role", ["source", "target"])
+def test_dry_run_with_an_unreachable_cluster_fails(ctx, clusters, role):
+    clusters.unreachable.add(role)
+    secret = credentials()
+    with pytest.raises(testing.ActionFailed) as failed:
+        start(ctx, state(config=external(secret), secrets=(secret,)), **{"dry-run": True})
+    assert failed.value.message == f"{role} cluster at h:1 did not answer: timed out"
+
+
+def test_dry_run_without_source_fails(ctx):
+    with pytest.raises(testing.ActionFailed) as failed:
+        start(ctx, state(), **{"dry-run": True})
+    assert failed.value.message.startswith("no source cluster to migrate from")
+
+
+# migration-status --------------------------------------------------------------------------------
+
+
+def test_migration_status(ctx):
+    secret = credentials()
+    cluster = peers(
+        {"mirrormaker-state": json.dumps({"service": "active", "exactly-once": "disabled"})},
+        {"mirrormaker-state": json.dumps({"service": "backoff", "exactly-once": "disabled"})},
+        local={"mirrormaker-request": request("running", 1)},
+    )
+    before = state(
+        config=external(secret), secrets=(secret,), cluster=cluster, container=running_container()
+    )
+    out = ctx.run(ctx.on.action("migration-status"), before)
+    results = ctx.action_results or {}
+    assert results["requested"] == "running"
+    assert results["units"] == {
+        "kafka-k8s-0": {"service": "active", "exactly-once": "disabled"},
+        "kafka-k8s-1": {"service": "active", "exactly-once": "disabled"},
+        "kafka-k8s-2": {"service": "backoff", "exactly-once": "disabled"},
+    }
+    assert results["source"] == "old-0:9092"
+    assert results["total-lag"] == "100"
+    topics = {entry["topic"]: entry for entry in json.loads(results["topics"])}
+    assert topics["orders"]["lag"] == 50
+    assert topics["orders"]["target_end_offset"] == 250
+    assert topics["payments"]["target_end_offset"] is None
+    assert topics["payments"]["lag"] == 50
+    assert "__consumer_offsets" not in topics
+    assert_no_secret_leaked(ctx, out)
+
+
+def test_migration_status_for_one_topic(ctx):
+    secret = credentials()
+    ctx.run(
+        ctx.on.action("migration-status", params={"topic": "orders"}),
+        state(config=external(secret), secrets=(secret,)),
+    )
+    results = ctx.action_results or {}
+    assert json.loads(results["partitions"]) == {
+        "source-end-offsets": [100, 200],
+        "target-end-offsets": [100, 150],
+    }
+    assert [t["topic"] for t in json.loads(results["topics"])] == ["orders"]
+
+
+@pytest.mark.parametrize("role", ["source", "target"])
+def test_migration_status_with_an_unreachable_cluster(ctx, clusters, role):
+    clusters.unreachable.add(role)
+    secret = credentials()
+    ctx.run(ctx.on.action("migration-status"), state(config=external(secret), secrets=(secret,)))
+    results = ctx.action_results or {}
+    assert results["lag"] == f"unknown: {role} cluster at h:1 did not answer: timed out"
+    assert results["units"]["kafka-k8s-0"]["service"] == "absent"
+
+
+def test_migration_status_without_source(ctx):
+    ctx.run(ctx.on.action("migration-status"), state())
+    results = ctx.action_results or {}
+    assert results["requested"] == "stopped"
+    assert results["lag"].startswith("unknown: no source cluster to migrate from")

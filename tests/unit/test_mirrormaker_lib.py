@@ -1,0 +1,675 @@
+"""Pure functions of the MirrorMaker charm library: rendering, layer, validation, peer logic."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path, PurePosixPath
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from charms.kafka_k8s.v0 import mirrormaker as mm
+from charms.kafka_k8s.v0.mirrormaker import (
+    InvalidOptionError,
+    MigrationConfig,
+    MigrationRequest,
+    MirrorMakerSettings,
+    MirrorMakerWorkload,
+    SourceCluster,
+    TargetCluster,
+    UnitState,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+CA = (
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIIBszCCAVmgAwIBAgIUQ2+/=\n"
+    "AbCdEf0123456789+/==\n"
+    "-----END CERTIFICATE-----\n"
+)
+
+HOSTILE = [
+    'p"q',
+    "back\\slash\\",
+    "a=b:c#d!e",
+    " leading and trailing ",
+    "\ttab",
+    "new\nline\r\nand\fform",
+    "ünïcödé-密码",
+    "emoji-😀-𝄞",
+    "\\u0041 not an escape",
+    "#!=: start",
+    "${file:/etc/passwd:x}",
+    "semi;colon 'single' \"double\"",
+    "\\",
+    '\\"',
+    "\\0\\101 octal",
+]
+
+
+# A reader of the .properties format, following java.util.Properties.load ----------------------
+
+
+def _logical_lines(text: str) -> list[str]:
+    """Java's `Properties.LineReader`: comments, blank lines and continuations."""
+    natural = re.split(r"\r\n|\r|\n", text)
+    lines: list[str] = []
+    current: str | None = None
+    for raw in natural:
+        line = raw.lstrip(" \t\f")
+        if current is None:
+            if not line or line[0] in "#!":
+                continue
+        trailing = len(line) - len(line.rstrip("\\"))
+        if trailing % 2 == 1:
+            current = (current or "") + line[:-1]
+            continue
+        lines.append((current or "") + line)
+        current = None
+    if current is not None:
+        lines.append(current)
+    return lines
+
+
+def _unescape(text: str) -> str:
+    """Java's `Properties.loadConvert`, then UTF-16 surrogate pairs joined."""
+    out: list[str] = []
+    index = 0
+    while index < len(text):
+        char = text[index]
+        index += 1
+        if char != "\\":
+            out.append(char)
+            continue
+        char = text[index]
+        index += 1
+        if char == "u":
+            digits = text[index : index + 4]
+            if len(digits) != 4 or not re.fullmatch(r"[0-9a-fA-F]{4}", digits):
+                raise ValueError(f"Malformed \\uxxxx encoding: {digits!r}")
+            out.append(chr(int(digits, 16)))
+            index += 4
+        else:
+            out.append({"t": "\t", "r": "\r", "n": "\n", "f": "\f"}.get(char, char))
+    return "".join(out).encode("utf-16", "surrogatepass").decode("utf-16")
+
+
+def load_properties(text: str) -> dict[str, str]:
+    """Parse a .properties file as `java.util.Properties.load` does (ISO 8859-1 input)."""
+    text.encode("latin-1")
+    properties: dict[str, str] = {}
+    for line in _logical_lines(text):
+        key_end = len(line)
+        value_start = len(line)
+        has_separator = False
+        backslash = False
+        for position, char in enumerate(line):
+            if char in "=:" and not backslash:
+                key_end, value_start, has_separator = position, position + 1, True
+                break
+            if char in " \t\f" and not backslash:
+                key_end, value_start = position, position + 1
+                break
+            backslash = char == "\\" and not backslash
+        while value_start < len(line):
+            char = line[value_start]
+            if char not in " \t\f":
+                if not has_separator and char in "=:":
+                    has_separator = True
+                else:
+                    break
+            value_start += 1
+        properties[_unescape(line[:key_end])] = _unescape(line[value_start:])
+    return properties
+
+
+def parse_jaas(config: str) -> tuple[str, str, dict[str, str]]:
+    """Parse one JAAS entry as Kafka's `JaasConfig` does with `java.io.StreamTokenizer`."""
+    match = re.match(r"\s*([\w.$-]+)\s+(required|requisite|sufficient|optional)\s*", config)
+    assert match, config
+    position = match.end()
+    options: dict[str, str] = {}
+    escapes = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+    while config[position] != ";":
+        key_match = re.match(r"([\w.$-]+)\s*=\s*\"", config[position:])
+        assert key_match, config[position:]
+        position += key_match.end()
+        value: list[str] = []
+        while config[position] != '"':
+            char = config[position]
+            assert char not in "\r\n", "a raw line break ends a quoted JAAS value"
+            if char == "\\":
+                position += 1
+                char = config[position]
+                if char in "01234567":
+                    digits = re.match(r"[0-7]{1,3}", config[position:])
+                    assert digits
+                    value.append(chr(int(digits.group(), 8)))
+                    position += len(digits.group())
+                    continue
+                char = escapes.get(char, char)
+            value.append(char)
+            position += 1
+        options[key_match.group(1)] = "".join(value)
+        position += 1
+        while config[position] == " ":
+            position += 1
+    assert config[position + 1 :].strip() == ""
+    return match.group(1), match.group(2), options
+
+
+# Fixtures --------------------------------------------------------------------------------------
+
+
+def settings(**changes: object) -> MirrorMakerSettings:
+    base: dict[str, object] = {
+        "source": SourceCluster(
+            name="old-kafka",
+            bootstrap_servers=("10.0.0.5:9092", "10.0.0.6:9092"),
+            username="migrator",
+            password="source-password",
+        ),
+        "target": TargetCluster(
+            bootstrap_servers=("kafka-k8s-0.svc:19092", "kafka-k8s-1.svc:19092"),
+            username="mirrormaker",
+            password="target-password",
+        ),
+        "unit_host": "kafka-k8s-0.kafka-k8s-endpoints.model.svc.cluster.local",
+        "units": 3,
+    }
+    base.update(changes)
+    return MirrorMakerSettings.model_validate(base)
+
+
+def rendered(**changes: object) -> dict[str, str]:
+    return load_properties(mm.render_mm2_properties(settings(**changes)))
+
+
+# mm2.properties ----------------------------------------------------------------------------------
+
+
+def test_default_properties_key_by_key():
+    properties = rendered()
+    scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
+    assert properties == {
+        "clusters": "source,target",
+        "source->target.enabled": "true",
+        "target->source.enabled": "false",
+        "source->target.emit.heartbeats.enabled": "true",
+        "target->source.emit.heartbeats.enabled": "false",
+        "offset-syncs.topic.location": "target",
+        "replication.policy.class": "org.apache.kafka.connect.mirror.IdentityReplicationPolicy",
+        "dedicated.mode.enable.internal.rest": "true",
+        "listeners": "http://kafka-k8s-0.kafka-k8s-endpoints.model.svc.cluster.local:8083",
+        "rest.advertised.listener": "http",
+        "rest.advertised.host.name": "kafka-k8s-0.kafka-k8s-endpoints.model.svc.cluster.local",
+        "rest.advertised.port": "8083",
+        "source.bootstrap.servers": "10.0.0.5:9092,10.0.0.6:9092",
+        "source.security.protocol": "SASL_PLAINTEXT",
+        "source.sasl.mechanism": "SCRAM-SHA-512",
+        "source.sasl.jaas.config": (
+            f'{scram} required username="migrator" password="source-password";'
+        ),
+        "source.consumer.isolation.level": "read_committed",
+        "target.bootstrap.servers": "kafka-k8s-0.svc:19092,kafka-k8s-1.svc:19092",
+        "target.security.protocol": "SASL_PLAINTEXT",
+        "target.sasl.mechanism": "SCRAM-SHA-512",
+        "target.sasl.jaas.config": (
+            f'{scram} required username="mirrormaker" password="target-password";'
+        ),
+        "target.consumer.isolation.level": "read_committed",
+        "target.producer.enable.idempotence": "true",
+        "target.producer.acks": "all",
+        "target.exactly.once.source.support": "disabled",
+        "topics": ".*",
+        "topics.exclude": r".*[\-\.]internal,.*\.replica,__.*",
+        "groups": ".*",
+        "groups.exclude": "console-consumer-.*,connect-.*,__.*",
+        "tasks.max": "6",
+        "refresh.topics.enabled": "true",
+        "refresh.topics.interval.seconds": "30",
+        "refresh.groups.enabled": "true",
+        "refresh.groups.interval.seconds": "30",
+        "sync.topic.configs.enabled": "true",
+        "sync.topic.configs.interval.seconds": "30",
+        "sync.topic.acls.enabled": "false",
+        "sync.topic.acls.interval.seconds": "30",
+        "emit.checkpoints.enabled": "true",
+        "emit.checkpoints.interval.seconds": "30",
+        "sync.group.offsets.enabled": "true",
+        "sync.group.offsets.interval.seconds": "30",
+        "replication.factor": "3",
+        "checkpoints.topic.replication.factor": "3",
+        "heartbeats.topic.replication.factor": "3",
+        "offset-syncs.topic.replication.factor": "3",
+        "config.storage.replication.factor": "3",
+        "offset.storage.replication.factor": "3",
+        "status.storage.replication.factor": "3",
+    }
+
+
+def test_properties_file_is_ascii_and_has_no_duplicate_keys():
+    text = mm.render_mm2_properties(settings())
+    text.encode("ascii")
+    keys = [line.split("=", 1)[0] for line in _logical_lines(text)]
+    assert len(keys) == len(set(keys))
+
+
+def test_options_reach_the_properties():
+    config = MigrationConfig.from_options(
+        {
+            "mirrormaker-topics": r"orders\..*, payments",
+            "mirrormaker-topics-exclude": "",
+            "mirrormaker-groups": "billing-.*",
+            "mirrormaker-groups-exclude": "test-.*",
+            "mirrormaker-tasks-max": 12,
+            "mirrormaker-sync-group-offsets": False,
+            "mirrormaker-sync-topic-configs": False,
+            "mirrormaker-sync-topic-acls": True,
+            "mirrormaker-exactly-once": True,
+            "mirrormaker-refresh-interval": 5,
+            "mirrormaker-replication-policy": "prefixed",
+        }
+    )
+    properties = rendered(config=config)
+    assert properties["topics"] == r"orders\..*,payments"
+    assert properties["topics.exclude"] == ""
+    assert properties["groups"] == "billing-.*"
+    assert properties["groups.exclude"] == "test-.*"
+    assert properties["tasks.max"] == "12"
+    assert properties["sync.group.offsets.enabled"] == "false"
+    assert properties["sync.topic.configs.enabled"] == "false"
+    assert properties["sync.topic.acls.enabled"] == "true"
+    assert properties["target.exactly.once.source.support"] == "enabled"
+    assert properties["replication.policy.class"] == (
+        "org.apache.kafka.connect.mirror.DefaultReplicationPolicy"
+    )
+    for key in (
+        "refresh.topics.interval.seconds",
+        "refresh.groups.interval.seconds",
+        "sync.group.offsets.interval.seconds",
+        "emit.checkpoints.interval.seconds",
+        "sync.topic.configs.interval.seconds",
+        "sync.topic.acls.interval.seconds",
+    ):
+        assert properties[key] == "5"
+
+
+@pytest.mark.parametrize(("units", "factor"), [(1, "1"), (2, "2"), (3, "3"), (7, "3")])
+def test_replication_factors_fit_the_units(units: int, factor: str):
+    properties = rendered(units=units)
+    keys = [key for key in properties if key.endswith("replication.factor")]
+    assert len(keys) == 7
+    assert {properties[key] for key in keys} == {factor}
+
+
+@pytest.mark.parametrize(
+    ("wanted", "mode", "expected"),
+    [
+        (False, None, "disabled"),
+        (True, None, "enabled"),
+        (True, "preparing", "preparing"),
+        (True, "enabled", "enabled"),
+    ],
+)
+def test_exactly_once_support(wanted: bool, mode: str | None, expected: str):
+    config = MigrationConfig(exactly_once=wanted)
+    properties = rendered(config=config, exactly_once_mode=mode)
+    assert properties["target.exactly.once.source.support"] == expected
+    assert properties["dedicated.mode.enable.internal.rest"] == "true"
+    assert properties["source.consumer.isolation.level"] == "read_committed"
+
+
+def test_sasl_ssl_source_with_ca_gets_a_pem_truststore():
+    source = SourceCluster(
+        name="old",
+        bootstrap_servers=("old-0:9093",),
+        username="u",
+        password="p",
+        sasl_mechanism="SCRAM-SHA-256",
+        security_protocol="SASL_SSL",
+        ca=CA,
+    )
+    properties = rendered(source=source)
+    assert properties["source.security.protocol"] == "SASL_SSL"
+    assert properties["source.sasl.mechanism"] == "SCRAM-SHA-256"
+    assert properties["source.ssl.truststore.type"] == "PEM"
+    assert properties["source.ssl.truststore.certificates"] == CA
+    assert "target.ssl.truststore.type" not in properties
+
+
+def test_plaintext_source_has_no_truststore():
+    properties = rendered()
+    assert not [key for key in properties if "ssl" in key]
+
+
+def test_plain_mechanism_uses_the_plain_login_module():
+    source = SourceCluster(
+        name="old", bootstrap_servers=("h:1",), username="u", password="p", sasl_mechanism="PLAIN"
+    )
+    module, flag, options = parse_jaas(rendered(source=source)["source.sasl.jaas.config"])
+    assert module == "org.apache.kafka.common.security.plain.PlainLoginModule"
+    assert flag == "required"
+    assert options == {"username": "u", "password": "p"}
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_any_secret_value_survives_properties_and_jaas(value: str):
+    source = SourceCluster(name="old", bootstrap_servers=("h:1",), username=value, password=value)
+    target = TargetCluster(bootstrap_servers=("t:1",), username="mirrormaker", password=value)
+    properties = rendered(source=source, target=target)
+    for alias in ("source", "target"):
+        _, _, options = parse_jaas(properties[f"{alias}.sasl.jaas.config"])
+        assert options["password"] == value
+    _, _, options = parse_jaas(properties["source.sasl.jaas.config"])
+    assert options["username"] == value
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_properties_escape_round_trips(value: str):
+    assert load_properties(f"key={mm.properties_escape(value)}\n") == {"key": value}
+    assert load_properties(f"key = {mm.properties_escape(value)}") == {"key": value}
+
+
+def test_properties_escape_keeps_plain_values_readable():
+    assert mm.properties_escape("http://host:8083") == "http://host:8083"
+    assert mm.properties_escape("a=b") == "a=b"
+
+
+def test_ca_with_line_breaks_survives():
+    ca = CA.replace("\n", "\r\n") + "\n"
+    source = SourceCluster(
+        name="old",
+        bootstrap_servers=("h:1",),
+        username="u",
+        password="p",
+        security_protocol="SASL_SSL",
+        ca=ca,
+    )
+    assert rendered(source=source)["source.ssl.truststore.certificates"] == ca
+
+
+def test_regexes_with_backslashes_survive():
+    config = MigrationConfig.from_options(
+        {"mirrormaker-topics": r"orders\.v\d+", "mirrormaker-groups": r"g\\x"}
+    )
+    properties = rendered(config=config)
+    assert properties["topics"] == r"orders\.v\d+"
+    assert properties["groups"] == r"g\\x"
+
+
+def test_secrets_stay_out_of_model_reprs():
+    rendering = repr(settings())
+    assert "source-password" not in rendering
+    assert "target-password" not in rendering
+
+
+# Layer -------------------------------------------------------------------------------------------
+
+
+def test_layer_on_the_rock():
+    layer = mm.mirrormaker_layer(settings())
+    assert layer == {
+        "summary": "MirrorMaker 2",
+        "services": {
+            "mirrormaker": {
+                "override": "replace",
+                "summary": "MirrorMaker 2 node migrating the source cluster into this one",
+                "command": (
+                    "/opt/kafka/bin/connect-mirror-maker.sh /etc/kafka/mm2.properties "
+                    "--clusters target"
+                ),
+                "startup": "enabled",
+                "user": "kafka",
+                "group": "kafka",
+                "environment": {
+                    "KAFKA_HEAP_OPTS": "-Xms256m -Xmx1024m",
+                    "KAFKA_OPTS": (
+                        "-javaagent:/opt/kafka/libs/jmx_prometheus_javaagent.jar="
+                        "9099:/etc/kafka/jmx_mirrormaker.yaml"
+                    ),
+                    "LOG_DIR": "/var/log/kafka",
+                },
+                "on-success": "restart",
+                "on-failure": "restart",
+                "backoff-delay": "5s",
+                "backoff-limit": "60s",
+                "kill-delay": "20s",
+            }
+        },
+    }
+
+
+def test_layer_and_properties_follow_the_workload_description():
+    workload = MirrorMakerWorkload(
+        root=PurePosixPath("/srv/unit-1"),
+        user="me",
+        group="us",
+        rest_port=18083,
+        metrics_port=19099,
+        metrics_host="127.0.0.1",
+        heap_mb=384,
+    )
+    current = settings(workload=workload, unit_host="127.0.0.1")
+    service = mm.mirrormaker_layer(current).get("services", {})["mirrormaker"]
+    assert service.get("command") == (
+        "/srv/unit-1/opt/kafka/bin/connect-mirror-maker.sh /srv/unit-1/etc/kafka/mm2.properties "
+        "--clusters target"
+    )
+    assert service.get("user") == "me"
+    assert service.get("group") == "us"
+    assert service.get("environment") == {
+        "KAFKA_HEAP_OPTS": "-Xms256m -Xmx384m",
+        "KAFKA_OPTS": (
+            "-javaagent:/srv/unit-1/opt/kafka/libs/jmx_prometheus_javaagent.jar="
+            "127.0.0.1:19099:/srv/unit-1/etc/kafka/jmx_mirrormaker.yaml"
+        ),
+        "LOG_DIR": "/srv/unit-1/var/log/kafka",
+    }
+    properties = load_properties(mm.render_mm2_properties(current))
+    assert properties["listeners"] == "http://127.0.0.1:18083"
+    assert properties["rest.advertised.port"] == "18083"
+
+
+def test_jmx_rules_parse_and_cover_mirrormaker_metrics():
+    rules = yaml.safe_load(mm.JMX_RULES)
+    patterns = [re.compile(rule["pattern"]) for rule in rules["rules"]]
+    bean = (
+        "kafka.connect.mirror<type=MirrorSourceConnector, target=target, topic=orders, "
+        "partition=3><>record-count"
+    )
+    matching = [p for p in patterns if p.fullmatch(bean)]
+    assert matching
+    assert matching[0].fullmatch(bean).groups() == ("target", "orders", "3", "record-count")  # type: ignore[union-attr]
+    checkpoint = (
+        "kafka.connect.mirror<type=MirrorCheckpointConnector, source=source, target=target, "
+        "group=billing, topic=orders, partition=0><>checkpoint-latency-ms"
+    )
+    assert any(p.fullmatch(checkpoint) for p in patterns)
+    status = (
+        "kafka.connect<type=connector-task-metrics, connector=MirrorSourceConnector, task=0>"
+        "<>status: running"
+    )
+    assert any(p.fullmatch(status) for p in patterns)
+
+
+# Config validation -------------------------------------------------------------------------------
+
+
+def test_charmcraft_defaults_are_the_model_defaults():
+    options = yaml.safe_load((REPO / "charmcraft.yaml").read_text())["config"]["options"]
+    defaults = {
+        name: option["default"]
+        for name, option in options.items()
+        if name.startswith("mirrormaker-") and "default" in option
+    }
+    assert set(defaults) | {"mirrormaker-source-credentials"} == {
+        str(field.validation_alias) for field in MigrationConfig.model_fields.values()
+    }
+    assert MigrationConfig.from_options(defaults) == MigrationConfig()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "reason"),
+    [
+        ("mirrormaker-topics", "orders[", "'orders[' is not a valid regular expression"),
+        ("mirrormaker-topics", "", "needs at least one regular expression"),
+        ("mirrormaker-topics", " , ", "needs at least one regular expression"),
+        ("mirrormaker-topics-exclude", "a, (b", "'(b' is not a valid regular expression"),
+        ("mirrormaker-groups", "*", "'*' is not a valid regular expression"),
+        ("mirrormaker-groups", "", "needs at least one regular expression"),
+        ("mirrormaker-groups-exclude", "x{2,3}", "'x{2' is not a valid regular expression"),
+        ("mirrormaker-topics", "{orders}", "a '{' must open a {n} or {n,} quantifier"),
+        ("mirrormaker-tasks-max", 0, "greater than or equal to 1"),
+        ("mirrormaker-tasks-max", 1001, "less than or equal to 1000"),
+        ("mirrormaker-refresh-interval", 4, "greater than or equal to 5"),
+        ("mirrormaker-refresh-interval", 86401, "less than or equal to 86400"),
+        ("mirrormaker-replication-policy", "mirror", "'identity' or 'prefixed'"),
+        ("mirrormaker-replication-policy", "", "'identity' or 'prefixed'"),
+        ("mirrormaker-source-bootstrap-servers", "old-0", "'old-0' is not HOST:PORT"),
+        ("mirrormaker-source-bootstrap-servers", "old-0:0", "'old-0:0' is not HOST:PORT"),
+        ("mirrormaker-source-bootstrap-servers", "a:1,:9092", "':9092' is not HOST:PORT"),
+        ("mirrormaker-source-bootstrap-servers", "old:99999", "'old:99999' is not HOST:PORT"),
+    ],
+)
+def test_bad_option_is_named(option: str, value: object, reason: str):
+    with pytest.raises(InvalidOptionError) as caught:
+        MigrationConfig.from_options({option: value})
+    assert caught.value.option == option
+    assert reason in caught.value.reason
+    assert str(caught.value).startswith(f"invalid config {option}: ")
+    assert caught.value.status().name == "blocked"
+
+
+def test_options_are_split_and_trimmed_and_others_ignored():
+    config = MigrationConfig.from_options(
+        {
+            "mirrormaker-topics": " a , b,,",
+            "mirrormaker-source-bootstrap-servers": "old-0:9092, old-1:9092",
+            "mirrormaker-source-credentials": "",
+            "num-partitions": 3,
+        }
+    )
+    assert config.topics == ("a", "b")
+    assert config.source_bootstrap_servers == ("old-0:9092", "old-1:9092")
+    assert config.source_credentials is None
+
+
+def test_target_topic_follows_the_policy():
+    assert MigrationConfig().target_topic("orders") == "orders"
+    assert MigrationConfig(replication_policy="prefixed").target_topic("orders") == (
+        "source.orders"
+    )
+
+
+@pytest.mark.parametrize("servers", ["", "host", "host:port", "host:1 2", "[::1]", "host:70000"])
+def test_cluster_models_refuse_bad_bootstrap_servers(servers: str):
+    with pytest.raises(ValidationError):
+        TargetCluster.model_validate(
+            {"bootstrap_servers": servers, "username": "u", "password": "p"}
+        )
+
+
+def test_cluster_models_split_comma_separated_servers():
+    cluster = TargetCluster.model_validate(
+        {"bootstrap_servers": "[::1]:9092, 10.0.0.1:9092", "username": "u", "password": "p"}
+    )
+    assert cluster.bootstrap_servers == ("[::1]:9092", "10.0.0.1:9092")
+    assert cluster.bootstrap == "[::1]:9092,10.0.0.1:9092"
+
+
+# Peer logic, selection, lag -----------------------------------------------------------------
+
+
+def test_newest_request_wins_by_sequence_then_time_then_unit():
+    older = MigrationRequest(state="running", seq=1, at=200, by="kafka-k8s/2")
+    newer = MigrationRequest(state="stopped", seq=2, at=100, by="kafka-k8s/0")
+    tie = MigrationRequest(state="running", seq=2, at=100, by="kafka-k8s/1")
+    assert mm.newest_request([]) == MigrationRequest(state="stopped")
+    assert mm.newest_request([newer, older]) == newer
+    assert mm.newest_request([older, newer, tie]) == tie
+
+
+def test_exactly_once_prepares_while_a_peer_runs_without_it():
+    disabled = UnitState(service="active", exactly_once="disabled")
+    preparing = UnitState(service="active", exactly_once="preparing")
+    stopped = UnitState(service="inactive", exactly_once="disabled")
+    assert mm.exactly_once_mode(False, [preparing]) == "disabled"
+    assert mm.exactly_once_mode(True, []) == "enabled"
+    assert mm.exactly_once_mode(True, [stopped, preparing]) == "enabled"
+    assert mm.exactly_once_mode(True, [preparing, disabled]) == "preparing"
+
+
+def test_unit_state_json_uses_hyphens():
+    state = UnitState(service="active", exactly_once="enabled")
+    assert state.model_dump_json(by_alias=True) == '{"service":"active","exactly-once":"enabled"}'
+    assert UnitState.model_validate_json(state.model_dump_json(by_alias=True)) == state
+
+
+def test_select_matches_whole_names():
+    names = ["orders", "orders.v2", "orders-internal", "payments", "xorders", "__consumer_offsets"]
+    assert mm.select(names, [r"orders.*", "payments"], [r".*[\-\.]internal"]) == [
+        "orders",
+        "orders.v2",
+        "payments",
+    ]
+    assert mm.select(names, ["order"], []) == []
+    assert mm.select(names, [".*"], ["__.*"]) == sorted(set(names) - {"__consumer_offsets"})
+
+
+def test_internal_topics_are_never_selected():
+    assert mm.is_internal_topic("__consumer_offsets")
+    assert mm.is_internal_topic("mm2-offsets.source.internal")
+    assert mm.is_internal_topic("source.checkpoints.internal")
+    assert not mm.is_internal_topic("orders")
+
+
+def test_topic_lags():
+    config = MigrationConfig(replication_policy="prefixed")
+    lags = mm.topic_lags({"orders": [10, 20], "new": [5]}, {"source.orders": [10, 15]}, config)
+    assert [lag.model_dump() for lag in lags] == [
+        {
+            "topic": "new",
+            "target_topic": "source.new",
+            "partitions": 1,
+            "source_end_offset": 5,
+            "target_end_offset": None,
+            "lag": 5,
+        },
+        {
+            "topic": "orders",
+            "target_topic": "source.orders",
+            "partitions": 2,
+            "source_end_offset": 30,
+            "target_end_offset": 25,
+            "lag": 5,
+        },
+    ]
+
+
+def test_client_config_is_bounded_and_carries_the_ca():
+    cluster = SourceCluster(
+        name="old",
+        bootstrap_servers=("h:1",),
+        username="u",
+        password="p",
+        security_protocol="SASL_SSL",
+        ca=CA,
+    )
+    config = mm.client_config(cluster, timeout=3)
+    assert config["socket.timeout.ms"] == 3000
+    assert config["socket.connection.setup.timeout.ms"] == 3000
+    assert config["ssl.ca.pem"] == CA
+    assert config["security.protocol"] == "SASL_SSL"
+    assert "ssl.ca.pem" not in mm.client_config(settings().target)
+
+
+def test_library_header():
+    source = (REPO / "lib/charms/kafka_k8s/v0/mirrormaker.py").read_text()
+    assert re.fullmatch(r"[0-9a-f]{32}", mm.LIBID)
+    assert (mm.LIBAPI, mm.LIBPATCH) == (0, 1)
+    assert {dep.split(">")[0] for dep in mm.PYDEPS} >= {"pydantic", "jinja2", "confluent-kafka"}
+    assert "from src" not in source
+    assert not re.search(r"^(from|import) (workload|config|charm|cluster|admin)\b", source, re.M)
