@@ -52,9 +52,11 @@ from confluent_kafka.admin import (
 from ops.jujucontext import JujuContext
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO / "src") not in sys.path:
-    sys.path.insert(0, str(REPO / "src"))
+for _path in (REPO / "src", REPO / "lib"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
+from charms.kafka_k8s.v0.mirrormaker import MirrorMakerWorkload  # noqa: E402
 from config import BrokerConfig  # noqa: E402
 from workload import (  # noqa: E402
     ADMIN_USER,
@@ -593,6 +595,18 @@ class Unit:
         """The pid of this unit's broker JVM, if one runs."""
         pids = find_processes(" kafka.Kafka ", self.marker)
         return pids[0] if pids else None
+
+    def mirrormaker_workload(self, heap_mb: int = 384) -> MirrorMakerWorkload:
+        """Where this unit's MirrorMaker runs: the unit's root, user, ports, a capped heap."""
+        return MirrorMakerWorkload(
+            root=self.paths.root,
+            user=self.workload.user,
+            group=self.workload.group,
+            rest_port=self.workload.ports.mirrormaker_rest,
+            metrics_port=self.workload.ports.mirrormaker_metrics,
+            metrics_host=LOOPBACK,
+            heap_mb=heap_mb,
+        )
 
     def log_files(self) -> list[Path]:
         """The unit's log files: the workload's logs and Pebble's output."""
