@@ -16,6 +16,7 @@ from charms.kafka_k8s.v0.mirrormaker import Migration, TargetCluster
 from client_provider import KafkaClients
 from cluster import ClusterState
 from config import BrokerConfig, InvalidConfigError
+from observability import Observability
 from workload import ADMIN_USER, MIRRORMAKER_USER, BrokerSettings, KafkaWorkload, WorkloadError
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,9 @@ class KafkaK8sCharm(ops.CharmBase):
         self.clients = KafkaClients(self)
         self.migration = Migration(
             self, target=self._migration_target, unit_host=lambda: self.cluster.this_node.host
+        )
+        self.observability = Observability(
+            self, nodes=lambda: self.cluster.nodes, this_host=lambda: self.cluster.this_node.host
         )
         self._problem: ops.StatusBase | None = None
 
@@ -56,6 +60,7 @@ class KafkaK8sCharm(ops.CharmBase):
             self.on["migration-source"].relation_broken,
             self.migration.requirer.on.resource_created,
             self.migration.requirer.on.endpoints_changed,
+            *self.observability.relation_events,
         ):
             framework.observe(event, self._reconcile)
         framework.observe(self.on.secret_rotate, self._on_secret_rotate)
@@ -108,6 +113,7 @@ class KafkaK8sCharm(ops.CharmBase):
 
     def _reconcile_broker(self) -> None:
         self._problem = None
+        self.observability.reconcile()
         if not self.broker.can_connect():
             self._problem = ops.WaitingStatus("waiting for the kafka container")
             return
@@ -176,6 +182,8 @@ class KafkaK8sCharm(ops.CharmBase):
     def _on_collect_app_status(self, event: ops.CollectStatusEvent) -> None:
         for relation_id, error in sorted(self.clients.errors.items()):
             event.add_status(ops.BlockedStatus(f"kafka-client relation {relation_id}: {error}"))
+        if migration := self.migration.status():
+            event.add_status(migration)
         event.add_status(ops.ActiveStatus())
 
 

@@ -18,29 +18,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from confluent_kafka import (
-    Consumer,
-    ConsumerGroupTopicPartitions,
-    KafkaException,
-    Producer,
-    TopicPartition,
-)
-from confluent_kafka.admin import (
-    AclBinding,
-    AclOperation,
-    AclPermissionType,
-    AdminClient,
-    ConfigResource,
-    NewTopic,
-    ResourcePatternType,
-    ResourceType,
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from tests.local.migration_helpers import (
+    MIGRATOR,
+    MIGRATOR_PASSWORD,
+    MirrorMakers,
+    commit_offsets,
+    committed,
+    end_offsets,
+    produce,
+    source_cluster,
+    source_user,
+    target_cluster,
 )
 from tests.local.substrate import (
     LOOPBACK,
     ClientConfig,
     NewCluster,
     OldCluster,
-    current_user,
     find_processes,
     free_port,
     wait_until,
@@ -52,7 +48,6 @@ from charms.kafka_k8s.v0.mirrormaker import (
     MigrationConfig,
     MirrorMakerService,
     MirrorMakerSettings,
-    MirrorMakerWorkload,
     SourceCluster,
     TargetCluster,
     render_mm2_properties,
@@ -60,11 +55,6 @@ from charms.kafka_k8s.v0.mirrormaker import (
 )
 
 REFRESH = 10
-MIRRORMAKER_HEAP_MB = 384
-MIGRATOR = "migrator"
-# The source user's password holds what breaks naive rendering: quotes, backslash, =, :, #, !,
-# spaces and characters outside ASCII and the BMP.
-MIGRATOR_PASSWORD = 'mi "gr" \\ a=t:o#r! ünï 😀 '
 # name: (partitions, records, topic configs)
 TOPICS: dict[str, tuple[int, int, dict[str, str]]] = {
     "orders": (12, 60_000, {}),
@@ -85,21 +75,6 @@ LIVE_TOPIC = "events"
 LATE_TOPIC = "late-arrivals"
 CUTOVER_GROUP = "billing"
 CUTOVER_READ = 20_000
-
-
-def produce(config: ClientConfig, topic: str, start: int, count: int) -> None:
-    producer = Producer({**config, "acks": "all", "enable.idempotence": True, "linger.ms": 20})
-    for index in range(start, start + count):
-        key = f"item-{index % 2000}" if topic == "inventory" else f"{topic}-{index}"
-        value = f"{topic} record {index} " + "x" * (index % 97)
-        while True:
-            try:
-                producer.produce(topic, key=key, value=value)
-                break
-            except BufferError:
-                producer.poll(0.5)
-        producer.poll(0)
-    assert producer.flush(120) == 0, f"records left unsent to {topic}"
 
 
 def describe(config: ClientConfig, topic: str) -> dict[int, tuple[int, str]]:
@@ -136,31 +111,6 @@ def describe(config: ClientConfig, topic: str) -> dict[int, tuple[int, str]]:
         return result
     finally:
         consumer.close()
-
-
-def end_offsets(config: ClientConfig, topics: list[str]) -> dict[str, list[int]]:
-    admin = AdminClient(config)
-    metadata = admin.list_topics(timeout=30).topics
-    consumer = Consumer({**config, "group.id": "end-offsets", "enable.auto.commit": False})
-    try:
-        return {
-            topic: [
-                consumer.get_watermark_offsets(TopicPartition(topic, p), 30)[1]
-                for p in sorted(metadata[topic].partitions)
-            ]
-            for topic in topics
-            if topic in metadata
-        }
-    finally:
-        consumer.close()
-
-
-def committed(config: ClientConfig, group: str) -> dict[tuple[str, int], int]:
-    admin = AdminClient(config)
-    future = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group]
-    return {
-        (tp.topic, tp.partition): tp.offset for tp in future.result(timeout=30).topic_partitions
-    }
 
 
 def metrics(port: int) -> str:
@@ -235,25 +185,6 @@ class Migration:
         wait_until(caught_up, timeout=timeout, interval=3, what=f"the target to catch up {topics}")
 
 
-def _source_user(old: OldCluster) -> None:
-    """A read-only source user: read and describe topics, groups, configs, ACLs; nothing else."""
-    old.add_scram_user(MIGRATOR, MIGRATOR_PASSWORD)
-    principal = f"User:{MIGRATOR}"
-    bindings = [
-        AclBinding(kind, name, ResourcePatternType.LITERAL, principal, "*", op, allow)
-        for kind, name, ops in (
-            (ResourceType.TOPIC, "*", (AclOperation.READ, AclOperation.DESCRIBE_CONFIGS)),
-            (ResourceType.GROUP, "*", (AclOperation.READ, AclOperation.DESCRIBE)),
-            (ResourceType.BROKER, "kafka-cluster", (AclOperation.DESCRIBE,)),
-        )
-        for op in ops
-        for allow in (AclPermissionType.ALLOW,)
-    ]
-    admin = AdminClient(old.admin_config())
-    for future in admin.create_acls(bindings).values():
-        future.result(timeout=30)
-
-
 def _load(old_config: ClientConfig) -> None:
     admin = AdminClient(old_config)
     new_topics = [
@@ -288,66 +219,26 @@ def _consume_part(config: ClientConfig, group: str, topic: str, count: int) -> s
     return read
 
 
-def _commit_offsets(config: ClientConfig, group: str, offsets: dict[tuple[str, int], int]):
-    admin = AdminClient(config)
-    request = ConsumerGroupTopicPartitions(
-        group, [TopicPartition(topic, p, offset) for (topic, p), offset in offsets.items()]
-    )
-    admin.alter_consumer_group_offsets([request])[group].result(timeout=30)
-
-
 @pytest.fixture(scope="module")
 def migration(old_cluster: OldCluster, new_cluster: NewCluster) -> Iterator[Migration]:
     """The old cluster loaded with topics, records and groups; MirrorMaker started on 3 units."""
     old_config = old_cluster.admin_config()
     new_config = new_cluster.admin_config()
-    _source_user(old_cluster)
+    source_user(old_cluster)
     _load(old_config)
     first_read = _consume_part(old_config, CUTOVER_GROUP, "orders", CUTOVER_READ)
-    _commit_offsets(old_config, "shipping", {("payments", p): 5000 for p in range(3)})
-    _commit_offsets(
+    commit_offsets(old_config, "shipping", {("payments", p): 5000 for p in range(3)})
+    commit_offsets(
         old_config,
         "analytics",
         {("clicks", p): 1000 + 100 * p for p in range(6)} | {("audit.log", 0): 4321},
     )
-    source = SourceCluster(
-        name="old",
-        bootstrap_servers=tuple(old_cluster.bootstrap.split(",")),
-        username=MIGRATOR,
-        password=MIGRATOR_PASSWORD,
-    )
-    target = TargetCluster(
-        bootstrap_servers=tuple(new_cluster.bootstrap.split(",")),
-        username="mirrormaker",
-        password=new_cluster.credentials.mirrormaker_password,
-    )
+    source = source_cluster(old_cluster)
+    target = target_cluster(new_cluster)
     config = MigrationConfig.from_options(
         {"mirrormaker-refresh-interval": REFRESH, "mirrormaker-tasks-max": 6}
     )
-    user, group = current_user()
-    services, settings = [], []
-    for unit in new_cluster.units:
-        ports = unit.workload.ports
-        workload = MirrorMakerWorkload(
-            root=unit.paths.root,
-            user=user,
-            group=group,
-            rest_port=ports.mirrormaker_rest,
-            metrics_port=ports.mirrormaker_metrics,
-            metrics_host=LOOPBACK,
-            heap_mb=MIRRORMAKER_HEAP_MB,
-        )
-        services.append(MirrorMakerService(unit.container, workload))
-        settings.append(
-            MirrorMakerSettings(
-                source=source,
-                target=target,
-                config=config,
-                unit_host=LOOPBACK,
-                units=len(new_cluster.units),
-                workload=workload,
-            )
-        )
+    nodes = MirrorMakers.on(new_cluster, source, target, config)
     live = LiveProducer(old_config, LIVE_TOPIC).start()
     run = Migration(
         old_cluster,
@@ -355,8 +246,8 @@ def migration(old_cluster: OldCluster, new_cluster: NewCluster) -> Iterator[Migr
         source,
         target,
         config,
-        services,
-        settings,
+        nodes.services,
+        nodes.settings,
         live,
         first_read,
         old_config,
@@ -521,7 +412,7 @@ def test_library_queries_real_clusters(migration: Migration):
     assert {*TOPICS, LIVE_TOPIC, LATE_TOPIC} <= set(topics)
     assert {"shipping", "analytics", CUTOVER_GROUP} <= set(source.groups())
     selected = {t: n for t, n in topics.items() if t in TOPICS}
-    lags = topic_lags(source.end_offsets(selected), target.end_offsets(selected), migration.config)
+    lags = topic_lags(source.offsets(selected), target.offsets(selected), migration.config)
     assert {lag.topic: lag.lag for lag in lags} == dict.fromkeys(TOPICS, 0)
     # The source gained no topic: offset syncs and heartbeats stay on the target.
     assert set(topics) == {*TOPICS, LIVE_TOPIC, LATE_TOPIC, "__consumer_offsets"}

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import ops
 import pytest
 from ops import testing
 from test_charm import MODEL, PASSWORDS, cluster, container, credentials_secret, host, read
-from test_migration_charm import FakeClusters, load_properties
+from test_migration_charm import LAGGING, FakeClusters, load_properties
 
 from charms.kafka_k8s.v0 import mirrormaker as mm
 
@@ -64,7 +65,31 @@ def test_start_migration_targets_this_cluster_as_the_mirrormaker_user(ctx):
     assert plan.command == (
         "/opt/kafka/bin/connect-mirror-maker.sh /etc/kafka/mm2.properties --clusters target"
     )
-    assert out.unit_status == testing.ActiveStatus("migrating from old-0:9092")
+    assert out.unit_status == testing.ActiveStatus(LAGGING.format(source="old-0:9092"))
+    assert out.app_status == testing.ActiveStatus(LAGGING.format(source="old-0:9092"))
+
+
+def test_unit_and_app_status_follow_the_migration_on_update_status(ctx, clusters):
+    state, _ = serving(ctx)
+    started = ctx.run(ctx.on.action("start-migration"), state)
+    active = {"mirrormaker-state": json.dumps({"service": "active", "exactly-once": "disabled"})}
+    peers = dataclasses.replace(
+        started.get_relations("cluster")[0], peers_data={1: active, 2: active}
+    )
+    started = dataclasses.replace(started, relations={peers})
+    clusters.in_sync()
+
+    synced = ctx.run(ctx.on.update_status(), started)
+    clusters.unreachable.add("source")
+    cut_off = ctx.run(ctx.on.update_status(), synced)
+
+    ready = "in sync with old-0:9092: ready for cutover"
+    assert (synced.unit_status, synced.app_status) == (
+        testing.ActiveStatus(ready),
+        testing.ActiveStatus(ready),
+    )
+    blocked = testing.BlockedStatus("source cluster at h:1 did not answer: timed out")
+    assert (cut_off.unit_status, cut_off.app_status) == (blocked, blocked)
 
 
 def test_the_broker_keeps_serving_after_stop_migration(ctx):

@@ -7,8 +7,9 @@ as its module docstring shows; admin queries go to `FakeClusters` instead of rea
 from __future__ import annotations
 
 import json
+import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ TARGET_PASSWORD = "target-secret-pw"
 RELATION_PASSWORD = "relation-secret-pw"
 CA = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n"
 SECRETS = (SOURCE_PASSWORD, TARGET_PASSWORD, RELATION_PASSWORD)
+LAGGING = "migrating from {source}: 2 topics, lag 100 records, 1 group behind"
 
 
 def host(number: int) -> str:
@@ -56,6 +58,7 @@ class HostCharm(ops.CharmBase):
         ):
             framework.observe(event, self._reconcile)
         framework.observe(self.on.collect_unit_status, self._on_collect_unit_status)
+        framework.observe(self.on.collect_app_status, self._on_collect_app_status)
 
     def _host(self) -> str:
         return host(int(self.unit.name.split("/")[1]))
@@ -77,22 +80,56 @@ class HostCharm(ops.CharmBase):
             event.add_status(status)
         event.add_status(ops.ActiveStatus("broker"))
 
+    def _on_collect_app_status(self, event: ops.CollectStatusEvent) -> None:
+        if status := self.migration.status():
+            event.add_status(status)
+        event.add_status(ops.ActiveStatus())
+
+
+RUNNING_CONNECTORS = (
+    mm.ConnectorState(connector="MirrorCheckpointConnector", state="RUNNING"),
+    mm.ConnectorState(connector="MirrorCheckpointConnector", task=0, state="RUNNING"),
+    mm.ConnectorState(connector="MirrorSourceConnector", state="RUNNING"),
+    mm.ConnectorState(connector="MirrorSourceConnector", task=0, state="RUNNING"),
+    mm.ConnectorState(connector="MirrorSourceConnector", task=1, state="RUNNING"),
+)
+
 
 class FakeClusters:
-    """What `ClusterClient` would read from the source and the target."""
+    """What `ClusterClient` would read from the source and the target.
+
+    By default the target lags: `orders` misses 50 records of partition 1, `payments` is not
+    there yet, and group `billing` has no offsets on the target.
+    """
 
     def __init__(self) -> None:
         self.topics = {
             "source": {"orders": [100, 200], "payments": [50], "__consumer_offsets": [9] * 3},
             "target": {"orders": [100, 150], "heartbeats": [3]},
         }
+        self.starts: dict[str, dict[str, list[int]]] = {"source": {}, "target": {}}
         self.groups = {"source": ["billing", "console-consumer-1", "shipping"], "target": []}
+        self.commits: dict[str, dict[str, mm.GroupCommits]] = {
+            "source": {"billing": {"orders": {0: 100, 1: 120}}},
+            "target": {},
+        }
+        self.members = {"billing": 2}
+        self.connectors = list(RUNNING_CONNECTORS)
         self.unreachable: set[str] = set()
+        self.refused: set[str] = set()
         self.logins: list[tuple[str, str, str]] = []
+        self.timeouts: list[float] = []
 
     def __call__(self, cluster: mm.KafkaCluster, role: str, timeout: float = 10.0) -> FakeClient:
         self.logins.append((role, cluster.username, cluster.password))
+        self.timeouts.append(timeout)
         return FakeClient(self, role)
+
+    def in_sync(self) -> None:
+        """The target caught up with every topic, and `billing` is synced."""
+        for name in ("orders", "payments"):
+            self.topics["target"][name] = list(self.topics["source"][name])
+        self.commits["target"] = {"billing": {"orders": {0: 100, 1: 120}}}
 
 
 class FakeClient:
@@ -101,6 +138,11 @@ class FakeClient:
         self.role = role
 
     def _answer(self) -> None:
+        if self.role in self.clusters.refused:
+            raise ClusterUnreachableError(
+                f"{self.role} cluster at h:1 refused the login of migrator: invalid credentials",
+                refused=True,
+            )
         if self.role in self.clusters.unreachable:
             raise ClusterUnreachableError(f"{self.role} cluster at h:1 did not answer: timed out")
 
@@ -112,9 +154,31 @@ class FakeClient:
         self._answer()
         return self.clusters.groups[self.role]
 
-    def end_offsets(self, topics: dict[str, int]) -> dict[str, list[int]]:
+    def end_offsets(self, topics: Mapping[str, int]) -> dict[str, list[int]]:
         self._answer()
         return {name: self.clusters.topics[self.role][name] for name in topics}
+
+    def offsets(self, topics: Mapping[str, int]) -> dict[str, mm.TopicOffsets]:
+        ends = self.end_offsets(topics)
+        starts = self.clusters.starts[self.role]
+        return {
+            name: mm.TopicOffsets(start=tuple(starts.get(name, [0] * len(end))), end=tuple(end))
+            for name, end in ends.items()
+        }
+
+    def committed_offsets(self, groups: Sequence[str]) -> dict[str, mm.GroupCommits]:
+        self._answer()
+        return {group: self.clusters.commits[self.role].get(group, {}) for group in groups}
+
+    def describe_groups(self, groups: Sequence[str]) -> dict[str, tuple[str, int]]:
+        self._answer()
+        members = self.clusters.members
+        return {g: ("stable" if members.get(g) else "empty", members.get(g, 0)) for g in groups}
+
+    def connector_states(self, source_alias: str) -> list[mm.ConnectorState]:
+        self._answer()
+        assert source_alias == "source"
+        return self.clusters.connectors
 
 
 @pytest.fixture(autouse=True)
@@ -303,7 +367,7 @@ def test_start_with_external_source(ctx):
     assert "-Xmx" in plan.environment["KAFKA_HEAP_OPTS"]
     assert service(out) == ops.pebble.ServiceStatus.ACTIVE
     assert unit_state(out) == {"service": "active", "exactly-once": "disabled"}
-    assert out.unit_status == testing.ActiveStatus("migrating from old-0:9092")
+    assert out.unit_status == testing.ActiveStatus(LAGGING.format(source="old-0:9092"))
     assert_no_secret_leaked(ctx, out)
 
 
@@ -540,7 +604,7 @@ def test_start_with_relation_source(ctx):
         "org.apache.kafka.common.security.scram.ScramLoginModule required "
         f'username="relation-7" password="{RELATION_PASSWORD}";'
     )
-    assert out.unit_status == testing.ActiveStatus("migrating from old-kafka")
+    assert out.unit_status == testing.ActiveStatus(LAGGING.format(source="old-kafka"))
     assert (ctx.action_results or {})["source"] == "old-kafka"
     assert_no_secret_leaked(ctx, out)
 
@@ -808,62 +872,322 @@ def test_dry_run_without_source_fails(ctx):
 
 # migration-status --------------------------------------------------------------------------------
 
+RESULT_KEY = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
-def test_migration_status(ctx):
+
+def result_keys(results: Mapping[str, object]) -> set[str]:
+    """Every key of nested action results."""
+    keys = set(results)
+    for value in results.values():
+        if isinstance(value, Mapping):
+            keys |= result_keys(value)
+    return keys
+
+
+def running(**kwargs: object) -> testing.State:
+    """A running migration seen from unit 0, with two peers whose MirrorMaker runs too."""
+    secret = credentials()
+    active = json.dumps({"service": "active", "exactly-once": "disabled"})
+    cluster = peers(
+        {"mirrormaker-state": active},
+        {"mirrormaker-state": active},
+        local={"mirrormaker-request": request("running", 1)},
+    )
+    return state(
+        config=external(secret, **kwargs),
+        secrets=(secret,),
+        cluster=cluster,
+        container=running_container(),
+    )
+
+
+def migration_status(ctx: testing.Context, before: testing.State, **params: object):
+    out = ctx.run(ctx.on.action("migration-status", params=params), before)
+    results = ctx.action_results or {}
+    assert result_keys(results) <= {key for key in result_keys(results) if RESULT_KEY.match(key)}
+    return out, results
+
+
+def test_migration_status_while_lagging(ctx):
+    out, results = migration_status(ctx, running())
+    assert results["requested"] == "running"
+    assert results["source"] == "old-0:9092"
+    assert results["ready-for-cutover"] == "false"
+    assert results["summary"] == LAGGING.format(source="old-0:9092")
+    assert json.loads(results["reasons"]) == [
+        "topic orders: 50 records behind",
+        "topic payments is not on the target yet",
+        "group billing: no offsets on the target yet for orders",
+    ]
+    assert results["clusters"] == {"source": "reachable", "target": "reachable"}
+    assert (results["lag"], results["lag-threshold"]) == ("100", "0")
+    assert (results["source-records"], results["target-records"]) == ("350", "250")
+    assert results["units"] == {
+        f"kafka-k8s-{n}": {"service": "active", "exactly-once": "disabled"} for n in range(3)
+    }
+    topics = {entry["topic"]: entry for entry in json.loads(results["topics"])}
+    assert topics["orders"] == {
+        "topic": "orders",
+        "target-topic": "orders",
+        "partitions": 2,
+        "source-end-offset": 300,
+        "target-end-offset": 250,
+        "source-records": 300,
+        "target-records": 250,
+        "lag": 50,
+    }
+    assert topics["payments"]["target-end-offset"] is None
+    assert "__consumer_offsets" not in topics
+    [group] = json.loads(results["groups"])
+    assert group == {
+        "group": "billing",
+        "state": "stable",
+        "members": 2,
+        "active": True,
+        "lag": 170,
+        "synced": False,
+        "topics": [
+            {
+                "topic": "orders",
+                "partitions": 2,
+                "source-committed": 220,
+                "target-committed": None,
+                "missing-partitions": 2,
+                "lag": 170,
+            }
+        ],
+    }
+    connectors = json.loads(results["connectors"])
+    assert [c["connector"] for c in connectors] == [
+        "MirrorCheckpointConnector",
+        "MirrorSourceConnector",
+    ]
+    assert connectors[1]["tasks"][1] == {
+        "connector": "MirrorSourceConnector",
+        "task": 1,
+        "name": "MirrorSourceConnector-1",
+        "state": "RUNNING",
+        "error": None,
+    }
+    assert "partitions" not in results
+    assert_no_secret_leaked(ctx, out)
+
+
+def test_migration_status_in_sync(ctx, clusters):
+    clusters.in_sync()
+    _, results = migration_status(ctx, running())
+    assert results["ready-for-cutover"] == "true"
+    assert json.loads(results["reasons"]) == []
+    assert results["summary"] == "in sync with old-0:9092: ready for cutover"
+    assert json.loads(results["groups"])[0]["synced"] is True
+
+
+def test_migration_status_lag_threshold(ctx, clusters):
+    clusters.in_sync()
+    clusters.topics["target"]["orders"] = [100, 170]
+    _, strict = migration_status(ctx, running())
+    assert json.loads(strict["reasons"]) == ["topic orders: 30 records behind"]
+    _, tolerant = migration_status(ctx, running(), **{"lag-threshold": 30})
+    assert tolerant["ready-for-cutover"] == "true"
+    assert tolerant["lag"] == "30"
+
+
+def test_migration_status_group_behind(ctx, clusters):
+    clusters.in_sync()
+    clusters.commits["target"]["billing"] = {"orders": {0: 100, 1: 90}}
+    _, results = migration_status(ctx, running())
+    assert json.loads(results["reasons"]) == ["group billing: 30 records behind on the target"]
+    assert (
+        results["summary"] == "migrating from old-0:9092: 2 topics, lag 0 records, 1 group behind"
+    )
+
+
+def test_migration_status_failed_task(ctx, clusters):
+    clusters.in_sync()
+    trace = (
+        "org.apache.kafka.connect.errors.ConnectException: Unrecoverable exception from producer"
+        " send callback\n\tat org.apache.kafka.connect.runtime.WorkerSourceTask.x(W.java:1)\n"
+        "Caused by: org.apache.kafka.common.errors.RecordTooLargeException: The message is 1500087"
+        " bytes when serialized which is larger than 1048576\n\tat y(Y.java:2)"
+    )
+    clusters.connectors[3] = mm.ConnectorState(
+        connector="MirrorSourceConnector", task=0, state="FAILED", trace=trace
+    )
+    clusters.connectors[4] = mm.ConnectorState(
+        connector="MirrorSourceConnector", task=1, state="UNASSIGNED"
+    )
+    _, results = migration_status(ctx, running())
+    error = (
+        "ConnectException: Unrecoverable exception from producer send callback; caused by "
+        "RecordTooLargeException: The message is 1500087 bytes when serialized which is larger "
+        "than 1048576"
+    )
+    assert json.loads(results["reasons"]) == [
+        f"MirrorSourceConnector-0 failed: {error}",
+        "MirrorSourceConnector-1 is unassigned",
+    ]
+    assert results["summary"].startswith("MirrorMaker MirrorSourceConnector-0 failed: Connect")
+    assert json.loads(results["connectors"])[1]["tasks"][0]["error"] == error
+
+
+def test_migration_status_unit_not_running(ctx, clusters):
+    clusters.in_sync()
     secret = credentials()
     cluster = peers(
         {"mirrormaker-state": json.dumps({"service": "active", "exactly-once": "disabled"})},
         {"mirrormaker-state": json.dumps({"service": "backoff", "exactly-once": "disabled"})},
+        {},
         local={"mirrormaker-request": request("running", 1)},
     )
     before = state(
         config=external(secret), secrets=(secret,), cluster=cluster, container=running_container()
     )
-    out = ctx.run(ctx.on.action("migration-status"), before)
-    results = ctx.action_results or {}
-    assert results["requested"] == "running"
-    assert results["units"] == {
-        "kafka-k8s-0": {"service": "active", "exactly-once": "disabled"},
-        "kafka-k8s-1": {"service": "active", "exactly-once": "disabled"},
-        "kafka-k8s-2": {"service": "backoff", "exactly-once": "disabled"},
-    }
-    assert results["source"] == "old-0:9092"
-    assert results["total-lag"] == "100"
-    topics = {entry["topic"]: entry for entry in json.loads(results["topics"])}
-    assert topics["orders"]["lag"] == 50
-    assert topics["orders"]["target_end_offset"] == 250
-    assert topics["payments"]["target_end_offset"] is None
-    assert topics["payments"]["lag"] == 50
-    assert "__consumer_offsets" not in topics
-    assert_no_secret_leaked(ctx, out)
+    _, results = migration_status(ctx, before)
+    assert results["units"]["kafka-k8s-2"]["service"] == "backoff"
+    assert results["units"]["kafka-k8s-3"]["service"] == "absent"
+    assert json.loads(results["reasons"]) == [
+        "kafka-k8s/2: MirrorMaker is backoff",
+        "kafka-k8s/3: MirrorMaker is absent",
+    ]
 
 
-def test_migration_status_for_one_topic(ctx):
-    secret = credentials()
-    ctx.run(
-        ctx.on.action("migration-status", params={"topic": "orders"}),
-        state(config=external(secret), secrets=(secret,)),
-    )
-    results = ctx.action_results or {}
-    assert json.loads(results["partitions"]) == {
-        "source-end-offsets": [100, 200],
-        "target-end-offsets": [100, 150],
-    }
+def test_migration_status_for_one_topic(ctx, clusters):
+    clusters.starts["source"]["orders"] = [40, 0]
+    _, results = migration_status(ctx, running(), topic="orders")
     assert [t["topic"] for t in json.loads(results["topics"])] == ["orders"]
+    assert json.loads(results["partitions"]) == [
+        {
+            "partition": 0,
+            "source-start-offset": 40,
+            "source-end-offset": 100,
+            "target-start-offset": 0,
+            "target-end-offset": 100,
+            "lag": 0,
+        },
+        {
+            "partition": 1,
+            "source-start-offset": 0,
+            "source-end-offset": 200,
+            "target-start-offset": 0,
+            "target-end-offset": 150,
+            "lag": 50,
+        },
+    ]
+    assert results["lag"] == "50"
+
+
+def test_migration_status_for_an_unknown_topic_fails(ctx):
+    with pytest.raises(testing.ActionFailed) as failed:
+        ctx.run(ctx.on.action("migration-status", params={"topic": "nope"}), running())
+    assert failed.value.message.startswith("topic nope is not migrated")
+
+
+def test_migration_status_as_a_table(ctx, clusters):
+    clusters.in_sync()
+    _, results = migration_status(ctx, running(), format="table")
+    assert set(results) == {
+        "requested",
+        "summary",
+        "ready-for-cutover",
+        "reasons",
+        "source",
+        "units",
+        "table",
+    }
+    lines = results["table"].splitlines()
+    assert lines[:2] == ["in sync with old-0:9092: ready for cutover", "ready for cutover: yes"]
+    assert re.search(r"^orders +2 +300 +300 +300 +300 +0$", results["table"], re.M)
+    assert re.search(r"^billing +yes +2 +orders +220 +220 +0 +yes$", results["table"], re.M)
+    assert re.search(r"^MirrorSourceConnector-1 +RUNNING$", results["table"], re.M)
+    assert re.search(r"^kafka-k8s/2 +active +disabled$", results["table"], re.M)
 
 
 @pytest.mark.parametrize("role", ["source", "target"])
 def test_migration_status_with_an_unreachable_cluster(ctx, clusters, role):
     clusters.unreachable.add(role)
-    secret = credentials()
-    ctx.run(ctx.on.action("migration-status"), state(config=external(secret), secrets=(secret,)))
-    results = ctx.action_results or {}
-    assert results["lag"] == f"unknown: {role} cluster at h:1 did not answer: timed out"
-    assert results["units"]["kafka-k8s-0"]["service"] == "absent"
+    _, results = migration_status(ctx, running())
+    message = f"{role} cluster at h:1 did not answer: timed out"
+    assert results["clusters"][role] == message
+    assert results["ready-for-cutover"] == "false"
+    assert json.loads(results["reasons"])[0] == message
+    assert results["summary"] == message
+    assert results["units"]["kafka-k8s-0"]["service"] == "active"
+    if role == "target":
+        assert json.loads(results["connectors"]) is None
+        assert json.loads(results["topics"])[0]["target-end-offset"] is None
 
 
 def test_migration_status_without_source(ctx):
-    ctx.run(ctx.on.action("migration-status"), state())
-    results = ctx.action_results or {}
+    _, results = migration_status(ctx, state())
     assert results["requested"] == "stopped"
-    assert results["lag"].startswith("unknown: no source cluster to migrate from")
+    assert results["ready-for-cutover"] == "false"
+    assert results["summary"].startswith("no source cluster to migrate from")
+    assert json.loads(results["reasons"]) == [results["summary"]]
+    assert results["units"]["kafka-k8s-0"]["service"] == "absent"
+
+
+def test_migration_status_when_stopped_says_why_it_is_not_ready(ctx, clusters):
+    clusters.in_sync()
+    secret = credentials()
+    cluster = peers(local={"mirrormaker-request": request("stopped", 2)})
+    before = state(config=external(secret), secrets=(secret,), cluster=cluster)
+    _, results = migration_status(ctx, before)
+    assert results["requested"] == "stopped"
+    assert json.loads(results["reasons"]) == [
+        "MirrorMaker runs on no unit",
+        "kafka-k8s/0: MirrorMaker is absent",
+    ]
+
+
+# Status while migrating --------------------------------------------------------------------------
+
+
+def test_status_while_lagging_is_refreshed_on_update_status(ctx, clusters):
+    out = ctx.run(ctx.on.update_status(), running())
+    assert out.unit_status == testing.ActiveStatus(LAGGING.format(source="old-0:9092"))
+    assert out.app_status == testing.ActiveStatus(LAGGING.format(source="old-0:9092"))
+    assert set(clusters.timeouts) == {mm.STATUS_TIMEOUT}
+    clusters.in_sync()
+    again = ctx.run(ctx.on.update_status(), out)
+    assert again.unit_status == testing.ActiveStatus("in sync with old-0:9092: ready for cutover")
+
+
+@pytest.mark.parametrize(
+    ("problem", "message"),
+    [
+        ("unreachable", "source cluster at h:1 did not answer: timed out"),
+        ("refused", "source cluster at h:1 refused the login of migrator: invalid credentials"),
+    ],
+)
+def test_status_when_the_source_fails(ctx, clusters, problem, message):
+    getattr(clusters, problem).add("source")
+    out = ctx.run(ctx.on.update_status(), running())
+    assert out.unit_status == testing.BlockedStatus(message)
+    assert out.app_status == testing.BlockedStatus(message)
+
+
+def test_status_when_a_task_failed(ctx, clusters):
+    clusters.in_sync()
+    clusters.connectors[3] = mm.ConnectorState(
+        connector="MirrorSourceConnector",
+        task=0,
+        state="FAILED",
+        trace="org.apache.kafka.connect.errors.ConnectException: boom\n\tat x(X.java:1)",
+    )
+    out = ctx.run(ctx.on.update_status(), running())
+    assert out.unit_status == testing.BlockedStatus(
+        "MirrorMaker MirrorSourceConnector-0 failed: ConnectException: boom"
+    )
+
+
+def test_status_does_not_query_the_clusters_in_collect_status(ctx, clusters):
+    out = ctx.run(ctx.on.update_status(), running())
+    assert len(clusters.logins) == 2
+    ctx.run(ctx.on.action("stop-migration"), out)
+    assert len(clusters.logins) == 2
+
+
+def test_status_summary_is_dropped_once_stopped(ctx, clusters):
+    out = ctx.run(ctx.on.update_status(), running())
+    stopped = ctx.run(ctx.on.action("stop-migration"), out)
+    assert stopped.unit_status == testing.ActiveStatus("broker")

@@ -628,7 +628,13 @@ def test_internal_topics_are_never_selected():
 
 def test_topic_lags():
     config = MigrationConfig(replication_policy="prefixed")
-    lags = mm.topic_lags({"orders": [10, 20], "new": [5]}, {"source.orders": [10, 15]}, config)
+    source = {
+        "orders": mm.TopicOffsets(start=(0, 0), end=(10, 20)),
+        "new": mm.TopicOffsets(start=(0,), end=(5,)),
+    }
+    lags = mm.topic_lags(
+        source, {"source.orders": mm.TopicOffsets(start=(0, 0), end=(10, 15))}, config
+    )
     assert [lag.model_dump() for lag in lags] == [
         {
             "topic": "new",
@@ -636,6 +642,8 @@ def test_topic_lags():
             "partitions": 1,
             "source_end_offset": 5,
             "target_end_offset": None,
+            "source_records": 5,
+            "target_records": 0,
             "lag": 5,
         },
         {
@@ -644,9 +652,16 @@ def test_topic_lags():
             "partitions": 2,
             "source_end_offset": 30,
             "target_end_offset": 25,
+            "source_records": 30,
+            "target_records": 25,
             "lag": 5,
         },
     ]
+
+
+def test_topic_lags_of_end_offsets_alone_start_at_zero():
+    lags = mm.topic_lags({"orders": [10, 20]}, {"orders": [10, 15]}, MigrationConfig())
+    assert [(lag.lag, lag.source_records, lag.target_records) for lag in lags] == [(5, 30, 25)]
 
 
 def test_client_config_is_bounded_and_carries_the_ca():

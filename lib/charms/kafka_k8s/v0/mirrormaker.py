@@ -32,6 +32,7 @@ class KafkaCharm(ops.CharmBase):
         framework.observe(self.on["migration-source"].relation_changed, self._reconcile)
         ...  # peer relation, secret-changed, update-status, pebble-ready: also _reconcile
         framework.observe(self.on.collect_unit_status, self._on_collect_unit_status)
+        framework.observe(self.on.collect_app_status, self._on_collect_app_status)
 
     def _migration_target(self) -> TargetCluster | None:
         if not self.broker_ready():
@@ -50,7 +51,15 @@ class KafkaCharm(ops.CharmBase):
         if status := self.migration.status():
             event.add_status(status)  # before the charm's own ActiveStatus
         event.add_status(ops.ActiveStatus())
+
+    _on_collect_app_status = _on_collect_unit_status  # the leader shows it for the app too
 ```
+
+While MirrorMaker runs, the status says how far the migration is ("migrating from old: 5 topics,
+lag 1,204 records", "in sync with old: ready for cutover") or what is wrong (a cluster that does
+not answer or refuses the login, a failed MirrorMaker task). `reconcile()` computes it with
+bounded queries; `status()` only reads what it stored. `migration_report(source, target,
+config)` gives the same report outside a charm, and `format_table(report)` prints it.
 
 `render_mm2_properties` and `mirrormaker_layer` are pure functions of `MirrorMakerSettings`;
 `MirrorMakerService` applies them to an `ops.Container`. Both run unchanged against a real Pebble.
@@ -62,14 +71,23 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from pathlib import PurePosixPath
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 import jinja2
 import ops
-from confluent_kafka import IsolationLevel, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    IsolationLevel,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, OffsetSpec
 from data_platform_helpers.interfaces import (
     KafkaRequestModel,
@@ -103,7 +121,13 @@ TARGET_ALIAS = "target"
 REQUEST_KEY = "mirrormaker-request"
 STATE_KEY = "mirrormaker-state"
 CLIENT_TIMEOUT = 10.0
+STATUS_TIMEOUT = 5.0
 MAX_LISTED = 200
+GROUP_BATCH = 50
+STATUS_READER_GROUP = "kafka-k8s-migration-status"
+MAX_REASONS = 20
+ERROR_CHARS = 240
+STATUS_CHARS = 120
 
 SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
 SecurityProtocol = Literal["SASL_PLAINTEXT", "SASL_SSL"]
@@ -158,7 +182,14 @@ class NotReadyError(MigrationError):
 
 
 class ClusterUnreachableError(MigrationError):
-    """A cluster did not answer an admin request within the timeout, or refused it."""
+    """A cluster did not answer an admin request within the timeout, or refused it.
+
+    `refused` is set when the cluster turned the user's login down (wrong credentials).
+    """
+
+    def __init__(self, message: str, *, refused: bool = False):
+        super().__init__(message)
+        self.refused = refused
 
 
 # Typed inputs ----------------------------------------------------------------------------------
@@ -554,7 +585,7 @@ connector=(.+), task=(.+)><>([a-z-]+)'
     name: kafka_connect_$1_$4
     type: GAUGE
     labels: {connector: "$2", task: "$3"}
-  - pattern: 'kafka.connect<type=connect-worker-metrics, connector=(.+)><>([a-z-]+)'
+  - pattern: 'kafka.connect<type=connect-worker-metrics, connector=(.+)><>connector-([a-z-]+)'
     name: kafka_connect_worker_connector_$2
     type: GAUGE
     labels: {connector: "$1"}
@@ -567,6 +598,15 @@ connector=(.+), task=(.+)><>([a-z-]+)'
     name: kafka_$1_$4
     type: GAUGE
     labels: {client_id: "$3"}
+  # Records on the source not yet fetched by a replication task (Kafka writes the topic with
+  # dots as underscores here). Lag as the source consumer sees it: no MirrorMaker metric says
+  # how far the target trails the source.
+  - pattern: 'kafka.consumer<type=consumer-fetch-manager-metrics, client-id="?[^|"]*\\|\
+(Mirror[A-Za-z]+)-([0-9]+)\\|replication-consumer"?, topic=(.+), partition=([0-9]+)>\
+<>(records-lag|records-lag-max)'
+    name: kafka_connect_mirror_consumer_$5
+    type: GAUGE
+    labels: {connector: "$1", task: "$2", topic: "$3", partition: "$4"}
 """
 
 _ENVIRONMENT = jinja2.Environment(
@@ -792,23 +832,103 @@ def select(names: Iterable[str], include: Sequence[str], exclude: Sequence[str])
     )
 
 
+_K = TypeVar("_K")
+_T = TypeVar("_T")
+
+
+def _batches(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
+    """`items` in consecutive slices of at most `size`."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _error_text(error: object) -> tuple[str, bool]:
+    """What a confluent-kafka error says, and whether the cluster (not the network) said it."""
+    kafka_error = error.args[0] if isinstance(error, Exception) and error.args else error
+    if isinstance(kafka_error, KafkaError):
+        return kafka_error.str(), kafka_error.code() > 0
+    return str(error), False
+
+
+class TopicOffsets(BaseModel):
+    """Where each partition of a topic starts and ends on one cluster."""
+
+    model_config = ConfigDict(frozen=True)
+
+    start: tuple[int, ...]
+    end: tuple[int, ...]
+
+    def records(self, partition: int) -> int:
+        """How many offsets the partition holds: its end offset minus its start offset."""
+        return max(0, self.end[partition] - self.start[partition])
+
+    @property
+    def total_records(self) -> int:
+        """How many offsets all partitions hold."""
+        return sum(max(0, end - start) for start, end in zip(self.start, self.end, strict=True))
+
+
+class ConnectorState(BaseModel):
+    """What Kafka Connect last recorded for one MirrorMaker connector (`task` None) or task."""
+
+    model_config = ConfigDict(frozen=True)
+
+    connector: str
+    task: int | None = None
+    state: str
+    trace: str | None = Field(default=None, repr=False)
+
+
+GroupCommits = dict[str, dict[int, int]]
+"""A consumer group's committed offsets: topic, then partition, then offset."""
+
+
 class ClusterClient:
-    """Read-only admin queries against one cluster, each bounded by a timeout."""
+    """Read-only queries against one cluster, each bounded by a timeout."""
 
     def __init__(self, cluster: KafkaCluster, role: str, timeout: float = CLIENT_TIMEOUT):
         self.role = role
         self.cluster = cluster
         self.timeout = timeout
-        self._admin = AdminClient(client_config(cluster, timeout))
+        self._refusal: str | None = None
+        config = client_config(cluster, timeout)
+        config["error_cb"] = self._on_error
+        self._admin = AdminClient(config)
 
-    def _unreachable(self, error: Exception) -> ClusterUnreachableError:
-        reason = str(error)
-        if error.args and isinstance(error.args[0], KafkaError):
-            reason = error.args[0].str()
-        return ClusterUnreachableError(
-            f"{self.role} cluster at {self.cluster.bootstrap} did not answer: "
-            f"{reason or 'timed out'}"
-        )
+    def _on_error(self, error: KafkaError) -> None:
+        """Remember a refused login; librdkafka reports it only here, not to the request."""
+        if error.code() in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED):
+            self._refusal = (
+                error.str().split("SASL authentication error: ")[-1].split(" (after")[0]
+            )
+
+    def _unreachable(self, error: object) -> ClusterUnreachableError:
+        self._admin.poll(0)
+        where = f"{self.role} cluster at {self.cluster.bootstrap}"
+        if self._refusal is not None:
+            return ClusterUnreachableError(
+                f"{where} refused the login of {self.cluster.username}: {self._refusal}",
+                refused=True,
+            )
+        reason, answered = _error_text(error)
+        if answered:
+            return ClusterUnreachableError(f"{where} refused the request: {reason}")
+        return ClusterUnreachableError(f"{where} did not answer: {reason or 'timed out'}")
+
+    def _results(self, futures: Mapping[_K, Future[Any]]) -> dict[_K, Any]:
+        """The result of every future, all within one deadline.
+
+        Raises:
+            ClusterUnreachableError: if one fails or the deadline passes.
+        """
+        deadline = time.monotonic() + self.timeout + 5
+        results: dict[_K, Any] = {}
+        try:
+            for key, future in futures.items():
+                results[key] = future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except (KafkaException, FutureTimeoutError) as error:
+            raise self._unreachable(error) from None
+        return results
 
     def topics(self) -> dict[str, int]:
         """Every topic this user may describe, with its number of partitions.
@@ -833,11 +953,24 @@ class ClusterClient:
             ClusterUnreachableError: if the cluster does not answer in time.
         """
         future = self._admin.list_consumer_groups(request_timeout=self.timeout)
-        try:
-            result = future.result(timeout=self.timeout + 5)
-        except (KafkaException, FutureTimeoutError) as error:
-            raise self._unreachable(error) from None
+        result = self._results({"groups": future})["groups"]
+        if result.errors and not result.valid:
+            raise self._unreachable(result.errors[0])
         return sorted(group.group_id for group in result.valid)
+
+    def _list_offsets(self, topics: Mapping[str, int], spec: OffsetSpec) -> dict[str, list[int]]:
+        request = {
+            TopicPartition(topic, partition): spec
+            for topic, count in topics.items()
+            for partition in range(count)
+        }
+        futures = self._admin.list_offsets(
+            request, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=self.timeout
+        )
+        offsets: dict[str, list[int]] = {topic: [0] * count for topic, count in topics.items()}
+        for partition, result in self._results(futures).items():
+            offsets[partition.topic][partition.partition] = result.offset
+        return offsets
 
     def end_offsets(self, topics: Mapping[str, int]) -> dict[str, list[int]]:
         """The end offset (last stable offset) of every partition of these topics.
@@ -847,69 +980,967 @@ class ClusterClient:
         """
         if not topics:
             return {}
-        latest = cast(OffsetSpec, OffsetSpec.latest())
-        request = {
-            TopicPartition(topic, partition): latest
-            for topic, count in topics.items()
-            for partition in range(count)
+        return self._list_offsets(topics, cast(OffsetSpec, OffsetSpec.latest()))
+
+    def offsets(self, topics: Mapping[str, int]) -> dict[str, TopicOffsets]:
+        """Where every partition of these topics starts and ends; two batched requests.
+
+        Raises:
+            ClusterUnreachableError: if the cluster does not answer in time.
+        """
+        if not topics:
+            return {}
+        starts = self._list_offsets(topics, cast(OffsetSpec, OffsetSpec.earliest()))
+        ends = self.end_offsets(topics)
+        return {
+            topic: TopicOffsets(start=tuple(starts[topic]), end=tuple(ends[topic]))
+            for topic in topics
         }
-        futures = self._admin.list_offsets(
-            request,
-            isolation_level=IsolationLevel.READ_COMMITTED,
-            request_timeout=self.timeout,
+
+    def committed_offsets(self, groups: Sequence[str]) -> dict[str, GroupCommits]:
+        """The committed offsets of each consumer group; absent groups have none.
+
+        The Admin API fetches one group per request: they go out `GROUP_BATCH` at a time.
+
+        Raises:
+            ClusterUnreachableError: if the cluster does not answer in time.
+        """
+        committed: dict[str, GroupCommits] = {}
+        for batch in _batches(groups, GROUP_BATCH):
+            futures: dict[str, Future[Any]] = {}
+            for group in batch:
+                futures.update(
+                    self._admin.list_consumer_group_offsets(
+                        [ConsumerGroupTopicPartitions(group)], request_timeout=self.timeout
+                    )
+                )
+            for group, answer in self._results(futures).items():
+                offsets: GroupCommits = {}
+                for partition in answer.topic_partitions or ():
+                    if partition.error is None and partition.offset >= 0:
+                        offsets.setdefault(partition.topic, {})[partition.partition] = (
+                            partition.offset
+                        )
+                committed[group] = offsets
+        return committed
+
+    def describe_groups(self, groups: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """The state (`stable`, `empty`, ...) and the number of members of each group.
+
+        Raises:
+            ClusterUnreachableError: if the cluster does not answer in time.
+        """
+        described: dict[str, tuple[str, int]] = {}
+        for batch in _batches(groups, GROUP_BATCH):
+            futures = self._admin.describe_consumer_groups(
+                list(batch), request_timeout=self.timeout
+            )
+            for group, description in self._results(futures).items():
+                described[group] = (description.state.name.lower(), len(description.members))
+        return described
+
+    def connector_states(self, source_alias: str) -> list[ConnectorState]:
+        """The state of every MirrorMaker connector and task of the flow from `source_alias`.
+
+        Read from Kafka Connect's own records on this (the target) cluster, as its REST API
+        would: the status topic holds the state and error trace of each connector and task,
+        the config topic how many tasks each connector has now (the status topic keeps the
+        records of tasks a connector no longer has). This is the cluster-wide truth, readable
+        from any unit through Kafka alone. The JMX metrics of a node only know its own tasks,
+        carry no error trace, and vanish with the node. Dedicated MirrorMaker records the
+        flow (`source->target`) as the worker of every task, so neither says which unit runs
+        a task; a unit's service state comes from the peer data.
+
+        Raises:
+            ClusterUnreachableError: if the topics cannot be read in time.
+        """
+        config = client_config(self.cluster, self.timeout)
+        config.update(
+            {
+                "group.id": STATUS_READER_GROUP,
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "fetch.wait.max.ms": 20,
+                "error_cb": self._on_error,
+            }
         )
-        offsets: dict[str, list[int]] = {topic: [0] * count for topic, count in topics.items()}
+        consumer = Consumer(config)
+        configs, statuses = (
+            f"mm2-configs.{source_alias}.internal",
+            f"mm2-status.{source_alias}.internal",
+        )
         try:
-            for partition, future in futures.items():
-                offsets[partition.topic][partition.partition] = future.result(
-                    timeout=self.timeout + 5
-                ).offset
-        except (KafkaException, FutureTimeoutError) as error:
+            latest = self._read_compacted(consumer, (configs, statuses))
+        except KafkaException as error:
             raise self._unreachable(error) from None
-        return offsets
+        finally:
+            consumer.close()
+        return connector_states(latest[configs], latest[statuses])
+
+    def _read_compacted(
+        self, consumer: Consumer, topics: Sequence[str]
+    ) -> dict[str, dict[str, bytes | None]]:
+        """The latest value of each key of compacted topics; a topic that does not exist is empty.
+
+        All partitions are read at once, from their beginning until each reports its end.
+
+        Raises:
+            KafkaException: if the cluster does not answer.
+            ClusterUnreachableError: if the ends are not reached within the timeout.
+        """
+        deadline = time.monotonic() + self.timeout + 5
+        assignment = []
+        for topic in topics:
+            metadata = consumer.list_topics(topic, timeout=self.timeout).topics.get(topic)
+            if metadata is not None and metadata.error is None:
+                assignment += [
+                    TopicPartition(topic, partition, OFFSET_BEGINNING)
+                    for partition in metadata.partitions
+                ]
+        latest: dict[str, dict[str, bytes | None]] = {topic: {} for topic in topics}
+        pending = {(partition.topic, partition.partition) for partition in assignment}
+        if assignment:
+            consumer.assign(assignment)
+        while pending:
+            if time.monotonic() > deadline:
+                raise self._unreachable(f"timed out reading {', '.join(topics)}")
+            for message in consumer.consume(500, timeout=0.1):
+                error = message.error()
+                if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                    pending.discard((message.topic(), message.partition()))
+                elif error is not None:
+                    raise KafkaException(error)
+                else:
+                    key = (message.key() or b"").decode(errors="replace")
+                    latest[message.topic() or ""][key] = message.value()
+        return latest
 
 
-class TopicLag(BaseModel):
-    """How far the target is behind the source on one topic."""
+def _json_object(value: bytes | None) -> dict[str, Any]:
+    try:
+        parsed = json.loads(value) if value else {}
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def connector_states(
+    configs: Mapping[str, bytes | None], statuses: Mapping[str, bytes | None]
+) -> list[ConnectorState]:
+    """Each live connector and each of its current tasks, from Connect's config and status topics.
+
+    Args:
+        configs: the latest value of each key of the config topic; only the `connector-NAME`
+            and `commit-NAME` (`{"tasks": N}`) records are read, never a connector's settings.
+        statuses: the latest value of each key of the status topic (`status-connector-NAME`,
+            `status-task-NAME-N`: `{"state": ..., "trace": ...}`).
+
+    A current task without a status record yet is `UNASSIGNED`, as Connect reports it.
+    """
+    states = []
+    for key in sorted(configs):
+        if not key.startswith("connector-") or configs[key] is None:
+            continue
+        connector = key.removeprefix("connector-")
+        recorded = _json_object(statuses.get(f"status-connector-{connector}"))
+        states.append(
+            ConnectorState(
+                connector=connector,
+                state=str(recorded.get("state", "UNASSIGNED")),
+                trace=recorded.get("trace"),
+            )
+        )
+        tasks = _json_object(configs.get(f"commit-{connector}")).get("tasks", 0)
+        for task in range(int(tasks) if isinstance(tasks, int) else 0):
+            recorded = _json_object(statuses.get(f"status-task-{connector}-{task}"))
+            states.append(
+                ConnectorState(
+                    connector=connector,
+                    task=task,
+                    state=str(recorded.get("state", "UNASSIGNED")),
+                    trace=recorded.get("trace"),
+                )
+            )
+    return states
+
+
+def _listed(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:MAX_LISTED])
+    return f"{shown}, ... ({len(names) - MAX_LISTED} more)" if len(names) > MAX_LISTED else shown
+
+
+# Migration status ------------------------------------------------------------------------------
+#
+# `migration-status`, the unit status while migrating and the demo all show a `MigrationReport`.
+# `fetch_snapshot` is the thin adapter that queries both clusters; `build_report` is a pure
+# function of the fetched `MigrationSnapshot`, so tests and benchmarks can call it alone.
+
+
+def _hyphenated(name: str) -> str:
+    return name.replace("_", "-")
+
+
+class _ReportPart(BaseModel):
+    """A part of the migration report; its JSON keys are hyphenated, like action results."""
+
+    model_config = ConfigDict(frozen=True, alias_generator=_hyphenated, populate_by_name=True)
+
+    def as_json(self) -> dict[str, Any]:
+        """The part as JSON-ready data, with hyphenated keys."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class PartitionLag(_ReportPart):
+    """One partition of a topic on both clusters."""
+
+    partition: int
+    source_start_offset: int
+    source_end_offset: int
+    target_start_offset: int | None
+    target_end_offset: int | None
+    lag: int
+
+
+class TopicLag(_ReportPart):
+    """How far the target is behind the source on one topic.
+
+    `lag` counts, per partition, the records the source holds (end minus start offset) that
+    the target does not: records the source deleted by retention before they were copied do
+    not count, so a topic whose old segments are gone can still reach zero. Where the source
+    has transaction markers or compacted records it keeps a small remainder: raise
+    `lag-threshold` for such topics.
+    """
 
     topic: str
     target_topic: str
     partitions: int
     source_end_offset: int
     target_end_offset: int | None
+    source_records: int
+    target_records: int
     lag: int
 
 
-def topic_lags(
-    source: Mapping[str, list[int]], target: Mapping[str, list[int]], config: MigrationConfig
-) -> list[TopicLag]:
-    """Per topic: the sum of source end offsets minus the sum of target end offsets.
+class GroupTopicLag(_ReportPart):
+    """A consumer group's committed offsets on one topic, on both clusters."""
 
-    Offsets differ where the source has transaction markers, compaction or deleted records, so
-    this is the number of records still to copy only for plain topics.
+    topic: str
+    partitions: int
+    source_committed: int
+    target_committed: int | None
+    missing_partitions: int
+    lag: int
+
+
+class GroupLag(_ReportPart):
+    """A consumer group: how much further behind it would be on the target than on the source.
+
+    Per partition, `lag` is the records ahead of the group's committed offset on the target
+    minus those ahead of it on the source: what a consumer switched now would read again.
+    MirrorMaker translates offsets conservatively, so a group that stopped in the middle of a
+    topic may keep a small lag; a group that read to the end reaches zero.
     """
+
+    group: str
+    state: str
+    members: int
+    active: bool
+    lag: int
+    synced: bool
+    topics: list[GroupTopicLag]
+
+
+class TaskStatus(_ReportPart):
+    """A connector (`task` None) or a task of MirrorMaker, as Kafka Connect records it."""
+
+    connector: str
+    task: int | None
+    name: str
+    state: str
+    error: str | None
+
+
+class ConnectorStatus(_ReportPart):
+    """A MirrorMaker connector and its tasks."""
+
+    connector: str
+    state: str
+    error: str | None
+    tasks: list[TaskStatus]
+
+
+class UnitStatus(_ReportPart):
+    """The MirrorMaker service of one unit, as the unit published it."""
+
+    unit: str
+    service: str
+    exactly_once: str
+
+
+class ClusterProblem(_ReportPart):
+    """A cluster that could not be queried: `refused` when it turned the login down."""
+
+    role: str
+    message: str
+    refused: bool = False
+
+
+class GroupOffsets(BaseModel):
+    """A consumer group on the source: its state, members and committed offsets."""
+
+    model_config = ConfigDict(frozen=True)
+
+    group: str
+    state: str = "unknown"
+    members: int = 0
+    offsets: GroupCommits = Field(default_factory=dict)
+
+
+class MigrationSnapshot(BaseModel):
+    """What the migration status is computed from, as fetched from both clusters and the peers.
+
+    `source_topics` holds the migrated topics only; `target_topics` the copies of those that
+    exist, by their target names; `target_groups` the target's commits of the source groups.
+    `connectors` is None when it could not be read; `units` is None outside a charm.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    source_topics: dict[str, TopicOffsets] = Field(default_factory=dict)
+    target_topics: dict[str, TopicOffsets] = Field(default_factory=dict)
+    source_groups: list[GroupOffsets] = Field(default_factory=list)
+    target_groups: dict[str, GroupCommits] = Field(default_factory=dict)
+    connectors: list[ConnectorState] | None = None
+    units: dict[str, UnitState] | None = None
+    problems: list[ClusterProblem] = Field(default_factory=list)
+
+
+class MigrationReport(_ReportPart):
+    """The whole migration status, and whether clients can be switched to the target now."""
+
+    source: str
+    lag_threshold: int
+    topic: str | None
+    sync_group_offsets: bool
+    problems: list[ClusterProblem]
+    topics: list[TopicLag]
+    partitions: list[PartitionLag]
+    groups: list[GroupLag]
+    connectors: list[ConnectorStatus] | None
+    units: list[UnitStatus] | None
+    reasons: list[str]
+
+    @property
+    def lag(self) -> int:
+        """Records the target still lacks, over every topic."""
+        return sum(topic.lag for topic in self.topics)
+
+    @property
+    def source_records(self) -> int:
+        """Records the source holds, over every migrated topic."""
+        return sum(topic.source_records for topic in self.topics)
+
+    @property
+    def target_records(self) -> int:
+        """Records the target holds, over every migrated topic."""
+        return sum(topic.target_records for topic in self.topics)
+
+    @property
+    def ready_for_cutover(self) -> bool:
+        """Whether clients can switch now: nothing lags, nothing failed, everything runs."""
+        return not self.reasons
+
+    def failed(self) -> TaskStatus | None:
+        """The first failed connector or task, if any."""
+        for connector in self.connectors or ():
+            for task in _with_connector(connector):
+                if task.state == "FAILED":
+                    return task
+        return None
+
+    def summary(self) -> tuple[Literal["active", "blocked"], str]:
+        """The status to show while migrating: its kind and message."""
+        if self.problems:
+            return "blocked", self.problems[0].message
+        if failed := self.failed():
+            return "blocked", _clip(f"MirrorMaker {failed.name} failed: {failed.error}")
+        if self.ready_for_cutover:
+            return "active", f"in sync with {self.source}: ready for cutover"
+        message = (
+            f"migrating from {self.source}: {_count(len(self.topics), 'topic')}, "
+            f"lag {_count(self.lag, 'record')}"
+        )
+        behind = sum(1 for group in self.groups if not group.synced)
+        if self.sync_group_offsets and behind:
+            message += f", {_count(behind, 'group')} behind"
+        elif self.lag <= self.lag_threshold:
+            message += f"; {self.reasons[0]}"
+        return "active", _clip(message)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
+def _clip(text: str, limit: int = STATUS_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _short_exception(line: str) -> str:
+    """`a.b.SomeException: message` as `SomeException: message`."""
+    name, colon, message = line.partition(":")
+    return name.rsplit(".", 1)[-1] + colon + message
+
+
+def trace_summary(trace: str | None) -> str | None:
+    """A Java stack trace as one line: the exception and its root cause, without packages."""
+    if not trace:
+        return None
+    lines = [line.strip() for line in trace.strip().splitlines() if line.strip()]
+    summary = _short_exception(lines[0])
+    causes = [line.removeprefix("Caused by: ") for line in lines if line.startswith("Caused by:")]
+    if causes:
+        summary += f"; caused by {_short_exception(causes[-1])}"
+    return _clip(summary, ERROR_CHARS)
+
+
+def partition_lags(source: TopicOffsets, target: TopicOffsets | None) -> list[PartitionLag]:
+    """Per partition: the offsets on both clusters and the records the target lacks."""
     lags = []
-    for topic, offsets in sorted(source.items()):
-        name = config.target_topic(topic)
-        copied = target.get(name)
-        source_end = sum(offsets)
-        target_end = sum(copied) if copied is not None else None
+    for partition, (start, end) in enumerate(zip(source.start, source.end, strict=True)):
+        present = target is not None and partition < len(target.end)
+        copied = target.records(partition) if target is not None and present else 0
         lags.append(
-            TopicLag(
-                topic=topic,
-                target_topic=name,
-                partitions=len(offsets),
-                source_end_offset=source_end,
-                target_end_offset=target_end,
-                lag=max(0, source_end - (target_end or 0)),
+            PartitionLag(
+                partition=partition,
+                source_start_offset=start,
+                source_end_offset=end,
+                target_start_offset=target.start[partition] if target and present else None,
+                target_end_offset=target.end[partition] if target and present else None,
+                lag=max(0, source.records(partition) - copied),
             )
         )
     return lags
 
 
-def _listed(names: Sequence[str]) -> str:
-    shown = ", ".join(names[:MAX_LISTED])
-    return f"{shown}, ... ({len(names) - MAX_LISTED} more)" if len(names) > MAX_LISTED else shown
+Offsets = TopicOffsets | Sequence[int]
+"""A topic's offsets, or only its end offsets (then its partitions are taken to start at 0)."""
+
+
+def _offsets(offsets: Offsets | None) -> TopicOffsets | None:
+    if offsets is None or isinstance(offsets, TopicOffsets):
+        return offsets
+    return TopicOffsets(start=(0,) * len(offsets), end=tuple(offsets))
+
+
+def topic_lags(
+    source: Mapping[str, Offsets], target: Mapping[str, Offsets], config: MigrationConfig
+) -> list[TopicLag]:
+    """Per source topic: its offsets on both clusters and the records the target lacks."""
+    lags = []
+    for topic, given in sorted(source.items()):
+        name = config.target_topic(topic)
+        offsets = cast(TopicOffsets, _offsets(given))
+        copied = _offsets(target.get(name))
+        lags.append(
+            TopicLag(
+                topic=topic,
+                target_topic=name,
+                partitions=len(offsets.end),
+                source_end_offset=sum(offsets.end),
+                target_end_offset=sum(copied.end) if copied is not None else None,
+                source_records=offsets.total_records,
+                target_records=copied.total_records if copied is not None else 0,
+                lag=sum(lag.lag for lag in partition_lags(offsets, copied)),
+            )
+        )
+    return lags
+
+
+def _group_topic_lag(
+    topic: str,
+    committed: Mapping[int, int],
+    translated: Mapping[int, int],
+    source: TopicOffsets,
+    target: TopicOffsets | None,
+) -> GroupTopicLag:
+    lag = missing = 0
+    for partition, offset in committed.items():
+        if partition >= len(source.end):
+            continue
+        if partition not in translated:
+            missing += 1
+        if target is None or partition >= len(target.end):
+            continue
+        position = translated.get(partition, target.start[partition])
+        ahead_on_target = max(0, target.end[partition] - position)
+        ahead_on_source = max(0, source.end[partition] - offset)
+        lag += max(0, ahead_on_target - ahead_on_source)
+    return GroupTopicLag(
+        topic=topic,
+        partitions=len(committed),
+        source_committed=sum(committed.values()),
+        target_committed=sum(translated.values()) if translated else None,
+        missing_partitions=missing,
+        lag=lag,
+    )
+
+
+def group_lag(
+    group: GroupOffsets,
+    snapshot: MigrationSnapshot,
+    config: MigrationConfig,
+    lag_threshold: int,
+) -> GroupLag:
+    """A source group's lag on the target, over the migrated topics it committed offsets on."""
+    translated = snapshot.target_groups.get(group.group, {})
+    topics = []
+    for topic, committed in sorted(group.offsets.items()):
+        source = snapshot.source_topics.get(topic)
+        if source is None:
+            continue
+        name = config.target_topic(topic)
+        target = snapshot.target_topics.get(name)
+        topics.append(_group_topic_lag(topic, committed, translated.get(name, {}), source, target))
+    lag = sum(topic.lag for topic in topics)
+    return GroupLag(
+        group=group.group,
+        state=group.state,
+        members=group.members,
+        active=group.members > 0,
+        lag=lag,
+        synced=lag <= lag_threshold and not any(topic.missing_partitions for topic in topics),
+        topics=topics,
+    )
+
+
+def connector_statuses(states: Sequence[ConnectorState]) -> list[ConnectorStatus]:
+    """The connectors with their tasks, in name order."""
+    connectors = []
+    for connector in sorted({state.connector for state in states}):
+        own = [state for state in states if state.connector == connector]
+        tasks = sorted((s for s in own if s.task is not None), key=lambda s: s.task or 0)
+        level = next((s for s in own if s.task is None), None)
+        connectors.append(
+            ConnectorStatus(
+                connector=connector,
+                state=level.state if level else "UNASSIGNED",
+                error=trace_summary(level.trace) if level else None,
+                tasks=[
+                    TaskStatus(
+                        connector=connector,
+                        task=task.task,
+                        name=f"{connector}-{task.task}",
+                        state=task.state,
+                        error=trace_summary(task.trace),
+                    )
+                    for task in tasks
+                ],
+            )
+        )
+    return connectors
+
+
+def _with_connector(connector: ConnectorStatus) -> list[TaskStatus]:
+    """The connector itself, as a task without number, then its tasks."""
+    itself = TaskStatus(
+        connector=connector.connector,
+        task=None,
+        name=connector.connector,
+        state=connector.state,
+        error=connector.error,
+    )
+    return [itself, *connector.tasks]
+
+
+def unit_statuses(units: Mapping[str, UnitState]) -> list[UnitStatus]:
+    """The units' published MirrorMaker states, in unit name order."""
+    return [
+        UnitStatus(unit=name, service=state.service, exactly_once=state.exactly_once)
+        for name, state in sorted(units.items())
+    ]
+
+
+def _capped(reasons: list[str]) -> list[str]:
+    if len(reasons) <= MAX_REASONS:
+        return reasons
+    return [*reasons[:MAX_REASONS], f"... and {len(reasons) - MAX_REASONS} more"]
+
+
+def _worker_reasons(
+    units: Sequence[UnitStatus] | None, connectors: Sequence[ConnectorStatus] | None
+) -> list[str]:
+    reasons = []
+    if units is not None and not any(unit.service == "active" for unit in units):
+        reasons.append("MirrorMaker runs on no unit")
+    for unit in units or ():
+        if unit.service != "active":
+            reasons.append(f"{unit.unit}: MirrorMaker is {unit.service}")
+    if connectors is not None and not connectors:
+        reasons.append("MirrorMaker has not started its connectors yet")
+    for connector in connectors or ():
+        for task in _with_connector(connector):
+            if task.state == "FAILED":
+                reasons.append(f"{task.name} failed: {task.error}")
+            elif task.state != "RUNNING":
+                reasons.append(f"{task.name} is {task.state.lower()}")
+    return reasons
+
+
+def _data_reasons(
+    topics: Sequence[TopicLag], groups: Sequence[GroupLag], lag_threshold: int
+) -> list[str]:
+    reasons = []
+    for topic in topics:
+        if topic.target_end_offset is None:
+            reasons.append(f"topic {topic.topic} is not on the target yet")
+        elif topic.lag > lag_threshold:
+            reasons.append(f"topic {topic.topic}: {_count(topic.lag, 'record')} behind")
+    for group in groups:
+        missing = [topic.topic for topic in group.topics if topic.missing_partitions]
+        if missing:
+            reasons.append(f"group {group.group}: no offsets on the target yet for {missing[0]}")
+        elif not group.synced:
+            reasons.append(
+                f"group {group.group}: {_count(group.lag, 'record')} behind on the target"
+            )
+    return reasons
+
+
+def build_report(
+    snapshot: MigrationSnapshot,
+    config: MigrationConfig,
+    *,
+    source: str,
+    lag_threshold: int = 0,
+    topic: str | None = None,
+) -> MigrationReport:
+    """The migration report of a snapshot; a pure function.
+
+    Args:
+        snapshot: what was fetched from both clusters and the peers.
+        config: the migration options (replication policy, whether group offsets are synced).
+        source: how the report names the source.
+        lag_threshold: records a topic or a group may lag and still be ready for cutover.
+        topic: the one source topic the snapshot was fetched for, to detail its partitions.
+    """
+    topics = topic_lags(snapshot.source_topics, snapshot.target_topics, config)
+    groups = [
+        group_lag(group, snapshot, config, lag_threshold)
+        for group in sorted(snapshot.source_groups, key=lambda group: group.group)
+    ]
+    groups = [group for group in groups if group.topics]
+    connectors = None if snapshot.connectors is None else connector_statuses(snapshot.connectors)
+    units = None if snapshot.units is None else unit_statuses(snapshot.units)
+    detailed = snapshot.source_topics.get(topic) if topic is not None else None
+    partitions = []
+    if topic is not None and detailed is not None:
+        partitions = partition_lags(
+            detailed, snapshot.target_topics.get(config.target_topic(topic))
+        )
+    reasons = [problem.message for problem in snapshot.problems]
+    reasons += _worker_reasons(units, connectors)
+    if not topics and not any(problem.role == "source" for problem in snapshot.problems):
+        reasons.append("no source topic is selected for migration")
+    reasons += _data_reasons(topics, groups if config.sync_group_offsets else [], lag_threshold)
+    return MigrationReport(
+        source=source,
+        lag_threshold=lag_threshold,
+        topic=topic,
+        sync_group_offsets=config.sync_group_offsets,
+        problems=snapshot.problems,
+        topics=topics,
+        partitions=partitions,
+        groups=groups,
+        connectors=connectors,
+        units=units,
+        reasons=_capped(reasons),
+    )
+
+
+def _fetch_source(
+    source: ClusterClient, config: MigrationConfig, topic: str | None
+) -> tuple[dict[str, TopicOffsets], list[GroupOffsets]]:
+    """The migrated topics' offsets, and the selected groups that committed on them."""
+    partitions = source.topics()
+    selected = select(
+        [name for name in partitions if not is_internal_topic(name)],
+        config.topics,
+        config.topics_exclude,
+    )
+    if topic is not None:
+        selected = [name for name in selected if name == topic]
+    offsets = source.offsets({name: partitions[name] for name in selected})
+    groups = select(source.groups(), config.groups, config.groups_exclude)
+    committed = {
+        group: migrated
+        for group, commits in source.committed_offsets(groups).items()
+        if (migrated := {name: p for name, p in commits.items() if name in offsets})
+    }
+    described = source.describe_groups(list(committed)) if committed else {}
+    return offsets, [
+        GroupOffsets(
+            group=group,
+            state=described.get(group, ("unknown", 0))[0],
+            members=described.get(group, ("unknown", 0))[1],
+            offsets=commits,
+        )
+        for group, commits in committed.items()
+    ]
+
+
+def _fetch_target(
+    target: ClusterClient,
+    config: MigrationConfig,
+    topics: Mapping[str, TopicOffsets],
+    groups: Sequence[GroupOffsets],
+) -> tuple[dict[str, TopicOffsets], dict[str, GroupCommits], list[ConnectorState]]:
+    """The copies' offsets, the groups' commits and MirrorMaker's connectors on the target."""
+    existing = target.topics() if topics else {}
+    names = {config.target_topic(topic) for topic in topics}
+    offsets = target.offsets({name: n for name, n in existing.items() if name in names})
+    commits = target.committed_offsets([group.group for group in groups]) if groups else {}
+    return offsets, commits, target.connector_states(SOURCE_ALIAS)
+
+
+def _problem(client: ClusterClient, error: Exception) -> ClusterProblem:
+    """A failed query as a problem of the report; a raw Kafka error gets the client's wording."""
+    if not isinstance(error, ClusterUnreachableError):
+        error = client._unreachable(error)
+    return ClusterProblem(role=client.role, message=error.message, refused=error.refused)
+
+
+def fetch_snapshot(
+    source: ClusterClient,
+    target: ClusterClient,
+    config: MigrationConfig,
+    *,
+    topic: str | None = None,
+    units: Mapping[str, UnitState] | None = None,
+) -> MigrationSnapshot:
+    """Query both clusters for a migration report; a cluster that fails is a problem in it.
+
+    Every query is bounded by the clients' timeouts; nothing here raises for a cluster.
+    """
+    problems = []
+    source_topics: dict[str, TopicOffsets] = {}
+    source_groups: list[GroupOffsets] = []
+    try:
+        source_topics, source_groups = _fetch_source(source, config, topic)
+    except (ClusterUnreachableError, KafkaException) as error:
+        problems.append(_problem(source, error))
+    target_topics: dict[str, TopicOffsets] = {}
+    target_groups: dict[str, GroupCommits] = {}
+    connectors = None
+    try:
+        target_topics, target_groups, connectors = _fetch_target(
+            target, config, source_topics, source_groups
+        )
+    except (ClusterUnreachableError, KafkaException) as error:
+        problems.append(_problem(target, error))
+    return MigrationSnapshot(
+        source_topics=source_topics,
+        target_topics=target_topics,
+        source_groups=source_groups,
+        target_groups=target_groups,
+        connectors=connectors,
+        units=None if units is None else dict(units),
+        problems=problems,
+    )
+
+
+def migration_report(
+    source: KafkaCluster,
+    target: KafkaCluster,
+    config: MigrationConfig | None = None,
+    *,
+    units: Mapping[str, UnitState] | None = None,
+    lag_threshold: int = 0,
+    topic: str | None = None,
+    timeout: float = CLIENT_TIMEOUT,
+) -> MigrationReport:
+    """Query both clusters and report the migration, as `migration-status` does.
+
+    Args:
+        source: the cluster migrated from; a `SourceCluster`'s name names it in messages.
+        target: the cluster migrated into, with a user that may read MirrorMaker's topics.
+        config: the migration options; the defaults when None.
+        units: each unit's published MirrorMaker state, when there are units to report.
+        lag_threshold: records a topic or a group may lag and still be ready for cutover.
+        topic: report only this source topic, with the detail of its partitions.
+        timeout: seconds each query may take.
+    """
+    config = config or MigrationConfig()
+    name = source.name if isinstance(source, SourceCluster) else source.bootstrap
+    snapshot = fetch_snapshot(
+        ClusterClient(source, "source", timeout),
+        ClusterClient(target, "target", timeout),
+        config,
+        topic=topic,
+        units=units,
+    )
+    return build_report(snapshot, config, source=name, lag_threshold=lag_threshold, topic=topic)
+
+
+# Showing the report ------------------------------------------------------------------------------
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
+    """Rows under headers, in left-aligned columns two spaces apart; numbers with commas."""
+    cells = [list(headers)] + [
+        [
+            f"{cell:,}" if isinstance(cell, int) and not isinstance(cell, bool) else str(cell)
+            for cell in row
+        ]
+        for row in rows
+    ]
+    widths = [max(len(row[column]) for row in cells) for column in range(len(headers))]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def _or_dash(value: object) -> object:
+    return "-" if value is None else value
+
+
+Row = tuple[object, ...]
+
+
+def _topic_rows(report: MigrationReport) -> list[Row]:
+    return [
+        (
+            t.topic,
+            t.partitions,
+            t.source_end_offset,
+            _or_dash(t.target_end_offset),
+            t.source_records,
+            t.target_records,
+            t.lag,
+        )
+        for t in report.topics
+    ]
+
+
+def _partition_rows(report: MigrationReport) -> list[Row]:
+    return [
+        (
+            p.partition,
+            p.source_start_offset,
+            p.source_end_offset,
+            _or_dash(p.target_start_offset),
+            _or_dash(p.target_end_offset),
+            p.lag,
+        )
+        for p in report.partitions
+    ]
+
+
+def _group_rows(report: MigrationReport) -> list[Row]:
+    return [
+        (
+            g.group,
+            _yes(g.active),
+            g.members,
+            t.topic,
+            t.source_committed,
+            _or_dash(t.target_committed),
+            t.lag,
+            _yes(g.synced and not t.missing_partitions),
+        )
+        for g in report.groups
+        for t in g.topics
+    ]
+
+
+def _unit_rows(report: MigrationReport) -> list[Row]:
+    return [(u.unit, u.service, u.exactly_once) for u in report.units or ()]
+
+
+def _task_rows(report: MigrationReport) -> list[Row]:
+    return [
+        (t.name, t.state, t.error or "")
+        for c in report.connectors or ()
+        for t in _with_connector(c)
+    ]
+
+
+_SECTIONS: tuple[tuple[str, Callable[[MigrationReport], list[Row]]], ...] = (
+    ("TOPIC|PARTITIONS|SOURCE END|TARGET END|SOURCE RECORDS|TARGET RECORDS|LAG", _topic_rows),
+    ("PARTITION|SOURCE START|SOURCE END|TARGET START|TARGET END|LAG", _partition_rows),
+    ("GROUP|ACTIVE|MEMBERS|TOPIC|SOURCE COMMITTED|TARGET COMMITTED|LAG|SYNCED", _group_rows),
+    ("UNIT|SERVICE|EXACTLY-ONCE", _unit_rows),
+    ("CONNECTOR/TASK|STATE|ERROR", _task_rows),
+)
+
+
+def format_table(report: MigrationReport) -> str:
+    """The report as plain text: the verdict and its reasons, then one table per section."""
+    lines = [report.summary()[1], f"ready for cutover: {_yes(report.ready_for_cutover)}"]
+    lines += [f"  - {reason}" for reason in report.reasons]
+    for headers, rows in _SECTIONS:
+        if found := rows(report):
+            lines += ["", *_table(headers.split("|"), found)]
+    return "\n".join(lines)
+
+
+def _json(items: Iterable[_ReportPart] | None) -> str:
+    return json.dumps(None if items is None else [item.as_json() for item in items])
+
+
+def _unit_results(units: Iterable[UnitStatus]) -> dict[str, dict[str, str]]:
+    """Each unit's MirrorMaker state, keyed by the unit's name with `/` as `-`."""
+    return {
+        unit.unit.replace("/", "-"): {"service": unit.service, "exactly-once": unit.exactly_once}
+        for unit in units
+    }
+
+
+def unknown_results(message: str, units: Mapping[str, UnitState]) -> dict[str, Any]:
+    """`migration-status` results when the migration is not configured well enough to query."""
+    return {
+        "summary": message,
+        "ready-for-cutover": "false",
+        "reasons": json.dumps([message]),
+        "units": _unit_results(unit_statuses(units)),
+    }
+
+
+def report_results(report: MigrationReport, *, table: bool = False) -> dict[str, Any]:
+    """The report as `migration-status` action results.
+
+    Keys are hyphenated; lists of things named by topics, groups or connectors (names that are
+    not valid result keys) are JSON strings. `charmcraft.yaml` describes the shape.
+    """
+    results: dict[str, Any] = {
+        "summary": report.summary()[1],
+        "ready-for-cutover": "true" if report.ready_for_cutover else "false",
+        "reasons": json.dumps(report.reasons),
+        "source": report.source,
+    }
+    if report.units is not None:
+        results["units"] = _unit_results(report.units)
+    if table:
+        results["table"] = format_table(report)
+        return results
+    problems = {problem.role: problem.message for problem in report.problems}
+    results |= {
+        "clusters": {role: problems.get(role, "reachable") for role in ("source", "target")},
+        "lag": str(report.lag),
+        "lag-threshold": str(report.lag_threshold),
+        "source-records": str(report.source_records),
+        "target-records": str(report.target_records),
+        "topics": _json(report.topics),
+        "groups": _json(report.groups),
+        "connectors": _json(report.connectors),
+    }
+    if report.topic is not None:
+        results["partitions"] = _json(report.partitions)
+    return results
 
 
 # The charm-facing object ------------------------------------------------------------------------
@@ -920,8 +1951,12 @@ class Migration(ops.Object):
 
     It handles `start-migration`, `stop-migration` and `migration-status` itself, and requests
     credentials on the source relation. The host calls `reconcile()` from its reconcile and shows
-    `status()` in collect-status.
+    `status()` in collect-status. While MirrorMaker runs, `reconcile()` also queries both
+    clusters (bounded by `STATUS_TIMEOUT` per query) and keeps the summary in a stored state, so
+    `status()` never queries a cluster.
     """
+
+    _stored = ops.StoredState()
 
     def __init__(
         self,
@@ -946,6 +1981,7 @@ class Migration(ops.Object):
             workload: paths, user, ports and heap of MirrorMaker; the rock's by default.
         """
         super().__init__(charm, "mirrormaker-migration")
+        self._stored.set_default(summary="")
         self.charm = charm
         self._target = target
         self._unit_host = unit_host
@@ -1152,7 +2188,7 @@ class Migration(ops.Object):
         if not self.service.container.can_connect():
             return
         request = self._follow_newest_request()
-        mode = None
+        settings = None
         if request.state == "stopped":
             self.service.stop()
         else:
@@ -1161,12 +2197,26 @@ class Migration(ops.Object):
             except MigrationError as error:
                 logger.info("migration not applied: %s", error.message)
             else:
-                mode = settings.exactly_once_support
                 try:
                     self.service.run(settings)
                 except ops.pebble.ChangeError:
                     logger.warning("MirrorMaker did not start; Pebble retries it")
-        self._publish_state(mode)
+        self._publish_state(settings.exactly_once_support if settings else None)
+        self._refresh_summary(settings)
+
+    def _refresh_summary(self, settings: MirrorMakerSettings | None) -> None:
+        """Query both clusters for the status summary while this unit runs MirrorMaker."""
+        if settings is None or self.service.state() != "active":
+            self._stored.summary = ""
+            return
+        report = migration_report(
+            settings.source,
+            settings.target,
+            settings.config,
+            units=self._live_unit_states(),
+            timeout=STATUS_TIMEOUT,
+        )
+        self._stored.summary = json.dumps(report.summary())
 
     def _follow_newest_request(self) -> MigrationRequest:
         """The newest request, copied into this unit's databag so it outlives its author."""
@@ -1212,7 +2262,10 @@ class Migration(ops.Object):
         service = self.service.state()
         if service != "active":
             return ops.MaintenanceStatus(f"starting MirrorMaker to migrate from {source.name}")
-        return ops.ActiveStatus(f"migrating from {source.name}")
+        if not self._stored.summary:
+            return ops.ActiveStatus(f"migrating from {source.name}")
+        kind, message = json.loads(self._stored.summary)
+        return ops.BlockedStatus(message) if kind == "blocked" else ops.ActiveStatus(message)
 
     # Actions -----------------------------------------------------------------------------------
 
@@ -1313,62 +2366,46 @@ class Migration(ops.Object):
             )
         event.set_results(results)
 
-    def _on_migration_status(self, event: ops.ActionEvent) -> None:
+    def _live_unit_states(self) -> dict[str, UnitState]:
+        """Every unit's published MirrorMaker state, this unit's read from Pebble now.
+
+        A peer that has published nothing yet is `absent`.
+        """
+        relation = self._peers
         states = self._unit_states()
+        peers = relation.units if relation is not None else set()
+        live = {unit: states.get(unit, UnitState()) for unit in (self.model.unit, *peers)}
         if self.service.container.can_connect():
-            states[self.model.unit] = UnitState(
-                service=self.service.state(),
-                exactly_once=states.get(self.model.unit, UnitState()).exactly_once,
+            live[self.model.unit] = UnitState(
+                service=self.service.state(), exactly_once=live[self.model.unit].exactly_once
             )
-        results: dict[str, object] = {
-            "requested": self.requested_state,
-            "units": {
-                unit.name.replace("/", "-"): {
-                    "service": state.service,
-                    "exactly-once": state.exactly_once,
-                }
-                for unit, state in sorted(states.items(), key=lambda item: item[0].name)
-            },
-        }
+        return {unit.name: state for unit, state in sorted(live.items(), key=lambda i: i[0].name)}
+
+    def _on_migration_status(self, event: ops.ActionEvent) -> None:
+        topic = event.params.get("topic") or None
+        units = self._live_unit_states()
         try:
             settings = self.settings()
         except MigrationError as error:
-            results["lag"] = f"unknown: {error.message}"
-            event.set_results(results)
-            return
-        results["source"] = settings.source.name
-        try:
-            results.update(self._lag_results(settings, event.params.get("topic")))
-        except MigrationError as error:
-            results["lag"] = f"unknown: {error.message}"
-        event.set_results(results)
-
-    def _lag_results(self, settings: MirrorMakerSettings, topic: str | None) -> dict[str, object]:
-        config = settings.config
-        source = ClusterClient(settings.source, "source")
-        target = ClusterClient(settings.target, "target")
-        source_topics = source.topics()
-        selected = select(
-            [t for t in source_topics if not is_internal_topic(t)],
-            config.topics,
-            config.topics_exclude,
-        )
-        if topic is not None:
-            selected = [t for t in selected if t == topic]
-        target_topics = target.topics()
-        source_offsets = source.end_offsets({t: source_topics[t] for t in selected})
-        names = {config.target_topic(t) for t in selected}
-        target_offsets = target.end_offsets({t: n for t, n in target_topics.items() if t in names})
-        lags = topic_lags(source_offsets, target_offsets, config)
-        results: dict[str, object] = {
-            "total-lag": str(sum(lag.lag for lag in lags)),
-            "topics": json.dumps([lag.model_dump() for lag in lags]),
-        }
-        if topic is not None:
-            results["partitions"] = json.dumps(
-                {
-                    "source-end-offsets": source_offsets.get(topic, []),
-                    "target-end-offsets": target_offsets.get(config.target_topic(topic), []),
-                }
+            event.set_results(
+                {"requested": self.requested_state, **unknown_results(error.message, units)}
             )
-        return results
+            return
+        report = migration_report(
+            settings.source,
+            settings.target,
+            settings.config,
+            units=units,
+            lag_threshold=int(event.params.get("lag-threshold", 0)),
+            topic=topic,
+        )
+        if topic and not report.topics and not report.problems:
+            event.fail(
+                f"topic {topic} is not migrated: the source has no such topic, or the "
+                "mirrormaker-topics options do not select it"
+            )
+            return
+        table = event.params.get("format") == "table"
+        event.set_results(
+            {"requested": self.requested_state, **report_results(report, table=table)}
+        )

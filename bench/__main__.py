@@ -1,0 +1,30 @@
+"""Run benchmarks: `python -m bench` runs them all, `python -m bench NAME [ARGS]` one of them."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+SUBCOMMANDS = {
+    "status": "bench.status",
+}
+
+
+def main(argv: list[str]) -> int:
+    """Dispatch to one subcommand with the remaining arguments, or run every subcommand."""
+    if argv and argv[0] in ("-h", "--help"):
+        print(f"usage: python -m bench [{'|'.join(SUBCOMMANDS)}] [ARGS]")
+        return 0
+    if argv and argv[0] not in SUBCOMMANDS:
+        print(f"unknown benchmark {argv[0]!r}: choose from {', '.join(SUBCOMMANDS)}")
+        return 2
+    chosen = [argv[0]] if argv else list(SUBCOMMANDS)
+    failed = 0
+    for name in chosen:
+        module = importlib.import_module(SUBCOMMANDS[name])
+        failed += module.main(argv[1:] if argv else []) != 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

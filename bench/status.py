@@ -1,0 +1,459 @@
+"""How long `migration-status` takes: its admin queries against real clusters, and the rest.
+
+For 100 and 1,000 partitions and 20 and 200 consumer groups (the goal: 1,000 partitions and 200
+groups in under 3 s), two measurements:
+
+- queries: `fetch_snapshot`, the library's only I/O, against real clusters of the local
+  substrate: one ZooKeeper-mode old cluster and one kafka-k8s unit under Pebble, both holding
+  the partitions (20 topics of 50) and the groups (each with committed offsets on 100
+  partitions), and on the target Kafka Connect's config and status topics with MirrorMaker's
+  records. Fresh clients each run, as the action makes them; every query is timed.
+- report: `build_report`, then both outputs of the action (`report_results`, `format_table`),
+  on the fetched snapshot, and on synthetic snapshots up to 10,000 partitions.
+
+Usage: `python -m bench status [--pure-only] [--repeat N]`. Writes
+`bench/results/status-latest.json` and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, cast
+
+import confluent_kafka
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from tests.local.substrate import (
+    ClientConfig,
+    NewCluster,
+    OldCluster,
+    SubstrateError,
+    default_cache,
+    kill_processes,
+)
+
+from bench import RESULTS
+from charms.kafka_k8s.v0.mirrormaker import (
+    ClusterClient,
+    ConnectorState,
+    GroupOffsets,
+    MigrationConfig,
+    MigrationSnapshot,
+    SourceCluster,
+    TargetCluster,
+    TopicOffsets,
+    UnitState,
+    build_report,
+    fetch_snapshot,
+    format_table,
+    report_results,
+)
+
+CASES = [(100, 20), (100, 200), (1_000, 20), (1_000, 200)]
+SYNTHETIC = [*CASES, (10_000, 2_000)]
+GOAL = (1_000, 200, 3.0)
+TOPIC_PARTITIONS = 50
+GROUP_TOPICS = 2
+RECORDS_PER_PARTITION = 5
+CONNECTORS = {"MirrorSourceConnector": 6, "MirrorCheckpointConnector": 2}
+STATUS_HISTORY = 20
+
+
+def topic_name(index: int) -> str:
+    """The name of the benchmark's topic number `index`."""
+    return f"bench-{index:02}"
+
+
+def group_name(index: int) -> str:
+    """The name of the benchmark's group number `index`."""
+    return f"group-{index:03}"
+
+
+def case_config(partitions: int, groups: int) -> MigrationConfig:
+    """Options that select `partitions` partitions (whole topics) and `groups` groups."""
+    topics = [topic_name(i) for i in range(partitions // TOPIC_PARTITIONS)]
+    names = [group_name(i) for i in range(groups)]
+    return MigrationConfig(topics=("|".join(topics),), groups=("|".join(names),))
+
+
+# Timing ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Timings:
+    """Seconds spent, by what."""
+
+    spent: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def timing(self, what: str) -> Iterator[None]:
+        """Add the time the block takes to `what`."""
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.spent[what] = self.spent.get(what, 0.0) + time.perf_counter() - began
+
+
+class TimedClient:
+    """A `ClusterClient` whose every query is timed, as `ROLE.METHOD`."""
+
+    def __init__(self, client: ClusterClient, timings: Timings):
+        self._client = client
+        self._timings = timings
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+
+        def timed(*args: object, **kwargs: object) -> object:
+            with self._timings.timing(f"{self._client.role}.{name}"):
+                return method(*args, **kwargs)
+
+        return timed
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    """Median, minimum and maximum of samples, in seconds, rounded to microseconds."""
+    return {
+        "median": round(statistics.median(samples), 6),
+        "min": round(min(samples), 6),
+        "max": round(max(samples), 6),
+    }
+
+
+def time_report(snapshot: MigrationSnapshot, config: MigrationConfig, repeat: int) -> dict:
+    """Seconds `build_report` and the two outputs take on a snapshot."""
+    build, outputs = [], []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        report = build_report(snapshot, config, source="old")
+        built = time.perf_counter()
+        report_results(report)
+        format_table(report)
+        build.append(built - began)
+        outputs.append(time.perf_counter() - built)
+    return {"build-report": summary(build), "outputs": summary(outputs)}
+
+
+# Synthetic snapshots -----------------------------------------------------------------------------
+
+
+def synthetic_snapshot(partitions: int, groups: int) -> MigrationSnapshot:
+    """An in-sync migration of that many partitions and groups, as `fetch_snapshot` gives it."""
+    topics = {
+        topic_name(i): TopicOffsets(
+            start=(0,) * TOPIC_PARTITIONS, end=(RECORDS_PER_PARTITION,) * TOPIC_PARTITIONS
+        )
+        for i in range(partitions // TOPIC_PARTITIONS)
+    }
+    commits = {
+        topic_name(i): dict.fromkeys(range(TOPIC_PARTITIONS), RECORDS_PER_PARTITION)
+        for i in range(min(GROUP_TOPICS, len(topics)))
+    }
+    names = [group_name(i) for i in range(groups)]
+    return MigrationSnapshot(
+        source_topics=topics,
+        target_topics=topics,
+        source_groups=[GroupOffsets(group=name, offsets=commits) for name in names],
+        target_groups=dict.fromkeys(names, commits),
+        connectors=[
+            ConnectorState(connector=name, task=task, state="RUNNING")
+            for name, tasks in CONNECTORS.items()
+            for task in (None, *range(tasks))
+        ],
+        units={f"kafka-k8s/{n}": UnitState(service="active") for n in range(3)},
+    )
+
+
+# The real clusters -------------------------------------------------------------------------------
+
+
+def _results(futures: dict[str, Future[Any]], timeout: float = 60) -> None:
+    for future in futures.values():
+        future.result(timeout=timeout)
+
+
+def _retry(action: Callable[[], None], what: str, timeout: float = 180) -> None:
+    """Retry while a fresh cluster's group coordinator loads."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            action()
+            return
+        except (KafkaException, TimeoutError) as error:
+            if time.monotonic() > deadline:
+                raise SubstrateError(f"{what}: {error}") from error
+            time.sleep(1)
+
+
+def _produce(config: ClientConfig, topics: int) -> None:
+    producer = Producer({**config, "linger.ms": 50})
+    for index in range(topics):
+        for partition in range(TOPIC_PARTITIONS):
+            for record in range(RECORDS_PER_PARTITION):
+                producer.produce(topic_name(index), value=f"r{record}", partition=partition)
+        producer.poll(0)
+    if producer.flush(120):
+        raise SubstrateError("records left unsent")
+
+
+def _commit_batch(admin: AdminClient, names: list[str], partitions: list[TopicPartition]) -> None:
+    futures: dict[str, Future[Any]] = {}
+    for name in names:
+        request = ConsumerGroupTopicPartitions(name, partitions)
+        futures.update(admin.alter_consumer_group_offsets([request], request_timeout=20))
+    _results(futures, timeout=30)
+
+
+def _commit(admin: AdminClient, groups: int) -> None:
+    partitions = [
+        TopicPartition(topic_name(t), p, RECORDS_PER_PARTITION)
+        for t in range(GROUP_TOPICS)
+        for p in range(TOPIC_PARTITIONS)
+    ]
+    names = [group_name(index) for index in range(groups)]
+    for first in range(0, groups, 50):
+        batch = names[first : first + 50]
+        _retry(lambda batch=batch: _commit_batch(admin, batch, partitions), "committing offsets")
+
+
+def load(config: ClientConfig, topics: int, groups: int) -> None:
+    """Topics of 50 partitions with a few records each, and groups at their end."""
+    admin = AdminClient(config)
+    created = [NewTopic(topic_name(i), TOPIC_PARTITIONS, 1) for i in range(topics)]
+    _results(admin.create_topics(created, operation_timeout=60))
+    _produce(config, topics)
+    _commit(admin, groups)
+
+
+def load_connect_topics(config: ClientConfig) -> None:
+    """Kafka Connect's config and status topics as MirrorMaker writes them, with history."""
+    admin = AdminClient(config)
+    compact = {"cleanup.policy": "compact"}
+    _results(
+        admin.create_topics(
+            [
+                NewTopic("mm2-configs.source.internal", 1, 1, config=compact),
+                NewTopic("mm2-status.source.internal", 5, 1, config=compact),
+            ]
+        )
+    )
+    producer = Producer(config)
+    running = json.dumps({"state": "RUNNING", "trace": None, "worker_id": "source->target"})
+    for name, tasks in CONNECTORS.items():
+        settings = json.dumps({"name": name, "padding": "x" * 4000})
+        producer.produce("mm2-configs.source.internal", key=f"connector-{name}", value=settings)
+        for task in range(tasks):
+            key = f"task-{name}-{task}"
+            producer.produce("mm2-configs.source.internal", key=key, value=settings)
+        commit = json.dumps({"tasks": tasks})
+        producer.produce("mm2-configs.source.internal", key=f"commit-{name}", value=commit)
+        for _ in range(STATUS_HISTORY):
+            for key in [f"connector-{name}", *(f"task-{name}-{t}" for t in range(tasks))]:
+                producer.produce("mm2-status.source.internal", key=f"status-{key}", value=running)
+    if producer.flush(60):
+        raise SubstrateError("Connect records left unsent")
+
+
+@dataclass
+class Clusters:
+    """The benchmark's old and new cluster, loaded."""
+
+    old: OldCluster
+    new: NewCluster
+
+    def source(self) -> SourceCluster:
+        """The old cluster as the migration reaches it."""
+        return SourceCluster(
+            name="old",
+            bootstrap_servers=tuple(self.old.bootstrap.split(",")),
+            username=self.old.admin_username,
+            password=self.old.admin_password,
+        )
+
+    def target(self) -> TargetCluster:
+        """The new cluster as the migration reaches it."""
+        return TargetCluster(
+            bootstrap_servers=tuple(self.new.bootstrap.split(",")),
+            username=self.new.admin_username,
+            password=self.new.admin_password,
+        )
+
+
+@contextmanager
+def real_clusters(partitions: int, groups: int) -> Iterator[Clusters]:
+    """An old and a new cluster on loopback holding the partitions and the groups."""
+    base = Path(tempfile.mkdtemp(prefix="kafka-k8s-bench-"))
+    try:
+        with ExitStack() as stack:
+            cache = default_cache()
+            old = stack.enter_context(OldCluster(base / "old", cache=cache, size=1))
+            new = stack.enter_context(NewCluster(base / "new", cache=cache, size=1))
+            for cluster in (old, new):
+                load(cluster.admin_config(), partitions // TOPIC_PARTITIONS, groups)
+            load_connect_topics(new.admin_config())
+            yield Clusters(old, new)
+    finally:
+        kill_processes(f"{base.resolve()}/")
+
+
+def time_queries(
+    clusters: Clusters, config: MigrationConfig, repeat: int
+) -> tuple[dict, MigrationSnapshot]:
+    """Seconds `fetch_snapshot` takes with fresh clients, in all and by query."""
+    totals, snapshot = [], None
+    by_query: dict[str, list[float]] = {}
+    for _ in range(repeat):
+        timings = Timings()
+        with timings.timing("total"):
+            source = TimedClient(ClusterClient(clusters.source(), "source"), timings)
+            target = TimedClient(ClusterClient(clusters.target(), "target"), timings)
+            snapshot = fetch_snapshot(
+                cast(ClusterClient, source), cast(ClusterClient, target), config
+            )
+        if snapshot.problems:
+            raise SubstrateError(f"the benchmark's clusters failed: {snapshot.problems}")
+        totals.append(timings.spent.pop("total"))
+        for what, seconds in timings.spent.items():
+            by_query.setdefault(what, []).append(seconds)
+    assert snapshot is not None
+    queries = {
+        "fetch-snapshot": summary(totals),
+        "by-query-median": {k: round(statistics.median(v), 6) for k, v in by_query.items()},
+    }
+    return queries, snapshot
+
+
+# Running -----------------------------------------------------------------------------------------
+
+
+def measure_real(repeat: int) -> list[dict]:
+    """Every case against the real clusters."""
+    largest = max(p for p, _ in CASES), max(g for _, g in CASES)
+    measured = []
+    with real_clusters(*largest) as clusters:
+        for partitions, groups in CASES:
+            config = case_config(partitions, groups)
+            queries, snapshot = time_queries(clusters, config, repeat)
+            seen = sum(len(offsets.end) for offsets in snapshot.source_topics.values())
+            if (seen, len(snapshot.source_groups)) != (partitions, groups):
+                raise SubstrateError(f"fetched {seen} partitions and {snapshot.source_groups}")
+            report = time_report(snapshot, config, repeat)
+            total = queries["fetch-snapshot"]["median"] + sum(
+                part["median"] for part in report.values()
+            )
+            measured.append(
+                {
+                    "partitions": partitions,
+                    "groups": groups,
+                    "queries": queries,
+                    "report": report,
+                    "total-median": round(total, 6),
+                }
+            )
+    return measured
+
+
+def measure_synthetic(repeat: int) -> list[dict]:
+    """The pure report on synthetic snapshots, up to ten times the goal."""
+    return [
+        {
+            "partitions": partitions,
+            "groups": groups,
+            "report": time_report(
+                synthetic_snapshot(partitions, groups), case_config(partitions, groups), repeat
+            ),
+        }
+        for partitions, groups in SYNTHETIC
+    ]
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.1f}"
+
+
+def print_table(results: dict) -> None:
+    """The results as a table on stdout."""
+    print("\nmigration-status, real clusters (median of runs; ms)")
+    print(f"{'PARTITIONS':>10} {'GROUPS':>6} {'QUERIES':>9} {'REPORT':>8} {'TOTAL':>9}  GOAL")
+    for case in results["real"]:
+        report = sum(part["median"] for part in case["report"].values())
+        goal = ""
+        if (case["partitions"], case["groups"]) == GOAL[:2]:
+            goal = "met" if case["total-median"] < GOAL[2] else "MISSED"
+        print(
+            f"{case['partitions']:>10,} {case['groups']:>6,} "
+            f"{_ms(case['queries']['fetch-snapshot']['median']):>9} {_ms(report):>8} "
+            f"{_ms(case['total-median']):>9}  {goal}"
+        )
+    if not results["real"]:
+        print("(not measured)")
+    else:
+        largest = results["real"][-1]["queries"]["by-query-median"]
+        print(
+            "  queries of the largest case (ms): "
+            + ", ".join(f"{name} {_ms(seconds)}" for name, seconds in sorted(largest.items()))
+        )
+    print("\nreport alone, synthetic snapshots (median; ms)")
+    print(f"{'PARTITIONS':>10} {'GROUPS':>6} {'BUILD':>8} {'OUTPUTS':>8}")
+    for case in results["synthetic"]:
+        report = case["report"]
+        print(
+            f"{case['partitions']:>10,} {case['groups']:>6,} "
+            f"{_ms(report['build-report']['median']):>8} {_ms(report['outputs']['median']):>8}"
+        )
+    for note in results["notes"]:
+        print(f"note: {note}")
+
+
+def main(argv: list[str]) -> int:
+    """Measure, write `bench/results/status-latest.json`, print the table."""
+    parser = argparse.ArgumentParser(prog="python -m bench status", description=__doc__)
+    parser.add_argument("--pure-only", action="store_true", help="skip the real clusters")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per case (default 5)")
+    args = parser.parse_args(argv)
+    notes = [
+        "one old and one new cluster of one broker each, on loopback, on this machine's "
+        f"{os.cpu_count()} CPUs, shared with whatever else runs (load average at start "
+        f"{os.getloadavg()[0]:.1f})",
+    ]
+    real: list[dict] = []
+    if args.pure_only:
+        notes.append("--pure-only: the admin queries were not measured")
+    else:
+        try:
+            real = measure_real(args.repeat)
+        except SubstrateError as error:
+            notes.append(f"the real clusters could not run, queries not measured: {error}")
+    results = {
+        "benchmark": "status",
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "goal": f"{GOAL[0]:,} partitions and {GOAL[1]} groups in under {GOAL[2]:.0f} s",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "confluent-kafka": confluent_kafka.version()[0],
+            "librdkafka": confluent_kafka.libversion()[0],
+        },
+        "repeat": args.repeat,
+        "real": real,
+        "synthetic": measure_synthetic(args.repeat),
+        "notes": notes,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "status-latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    print_table(results)
+    print(f"\nwritten to {RESULTS / 'status-latest.json'}")
+    return 0

@@ -1,0 +1,211 @@
+"""What the migration tests of the local tier share: the source user, records, offsets, MM2.
+
+Nothing here is a test or a fixture: the test modules build their module-scoped migrations from
+these pieces.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TypeVar
+
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import (
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+)
+from tests.local.substrate import LOOPBACK, ClientConfig, NewCluster, OldCluster
+
+from charms.kafka_k8s.v0.mirrormaker import (
+    MigrationConfig,
+    MirrorMakerService,
+    MirrorMakerSettings,
+    SourceCluster,
+    TargetCluster,
+    UnitState,
+)
+
+_Acl = TypeVar("_Acl", bound=AclBinding)
+
+MIRRORMAKER_HEAP_MB = 384
+MIGRATOR = "migrator"
+# The source user's password holds what breaks naive rendering: quotes, backslash, =, :, #, !,
+# spaces and characters outside ASCII and the BMP.
+MIGRATOR_PASSWORD = 'mi "gr" \\ a=t:o#r! ünï 😀 '
+
+
+def produce(config: ClientConfig, topic: str, start: int, count: int) -> None:
+    """Write records `start` to `start + count` of `topic`, idempotently, and wait for them."""
+    producer = Producer({**config, "acks": "all", "enable.idempotence": True, "linger.ms": 20})
+    for index in range(start, start + count):
+        key = f"item-{index % 2000}" if topic == "inventory" else f"{topic}-{index}"
+        value = f"{topic} record {index} " + "x" * (index % 97)
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value)
+                break
+            except BufferError:
+                producer.poll(0.5)
+        producer.poll(0)
+    assert producer.flush(120) == 0, f"records left unsent to {topic}"
+
+
+def end_offsets(config: ClientConfig, topics: list[str]) -> dict[str, list[int]]:
+    """The high watermark of every partition of the topics that exist."""
+    admin = AdminClient(config)
+    metadata = admin.list_topics(timeout=30).topics
+    consumer = Consumer({**config, "group.id": "end-offsets", "enable.auto.commit": False})
+    try:
+        return {
+            topic: [
+                consumer.get_watermark_offsets(TopicPartition(topic, p), 30)[1]
+                for p in sorted(metadata[topic].partitions)
+            ]
+            for topic in topics
+            if topic in metadata
+        }
+    finally:
+        consumer.close()
+
+
+def committed(config: ClientConfig, group: str) -> dict[tuple[str, int], int]:
+    """A group's committed offset of each topic partition."""
+    admin = AdminClient(config)
+    future = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group]
+    return {
+        (tp.topic, tp.partition): tp.offset for tp in future.result(timeout=30).topic_partitions
+    }
+
+
+def commit_offsets(
+    config: ClientConfig, group: str, offsets: dict[tuple[str, int], int], timeout: float = 120
+) -> None:
+    """Commit offsets for a group that has no members; retried while the coordinator loads."""
+    admin = AdminClient(config)
+    request = ConsumerGroupTopicPartitions(
+        group, [TopicPartition(topic, p, offset) for (topic, p), offset in offsets.items()]
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            admin.alter_consumer_group_offsets([request], request_timeout=20)[group].result(30)
+            return
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+
+
+def topic_acl(
+    kind: type[_Acl], topic: str, operation: AclOperation, permission: AclPermissionType
+) -> _Acl:
+    """An ACL binding, or binding filter, of the migration user on one topic."""
+    return kind(
+        ResourceType.TOPIC,
+        topic,
+        ResourcePatternType.LITERAL,
+        f"User:{MIGRATOR}",
+        "*",
+        operation,
+        permission,
+    )
+
+
+def source_user(old: OldCluster) -> None:
+    """A read-only source user: read and describe topics, groups, configs, ACLs; nothing else."""
+    old.add_scram_user(MIGRATOR, MIGRATOR_PASSWORD)
+    principal = f"User:{MIGRATOR}"
+    bindings = [
+        AclBinding(kind, name, ResourcePatternType.LITERAL, principal, "*", op, allow)
+        for kind, name, ops in (
+            (ResourceType.TOPIC, "*", (AclOperation.READ, AclOperation.DESCRIBE_CONFIGS)),
+            (ResourceType.GROUP, "*", (AclOperation.READ, AclOperation.DESCRIBE)),
+            (ResourceType.BROKER, "kafka-cluster", (AclOperation.DESCRIBE,)),
+        )
+        for op in ops
+        for allow in (AclPermissionType.ALLOW,)
+    ]
+    admin = AdminClient(old.admin_config())
+    for future in admin.create_acls(bindings).values():
+        future.result(timeout=30)
+
+
+def source_cluster(old: OldCluster) -> SourceCluster:
+    """The old cluster as the migration user reaches it."""
+    return SourceCluster(
+        name="old",
+        bootstrap_servers=tuple(old.bootstrap.split(",")),
+        username=MIGRATOR,
+        password=MIGRATOR_PASSWORD,
+    )
+
+
+def target_cluster(new: NewCluster) -> TargetCluster:
+    """The new cluster as MirrorMaker's user reaches it."""
+    return TargetCluster(
+        bootstrap_servers=tuple(new.bootstrap.split(",")),
+        username="mirrormaker",
+        password=new.credentials.mirrormaker_password,
+    )
+
+
+@dataclass
+class MirrorMakers:
+    """One MirrorMaker node per unit of the new cluster, run by the library's own service."""
+
+    new: NewCluster
+    services: list[MirrorMakerService]
+    settings: list[MirrorMakerSettings]
+
+    @classmethod
+    def on(
+        cls,
+        new: NewCluster,
+        source: SourceCluster,
+        target: TargetCluster,
+        config: MigrationConfig,
+        heap_mb: int = MIRRORMAKER_HEAP_MB,
+    ) -> MirrorMakers:
+        """The nodes' services and settings on every unit of `new`; nothing is started yet."""
+        services, settings = [], []
+        for unit in new.units:
+            workload = unit.mirrormaker_workload(heap_mb=heap_mb)
+            services.append(MirrorMakerService(unit.container, workload))
+            settings.append(
+                MirrorMakerSettings(
+                    source=source,
+                    target=target,
+                    config=config,
+                    unit_host=LOOPBACK,
+                    units=len(new.units),
+                    workload=workload,
+                )
+            )
+        return cls(new, services, settings)
+
+    def run(self) -> None:
+        """Render the files and start (or restart) the service on every unit."""
+        for service, settings in zip(self.services, self.settings, strict=True):
+            service.run(settings)
+
+    def stop(self) -> None:
+        """Stop the service on every unit."""
+        for service in self.services:
+            service.stop()
+
+    def unit_states(self) -> dict[str, UnitState]:
+        """What each unit would publish in its peer data: its service's Pebble state."""
+        return {
+            f"{self.new.app}/{unit.index}": UnitState(service=service.state())
+            for unit, service in zip(self.new.units, self.services, strict=True)
+        }

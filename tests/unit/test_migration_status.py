@@ -1,0 +1,362 @@
+"""The migration report: pure computation from fetched offsets and states, and its output."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from charms.kafka_k8s.v0 import mirrormaker as mm
+from charms.kafka_k8s.v0.mirrormaker import (
+    ConnectorState,
+    GroupOffsets,
+    MigrationConfig,
+    MigrationSnapshot,
+    TopicOffsets,
+    UnitState,
+)
+
+CONFIG = MigrationConfig()
+RUNNING = [
+    ConnectorState(connector="MirrorSourceConnector", state="RUNNING"),
+    ConnectorState(connector="MirrorSourceConnector", task=0, state="RUNNING"),
+]
+
+
+def offsets(*ends: int, starts: tuple[int, ...] | None = None) -> TopicOffsets:
+    return TopicOffsets(start=starts or (0,) * len(ends), end=ends)
+
+
+def snapshot(**fields: object) -> MigrationSnapshot:
+    """An in-sync migration of `orders` (two partitions) with group `billing` at its end."""
+    defaults: dict[str, object] = {
+        "source_topics": {"orders": offsets(100, 200)},
+        "target_topics": {"orders": offsets(100, 200)},
+        "source_groups": [GroupOffsets(group="billing", offsets={"orders": {0: 100, 1: 200}})],
+        "target_groups": {"billing": {"orders": {0: 100, 1: 200}}},
+        "connectors": RUNNING,
+        "units": {"kafka-k8s/0": UnitState(service="active")},
+    }
+    return MigrationSnapshot.model_validate(defaults | fields)
+
+
+def report(config: MigrationConfig = CONFIG, /, **fields: object) -> mm.MigrationReport:
+    threshold = fields.pop("lag_threshold", 0)
+    topic = fields.pop("topic", None)
+    return mm.build_report(
+        snapshot(**fields),
+        config,
+        source="old",
+        lag_threshold=int(threshold),  # type: ignore[arg-type]
+        topic=topic,  # type: ignore[arg-type]
+    )
+
+
+# Topics ------------------------------------------------------------------------------------------
+
+
+def test_in_sync_is_ready_for_cutover():
+    result = report()
+    assert result.ready_for_cutover
+    assert result.reasons == []
+    assert result.summary() == ("active", "in sync with old: ready for cutover")
+    assert (result.lag, result.source_records, result.target_records) == (0, 300, 300)
+
+
+def test_records_deleted_on_the_source_before_the_copy_do_not_count():
+    result = report(source_topics={"orders": offsets(100, 200, starts=(60, 0))})
+    assert result.topics[0].lag == 0
+    assert result.topics[0].source_end_offset == 300
+    assert result.topics[0].target_end_offset == 300
+    assert result.ready_for_cutover
+
+
+def test_a_partition_ahead_does_not_hide_one_behind():
+    result = report(target_topics={"orders": offsets(110, 150)})
+    assert result.topics[0].lag == 50
+    assert result.reasons[0] == "topic orders: 50 records behind"
+
+
+def test_lag_threshold():
+    lagging = {"target_topics": {"orders": offsets(100, 190)}}
+    assert not report(**lagging).ready_for_cutover
+    assert report(lag_threshold=10, **lagging).ready_for_cutover
+
+
+def test_topic_missing_on_the_target():
+    result = report(target_topics={}, target_groups={})
+    assert result.topics[0].target_end_offset is None
+    assert result.topics[0].lag == 300
+    assert result.reasons[:2] == [
+        "topic orders is not on the target yet",
+        "group billing: no offsets on the target yet for orders",
+    ]
+
+
+def test_nothing_selected_is_not_ready():
+    result = report(source_topics={}, target_topics={}, source_groups=[])
+    assert result.reasons == ["no source topic is selected for migration"]
+
+
+def test_prefixed_policy_compares_the_renamed_copy():
+    config = MigrationConfig(replication_policy="prefixed")
+    result = report(
+        config,
+        target_topics={"source.orders": offsets(100, 200)},
+        target_groups={"billing": {"source.orders": {0: 100, 1: 200}}},
+    )
+    assert result.topics[0].target_topic == "source.orders"
+    assert result.ready_for_cutover
+
+
+# Groups ------------------------------------------------------------------------------------------
+
+
+def test_group_lag_is_what_a_switched_consumer_would_read_again():
+    result = report(target_groups={"billing": {"orders": {0: 100, 1: 180}}})
+    [group] = result.groups
+    assert (group.lag, group.synced) == (20, False)
+    assert group.topics[0].source_committed == 300
+    assert group.topics[0].target_committed == 280
+    assert result.reasons == ["group billing: 20 records behind on the target"]
+    assert result.summary() == (
+        "active",
+        "migrating from old: 1 topic, lag 0 records, 1 group behind",
+    )
+
+
+def test_group_lag_does_not_depend_on_where_the_copy_starts():
+    result = report(
+        source_topics={"orders": offsets(100, 200, starts=(40, 40))},
+        target_topics={"orders": offsets(60, 160)},
+        source_groups=[GroupOffsets(group="billing", offsets={"orders": {0: 90, 1: 200}})],
+        target_groups={"billing": {"orders": {0: 50, 1: 160}}},
+    )
+    assert result.groups[0].lag == 0
+    assert result.ready_for_cutover
+
+
+def test_group_without_target_offsets_is_not_synced():
+    result = report(target_groups={"billing": {"orders": {0: 100}}})
+    assert result.groups[0].topics[0].missing_partitions == 1
+    assert result.reasons == ["group billing: no offsets on the target yet for orders"]
+
+
+def test_group_on_topics_not_migrated_is_left_out():
+    result = report(source_groups=[GroupOffsets(group="other", offsets={"audit": {0: 5}})])
+    assert result.groups == []
+
+
+def test_active_group():
+    group = GroupOffsets(group="billing", state="stable", members=3, offsets={"orders": {0: 100}})
+    result = report(source_groups=[group])
+    assert (result.groups[0].active, result.groups[0].members) == (True, 3)
+    assert result.groups[0].state == "stable"
+
+
+def test_groups_are_not_a_reason_when_their_offsets_are_not_synced():
+    config = MigrationConfig(sync_group_offsets=False)
+    result = report(config, target_groups={})
+    assert result.groups[0].synced is False
+    assert result.ready_for_cutover
+
+
+# MirrorMaker's connectors and units -------------------------------------------------------------
+
+
+TRACE = (
+    "org.apache.kafka.connect.errors.ConnectException: Unrecoverable exception from producer "
+    "send callback\n\tat org.apache.kafka.connect.runtime.WorkerSourceTask.x(W.java:343)\n"
+    "Caused by: org.apache.kafka.common.errors.RecordTooLargeException: The message is 1500087 "
+    "bytes\n\tat y(Y.java:1)\n"
+)
+
+
+def test_trace_summary_keeps_the_exception_and_its_root_cause():
+    assert mm.trace_summary(TRACE) == (
+        "ConnectException: Unrecoverable exception from producer send callback; caused by "
+        "RecordTooLargeException: The message is 1500087 bytes"
+    )
+    assert mm.trace_summary(None) is None
+    assert len(mm.trace_summary("java.lang.Error: " + "x" * 1000) or "") == mm.ERROR_CHARS
+
+
+def test_connector_states_from_connects_topics():
+    configs = {
+        "connector-MirrorSourceConnector": b'{"secret": "never parsed"}',
+        "commit-MirrorSourceConnector": b'{"tasks":2}',
+        "task-MirrorSourceConnector-0": b"{}",
+        "connector-MirrorCheckpointConnector": None,
+        "commit-MirrorCheckpointConnector": b'{"tasks":1}',
+        "session-key": b"{}",
+    }
+    statuses = {
+        "status-connector-MirrorSourceConnector": b'{"state":"RUNNING","trace":null}',
+        "status-task-MirrorSourceConnector-0": json.dumps(
+            {"state": "FAILED", "trace": TRACE, "worker_id": "source->target"}
+        ).encode(),
+        "status-task-MirrorSourceConnector-5": b'{"state":"UNASSIGNED"}',
+        "status-connector-MirrorCheckpointConnector": b'{"state":"RUNNING"}',
+        "status-topic-orders:connector-MirrorSourceConnector": b'{"topic":{}}',
+    }
+    states = mm.connector_states(configs, statuses)
+    assert [(s.connector, s.task, s.state) for s in states] == [
+        ("MirrorSourceConnector", None, "RUNNING"),
+        ("MirrorSourceConnector", 0, "FAILED"),
+        ("MirrorSourceConnector", 1, "UNASSIGNED"),
+    ]
+    assert states[1].trace == TRACE
+
+
+def test_connector_states_survive_bad_records():
+    configs = {"connector-A": b"{}", "commit-A": b"not json"}
+    statuses = {"status-connector-A": b"[1, 2]"}
+    assert mm.connector_states(configs, statuses) == [
+        ConnectorState(connector="A", state="UNASSIGNED")
+    ]
+
+
+def test_failed_task_blocks():
+    failed = ConnectorState(connector="MirrorSourceConnector", task=0, state="FAILED", trace=TRACE)
+    result = report(connectors=[RUNNING[0], failed])
+    assert result.reasons == [f"MirrorSourceConnector-0 failed: {mm.trace_summary(TRACE)}"]
+    kind, message = result.summary()
+    assert kind == "blocked"
+    assert message.startswith("MirrorMaker MirrorSourceConnector-0 failed: ConnectException")
+    assert len(message) <= mm.STATUS_CHARS
+
+
+def test_connectors_not_started_yet():
+    assert report(connectors=[]).reasons == ["MirrorMaker has not started its connectors yet"]
+
+
+def test_units_not_running():
+    units = {"kafka-k8s/0": UnitState(service="active"), "kafka-k8s/1": UnitState()}
+    result = report(units=units)
+    assert result.reasons == ["kafka-k8s/1: MirrorMaker is absent"]
+    assert result.summary() == (
+        "active",
+        "migrating from old: 1 topic, lag 0 records; kafka-k8s/1: MirrorMaker is absent",
+    )
+    assert report(units={"kafka-k8s/0": UnitState()}).reasons[0] == "MirrorMaker runs on no unit"
+
+
+def test_outside_a_charm_units_are_not_reported():
+    result = report(units=None)
+    assert result.units is None
+    assert result.ready_for_cutover
+    assert "units" not in mm.report_results(result)
+
+
+# Problems ----------------------------------------------------------------------------------------
+
+
+def test_unreachable_source_is_the_first_reason_and_blocks():
+    problem = mm.ClusterProblem(role="source", message="source cluster at h:1 did not answer")
+    result = report(source_topics={}, source_groups=[], problems=[problem])
+    assert result.reasons == ["source cluster at h:1 did not answer"]
+    assert result.summary() == ("blocked", "source cluster at h:1 did not answer")
+    results = mm.report_results(result)
+    assert results["clusters"] == {
+        "source": "source cluster at h:1 did not answer",
+        "target": "reachable",
+    }
+    assert results["ready-for-cutover"] == "false"
+
+
+def test_many_reasons_are_capped():
+    topics = {f"t{n:03}": offsets(10) for n in range(50)}
+    result = report(source_topics=topics, target_topics={}, source_groups=[])
+    assert len(result.reasons) == mm.MAX_REASONS + 1
+    assert result.reasons[-1] == f"... and {50 - mm.MAX_REASONS} more"
+
+
+# Output ------------------------------------------------------------------------------------------
+
+
+def test_results_for_one_topic_carry_its_partitions():
+    result = report(topic="orders", target_topics={"orders": offsets(100, 150)})
+    results = mm.report_results(result)
+    assert [p["lag"] for p in json.loads(results["partitions"])] == [0, 50]
+    assert "partitions" not in mm.report_results(report())
+
+
+def test_table_has_a_section_for_each_part():
+    table = mm.format_table(report(topic="orders"))
+    lines = table.splitlines()
+    assert lines[:2] == ["in sync with old: ready for cutover", "ready for cutover: yes"]
+    for header in ("TOPIC", "PARTITION ", "GROUP", "UNIT", "CONNECTOR/TASK"):
+        assert any(line.startswith(header) for line in lines), header
+
+
+def test_table_numbers_have_thousands_separators():
+    big = {"orders": offsets(1_000_000, 2_000_000)}
+    table = mm.format_table(report(source_topics=big, target_topics=big, source_groups=[]))
+    assert "3,000,000" in table
+
+
+def test_unknown_results():
+    results = mm.unknown_results("no source", {"kafka-k8s/0": UnitState()})
+    assert results == {
+        "summary": "no source",
+        "ready-for-cutover": "false",
+        "reasons": '["no source"]',
+        "units": {"kafka-k8s-0": {"service": "absent", "exactly-once": "disabled"}},
+    }
+
+
+# The adapter -------------------------------------------------------------------------------------
+
+
+def test_refused_login_is_told_apart_from_no_answer():
+    cluster = mm.SourceCluster(name="old", bootstrap_servers=("h:1",), username="u", password="p")
+    client = mm.ClusterClient(cluster, "source", timeout=1)
+    timeout = KafkaException(KafkaError(KafkaError._TRANSPORT, "Broker transport failure"))
+    assert client._unreachable(timeout).message == (
+        "source cluster at h:1 did not answer: Broker transport failure"
+    )
+    client._on_error(
+        KafkaError(
+            KafkaError._AUTHENTICATION,
+            "sasl_plaintext://h:1/bootstrap: SASL authentication error: Authentication failed "
+            "due to invalid credentials with SASL mechanism SCRAM-SHA-512 (after 3ms in state "
+            "AUTH_REQ)",
+        )
+    )
+    refused = client._unreachable(timeout)
+    assert refused.refused
+    assert refused.message == (
+        "source cluster at h:1 refused the login of u: Authentication failed due to invalid "
+        "credentials with SASL mechanism SCRAM-SHA-512"
+    )
+    denied = KafkaException(KafkaError(KafkaError.GROUP_AUTHORIZATION_FAILED, "denied"))
+    assert mm.ClusterClient(cluster, "source")._unreachable(denied).message == (
+        "source cluster at h:1 refused the request: denied"
+    )
+
+
+def test_report_on_clusters_that_do_not_answer_is_bounded():
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    servers = (f"127.0.0.1:{port}",)
+    source = mm.SourceCluster(name="old", bootstrap_servers=servers, username="u", password="p")
+    target = mm.TargetCluster(bootstrap_servers=servers, username="u", password="p")
+    began = time.monotonic()
+    result = mm.migration_report(source, target, timeout=1)
+    assert time.monotonic() - began < 10
+    assert [problem.role for problem in result.problems] == ["source", "target"]
+    assert result.problems[0].message.startswith(f"source cluster at 127.0.0.1:{port} did not")
+    assert result.summary()[0] == "blocked"
+    assert not result.ready_for_cutover
+
+
+@pytest.mark.parametrize("size", [0, 1, 49, 50, 51, 120])
+def test_batches_cover_every_item_once(size: int):
+    items = list(range(size))
+    batches = list(mm._batches(items, 50))
+    assert [item for batch in batches for item in batch] == items
+    assert all(len(batch) <= 50 for batch in batches)
