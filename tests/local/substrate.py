@@ -785,6 +785,15 @@ class OldBroker:
     port: int
     directory: Path
     process: subprocess.Popen[bytes] | None = None
+    # A second SASL_PLAINTEXT listener, ROUTED, bound here and advertising another port (a
+    # proxy's): clients that bootstrap through the proxy keep going through it.
+    routed_port: int = 0
+    routed_advertised_port: int = 0
+
+    @property
+    def routed_address(self) -> str:
+        """`HOST:PORT` the ROUTED listener binds."""
+        return f"{LOOPBACK}:{self.routed_port}"
 
     @property
     def address(self) -> str:
@@ -814,6 +823,8 @@ class OldCluster:
     admin_password: str = field(default_factory=random_password)
     start_timeout: float = 120.0
     zk_port: int = 0
+    # Per broker, the port its ROUTED listener advertises; empty: no ROUTED listener.
+    routed_ports: tuple[int, ...] = ()
     brokers: list[OldBroker] = field(default_factory=list)
     zookeeper: subprocess.Popen[bytes] | None = None
     paths: WorkloadPaths | None = None
@@ -902,11 +913,23 @@ class OldCluster:
     def _server_properties(self, broker: OldBroker) -> str:
         replication = min(self.size, 3)
         jaas = properties_escape(scram_jaas(self.admin_username, self.admin_password))
+        listeners = [f"SASL_PLAINTEXT://{broker.address}"]
+        advertised = list(listeners)
+        routed = []
+        if broker.routed_advertised_port:
+            listeners.append(f"ROUTED://{broker.routed_address}")
+            advertised.append(f"ROUTED://{LOOPBACK}:{broker.routed_advertised_port}")
+            routed = [
+                "listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,"
+                "ROUTED:SASL_PLAINTEXT",
+                f"listener.name.routed.scram-sha-512.sasl.jaas.config={jaas}",
+            ]
         return "\n".join(
             [
                 f"broker.id={broker.broker_id}",
-                f"listeners=SASL_PLAINTEXT://{broker.address}",
-                f"advertised.listeners=SASL_PLAINTEXT://{broker.address}",
+                f"listeners={','.join(listeners)}",
+                f"advertised.listeners={','.join(advertised)}",
+                *routed,
                 "security.inter.broker.protocol=SASL_PLAINTEXT",
                 f"sasl.mechanism.inter.broker.protocol={SCRAM_MECHANISM}",
                 f"sasl.enabled.mechanisms={SCRAM_MECHANISM}",
@@ -953,6 +976,8 @@ class OldCluster:
             self.brokers = [
                 OldBroker(index, free_port(), self.tmp / f"b{index}") for index in range(self.size)
             ]
+            for broker, port in zip(self.brokers, self.routed_ports, strict=False):
+                broker.routed_port, broker.routed_advertised_port = free_port(), port
             for broker in self.brokers:
                 self._start_broker(broker)
             self.wait_ready(timeout=self.start_timeout)

@@ -1,0 +1,315 @@
+"""Bad input to kafka-k8s in one table: what the operator sees, and that it names the cause.
+
+Each row changes a serving leader (`test_charm_migration.serving`: broker ready, an external
+source configured) in one way, runs one hook or action, and expects either a blocked status or a
+failed action whose message holds the row's text. A hook that raised would fail the row with
+`UncaughtCharmError`. No row may show a password or secret value anywhere the operator can read:
+status, action results, failure message or the charm's log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping
+
+import pytest
+from ops import testing
+from test_charm import PASSWORDS
+from test_charm_migration import SOURCE_PASSWORD, serving
+from test_migration_charm import CHARMCRAFT, RELATION_PASSWORD, FakeClusters, source_relation
+
+from charms.kafka_k8s.v0 import mirrormaker as mm
+
+SECRET_VALUES = (SOURCE_PASSWORD, RELATION_PASSWORD, *PASSWORDS.values())
+CONFIGURED: set[str] = set()
+EXTERNAL = ("mirrormaker-source-bootstrap-servers", "mirrormaker-source-credentials")
+
+Change = Callable[[testing.State, testing.Secret, FakeClusters], testing.State]
+Trigger = Callable[[testing.Context, testing.State], str]
+
+
+@pytest.fixture(autouse=True)
+def clusters(monkeypatch: pytest.MonkeyPatch) -> FakeClusters:
+    fake = FakeClusters()
+    monkeypatch.setattr(mm, "ClusterClient", fake)
+    return fake
+
+
+# Changes to a serving leader ---------------------------------------------------------------------
+
+
+def config(**options: object) -> Change:
+    """Set config options, by their Python-safe names (`num_partitions` for num-partitions)."""
+    changed = {name.replace("_", "-"): value for name, value in options.items()}
+    CONFIGURED.update(changed)
+
+    def change(state: testing.State, _: testing.Secret, __: FakeClusters) -> testing.State:
+        merged = {**state.config, **changed}
+        return dataclasses.replace(
+            state, config={k: v for k, v in merged.items() if v is not None}
+        )
+
+    return change
+
+
+def secret_content(**content: str | None) -> Change:
+    """Change the source credentials secret: `None` removes a key, `_` in names becomes `-`."""
+
+    def change(state: testing.State, source: testing.Secret, _: FakeClusters) -> testing.State:
+        merged = dict(source.tracked_content)
+        for key, value in content.items():
+            merged.pop(key.replace("_", "-"), None)
+            if value is not None:
+                merged[key.replace("_", "-")] = value
+        new = dataclasses.replace(source, tracked_content=merged, latest_content=merged)
+        return dataclasses.replace(state, secrets={*(state.secrets - {source}), new})
+
+    return change
+
+
+def secret_not_granted(state: testing.State, source: testing.Secret, _: FakeClusters):
+    return dataclasses.replace(state, secrets=state.secrets - {source})
+
+
+def relation(
+    data: Mapping[str, str] | None = None,
+    *,
+    response: Mapping[str, object] | None = None,
+    keep_options: bool = False,
+) -> Change:
+    """Replace the external source by a `migration-source` relation, its response changed.
+
+    `data` replaces the whole remote app data; a `None` in `response` removes that key.
+    """
+
+    def change(state: testing.State, _: testing.Secret, __: FakeClusters) -> testing.State:
+        good, secrets = source_relation()
+        remote = dict(good.remote_app_data)
+        if response:
+            answer = json.loads(remote["requests"])[0]
+            answer.update(response)
+            remote["requests"] = json.dumps([{k: v for k, v in answer.items() if v is not None}])
+        related, _unused = source_relation(data=dict(data) if data is not None else remote)
+        options = {k: v for k, v in state.config.items() if keep_options or k not in EXTERNAL}
+        return dataclasses.replace(
+            state,
+            config=options,
+            relations={*state.relations, related},
+            secrets={*state.secrets, *secrets},
+        )
+
+    return change
+
+
+def no_source(state: testing.State, _: testing.Secret, __: FakeClusters) -> testing.State:
+    options = {k: v for k, v in state.config.items() if k not in EXTERNAL}
+    return dataclasses.replace(state, config=options)
+
+
+def cluster_fails(role: str, problem: str) -> Change:
+    """A cluster that is down (`unreachable`) or refuses the password (`refused`).
+
+    The fake `ClusterClient` raises the library's errors as confluent-kafka failures surface.
+    """
+
+    def change(state: testing.State, _: testing.Secret, clusters: FakeClusters) -> testing.State:
+        getattr(clusters, problem).add(role)
+        return state
+
+    return change
+
+
+def unchanged(state: testing.State, _: testing.Secret, __: FakeClusters) -> testing.State:
+    return state
+
+
+# What runs, and the message the operator reads ---------------------------------------------------
+
+
+def blocked_after(event: str) -> Trigger:
+    def trigger(ctx: testing.Context, state: testing.State) -> str:
+        out = ctx.run(getattr(ctx.on, event)(), state)
+        assert out.unit_status.name == "blocked", out.unit_status
+        return out.unit_status.message
+
+    trigger.__name__ = event
+    return trigger
+
+
+def blocked_while_running(ctx: testing.Context, state: testing.State) -> str:
+    """Start the migration, then let update-status query the clusters."""
+    started = ctx.run(ctx.on.action("start-migration"), state)
+    out = ctx.run(ctx.on.update_status(), started)
+    assert out.unit_status.name == "blocked", out.unit_status
+    assert out.app_status.name == "blocked", out.app_status
+    return out.unit_status.message
+
+
+def action_fails(name: str, **params: object) -> Trigger:
+    def trigger(ctx: testing.Context, state: testing.State) -> str:
+        with pytest.raises(testing.ActionFailed) as failed:
+            ctx.run(ctx.on.action(name, params=params), state)
+        return failed.value.message
+
+    return trigger
+
+
+config_changed = blocked_after("config_changed")
+start = action_fails("start-migration")
+dry_run = action_fails("start-migration", **{"dry-run": True})
+NOT_PEM = "ca must be a PEM certificate"
+CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+CASES = [
+    # Broker options.
+    pytest.param(config(num_partitions=0), config_changed, "invalid config num-partitions: "),
+    pytest.param(config(num_partitions=10001), config_changed, "invalid config num-partitions"),
+    pytest.param(
+        config(log_retention_hours=0), config_changed, "log-retention-hours: must be -1 or at"
+    ),
+    pytest.param(
+        config(log_retention_hours=-2), config_changed, "invalid config log-retention-hours"
+    ),
+    pytest.param(config(broker_heap_mb=10), config_changed, "invalid config broker-heap-mb: "),
+    pytest.param(config(broker_heap_mb=70000), config_changed, "invalid config broker-heap-mb"),
+    # Migration options.
+    pytest.param(
+        config(mirrormaker_topics="orders["), config_changed, "mirrormaker-topics: 'orders['"
+    ),
+    pytest.param(
+        config(mirrormaker_topics=""), config_changed, "needs at least one regular expression"
+    ),
+    pytest.param(
+        config(mirrormaker_topics_exclude="("), config_changed, "mirrormaker-topics-exclude: '('"
+    ),
+    pytest.param(config(mirrormaker_groups="*x"), config_changed, "mirrormaker-groups: '*x'"),
+    pytest.param(
+        config(mirrormaker_groups_exclude="a{"), config_changed, "mirrormaker-groups-exclude: 'a{'"
+    ),
+    pytest.param(config(mirrormaker_tasks_max=0), config_changed, "mirrormaker-tasks-max: "),
+    pytest.param(config(mirrormaker_tasks_max=5000), start, "mirrormaker-tasks-max: "),
+    pytest.param(
+        config(mirrormaker_refresh_interval=1), config_changed, "mirrormaker-refresh-interval: "
+    ),
+    pytest.param(config(mirrormaker_refresh_interval=100000), dry_run, "refresh-interval: "),
+    pytest.param(
+        config(mirrormaker_replication_policy="mirrored"),
+        config_changed,
+        "mirrormaker-replication-policy: input should be 'identity' or 'prefixed'",
+    ),
+    pytest.param(
+        config(mirrormaker_source_bootstrap_servers="old-0"), config_changed, "'old-0' is not HOST"
+    ),
+    pytest.param(
+        config(mirrormaker_source_bootstrap_servers="old-0:99999"), start, "'old-0:99999' is not"
+    ),
+    pytest.param(
+        config(mirrormaker_source_credentials=None),
+        config_changed,
+        "mirrormaker-source-bootstrap-servers is set but mirrormaker-source-credentials is not",
+    ),
+    pytest.param(
+        config(mirrormaker_source_bootstrap_servers=""),
+        config_changed,
+        "mirrormaker-source-credentials is set but mirrormaker-source-bootstrap-servers is empty",
+    ),
+    # The source credentials secret.
+    pytest.param(secret_content(password=None), config_changed, "has missing key password"),
+    pytest.param(
+        secret_content(username="", password=""), start, "missing key username, password"
+    ),
+    pytest.param(secret_content(user="migrator"), config_changed, "has unknown key user"),
+    pytest.param(
+        secret_content(sasl_mechanism="GSSAPI"), config_changed, "sasl-mechanism must be one of"
+    ),
+    pytest.param(
+        secret_content(security_protocol="SSL"), dry_run, "security-protocol must be one of"
+    ),
+    pytest.param(
+        secret_content(security_protocol="SASL_SSL", ca="not a pem"), config_changed, NOT_PEM
+    ),
+    pytest.param(secret_content(ca=CA), config_changed, "ca is set, so security-protocol must"),
+    pytest.param(secret_not_granted, config_changed, "not found or not granted: run `juju grant"),
+    pytest.param(secret_not_granted, start, "not found or not granted"),
+    # The migration-source relation.
+    pytest.param(
+        relation({"version": "v1", "requests": "{not json"}),
+        config_changed,
+        "migration-source: old-kafka sent data that is not a kafka_client response",
+    ),
+    pytest.param(
+        relation({"version": "v9", "requests": "[]"}),
+        start,
+        "old-kafka sent data that is not a kafka_client response",
+    ),
+    pytest.param(
+        relation(response={"endpoints": "old-kafka-0"}),
+        start,
+        "old-kafka sent endpoints that are not HOST:PORT",
+    ),
+    pytest.param(
+        relation(response={"secret-user": None}),
+        start,
+        "waiting for old-kafka to send credentials on migration-source",
+    ),
+    pytest.param(
+        relation(response={"endpoints": ""}), dry_run, "waiting for old-kafka to send credentials"
+    ),
+    pytest.param(
+        relation(keep_options=True), config_changed, "two sources: remove the migration-source"
+    ),
+    # Action parameters, and actions that cannot be done.
+    pytest.param(no_source, start, "no source cluster to migrate from: relate migration-source"),
+    pytest.param(no_source, dry_run, "no source cluster to migrate from"),
+    pytest.param(
+        unchanged, action_fails("migration-status", topic="nope"), "topic nope is not migrated"
+    ),
+    # Clusters that do not answer, or refuse the credentials.
+    pytest.param(
+        cluster_fails("source", "unreachable"), dry_run, "source cluster at h:1 did not answer"
+    ),
+    pytest.param(
+        cluster_fails("target", "unreachable"), dry_run, "target cluster at h:1 did not answer"
+    ),
+    pytest.param(
+        cluster_fails("source", "refused"), dry_run, "refused the login of migrator: invalid"
+    ),
+    pytest.param(
+        cluster_fails("source", "unreachable"),
+        blocked_while_running,
+        "source cluster at h:1 did not answer: timed out",
+    ),
+    pytest.param(
+        cluster_fails("source", "refused"),
+        blocked_while_running,
+        "source cluster at h:1 refused the login of migrator: invalid credentials",
+    ),
+]
+
+
+@pytest.mark.parametrize(("change", "trigger", "cause"), CASES)
+def test_bad_input_is_named_and_leaks_nothing(
+    ctx: testing.Context,
+    clusters: FakeClusters,
+    change: Change,
+    trigger: Trigger,
+    cause: str,
+) -> None:
+    state, source = serving(ctx)
+    bad = change(state, source, clusters)
+
+    message = trigger(ctx, bad)
+
+    assert cause in message
+    shown = [message, json.dumps(ctx.action_results or {})]
+    shown += [log.message for log in ctx.juju_log]
+    leaked = [value for value in SECRET_VALUES for text in shown if value in text]
+    assert leaked == []
+
+
+def test_the_table_covers_every_option_that_can_be_wrong() -> None:
+    options = CHARMCRAFT["config"]["options"]
+    can_be_wrong = {name for name, option in options.items() if option["type"] != "boolean"}
+    assert can_be_wrong <= CONFIGURED
+    assert len(CASES) >= 25
