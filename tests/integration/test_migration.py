@@ -67,16 +67,18 @@ async def test_migrate(ops_test: OpsTest) -> None:
     result = await action.wait()
     assert result.status == "completed", result.results
 
-    async def lag() -> int:
-        status = await (await leader.run_action("migration-status")).wait()
-        topics = json.loads(status.results.get("topics", "[]"))
-        return sum(int(topic["lag"]) for topic in topics)
+    async def status() -> dict:
+        return (await (await leader.run_action("migration-status")).wait()).results
 
     for _ in range(60):
-        if await lag() == 0:
+        if (await status()).get("ready-for-cutover") == "true":
             break
         await ops_test.model.block_until(lambda: False, timeout=10, wait_period=10)
-    assert await lag() == 0
+    results = await status()
+    assert results["ready-for-cutover"] == "true", results.get("reasons")
+    assert int(results["lag"]) == 0
+    topics = {topic["topic"]: topic for topic in json.loads(results["topics"])}
+    assert topics["orders"]["target-records"] == 10000
 
 
 async def test_stop_migration(ops_test: OpsTest) -> None:
