@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import tempfile
 import time
@@ -41,6 +42,7 @@ from tests.local.substrate import (
     OldCluster,
     SubstrateError,
     default_cache,
+    keep_tmp,
     kill_processes,
 )
 
@@ -307,6 +309,8 @@ def real_clusters(partitions: int, groups: int) -> Iterator[Clusters]:
             yield Clusters(old, new)
     finally:
         kill_processes(f"{base.resolve()}/")
+        if not keep_tmp():
+            shutil.rmtree(base, ignore_errors=True)
 
 
 def time_queries(
