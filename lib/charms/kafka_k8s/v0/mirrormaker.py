@@ -883,6 +883,22 @@ GroupCommits = dict[str, dict[int, int]]
 """A consumer group's committed offsets: topic, then partition, then offset."""
 
 
+class _LoginRefusal:
+    """Remembers a refused login; librdkafka reports it only to `error_cb`, not to requests.
+
+    It holds no reference to the client it serves: a callback that referred back to its client
+    would make a reference cycle, and the garbage collector could then destroy the client from
+    inside a callback on one of librdkafka's threads, which crashes the process.
+    """
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    def __call__(self, error: KafkaError) -> None:
+        if error.code() in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED):
+            self.reason = error.str().split("SASL authentication error: ")[-1].split(" (after")[0]
+
+
 class ClusterClient:
     """Read-only queries against one cluster, each bounded by a timeout."""
 
@@ -890,17 +906,14 @@ class ClusterClient:
         self.role = role
         self.cluster = cluster
         self.timeout = timeout
-        self._refusal: str | None = None
+        self._on_error = _LoginRefusal()
         config = client_config(cluster, timeout)
         config["error_cb"] = self._on_error
         self._admin = AdminClient(config)
 
-    def _on_error(self, error: KafkaError) -> None:
-        """Remember a refused login; librdkafka reports it only here, not to the request."""
-        if error.code() in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED):
-            self._refusal = (
-                error.str().split("SASL authentication error: ")[-1].split(" (after")[0]
-            )
+    @property
+    def _refusal(self) -> str | None:
+        return self._on_error.reason
 
     def _unreachable(self, error: object) -> ClusterUnreachableError:
         self._admin.poll(0)
