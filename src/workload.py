@@ -16,7 +16,7 @@ import jinja2
 import ops
 from pydantic import BaseModel, ConfigDict, Field
 
-from charms.kafka_k8s.v0.mirrormaker import jaas_escape, properties_escape
+from charms.kafka_k8s.v0.mirrormaker import jaas_escape, properties_escape, push_if_changed
 from config import BrokerConfig
 
 logger = logging.getLogger(__name__)
@@ -301,22 +301,10 @@ class KafkaWorkload:
         Returns:
             Whether the file changed.
         """
-        try:
-            if self.container.exists(path):
-                with self.container.pull(path) as current:
-                    if current.read() == content:
-                        return False
-        except ops.pebble.PathError:
-            pass
-        self.container.push(
-            path,
-            content,
-            make_dirs=True,
-            permissions=0o600 if secret else 0o644,
-            user=self.workload.user,
-            group=self.workload.group,
+        workload = self.workload
+        return push_if_changed(
+            self.container, path, content, secret=secret, user=workload.user, group=workload.group
         )
-        return True
 
     def is_formatted(self) -> bool:
         """Whether the storage holds a formatted KRaft log directory."""

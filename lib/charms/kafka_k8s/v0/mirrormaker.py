@@ -728,6 +728,39 @@ def exactly_once_mode(wanted: bool, peers: Iterable[UnitState]) -> ExactlyOnceSu
 # The workload ---------------------------------------------------------------------------------
 
 
+def push_if_changed(
+    container: ops.Container,
+    path: PurePosixPath,
+    content: str,
+    *,
+    secret: bool,
+    user: str,
+    group: str,
+) -> bool:
+    """Write a file into the container unless it already holds `content`.
+
+    Files holding secrets are mode 0600; every file is owned by the workload user.
+
+    Returns:
+        Whether the file changed.
+    """
+    try:
+        with container.pull(path) as current:
+            if current.read() == content:
+                return False
+    except ops.pebble.PathError:
+        pass
+    container.push(
+        path,
+        content,
+        make_dirs=True,
+        permissions=0o600 if secret else 0o644,
+        user=user,
+        group=group,
+    )
+    return True
+
+
 class MirrorMakerService:
     """MirrorMaker in its container: its files, its layer, its service."""
 
@@ -736,21 +769,10 @@ class MirrorMakerService:
         self.workload = workload or MirrorMakerWorkload()
 
     def _write(self, path: PurePosixPath, content: str, *, secret: bool) -> bool:
-        try:
-            with self.container.pull(path) as current:
-                if current.read() == content:
-                    return False
-        except ops.pebble.PathError:
-            pass
-        self.container.push(
-            path,
-            content,
-            make_dirs=True,
-            permissions=0o600 if secret else 0o644,
-            user=self.workload.user,
-            group=self.workload.group,
+        workload = self.workload
+        return push_if_changed(
+            self.container, path, content, secret=secret, user=workload.user, group=workload.group
         )
-        return True
 
     def state(self) -> str:
         """The Pebble state of the service: active, inactive, backoff, error, or absent."""
