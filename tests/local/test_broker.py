@@ -101,6 +101,12 @@ def client_user(new_cluster: NewCluster) -> ClientUser:
     password = generate_password()
     admin.upsert_user(username, password)
     admin.grant(username, client_acls(grant))
+    # Brokers learn of users and ACLs from the controller's metadata log, a moment later.
+    wait_until(
+        lambda: admin.acls_of(username) == set(client_acls(grant)),
+        timeout=30,
+        what="the relation user's ACLs",
+    )
     return ClientUser(grant, password)
 
 
