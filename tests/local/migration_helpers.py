@@ -6,8 +6,10 @@ these pieces.
 
 from __future__ import annotations
 
+import hashlib
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from confluent_kafka import (
@@ -25,7 +27,7 @@ from confluent_kafka.admin import (
     ResourcePatternType,
     ResourceType,
 )
-from tests.local.substrate import LOOPBACK, ClientConfig, NewCluster, OldCluster
+from tests.local.substrate import LOOPBACK, ClientConfig, NewCluster, OldCluster, wait_until
 
 from charms.kafka_k8s.v0.mirrormaker import (
     MigrationConfig,
@@ -61,8 +63,25 @@ def produce(config: ClientConfig, topic: str, start: int, count: int) -> None:
     assert producer.flush(120) == 0, f"records left unsent to {topic}"
 
 
-def end_offsets(config: ClientConfig, topics: list[str]) -> dict[str, list[int]]:
-    """The high watermark of every partition of the topics that exist."""
+def end_offsets(
+    config: ClientConfig, topics: list[str], timeout: float = 120
+) -> dict[str, list[int]]:
+    """The high watermark of every partition of the topics that exist.
+
+    Retried while a partition moves (`NOT_LEADER_FOR_PARTITION` after a broker restart or a
+    new topic's election), until `timeout`.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return _end_offsets(config, topics)
+        except KafkaException as error:
+            if not error.args[0].retriable() or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def _end_offsets(config: ClientConfig, topics: list[str]) -> dict[str, list[int]]:
     admin = AdminClient(config)
     metadata = admin.list_topics(timeout=30).topics
     consumer = Consumer({**config, "group.id": "end-offsets", "enable.auto.commit": False})
@@ -77,6 +96,116 @@ def end_offsets(config: ClientConfig, topics: list[str]) -> dict[str, list[int]]
         }
     finally:
         consumer.close()
+
+
+def records(config: ClientConfig, topic: str) -> dict[int, list[bytes]]:
+    """Every committed record of each partition, as `key|value`, in offset order."""
+    consumer = Consumer(
+        {
+            **config,
+            "group.id": f"reader-{time.monotonic_ns()}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=30).topics[topic]
+        result: dict[int, list[bytes]] = {}
+        for partition in sorted(metadata.partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), 30)
+            consumer.assign([TopicPartition(topic, partition, low)])
+            read: list[bytes] = []
+            position = low
+            deadline = time.monotonic() + 120
+            while position < high and time.monotonic() < deadline:
+                for message in consumer.consume(1000, timeout=1.0):
+                    if message.error():
+                        raise KafkaException(message.error())
+                    read.append((message.key() or b"") + b"|" + (message.value() or b""))
+                    position = (message.offset() or 0) + 1
+            assert position >= high, f"{topic}[{partition}] not read to its end"
+            result[partition] = read
+        return result
+    finally:
+        consumer.close()
+
+
+def digest(items: list[bytes]) -> str:
+    """A checksum of records in order."""
+    hashed = hashlib.sha256()
+    for item in items:
+        hashed.update(len(item).to_bytes(4, "big") + item)
+    return hashed.hexdigest()
+
+
+def wait_copied(
+    source: ClientConfig, target: ClientConfig, topics: list[str], timeout: float = 600
+) -> int:
+    """Wait until every record of `topics` is on the target; compare; count the duplicates.
+
+    MirrorMaker 2 copies at least once: a task stopped by a rebalance or a crash sends again
+    what it had sent but not yet committed. So on each partition the target's first
+    occurrences, in order, must be the source's records exactly (same count, same checksum),
+    and every further occurrence is a duplicate. Returns the number of duplicates.
+    """
+    deadline = time.monotonic() + timeout
+    for topic in topics:
+        expected = records(source, topic)
+
+        def arrived(topic: str = topic, expected: dict[int, list[bytes]] = expected) -> bool:
+            ends = end_offsets(target, [topic]).get(topic, [])
+            counts = [len(expected[p]) for p in sorted(expected)]
+            if len(ends) != len(counts) or any(e < c for e, c in zip(ends, counts, strict=True)):
+                return False
+            copied = records(target, topic)
+            return all(set(items) <= set(copied[p]) for p, items in expected.items())
+
+        wait_until(
+            arrived,
+            timeout=max(deadline - time.monotonic(), 1),
+            interval=3,
+            what=f"every record of {topic} on the target",
+        )
+    duplicates = 0
+    for topic in topics:
+        expected, copied = records(source, topic), records(target, topic)
+        for partition, items in expected.items():
+            once = list(dict.fromkeys(copied[partition]))
+            assert (len(once), digest(once)) == (len(items), digest(items)), (
+                f"{topic}[{partition}] differs"
+            )
+            duplicates += len(copied[partition]) - len(once)
+    return duplicates
+
+
+@dataclass
+class LiveProducer:
+    """Writes to the old cluster in the background, 200 records at a time, until stopped."""
+
+    config: ClientConfig
+    topic: str
+    written: int = 0
+    stopped: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def start(self) -> LiveProducer:
+        """Start writing in a daemon thread."""
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self.stopped.is_set():
+            produce(self.config, self.topic, self.written, 200)
+            self.written += 200
+            time.sleep(0.2)
+
+    def stop(self) -> int:
+        """Stop writing; the number of records written."""
+        self.stopped.set()
+        if self.thread is not None:
+            self.thread.join(timeout=120)
+        return self.written
 
 
 def committed(config: ClientConfig, group: str) -> dict[tuple[str, int], int]:

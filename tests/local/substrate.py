@@ -774,6 +774,60 @@ class NewCluster:
 
 
 # ---------------------------------------------------------------------------------------------
+# TLS material
+
+
+@dataclass(frozen=True)
+class TlsMaterial:
+    """A CA the test made, and a broker certificate it signed for 127.0.0.1 and localhost."""
+
+    ca: str
+    certificate: str
+    key: str
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    if shutil.which("openssl") is None:
+        raise SubstrateError("openssl is not installed: the TLS tests generate a CA with it")
+    result = subprocess.run(
+        ["openssl", *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+    )
+    if result.returncode != 0:
+        raise SubstrateError(f"openssl {args[0]} failed: {result.stderr[-1000:]}")
+
+
+def make_ca(directory: Path, name: str = "kafka-k8s test CA") -> TlsMaterial:
+    """A new CA, and a broker certificate it signed (PKCS#8 key, no passphrase)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    days = "2"
+    _openssl(
+        *("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", days),
+        *("-keyout", "ca.key", "-out", "ca.pem", "-subj", f"/CN={name}"),
+        *("-addext", "basicConstraints=critical,CA:TRUE"),
+        *("-addext", "keyUsage=critical,keyCertSign,cRLSign"),
+        cwd=directory,
+    )
+    _openssl(
+        *("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "broker.key"),
+        *("-out", "broker.csr", "-subj", "/CN=localhost"),
+        cwd=directory,
+    )
+    (directory / "broker.ext").write_text(f"subjectAltName=IP:{LOOPBACK},DNS:localhost\n")
+    _openssl(
+        *("x509", "-req", "-in", "broker.csr", "-CA", "ca.pem", "-CAkey", "ca.key"),
+        *("-CAcreateserial", "-days", days, "-out", "broker.pem", "-extfile", "broker.ext"),
+        cwd=directory,
+    )
+    for path in directory.iterdir():
+        path.chmod(0o600)
+    return TlsMaterial(
+        ca=(directory / "ca.pem").read_text(),
+        certificate=(directory / "broker.pem").read_text(),
+        key=(directory / "broker.key").read_text(),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # the old (ZooKeeper-mode) cluster
 
 
@@ -789,6 +843,13 @@ class OldBroker:
     # proxy's): clients that bootstrap through the proxy keep going through it.
     routed_port: int = 0
     routed_advertised_port: int = 0
+    # A SASL_SSL listener, TLS, when the cluster has TLS material.
+    tls_port: int = 0
+
+    @property
+    def tls_address(self) -> str:
+        """`HOST:PORT` of its SASL_SSL listener."""
+        return f"{LOOPBACK}:{self.tls_port}"
 
     @property
     def routed_address(self) -> str:
@@ -825,6 +886,8 @@ class OldCluster:
     zk_port: int = 0
     # Per broker, the port its ROUTED listener advertises; empty: no ROUTED listener.
     routed_ports: tuple[int, ...] = ()
+    # With TLS material, every broker also has a SASL_SSL listener with its certificate.
+    tls: TlsMaterial | None = None
     brokers: list[OldBroker] = field(default_factory=list)
     zookeeper: subprocess.Popen[bytes] | None = None
     paths: WorkloadPaths | None = None
@@ -845,6 +908,11 @@ class OldCluster:
     def bootstrap(self) -> str:
         """Comma-separated addresses of all brokers."""
         return ",".join(broker.address for broker in self.brokers)
+
+    @property
+    def tls_bootstrap(self) -> str:
+        """Comma-separated addresses of the brokers' SASL_SSL listeners."""
+        return ",".join(broker.tls_address for broker in self.brokers)
 
     def admin_config(self) -> ClientConfig:
         """A confluent-kafka configuration logging in as the admin user."""
@@ -915,21 +983,31 @@ class OldCluster:
         jaas = properties_escape(scram_jaas(self.admin_username, self.admin_password))
         listeners = [f"SASL_PLAINTEXT://{broker.address}"]
         advertised = list(listeners)
-        routed = []
+        protocols = ["SASL_PLAINTEXT:SASL_PLAINTEXT"]
+        extra = []
         if broker.routed_advertised_port:
             listeners.append(f"ROUTED://{broker.routed_address}")
             advertised.append(f"ROUTED://{LOOPBACK}:{broker.routed_advertised_port}")
-            routed = [
-                "listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,"
-                "ROUTED:SASL_PLAINTEXT",
-                f"listener.name.routed.scram-sha-512.sasl.jaas.config={jaas}",
+            protocols.append("ROUTED:SASL_PLAINTEXT")
+            extra.append(f"listener.name.routed.scram-sha-512.sasl.jaas.config={jaas}")
+        if self.tls is not None:
+            listeners.append(f"TLS://{broker.tls_address}")
+            advertised.append(f"TLS://{broker.tls_address}")
+            protocols.append("TLS:SASL_SSL")
+            extra += [
+                f"listener.name.tls.scram-sha-512.sasl.jaas.config={jaas}",
+                "listener.name.tls.ssl.keystore.type=PEM",
+                "listener.name.tls.ssl.keystore.certificate.chain="
+                + properties_escape(self.tls.certificate),
+                f"listener.name.tls.ssl.keystore.key={properties_escape(self.tls.key)}",
             ]
         return "\n".join(
             [
                 f"broker.id={broker.broker_id}",
                 f"listeners={','.join(listeners)}",
                 f"advertised.listeners={','.join(advertised)}",
-                *routed,
+                f"listener.security.protocol.map={','.join(protocols)}",
+                *extra,
                 "security.inter.broker.protocol=SASL_PLAINTEXT",
                 f"sasl.mechanism.inter.broker.protocol={SCRAM_MECHANISM}",
                 f"sasl.enabled.mechanisms={SCRAM_MECHANISM}",
@@ -978,6 +1056,9 @@ class OldCluster:
             ]
             for broker, port in zip(self.brokers, self.routed_ports, strict=False):
                 broker.routed_port, broker.routed_advertised_port = free_port(), port
+            if self.tls is not None:
+                for broker in self.brokers:
+                    broker.tls_port = free_port()
             for broker in self.brokers:
                 self._start_broker(broker)
             self.wait_ready(timeout=self.start_timeout)

@@ -9,7 +9,6 @@ source, then a search of everything it printed for a secret.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pwd
@@ -24,18 +23,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from tests.local.migration_helpers import (
     MIGRATOR_PASSWORD,
+    LiveProducer,
     MirrorMakers,
     commit_offsets,
     committed,
     end_offsets,
     produce,
+    records,
     source_cluster,
     source_user,
     target_cluster,
+    wait_copied,
 )
 from tests.local.substrate import (
     LOOPBACK,
@@ -47,7 +49,6 @@ from tests.local.substrate import (
     port_open,
     wait_until,
 )
-from tests.local.test_migration import LiveProducer, describe
 
 from charms.kafka_k8s.v0.mirrormaker import (
     ClusterClient,
@@ -171,45 +172,6 @@ def snapshot(config: ClientConfig) -> SourceSnapshot:
     )
 
 
-def records(config: ClientConfig, topic: str) -> dict[int, list[bytes]]:
-    """Every committed record of each partition, as `key|value`, in offset order."""
-    consumer = Consumer(
-        {
-            **config,
-            "group.id": f"reader-{time.monotonic_ns()}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
-    )
-    try:
-        metadata = consumer.list_topics(topic, timeout=30).topics[topic]
-        result: dict[int, list[bytes]] = {}
-        for partition in sorted(metadata.partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), 30)
-            consumer.assign([TopicPartition(topic, partition, low)])
-            read: list[bytes] = []
-            position = low
-            deadline = time.monotonic() + 120
-            while position < high and time.monotonic() < deadline:
-                for message in consumer.consume(1000, timeout=1.0):
-                    if message.error():
-                        raise KafkaException(message.error())
-                    read.append((message.key() or b"") + b"|" + (message.value() or b""))
-                    position = (message.offset() or 0) + 1
-            assert position >= high, f"{topic}[{partition}] not read to its end"
-            result[partition] = read
-        return result
-    finally:
-        consumer.close()
-
-
-def digest(items: list[bytes]) -> str:
-    hashed = hashlib.sha256()
-    for item in items:
-        hashed.update(len(item).to_bytes(4, "big") + item)
-    return hashed.hexdigest()
-
-
 @dataclass
 class Run:
     old: OldCluster
@@ -235,20 +197,8 @@ class Run:
         stopped = time.monotonic()
         source = records(self.old_config, LIVE)
         assert sum(len(items) for items in source.values()) == written
-
-        def every_record_arrived() -> bool:
-            target = records(self.new_config, LIVE)
-            return all(set(items) <= set(target.get(p, [])) for p, items in source.items())
-
-        wait_until(every_record_arrived, timeout=timeout, interval=3, what=f"{LIVE} after {fault}")
+        duplicates = wait_copied(self.old_config, self.new_config, [LIVE], timeout=timeout)
         seconds = time.monotonic() - stopped
-        target = records(self.new_config, LIVE)
-        duplicates = 0
-        for partition, items in source.items():
-            copied = target[partition]
-            once = list(dict.fromkeys(copied))
-            assert (len(once), digest(once)) == (len(items), digest(items)), partition
-            duplicates += len(copied) - len(once)
         self.duplicates[fault] = duplicates
         print(
             f"\nafter {fault}: {written} records live, all on the target {seconds:.0f}s after "
@@ -306,13 +256,8 @@ def run(old_cluster: OldCluster, new_cluster: NewCluster, proxy: TcpProxy) -> It
 
 def test_the_target_catches_up_while_producers_write(run: Run):
     wait_until(lambda: run.live.written >= 2000, timeout=120, what="the live producer")
-    for topic in STATIC:
-        wait_until(
-            lambda topic=topic: describe(run.new_config, topic) == describe(run.old_config, topic),
-            timeout=600,
-            interval=3,
-            what=f"{topic} on the target",
-        )
+    twice = wait_copied(run.old_config, run.new_config, list(STATIC), timeout=600)
+    print(f"\n{list(STATIC)} on the target, {twice} records copied twice")
     run.check_live_topic("no fault")
 
 

@@ -308,6 +308,9 @@ def test_unknown_results():
     }
 
 
+CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
 # The adapter -------------------------------------------------------------------------------------
 
 
@@ -336,6 +339,54 @@ def test_refused_login_is_told_apart_from_no_answer():
     assert mm.ClusterClient(cluster, "source")._unreachable(denied).message == (
         "source cluster at h:1 refused the request: denied"
     )
+
+
+def test_a_failed_tls_handshake_names_the_ca_to_check():
+    cluster = mm.SourceCluster(
+        name="old",
+        bootstrap_servers=("h:1",),
+        username="u",
+        password="p",
+        security_protocol="SASL_SSL",
+    )
+    client = mm.ClusterClient(cluster, "source", timeout=1)
+    client._on_error(
+        KafkaError(
+            KafkaError._SSL,
+            "ssl://h:1/bootstrap: SSL handshake failed: error:0A000086:SSL routines::certificate "
+            "verify failed: broker certificate could not be verified (after 4ms in state "
+            "SSL_HANDSHAKE)",
+        )
+    )
+    timeout = KafkaException(KafkaError(KafkaError._TRANSPORT, "Broker transport failure"))
+    failed = client._unreachable(timeout)
+    assert failed.refused
+    assert failed.message == (
+        "source cluster at h:1: TLS handshake failed, the CA (`ca` of "
+        "mirrormaker-source-credentials, or tls-ca of migration-source) did not verify its "
+        "certificate: error:0A000086:SSL routines::certificate verify failed: broker certificate "
+        "could not be verified"
+    )
+
+
+def test_the_source_of_a_relation_response():
+    source = mm.source_from_relation(
+        "old", endpoints="h:1,h:2", username="u", password="p", tls=True, tls_ca=CA
+    )
+    assert source.bootstrap_servers == ("h:1", "h:2")
+    assert (source.security_protocol, source.ca) == ("SASL_SSL", CA)
+    plain = mm.source_from_relation(
+        "old", endpoints="h:1", username="u", password="p", tls=False, tls_ca=None
+    )
+    assert (plain.security_protocol, plain.ca) == ("SASL_PLAINTEXT", None)
+    with pytest.raises(mm.SourceError, match="old sent a tls-ca that is not a PEM certificate"):
+        mm.source_from_relation(
+            "old", endpoints="h:1", username="u", password="p", tls=True, tls_ca="nope"
+        )
+    with pytest.raises(mm.SourceError, match="old sent endpoints that are not HOST:PORT"):
+        mm.source_from_relation(
+            "old", endpoints="h", username="u", password="p", tls=True, tls_ca=None
+        )
 
 
 def test_report_on_clusters_that_do_not_answer_is_bounded():

@@ -137,6 +137,11 @@ RequestedState = Literal["running", "stopped"]
 SASL_MECHANISMS: tuple[str, ...] = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 SECURITY_PROTOCOLS: tuple[str, ...] = ("SASL_PLAINTEXT", "SASL_SSL")
 SECRET_KEYS = ("username", "password", "sasl-mechanism", "security-protocol", "ca")
+# Where the CA that verifies each cluster's certificate comes from, for messages.
+TLS_CA_SOURCES = {
+    "source": "`ca` of mirrormaker-source-credentials, or tls-ca of migration-source",
+    "target": "the system's CAs",
+}
 POLICY_CLASSES = {
     "identity": "org.apache.kafka.connect.mirror.IdentityReplicationPolicy",
     "prefixed": "org.apache.kafka.connect.mirror.DefaultReplicationPolicy",
@@ -905,8 +910,89 @@ GroupCommits = dict[str, dict[int, int]]
 """A consumer group's committed offsets: topic, then partition, then offset."""
 
 
+def source_from_secret(
+    content: Mapping[str, str],
+    bootstrap_servers: Sequence[str],
+    *,
+    secret_id: str,
+    option: str = "mirrormaker-source-credentials",
+) -> SourceCluster:
+    """The external source cluster from its credentials secret's content.
+
+    Raises:
+        SourceError: naming `option` and the key that is missing, unknown or invalid.
+    """
+    unknown = sorted(set(content) - set(SECRET_KEYS))
+    missing = [key for key in ("username", "password") if not content.get(key)]
+    if unknown or missing:
+        problems = [f"missing key {', '.join(missing)}"] if missing else []
+        problems += [f"unknown key {', '.join(unknown)}"] if unknown else []
+        raise SourceError(
+            f"{option}: secret {secret_id} has {' and '.join(problems)} (keys: username, "
+            "password, optional sasl-mechanism, security-protocol, ca)"
+        )
+    mechanism = content.get("sasl-mechanism", "SCRAM-SHA-512")
+    protocol = content.get("security-protocol", "SASL_PLAINTEXT")
+    ca = content.get("ca") or None
+    if mechanism not in SASL_MECHANISMS:
+        raise SourceError(f"{option}: sasl-mechanism must be one of {', '.join(SASL_MECHANISMS)}")
+    if protocol not in SECURITY_PROTOCOLS:
+        raise SourceError(
+            f"{option}: security-protocol must be one of {', '.join(SECURITY_PROTOCOLS)}"
+        )
+    if ca is not None and "-----BEGIN CERTIFICATE-----" not in ca:
+        raise SourceError(f"{option}: ca must be a PEM certificate")
+    if ca is not None and protocol != "SASL_SSL":
+        raise SourceError(f"{option}: ca is set, so security-protocol must be SASL_SSL")
+    return SourceCluster.model_validate(
+        {
+            "name": bootstrap_servers[0],
+            "bootstrap_servers": tuple(bootstrap_servers),
+            "username": content["username"],
+            "password": content["password"],
+            "sasl_mechanism": mechanism,
+            "security_protocol": protocol,
+            "ca": ca,
+        }
+    )
+
+
+def source_from_relation(
+    name: str,
+    *,
+    endpoints: str,
+    username: str,
+    password: str,
+    tls: bool,
+    tls_ca: str | None,
+    relation_name: str = "migration-source",
+) -> SourceCluster:
+    """The related source cluster from its `kafka_client` response.
+
+    Raises:
+        SourceError: if the endpoints are not `HOST:PORT` or the CA is not a PEM certificate.
+    """
+    if tls_ca and "-----BEGIN CERTIFICATE-----" not in tls_ca:
+        raise SourceError(f"{relation_name}: {name} sent a tls-ca that is not a PEM certificate")
+    try:
+        return SourceCluster.model_validate(
+            {
+                "name": name,
+                "bootstrap_servers": endpoints,
+                "username": username,
+                "password": password,
+                "security_protocol": "SASL_SSL" if tls else "SASL_PLAINTEXT",
+                "ca": tls_ca or None,
+            }
+        )
+    except ValidationError:
+        raise SourceError(
+            f"{relation_name}: {name} sent endpoints that are not HOST:PORT"
+        ) from None
+
+
 class _LoginRefusal:
-    """Remembers a refused login; librdkafka reports it only to `error_cb`, not to requests.
+    """Remembers a refused login or TLS handshake; librdkafka reports them only to `error_cb`.
 
     It holds no reference to the client it serves: a callback that referred back to its client
     would make a reference cycle, and the garbage collector could then destroy the client from
@@ -915,10 +1001,14 @@ class _LoginRefusal:
 
     def __init__(self) -> None:
         self.reason: str | None = None
+        self.tls_failure: str | None = None
 
     def __call__(self, error: KafkaError) -> None:
+        text = error.str()
         if error.code() in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED):
-            self.reason = error.str().split("SASL authentication error: ")[-1].split(" (after")[0]
+            self.reason = text.split("SASL authentication error: ")[-1].split(" (after")[0]
+        elif error.code() == KafkaError._SSL or "SSL handshake failed" in text:
+            self.tls_failure = text.split("SSL handshake failed: ")[-1].split(" (after")[0]
 
 
 class ClusterClient:
@@ -943,6 +1033,14 @@ class ClusterClient:
         if self._refusal is not None:
             return ClusterUnreachableError(
                 f"{where} refused the login of {self.cluster.username}: {self._refusal}",
+                refused=True,
+            )
+        if self._on_error.tls_failure is not None:
+            ca = TLS_CA_SOURCES.get(self.role, "its CA")
+            detail = _clip(self._on_error.tls_failure, 120)
+            return ClusterUnreachableError(
+                f"{where}: TLS handshake failed, the CA ({ca}) did not verify its certificate: "
+                f"{detail}",
                 refused=True,
             )
         reason, answered = _error_text(error)
@@ -2090,40 +2188,8 @@ class Migration(ops.Object):
                 f"{option}: secret {secret_id} not found or not granted: run "
                 f"`juju grant-secret {secret_id} {self.model.app.name}`"
             ) from None
-        unknown = sorted(set(content) - set(SECRET_KEYS))
-        missing = [key for key in ("username", "password") if not content.get(key)]
-        if unknown or missing:
-            problems = [f"missing key {', '.join(missing)}"] if missing else []
-            problems += [f"unknown key {', '.join(unknown)}"] if unknown else []
-            raise SourceError(
-                f"{option}: secret {secret_id} has {' and '.join(problems)} (keys: username, "
-                "password, optional sasl-mechanism, security-protocol, ca)"
-            )
-        mechanism = content.get("sasl-mechanism", "SCRAM-SHA-512")
-        protocol = content.get("security-protocol", "SASL_PLAINTEXT")
-        ca = content.get("ca") or None
-        if mechanism not in SASL_MECHANISMS:
-            raise SourceError(
-                f"{option}: sasl-mechanism must be one of {', '.join(SASL_MECHANISMS)}"
-            )
-        if protocol not in SECURITY_PROTOCOLS:
-            raise SourceError(
-                f"{option}: security-protocol must be one of {', '.join(SECURITY_PROTOCOLS)}"
-            )
-        if ca is not None and "-----BEGIN CERTIFICATE-----" not in ca:
-            raise SourceError(f"{option}: ca must be a PEM certificate")
-        if ca is not None and protocol != "SASL_SSL":
-            raise SourceError(f"{option}: ca is set, so security-protocol must be SASL_SSL")
-        return SourceCluster.model_validate(
-            {
-                "name": config.source_bootstrap_servers[0],
-                "bootstrap_servers": config.source_bootstrap_servers,
-                "username": content["username"],
-                "password": content["password"],
-                "sasl_mechanism": mechanism,
-                "security_protocol": protocol,
-                "ca": ca,
-            }
+        return source_from_secret(
+            content, config.source_bootstrap_servers, secret_id=secret_id, option=option
         )
 
     def _related_source(self, relation: ops.Relation) -> SourceCluster:
@@ -2135,25 +2201,18 @@ class Migration(ops.Object):
             raise SourceError(
                 f"{self.source_relation}: {name} sent data that is not a kafka_client response"
             ) from None
-        if not responses or not responses[0].endpoints:
+        response = responses[0] if responses else None
+        if response is None or not response.endpoints:
             raise NotReadyError(f"waiting for {name} to send credentials on {relation.name}")
-        response = responses[0]
-        tls = bool(response.tls)
-        try:
-            return SourceCluster.model_validate(
-                {
-                    "name": name,
-                    "bootstrap_servers": response.endpoints,
-                    "username": response.username,
-                    "password": response.password,
-                    "security_protocol": "SASL_SSL" if tls else "SASL_PLAINTEXT",
-                    "ca": response.tls_ca or None,
-                }
-            )
-        except ValidationError:
-            raise SourceError(
-                f"{self.source_relation}: {name} sent endpoints that are not HOST:PORT"
-            ) from None
+        return source_from_relation(
+            name,
+            endpoints=response.endpoints,
+            username=response.username or "",
+            password=response.password or "",
+            tls=bool(response.tls),
+            tls_ca=response.tls_ca,
+            relation_name=self.source_relation,
+        )
 
     def _source(self, config: MigrationConfig) -> SourceCluster | None:
         """The source cluster, or `None` when none is configured.
