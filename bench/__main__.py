@@ -1,4 +1,8 @@
-"""Run benchmarks: `python -m bench` runs them all, `python -m bench NAME [ARGS]` one of them."""
+"""Run benchmarks: `python -m bench [--quick]` runs them all, `python -m bench NAME [ARGS]` one.
+
+Every subcommand accepts `--quick` (smaller loads, fewer repeats), so options given without a
+name go to each of them.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +11,25 @@ import sys
 
 SUBCOMMANDS = {
     "status": "bench.status",
+    "throughput": "bench.throughput",
 }
 
 
 def main(argv: list[str]) -> int:
     """Dispatch to one subcommand with the remaining arguments, or run every subcommand."""
     if argv and argv[0] in ("-h", "--help"):
-        print(f"usage: python -m bench [{'|'.join(SUBCOMMANDS)}] [ARGS]")
+        names = "|".join(SUBCOMMANDS)
+        print(f"usage: python -m bench [--quick] | python -m bench {{{names}}} [ARGS]")
         return 0
-    if argv and argv[0] not in SUBCOMMANDS:
+    named = bool(argv) and not argv[0].startswith("-")
+    if named and argv[0] not in SUBCOMMANDS:
         print(f"unknown benchmark {argv[0]!r}: choose from {', '.join(SUBCOMMANDS)}")
         return 2
-    chosen = [argv[0]] if argv else list(SUBCOMMANDS)
+    chosen = [argv[0]] if named else list(SUBCOMMANDS)
     failed = 0
     for name in chosen:
         module = importlib.import_module(SUBCOMMANDS[name])
-        failed += module.main(argv[1:] if argv else []) != 0
+        failed += module.main(argv[1:] if named else argv) != 0
     return 1 if failed else 0
 
 

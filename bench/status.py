@@ -11,7 +11,8 @@ groups in under 3 s), two measurements:
 - report: `build_report`, then both outputs of the action (`report_results`, `format_table`),
   on the fetched snapshot, and on synthetic snapshots up to 10,000 partitions.
 
-Usage: `python -m bench status [--pure-only] [--repeat N]`. Writes
+Usage: `python -m bench status [--pure-only] [--repeat N] [--quick]` (`--quick`: 2 runs per
+case unless `--repeat` says otherwise). Writes
 `bench/results/status-latest.json` and prints a table.
 """
 
@@ -426,8 +427,11 @@ def main(argv: list[str]) -> int:
     """Measure, write `bench/results/status-latest.json`, print the table."""
     parser = argparse.ArgumentParser(prog="python -m bench status", description=__doc__)
     parser.add_argument("--pure-only", action="store_true", help="skip the real clusters")
-    parser.add_argument("--repeat", type=int, default=5, help="runs per case (default 5)")
+    parser.add_argument("--repeat", type=int, help="runs per case (default 5; --quick: 2)")
+    parser.add_argument("--quick", action="store_true", help="fewer runs per case")
     args = parser.parse_args(argv)
+    if args.repeat is None:
+        args.repeat = 2 if args.quick else 5
     notes = [
         "one old and one new cluster of one broker each, on loopback, on this machine's "
         f"{os.cpu_count()} CPUs, shared with whatever else runs (load average at start "

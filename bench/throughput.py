@@ -1,0 +1,856 @@
+"""How fast a migration moves data: MirrorMaker 2 with the guide's config and the charm's.
+
+On the local tier (real Kafka, ZooKeeper, Pebble, loopback only), in one run:
+
+1. load: the old cluster (ZooKeeper mode, one broker) gets N records of a fixed size in one topic
+   of 12 partitions, written by Kafka's own `ProducerPerformance` (about 1 GiB; `--quick`
+   about 100 MiB).
+2. limits: the old cluster's raw read rate (`ConsumerPerformance`), and the raw write rate into a
+   fresh 3-unit new cluster (`ProducerPerformance`, same record size, `acks=all`, RF 3). The
+   limit is the smaller of the two.
+3. migrations: the same data copied by MirrorMaker 2 on 1 and on 3 units of a fresh kafka-k8s
+   cluster for each run, with the guide's `mm2.properties` (`bench/seed_mm2.properties`, changed
+   only in addresses, credentials and replication factors) and with the properties the charm's
+   library renders by default (`MigrationConfig()`). Both run as the unit's Pebble service
+   `mirrormaker` with the same environment (heap cap, JMX exporter agent): the charm's through
+   the library's own `MirrorMakerService`, the guide's with the library's layer whose command is
+   the guide's (`connect-mirror-maker.sh mm2.properties`, no `--clusters`). Each run is timed
+   from the service start until the target's end offsets equal the source's.
+4. scale: the charm's defaults on 3 units for topics of 1, 12 and 48 partitions (a quarter of
+   the records each), and the peak resident memory (VmHWM) of every MirrorMaker process.
+
+Rates are MiB of record values per second (as Kafka's perf tools count MB). CPU seconds per
+process role are recorded for every run, to show where time goes on this 2-core machine.
+
+Usage: `python -m bench throughput [--quick] [--records N] [--skip-scale]`. Writes
+`bench/results/latest.json`, a timestamped copy, `latest.md` and `latest.png`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import string
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any, cast
+
+from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+from tests.local.migration_helpers import (
+    MirrorMakers,
+    source_cluster,
+    source_user,
+    target_cluster,
+)
+from tests.local.substrate import (
+    LOOPBACK,
+    ClientConfig,
+    NewCluster,
+    OldCluster,
+    SubstrateError,
+    default_cache,
+    find_processes,
+    keep_tmp,
+    kill_processes,
+)
+
+from bench import RESULTS
+from charms.kafka_k8s.v0.mirrormaker import (
+    JMX_RULES,
+    SERVICE,
+    MigrationConfig,
+    MirrorMakerSettings,
+    SourceCluster,
+    TargetCluster,
+    mirrormaker_layer,
+    properties_escape,
+    push_if_changed,
+)
+
+TOPIC = "bench"
+PARTITIONS = 12
+RECORD_BYTES = 1024
+FULL_RECORDS = 1_048_576  # 1 GiB of values
+QUICK_RECORDS = 102_400  # 100 MiB
+SCALE_PARTITIONS = (1, 12, 48)
+SCALE_SHARE = 4  # each scale topic holds records / SCALE_SHARE
+UNIT_COUNTS = (1, 3)
+MM2_HEAP_MB = 512
+BROKER_HEAP_MB = 512
+TOOL_HEAP = "-Xms64m -Xmx512m"
+MIB = 1024 * 1024
+POLL_SECONDS = 0.5
+FIRST_RECORD_TIMEOUT = 300.0  # MirrorMaker's start, rebalance and first fetch
+STALL_TIMEOUT = 180.0  # no progress after the first record
+SEED_TEMPLATE = Path(__file__).resolve().parent / "seed_mm2.properties"
+MIRRORMAKER_MAIN = "org.apache.kafka.connect.mirror.MirrorMaker"
+# The raw write rate is the limit, so its producer batches well; MirrorMaker's must reach it.
+RAW_PRODUCER_PROPS = ("acks=all", "batch.size=262144", "linger.ms=10")
+LOAD_PRODUCER_PROPS = ("acks=1", "batch.size=262144", "linger.ms=10")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# Kafka's own tools -------------------------------------------------------------------------------
+
+
+def client_properties(config: ClientConfig) -> str:
+    """A Java client `.properties` file for a confluent-kafka SASL configuration."""
+    jaas = SourceCluster(
+        name="x",
+        bootstrap_servers=(str(config["bootstrap.servers"]),),
+        username=str(config["sasl.username"]),
+        password=str(config["sasl.password"]),
+    ).jaas_config
+    return (
+        f"bootstrap.servers={config['bootstrap.servers']}\n"
+        f"security.protocol={config['security.protocol']}\n"
+        f"sasl.mechanism={config['sasl.mechanism']}\n"
+        f"sasl.jaas.config={properties_escape(jaas)}\n"
+    )
+
+
+@dataclass
+class Tools:
+    """Runs Kafka's command-line tools from a rock root's `bin`, with a capped heap."""
+
+    bin: Path
+    work: Path
+
+    def config_file(self, name: str, config: ClientConfig) -> Path:
+        """Write a client configuration (mode 0600) and return its path."""
+        path = self.work / f"{name}.properties"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(client_properties(config))
+        path.chmod(0o600)
+        return path
+
+    def run(self, main: str, args: list[str], timeout: float) -> str:
+        """Run a tool's main class; its stdout.
+
+        Raises:
+            SubstrateError: if it fails or outlives `timeout`.
+        """
+        env = {
+            **os.environ,
+            "KAFKA_HEAP_OPTS": TOOL_HEAP,
+            "LOG_DIR": str(self.work / "logs"),
+        }
+        command = [str(self.bin / "kafka-run-class.sh"), main, *args]
+        try:
+            result = subprocess.run(
+                command, env=env, capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired as error:
+            raise SubstrateError(f"{main} ran longer than {timeout:.0f}s") from error
+        if result.returncode != 0:
+            raise SubstrateError(f"{main} failed:\n{(result.stdout + result.stderr)[-3000:]}")
+        return result.stdout
+
+
+def create_topic(config: ClientConfig, topic: str, partitions: int, replicas: int) -> None:
+    """Create a topic and wait for it."""
+    admin = AdminClient(config)
+    futures = admin.create_topics([NewTopic(topic, partitions, replicas)], operation_timeout=60)
+    for future in futures.values():
+        future.result(timeout=90)
+
+
+def producer_performance(
+    tools: Tools, config: ClientConfig, topic: str, records: int, props: tuple[str, ...]
+) -> dict[str, float]:
+    """Write `records` records of `RECORD_BYTES` with `ProducerPerformance`; its summary."""
+    began = time.monotonic()
+    output = tools.run(
+        "org.apache.kafka.tools.ProducerPerformance",
+        [
+            "--topic",
+            topic,
+            "--num-records",
+            str(records),
+            "--record-size",
+            str(RECORD_BYTES),
+            "--throughput",
+            "-1",
+            "--producer.config",
+            str(tools.config_file(f"producer-{topic}", config)),
+            "--producer-props",
+            *props,
+        ],
+        timeout=1800,
+    )
+    seconds = time.monotonic() - began
+    match = re.search(r"records/sec \(([\d.]+) MB/sec\)", output.strip().splitlines()[-1])
+    if match is None:
+        raise SubstrateError(f"ProducerPerformance printed no summary:\n{output[-2000:]}")
+    return {"mb_s": float(match.group(1)), "process_seconds": round(seconds, 2)}
+
+
+def consumer_performance(
+    tools: Tools, config: ClientConfig, topic: str, records: int
+) -> dict[str, float]:
+    """Read `records` records with `ConsumerPerformance`; its summary, by its column names."""
+    output = tools.run(
+        "org.apache.kafka.tools.ConsumerPerformance",
+        [
+            "--bootstrap-server",
+            str(config["bootstrap.servers"]),
+            "--topic",
+            topic,
+            "--messages",
+            str(records),
+            "--consumer.config",
+            str(tools.config_file("consumer", config)),
+            "--group",
+            "bench-raw-consume",
+            "--timeout",
+            "120000",
+        ],
+        timeout=1800,
+    )
+    lines = [line for line in output.splitlines() if line.count(",") >= 5]
+    if len(lines) < 2:
+        raise SubstrateError(f"ConsumerPerformance printed no summary:\n{output[-2000:]}")
+    names = [name.strip() for name in lines[0].split(",")]
+    values = [value.strip() for value in lines[-1].split(",")]
+    summary = dict(zip(names, values, strict=False))
+    return {
+        "mb_s": float(summary["fetch.MB.sec"]),
+        "mb_s_with_group_join": float(summary["MB.sec"]),
+        "mb": float(summary["data.consumed.in.MB"]),
+        "rebalance_ms": float(summary["rebalance.time.ms"]),
+    }
+
+
+# Offsets and processes ---------------------------------------------------------------------------
+
+
+def total_end_offset(admin: AdminClient, topic: str, partitions: int) -> int:
+    """The sum of a topic's end offsets, 0 while it does not exist."""
+    latest = cast(OffsetSpec, OffsetSpec.latest())  # typed as Optional by confluent-kafka
+    request = {TopicPartition(topic, p): latest for p in range(partitions)}
+    try:
+        futures = admin.list_offsets(request, request_timeout=10)
+        return sum(future.result(timeout=15).offset for future in futures.values())
+    except KafkaException:
+        return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds a process has used, 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def peak_rss_mb(pid: int) -> float:
+    """A process's peak resident set (VmHWM) in MiB, 0 once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+    return int(match.group(1)) / 1024 if match else 0.0
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all cores), from `/proc/stat`."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / CLOCK_TICKS
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds spent by role (old broker, new brokers, MirrorMaker, anything else)."""
+
+    roles: dict[str, Callable[[], list[int]]]
+    began: float = 0.0
+    machine: float = 0.0
+    start_cpu: dict[int, float] = field(default_factory=dict)
+
+    def start(self) -> None:
+        """Note every known process's CPU time and the machine's."""
+        self.began = time.monotonic()
+        self.machine = machine_busy_seconds()
+        self.start_cpu = {pid: cpu_seconds(pid) for find in self.roles.values() for pid in find()}
+
+    def cores(self) -> dict[str, float]:
+        """Cores each role used on average since `start`, and `other` for the rest."""
+        wall = max(time.monotonic() - self.began, 1e-6)
+        used: dict[str, float] = {}
+        for role, find in self.roles.items():
+            spent = sum(cpu_seconds(pid) - self.start_cpu.get(pid, 0.0) for pid in find())
+            used[role] = spent / wall
+        machine = (machine_busy_seconds() - self.machine) / wall
+        used["other"] = max(machine - sum(used.values()), 0.0)
+        used["machine"] = machine
+        return {role: round(value, 2) for role, value in used.items()}
+
+
+def mirrormaker_pids(new: NewCluster) -> list[int]:
+    """The MirrorMaker JVMs of the new cluster's units."""
+    return [pid for unit in new.units for pid in find_processes(MIRRORMAKER_MAIN, unit.marker)]
+
+
+def cpu_meter(old: OldCluster, new: NewCluster) -> CpuMeter:
+    """A meter of the old brokers, the new brokers and the MirrorMaker processes."""
+    return CpuMeter(
+        {
+            "old-broker": lambda: find_processes(" kafka.Kafka ", f"{old.tmp.resolve()}/"),
+            "new-brokers": lambda: [
+                pid for unit in new.units if (pid := unit.broker_pid()) is not None
+            ],
+            "mirrormaker": lambda: mirrormaker_pids(new),
+        }
+    )
+
+
+# MirrorMaker runs --------------------------------------------------------------------------------
+
+
+def seed_properties(old: OldCluster, new: NewCluster) -> str:
+    """The guide's `mm2.properties` with the local clusters' addresses and admin users."""
+    old_jaas = SourceCluster(
+        name="old",
+        bootstrap_servers=tuple(old.bootstrap.split(",")),
+        username=old.admin_username,
+        password=old.admin_password,
+    ).jaas_config
+    new_jaas = TargetCluster(
+        bootstrap_servers=tuple(new.bootstrap.split(",")),
+        username=new.admin_username,
+        password=new.admin_password,
+    ).jaas_config
+    return string.Template(SEED_TEMPLATE.read_text()).substitute(
+        OLD_SERVERS=old.bootstrap,
+        NEW_SERVERS=new.bootstrap,
+        OLD_SASL_JAAS_CONFIG=properties_escape(old_jaas),
+        NEW_SASL_JAAS_CONFIG=properties_escape(new_jaas),
+        REPLICATION_FACTOR=min(3, len(new.units)),
+        OLD_REPLICATION_FACTOR=min(3, len(old.brokers)),
+    )
+
+
+def start_seed(old: OldCluster, new: NewCluster, heap_mb: int) -> None:
+    """Run the guide's MirrorMaker on every unit, as the unit's Pebble service `mirrormaker`.
+
+    The layer is the library's (same heap cap, JMX exporter agent, log directory); only the
+    command is the guide's: `connect-mirror-maker.sh mm2.properties`, without `--clusters`.
+    """
+    text = seed_properties(old, new)
+    for unit in new.units:
+        workload = unit.mirrormaker_workload(heap_mb=heap_mb)
+        path = workload.etc / "mm2-seed.properties"
+        container = unit.container
+        for target, content, secret in (
+            (workload.jmx_config, JMX_RULES, False),
+            (path, text, True),
+        ):
+            push_if_changed(
+                container,
+                target,
+                content,
+                secret=secret,
+                user=workload.user,
+                group=workload.group,
+            )
+        settings = MirrorMakerSettings(
+            source=source_cluster(old),
+            target=target_cluster(new),
+            unit_host=LOOPBACK,
+            units=len(new.units),
+            workload=workload,
+        )
+        layer = mirrormaker_layer(settings)
+        layer.get("services", {})[SERVICE]["command"] = seed_command(workload.opt, path)
+        container.add_layer(SERVICE, layer, combine=True)
+        container.start(SERVICE)
+
+
+def seed_command(opt: PurePosixPath, properties: PurePosixPath) -> str:
+    """The guide's command line."""
+    return f"{opt}/bin/connect-mirror-maker.sh {properties}"
+
+
+def start_charm(old: OldCluster, new: NewCluster, heap_mb: int) -> None:
+    """Run MirrorMaker on every unit as the charm does, with the library's default render."""
+    makers = MirrorMakers.on(
+        new, source_cluster(old), target_cluster(new), MigrationConfig(), heap_mb=heap_mb
+    )
+    makers.run()
+
+
+def start_charm_topic(topic: str) -> Callable[[OldCluster, NewCluster, int], None]:
+    """Like `start_charm`, but with the `mirrormaker-topics` option set to one topic."""
+
+    def start(old: OldCluster, new: NewCluster, heap_mb: int) -> None:
+        config = MigrationConfig(topics=(topic,))
+        MirrorMakers.on(
+            new, source_cluster(old), target_cluster(new), config, heap_mb=heap_mb
+        ).run()
+
+    return start
+
+
+Starter = Callable[[OldCluster, NewCluster, int], None]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One timed migration: which config, on how many units, of which topic."""
+
+    name: str
+    config: str
+    units: int
+    topic: str
+    partitions: int
+    records: int
+    start: Starter
+
+
+def wait_copied(admin: AdminClient, run: Run, began: float) -> tuple[float | None, float | None]:
+    """Poll the target's end offsets until they reach the source's.
+
+    Returns:
+        Seconds until the first record and until the last arrived; None where it never came.
+    """
+    first: float | None = None
+    seen, progressed = 0, time.monotonic()
+    while True:
+        copied = total_end_offset(admin, run.topic, run.partitions)
+        now = time.monotonic()
+        if copied > 0 and first is None:
+            first = now - began
+        if copied >= run.records:
+            return first, now - began
+        if copied > seen:
+            seen, progressed = copied, now
+        limit = FIRST_RECORD_TIMEOUT if first is None else STALL_TIMEOUT
+        if now - progressed > limit:
+            return first, None
+        time.sleep(POLL_SECONDS)
+
+
+def rate(records: int, seconds: float | None) -> float | None:
+    """MiB per second of record values, or None."""
+    if not seconds:
+        return None
+    return round(records * RECORD_BYTES / MIB / seconds, 2)
+
+
+def time_run(old: OldCluster, base: Path, run: Run, heap_mb: int) -> dict[str, Any]:
+    """A fresh new cluster of `run.units` units, MirrorMaker started on each, timed to the end."""
+    with NewCluster(base / run.name, size=run.units, heap_mb=BROKER_HEAP_MB) as new:
+        admin = AdminClient(new.admin_config())
+        meter = cpu_meter(old, new)
+        meter.start()
+        began = time.monotonic()
+        run.start(old, new, heap_mb)
+        first, done = wait_copied(admin, run, began)
+        cores = meter.cores()
+        wall = time.monotonic() - began
+        rss = [round(peak_rss_mb(pid), 1) for pid in mirrormaker_pids(new)]
+        copied = total_end_offset(admin, run.topic, run.partitions)
+    copy_seconds = None if done is None or first is None else done - first
+    gib = run.records * RECORD_BYTES / MIB / 1024
+    return {
+        "name": run.name,
+        "config": run.config,
+        "units": run.units,
+        "topic": run.topic,
+        "partitions": run.partitions,
+        "records": run.records,
+        "copied": copied,
+        "finished": done is not None,
+        "seconds": None if done is None else round(done, 2),
+        "first_record_seconds": None if first is None else round(first, 2),
+        "mb_s": rate(run.records, done),
+        "copy_mb_s": rate(run.records, copy_seconds),
+        "cores_used": cores,
+        # CPU a role spent per GiB copied: less sensitive to other load than seconds are.
+        "cpu_seconds_per_gib": {
+            role: round(cores[role] * wall / gib, 1) for role in ("mirrormaker", "new-brokers")
+        },
+        "mirrormaker_peak_rss_mb": rss,
+    }
+
+
+# The benchmark -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Options:
+    """What to measure."""
+
+    records: int
+    quick: bool
+    scale: bool
+    heap_mb: int
+
+
+@contextmanager
+def workspace() -> Iterator[Path]:
+    """A temporary directory whose every process and file is gone afterwards, also on errors."""
+    base = Path(tempfile.mkdtemp(prefix="kafka-k8s-bench-"))
+    try:
+        yield base
+    finally:
+        kill_processes(f"{base.resolve()}/")
+        if not keep_tmp():
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def measure_limits(old: OldCluster, base: Path, tools: Tools, records: int) -> dict[str, Any]:
+    """The old cluster's raw read rate and a fresh 3-unit new cluster's raw write rate."""
+    consume = consumer_performance(tools, old.admin_config(), TOPIC, records)
+    with NewCluster(base / "raw-produce", size=3, heap_mb=BROKER_HEAP_MB) as new:
+        create_topic(new.admin_config(), TOPIC, PARTITIONS, 3)
+        meter = cpu_meter(old, new)
+        meter.start()
+        produce = producer_performance(
+            tools, new.admin_config(), TOPIC, records, RAW_PRODUCER_PROPS
+        )
+        produce["cores_used"] = meter.cores()  # type: ignore[assignment]
+    return {"consume": consume, "produce": produce}
+
+
+def main_runs(records: int) -> list[Run]:
+    """The guide's and the charm's config, each on 1 and on 3 units, for the main topic."""
+    runs = []
+    for config, start in (("seed", start_seed), ("charm", start_charm)):
+        for units in UNIT_COUNTS:
+            runs.append(Run(f"{config}-{units}", config, units, TOPIC, PARTITIONS, records, start))
+    return runs
+
+
+def scale_topic(partitions: int) -> str:
+    """The scale topic of that many partitions."""
+    return f"scale-{partitions}"
+
+
+def scale_runs(records: int) -> list[Run]:
+    """The charm's config on 3 units, one topic at a time, for every partition count."""
+    return [
+        Run(
+            f"scale-{partitions}",
+            "charm",
+            3,
+            scale_topic(partitions),
+            partitions,
+            records,
+            start_charm_topic(scale_topic(partitions)),
+        )
+        for partitions in SCALE_PARTITIONS
+    ]
+
+
+def log(message: str) -> None:
+    """Progress on stdout."""
+    print(f"[{datetime.now().strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def measure(options: Options, measured: dict[str, Any]) -> None:
+    """Load, limits, the four migrations and the scale runs, into `measured` as they end."""
+    measured.update({"runs": [], "load": {}})
+    with workspace() as base:
+        cache = default_cache()
+        with OldCluster(base / "old", cache=cache, size=1, heap_mb=BROKER_HEAP_MB) as old:
+            tools = Tools(old.bin, base / "tools")
+            source_user(old)
+            create_topic(old.admin_config(), TOPIC, PARTITIONS, 1)
+            log(f"loading {options.records:,} records of {RECORD_BYTES} bytes")
+            measured["load"][TOPIC] = producer_performance(
+                tools, old.admin_config(), TOPIC, options.records, LOAD_PRODUCER_PROPS
+            )
+            log("raw read and write rates")
+            measured["limits"] = measure_limits(old, base, tools, options.records)
+            for run in main_runs(options.records):
+                log(f"migration {run.name}")
+                measured["runs"].append(time_run(old, base, run, options.heap_mb))
+                log(f"  {measured['runs'][-1]['mb_s']} MB/s")
+            if options.scale:
+                measure_scale(old, base, tools, options, measured["runs"])
+
+
+def measure_scale(
+    old: OldCluster, base: Path, tools: Tools, options: Options, runs: list[dict]
+) -> None:
+    """Load the scale topics (after the main runs, so those copy one topic), then time each."""
+    records = options.records // SCALE_SHARE
+    for partitions in SCALE_PARTITIONS:
+        create_topic(old.admin_config(), scale_topic(partitions), partitions, 1)
+        producer_performance(
+            tools, old.admin_config(), scale_topic(partitions), records, LOAD_PRODUCER_PROPS
+        )
+    for run in scale_runs(records):
+        log(f"migration {run.name}")
+        runs.append(time_run(old, base, run, options.heap_mb))
+        log(f"  {runs[-1]['mb_s']} MB/s")
+
+
+# Results -----------------------------------------------------------------------------------------
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """The quotient rounded, or None when either is missing."""
+    if not numerator or not denominator:
+        return None
+    return round(numerator / denominator, 2)
+
+
+def status_seconds() -> float | None:
+    """`migration-status`'s total for 1,000 partitions and 200 groups, from its benchmark."""
+    path = RESULTS / "status-latest.json"
+    try:
+        status = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    for case in status.get("real", []):
+        if (case.get("partitions"), case.get("groups")) == (1_000, 200):
+            return case.get("total-median")
+    return None
+
+
+def by_units(runs: list[dict], config: str) -> dict[str, float | None]:
+    """A config's MB/s on the main topic, keyed by unit count."""
+    return {
+        str(run["units"]): run["mb_s"]
+        for run in runs
+        if run["config"] == config and run["topic"] == TOPIC
+    }
+
+
+def summarize(options: Options, measured: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """The results document: the issue's keys first, then the detail."""
+    runs = measured.get("runs", [])
+    limits = measured.get("limits", {})
+    consume = limits.get("consume", {}).get("mb_s")
+    produce = limits.get("produce", {}).get("mb_s")
+    limit = min(consume, produce) if consume and produce else None
+    seed, charm = by_units(runs, "seed"), by_units(runs, "charm")
+    charm_rss = [
+        rss for run in runs if run["config"] == "charm" for rss in run["mirrormaker_peak_rss_mb"]
+    ]
+    all_rss = [rss for run in runs for rss in run["mirrormaker_peak_rss_mb"]]
+    return {
+        "benchmark": "throughput",
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "quick": options.quick,
+        "records": options.records,
+        "record_bytes": RECORD_BYTES,
+        "partitions": PARTITIONS,
+        "data_mb": round(options.records * RECORD_BYTES / MIB, 1),
+        "raw_consume_mb_s": consume,
+        "raw_produce_mb_s": produce,
+        "limit_mb_s": limit,
+        "seed_config_mb_s": seed,
+        "charm_config_mb_s": charm,
+        "ratio_charm_vs_seed": ratio(charm.get("3"), seed.get("3")),
+        "ratio_charm_vs_limit": ratio(charm.get("3"), limit),
+        "ratio_charm_vs_seed_1_unit": ratio(charm.get("1"), seed.get("1")),
+        "scale_mb_s": {
+            str(run["partitions"]): run["mb_s"]
+            for run in runs
+            if run["topic"].startswith("scale-")
+        },
+        "mirrormaker_peak_rss_mb": max(charm_rss, default=None),
+        "mirrormaker_peak_rss_mb_any_config": max(all_rss, default=None),
+        "mirrormaker_heap_mb": options.heap_mb,
+        "status_seconds": status_seconds(),
+        "goals": {
+            "charm_vs_seed_at_least": 1.5,
+            "charm_vs_limit_at_least": 0.7,
+        },
+        "machine": {"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()[0]},
+        "limits": limits,
+        "load": measured.get("load", {}),
+        "runs": runs,
+        "notes": notes,
+    }
+
+
+def _fmt(value: object, suffix: str = "") -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:,.2f}{suffix}"
+    return f"{value}{suffix}"
+
+
+def _cores(run: dict[str, Any]) -> str:
+    cores = run["cores_used"]
+    return ", ".join(f"{role} {cores[role]:.2f}" for role in cores)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The results as Markdown: the headline table, then every run."""
+    seed, charm = results["seed_config_mb_s"], results["charm_config_mb_s"]
+    lines = [
+        f"# Migration throughput ({results['when']})",
+        "",
+        f"{results['records']:,} records of {results['record_bytes']} bytes "
+        f"({results['data_mb']:,} MiB) in {results['partitions']} partitions; MB/s is MiB of "
+        "record values per second, MirrorMaker timed from its start until the target's end "
+        "offsets equal the source's.",
+        "",
+        "| measure | MB/s | vs limit |",
+        "| --- | ---: | ---: |",
+        f"| raw read, old cluster (ConsumerPerformance) | {_fmt(results['raw_consume_mb_s'])} | |",
+        f"| raw write, new cluster, acks=all (ProducerPerformance) | "
+        f"{_fmt(results['raw_produce_mb_s'])} | |",
+    ]
+    limit = results["limit_mb_s"]
+    for name, values in (("guide's mm2.properties", seed), ("charm's defaults", charm)):
+        for units in ("1", "3"):
+            value = values.get(units)
+            lines.append(
+                f"| MirrorMaker, {name}, {units} unit{'s' if units == '3' else ''} | "
+                f"{_fmt(value)} | {_fmt(ratio(value, limit))} |"
+            )
+    lines += [
+        "",
+        f"- charm vs guide, 3 units: **{_fmt(results['ratio_charm_vs_seed'], 'x')}** "
+        "(goal 1.5x); 1 unit: "
+        f"{_fmt(results['ratio_charm_vs_seed_1_unit'], 'x')}",
+        f"- charm vs limit, 3 units: **{_fmt(results['ratio_charm_vs_limit'])}** (goal 0.70)",
+        f"- peak resident memory of a MirrorMaker process (charm's defaults, -Xmx"
+        f"{results['mirrormaker_heap_mb']}m): {_fmt(results['mirrormaker_peak_rss_mb'], ' MiB')}",
+        "- scale, charm's defaults on 3 units, MB/s by partitions: "
+        + ", ".join(f"{p}: {_fmt(v)}" for p, v in results["scale_mb_s"].items()),
+        f"- migration-status, 1,000 partitions and 200 groups: "
+        f"{_fmt(results['status_seconds'], ' s')}",
+        "",
+        "| run | units | partitions | seconds | first record s | MB/s | MB/s after first "
+        "record | cores used | CPU s per GiB, MM2 / new brokers | MM2 peak RSS MiB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |",
+    ]
+    for run in results["runs"]:
+        lines.append(
+            f"| {run['name']} | {run['units']} | {run['partitions']} | {_fmt(run['seconds'])} | "
+            f"{_fmt(run['first_record_seconds'])} | {_fmt(run['mb_s'])} | "
+            f"{_fmt(run['copy_mb_s'])} | {_cores(run)} | "
+            f"{run['cpu_seconds_per_gib']['mirrormaker']} / "
+            f"{run['cpu_seconds_per_gib']['new-brokers']} | "
+            f"{', '.join(str(rss) for rss in run['mirrormaker_peak_rss_mb'])} |"
+        )
+    lines += ["", *(f"- note: {note}" for note in results["notes"])]
+    lines += [f"- note: {unfinished(run)}" for run in results["runs"] if not run["finished"]]
+    return "\n".join([*lines, ""])
+
+
+def unfinished(run: dict[str, Any]) -> str:
+    """Why a run has no rate."""
+    if run["first_record_seconds"] is None:
+        return (
+            f"{run['name']} did not finish: no record reached the target within "
+            f"{FIRST_RECORD_TIMEOUT:.0f} s of MirrorMaker's start"
+        )
+    return (
+        f"{run['name']} did not finish: {run['copied']:,} of {run['records']:,} records copied, "
+        f"then no progress for {STALL_TIMEOUT:.0f} s"
+    )
+
+
+def chart(results: dict[str, Any], path: Path) -> str | None:
+    """Draw the rates and the scale as a PNG; why not, if matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed: no chart (use the bench dependency group)"
+    seed, charm = results["seed_config_mb_s"], results["charm_config_mb_s"]
+    labels = ["raw read", "raw write", "guide 1u", "guide 3u", "charm 1u", "charm 3u"]
+    values = [
+        results["raw_consume_mb_s"],
+        results["raw_produce_mb_s"],
+        seed.get("1"),
+        seed.get("3"),
+        charm.get("1"),
+        charm.get("3"),
+    ]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), width_ratios=(2, 1))
+    colours = ["grey", "grey", "tab:orange", "tab:orange", "tab:blue", "tab:blue"]
+    bars = left.bar(labels, [v or 0 for v in values], color=colours)
+    left.bar_label(bars, labels=[f"{v:.1f}" if v else "did not finish" for v in values])
+    if results["limit_mb_s"]:
+        left.axhline(
+            results["limit_mb_s"] * 0.7, color="tab:red", linestyle="--", label="70% of limit"
+        )
+        left.legend()
+    left.set_ylabel("MiB/s")
+    left.set_title(f"{results['data_mb']:,} MiB, {results['partitions']} partitions")
+    scale = results["scale_mb_s"]
+    right.plot([int(p) for p in scale], [v or 0 for v in scale.values()], marker="o")
+    right.set_xscale("log")
+    right.set_xticks([int(p) for p in scale], labels=list(scale))
+    right.set_xlabel("partitions")
+    right.set_ylabel("MiB/s")
+    right.set_title("charm's defaults, 3 units")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return None
+
+
+def write(results: dict[str, Any]) -> None:
+    """`latest.json`, a timestamped copy, `latest.md` and `latest.png` in `bench/results`."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    note = chart(results, RESULTS / "latest.png")
+    if note:
+        results["notes"].append(note)
+    text = json.dumps(results, indent=2) + "\n"
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    (RESULTS / "latest.json").write_text(text)
+    (RESULTS / f"throughput-{stamp}.json").write_text(text)
+    (RESULTS / "latest.md").write_text(markdown(results))
+
+
+def parse(argv: list[str]) -> Options:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="python -m bench throughput", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="about 100 MiB instead of 1 GiB")
+    parser.add_argument("--records", type=int, help="records to load (overrides --quick)")
+    parser.add_argument("--skip-scale", action="store_true", help="no 1/12/48-partition runs")
+    parser.add_argument("--heap-mb", type=int, default=MM2_HEAP_MB, help="MirrorMaker -Xmx")
+    args = parser.parse_args(argv)
+    records = args.records or (QUICK_RECORDS if args.quick else FULL_RECORDS)
+    return Options(records, args.quick, not args.skip_scale, args.heap_mb)
+
+
+def main(argv: list[str]) -> int:
+    """Measure, write the results, print the table."""
+    options = parse(argv)
+    notes = [
+        f"one machine of {os.cpu_count()} CPUs for every process (old cluster: ZooKeeper and one "
+        "broker; new cluster: 1 or 3 units), shared with whatever else runs: load average at "
+        f"start {os.getloadavg()[0]:.1f}; compare the ratios within this run",
+        f"heaps: brokers -Xmx{BROKER_HEAP_MB}m, MirrorMaker -Xmx{options.heap_mb}m, "
+        f"tools {TOOL_HEAP}",
+        "raw write: ProducerPerformance with " + " ".join(RAW_PRODUCER_PROPS),
+    ]
+    failed = False
+    measured: dict[str, Any] = {}
+    try:
+        measure(options, measured)
+    except Exception as error:  # the results say why the run stopped, and so does the exit code
+        notes.append(f"the benchmark stopped early: {str(error)[:2000]}")
+        failed = True
+    results = summarize(options, measured, notes)
+    write(results)
+    print(markdown(results))
+    print(f"written to {RESULTS / 'latest.json'}")
+    return 1 if failed else 0
