@@ -28,8 +28,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "src"), str(REPO / "lib"), str(REPO)]
 
+from tests.local.migration_helpers import MirrorMakers, target_cluster  # noqa: E402
 from tests.local.substrate import (  # noqa: E402
-    LOOPBACK,
     ClientConfig,
     NewCluster,
     OldCluster,
@@ -39,10 +39,7 @@ from tests.local.substrate import (  # noqa: E402
 from charms.kafka_k8s.v0.mirrormaker import (  # noqa: E402
     MigrationConfig,
     MigrationReport,
-    MirrorMakerService,
-    MirrorMakerSettings,
     SourceCluster,
-    TargetCluster,
     format_table,
     migration_report,
 )
@@ -214,26 +211,10 @@ def migrate(
         username=old.admin_username,
         password=old.admin_password,
     )
-    target = TargetCluster(
-        bootstrap_servers=tuple(new.bootstrap.split(",")),
-        username="mirrormaker",
-        password=new.credentials.mirrormaker_password,
-    )
+    target = target_cluster(new)
     config = MigrationConfig.from_options({"mirrormaker-refresh-interval": 10})
-    services = []
-    for unit in new.units:
-        workload = unit.mirrormaker_workload(heap_mb=384)
-        settings = MirrorMakerSettings(
-            source=source,
-            target=target,
-            config=config,
-            unit_host=LOOPBACK,
-            units=len(new.units),
-            workload=workload,
-        )
-        service = MirrorMakerService(unit.container, workload)
-        service.run(settings)
-        services.append(service)
+    nodes = MirrorMakers.on(new, source, target, config)
+    nodes.run()
     say("start-migration: every unit runs one MirrorMaker process (Pebble service mirrormaker)")
 
     def probe() -> MigrationReport:
@@ -256,8 +237,7 @@ def migrate(
         except KeyboardInterrupt:
             pass
     say("stop-migration: stopping MirrorMaker on every unit")
-    for service in services:
-        service.stop()
+    nodes.stop()
     return in_sync
 
 

@@ -1,10 +1,12 @@
 """Issue 6 in the local tier: faults mid-migration, a read-only source, and no leaked secret.
 
-One migration for the module: the ZooKeeper-mode old cluster, read by a user that may only read
-and describe, copied onto three units by real MirrorMaker 2 nodes that the library's own
-`MirrorMakerService` runs under real Pebble, while a producer writes to the old cluster
-throughout. The tests run in file order: faults first, then what the migration did to the
-source, then a search of everything it printed for a secret.
+One migration per delivery mode (at least once, the default, and `mirrormaker-exactly-once`):
+the ZooKeeper-mode old cluster, read by a user that may only read and describe, copied onto
+three units by real MirrorMaker 2 nodes that the library's own `MirrorMakerService` runs under
+real Pebble, while a producer writes to the old cluster throughout. The tests run in file
+order: faults first, then what the migration did to the source, then a search of everything it
+printed for a secret. With exactly-once, a `read_committed` reader of the target finds no
+record twice after any fault.
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ LIVE_PARTITIONS = 3
 # Groups the clients of the old cluster own; the migration must leave them as they are.
 GROUPS = {"shipping": {("payments", p): 1000 * (p + 1) for p in range(3)}}
 MIRRORMAKER_MAIN = "org.apache.kafka.connect.mirror.MirrorMaker"
+# Delivery mode: whether `mirrormaker-exactly-once` is set.
+DELIVERY = {"at-least-once": False, "exactly-once": True}
 SECRET_FILES = ("server.properties", "client.properties", "mm2.properties")
 
 
@@ -182,6 +186,7 @@ class Run:
     old_config: ClientConfig
     new_config: ClientConfig
     duplicates: dict[str, int]
+    exactly_once: bool
 
     @property
     def source(self) -> SourceCluster:
@@ -204,11 +209,19 @@ class Run:
             f"\nafter {fault}: {written} records live, all on the target {seconds:.0f}s after "
             f"producers stopped, {duplicates} twice"
         )
+        if self.exactly_once:
+            assert duplicates == 0, f"exactly-once: {duplicates} records twice after {fault}"
         self.live = LiveProducer(self.old_config, LIVE, written=written).start()
 
 
+@pytest.fixture(scope="module", params=list(DELIVERY))
+def delivery(request: pytest.FixtureRequest) -> str:
+    """The delivery mode of the module's migration; each gets its own clusters."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def proxy() -> Iterator[TcpProxy]:
+def proxy(delivery: str) -> Iterator[TcpProxy]:
     relay = TcpProxy()
     yield relay
     relay.cut()
@@ -224,7 +237,17 @@ def old_cluster(kafka_cache: Path, local_tmp: Path, proxy: TcpProxy) -> Iterator
 
 
 @pytest.fixture(scope="module")
-def run(old_cluster: OldCluster, new_cluster: NewCluster, proxy: TcpProxy) -> Iterator[Run]:
+def new_cluster(kafka_cache: Path, local_tmp: Path, delivery: str) -> Iterator[NewCluster]:
+    """Three units of the charm's Kafka, new for each delivery mode."""
+    tmp = Path(tempfile.mkdtemp(prefix="new-", dir=local_tmp))
+    with NewCluster(tmp, cache=kafka_cache, size=3) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def run(
+    old_cluster: OldCluster, new_cluster: NewCluster, proxy: TcpProxy, delivery: str
+) -> Iterator[Run]:
     old_config = old_cluster.admin_config()
     source_user(old_cluster)
     admin = AdminClient(old_config)
@@ -238,14 +261,26 @@ def run(old_cluster: OldCluster, new_cluster: NewCluster, proxy: TcpProxy) -> It
         commit_offsets(old_config, group, offsets)
     before = snapshot(old_config)
     config = MigrationConfig.from_options(
-        {"mirrormaker-refresh-interval": REFRESH, "mirrormaker-tasks-max": 6}
+        {
+            "mirrormaker-refresh-interval": REFRESH,
+            "mirrormaker-tasks-max": 6,
+            "mirrormaker-exactly-once": DELIVERY[delivery],
+        }
     )
     source = source_cluster(old_cluster).model_copy(update={"bootstrap_servers": (proxy.address,)})
     nodes = MirrorMakers.on(new_cluster, source, target_cluster(new_cluster), config)
     live = LiveProducer(old_config, LIVE).start()
     nodes.run()
     state = Run(
-        old_cluster, new_cluster, nodes, live, before, old_config, new_cluster.admin_config(), {}
+        old_cluster,
+        new_cluster,
+        nodes,
+        live,
+        before,
+        old_config,
+        new_cluster.admin_config(),
+        {},
+        DELIVERY[delivery],
     )
     try:
         yield state
@@ -255,6 +290,10 @@ def run(old_cluster: OldCluster, new_cluster: NewCluster, proxy: TcpProxy) -> It
 
 
 def test_the_target_catches_up_while_producers_write(run: Run):
+    support = "enabled" if run.exactly_once else "disabled"
+    for service in run.nodes.services:
+        rendered = Path(str(service.workload.mm2_properties)).read_text()
+        assert f"target.exactly.once.source.support={support}\n" in rendered
     wait_until(lambda: run.live.written >= 2000, timeout=120, what="the live producer")
     twice = wait_copied(run.old_config, run.new_config, list(STATIC), timeout=600)
     print(f"\n{list(STATIC)} on the target, {twice} records copied twice")
