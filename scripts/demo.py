@@ -14,6 +14,7 @@ Run it with `make demo` (or `uv run --all-groups python -m scripts.demo --help`)
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import sys
 import tempfile
@@ -243,6 +244,7 @@ def migrate(
 
 def main() -> int:
     """Parse the options and run the demo."""
+    faulthandler.enable()
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--records", type=int, default=100_000, help="records to migrate")
     parser.add_argument(

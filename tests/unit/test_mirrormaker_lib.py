@@ -715,6 +715,9 @@ def test_client_config_is_bounded_and_carries_the_ca():
     assert config["ssl.ca.pem"] == CA
     assert config["security.protocol"] == "SASL_SSL"
     assert "ssl.ca.pem" not in mm.client_config(settings().target)
+    # librdkafka refuses socket timeouts under one second: a shorter timeout is raised to it.
+    short = mm.client_config(cluster, timeout=0.2)
+    assert short["socket.timeout.ms"] == short["socket.connection.setup.timeout.ms"] == 1000
 
 
 def test_library_header():

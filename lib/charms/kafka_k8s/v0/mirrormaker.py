@@ -846,8 +846,9 @@ def client_config(cluster: KafkaCluster, timeout: float = CLIENT_TIMEOUT) -> dic
         "sasl.mechanism": cluster.sasl_mechanism,
         "sasl.username": cluster.username,
         "sasl.password": cluster.password,
-        "socket.timeout.ms": int(timeout * 1000),
-        "socket.connection.setup.timeout.ms": int(timeout * 1000),
+        # librdkafka refuses socket timeouts under one second.
+        "socket.timeout.ms": max(1000, int(timeout * 1000)),
+        "socket.connection.setup.timeout.ms": max(1000, int(timeout * 1000)),
         "logger": logger,
     }
     if cluster.ca:
