@@ -529,16 +529,6 @@ rest.advertised.port={{ workload.rest_port }}
 {% endfor %}
 {{ target }}.producer.enable.idempotence=true
 {{ target }}.producer.acks=all
-# Throughput (README, "MirrorMaker defaults and why"; measured by `tox -e bench`). Connect sends
-# with one request in flight per broker; idempotence keeps the order with five.
-{{ target }}.producer.max.in.flight.requests.per.connection=5
-{{ target }}.producer.batch.size=262144
-{{ target }}.producer.linger.ms=20
-{{ target }}.producer.compression.type=lz4
-{{ source }}.consumer.fetch.min.bytes=65536
-{{ source }}.consumer.fetch.max.wait.ms=200
-{{ source }}.consumer.max.partition.fetch.bytes=2097152
-{{ source }}.consumer.max.poll.records=2000
 {{ target }}.exactly.once.source.support={{ settings.exactly_once_support }}
 # The worker commits its source offsets every 10 s, not 60 s: a node that crashes copies at most
 # 10 s of records again. A lost node's tasks go to the others after 1 minute, not 5.
