@@ -9,12 +9,14 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from confluent_kafka import (
     Consumer,
     ConsumerGroupTopicPartitions,
+    KafkaError,
     KafkaException,
     Producer,
     TopicPartition,
@@ -66,19 +68,44 @@ def produce(config: ClientConfig, topic: str, start: int, count: int) -> None:
 def end_offsets(
     config: ClientConfig, topics: list[str], timeout: float = 120
 ) -> dict[str, list[int]]:
-    """The high watermark of every partition of the topics that exist.
+    """The high watermark of every partition of the topics that exist."""
+    return _retrying(lambda: _end_offsets(config, topics), timeout)
 
-    Retried while a partition moves (`NOT_LEADER_FOR_PARTITION` after a broker restart or a
-    new topic's election), until `timeout`.
-    """
+
+_T = TypeVar("_T")
+
+
+def _retrying(query: Callable[[], _T], timeout: float = 120) -> _T:
+    """Run `query` again while a partition moves or a broker restarts, until `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return _end_offsets(config, topics)
+            return query()
         except KafkaException as error:
-            if not error.args[0].retriable() or time.monotonic() > deadline:
+            if not _transient(error.args[0]) or time.monotonic() > deadline:
                 raise
             time.sleep(1)
+
+
+# What a partition's leadership moving or a broker restarting answers for a while. librdkafka
+# does not always mark these retriable: a watermark query that meets a stale leader raises
+# `NOT_LEADER_FOR_PARTITION` with `retriable()` false.
+_TRANSIENT = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
+    KafkaError._ALL_BROKERS_DOWN,
+}
+
+
+def _transient(error: KafkaError) -> bool:
+    return error.retriable() or error.code() in _TRANSIENT
 
 
 def _end_offsets(config: ClientConfig, topics: list[str]) -> dict[str, list[int]]:
@@ -100,6 +127,10 @@ def _end_offsets(config: ClientConfig, topics: list[str]) -> dict[str, list[int]
 
 def records(config: ClientConfig, topic: str) -> dict[int, list[bytes]]:
     """Every committed record of each partition, as `key|value`, in offset order."""
+    return _retrying(lambda: _records(config, topic))
+
+
+def _records(config: ClientConfig, topic: str) -> dict[int, list[bytes]]:
     consumer = Consumer(
         {
             **config,
@@ -210,12 +241,24 @@ class LiveProducer:
 
 
 def committed(config: ClientConfig, group: str) -> dict[tuple[str, int], int]:
-    """A group's committed offset of each topic partition."""
-    admin = AdminClient(config)
-    future = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group]
-    return {
-        (tp.topic, tp.partition): tp.offset for tp in future.result(timeout=30).topic_partitions
-    }
+    """A group's committed offset of each topic partition.
+
+    Asked by a consumer of the group, as the library asks: librdkafka's admin call crashes the
+    process when the group's coordinator moves (confluentinc/librdkafka#5040).
+    """
+    consumer = Consumer({**config, "group.id": group, "enable.auto.commit": False})
+    try:
+        topics = consumer.list_topics(timeout=30).topics
+        partitions = [
+            TopicPartition(topic, p)
+            for topic, metadata in topics.items()
+            if not topic.startswith("__")
+            for p in metadata.partitions
+        ]
+        answer = _retrying(lambda: consumer.committed(partitions, timeout=30))
+    finally:
+        consumer.close()
+    return {(tp.topic, tp.partition): tp.offset for tp in answer if tp.offset >= 0}
 
 
 def commit_offsets(

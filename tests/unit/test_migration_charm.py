@@ -166,9 +166,15 @@ class FakeClient:
             for name, end in ends.items()
         }
 
-    def committed_offsets(self, groups: Sequence[str]) -> dict[str, mm.GroupCommits]:
+    def committed_offsets(
+        self, groups: Sequence[str], topics: Mapping[str, int]
+    ) -> dict[str, mm.GroupCommits]:
         self._answer()
-        return {group: self.clusters.commits[self.role].get(group, {}) for group in groups}
+        commits = self.clusters.commits[self.role]
+        return {
+            group: {t: p for t, p in commits.get(group, {}).items() if t in topics}
+            for group in groups
+        }
 
     def describe_groups(self, groups: Sequence[str]) -> dict[str, tuple[str, int]]:
         self._answer()

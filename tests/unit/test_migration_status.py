@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import socket
+import ssl
 import time
 
+import kafka
 import pytest
 from confluent_kafka import KafkaError, KafkaException
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from charms.kafka_k8s.v0 import mirrormaker as mm
 from charms.kafka_k8s.v0.mirrormaker import (
@@ -411,3 +418,77 @@ def test_batches_cover_every_item_once(size: int):
     batches = list(mm._batches(items, 50))
     assert [item for batch in batches for item in batch] == items
     assert all(len(batch) <= 50 for batch in batches)
+
+
+@pytest.fixture(scope="module")
+def test_ca() -> str:
+    """A real self-signed CA certificate, which `ssl` parses (the fake `CA` is not one)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kafka-k8s unit test CA")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_group_offsets_client_logs_in_as_the_cluster_user(test_ca: str):
+    cluster = mm.SourceCluster(
+        name="old",
+        bootstrap_servers=("h:1", "h:2"),
+        username="u",
+        password="p",
+        sasl_mechanism="SCRAM-SHA-256",
+        security_protocol="SASL_SSL",
+        ca=test_ca,
+    )
+    config = mm.kafka_python_config(cluster, timeout=4)
+    context = config.pop("ssl_context")
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert len(context.get_ca_certs()) == 1
+    assert config == {
+        "bootstrap_servers": ["h:1", "h:2"],
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-256",
+        "sasl_plain_username": "u",
+        "sasl_plain_password": "p",
+        "request_timeout_ms": 4000,
+        "bootstrap_timeout_ms": 4000,
+        "client_id": "kafka-k8s-migration-status",
+    }
+    plain = mm.kafka_python_config(cluster.model_copy(update={"ca": None}))
+    assert "ssl_context" not in plain
+
+
+def test_group_commits_keep_the_migrated_topics_and_real_offsets():
+    committed = {
+        kafka.TopicPartition("orders", 0): kafka.OffsetAndMetadata(10, "", -1),
+        kafka.TopicPartition("orders", 1): kafka.OffsetAndMetadata(-1, "", -1),
+        kafka.TopicPartition("other", 0): kafka.OffsetAndMetadata(5, "", -1),
+    }
+    assert mm._commits_on(committed, {"orders": 2}) == {"orders": {0: 10}}
+    assert mm._commits_on({}, {"orders": 2}) == {}
+
+
+def test_group_offsets_of_a_cluster_that_does_not_answer_are_bounded():
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        servers = (f"127.0.0.1:{silent.getsockname()[1]}",)
+        cluster = mm.TargetCluster(bootstrap_servers=servers, username="u", password="p")
+        client = mm.ClusterClient(cluster, "target", timeout=1)
+        began = time.monotonic()
+        with pytest.raises(mm.ClusterUnreachableError) as raised:
+            client.committed_offsets(["billing"], {"orders": 12})
+        assert time.monotonic() - began < 10
+    assert raised.value.message.startswith(f"target cluster at {servers[0]} did not answer")
+    assert not raised.value.refused
+    assert client.committed_offsets([], {"orders": 12}) == {}

@@ -70,6 +70,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
@@ -82,7 +83,6 @@ import ops
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
-    ConsumerGroupTopicPartitions,
     IsolationLevel,
     KafkaError,
     KafkaException,
@@ -94,6 +94,8 @@ from data_platform_helpers.interfaces import (
     KafkaResponseModel,
     ResourceRequirerEventHandler,
 )
+from kafka import KafkaAdminClient
+from kafka import errors as kafka_errors
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 # The unique Charmhub library identifier, never change it
@@ -111,6 +113,7 @@ PYDEPS = [
     "jinja2>=3.1",
     "data-platform-helpers>=1.1",
     "confluent-kafka>=2.6",
+    "kafka-python>=3.0",
 ]
 
 logger = logging.getLogger(__name__)
@@ -846,6 +849,32 @@ def client_config(cluster: KafkaCluster, timeout: float = CLIENT_TIMEOUT) -> dic
     return config
 
 
+def kafka_python_config(cluster: KafkaCluster, timeout: float = CLIENT_TIMEOUT) -> dict[str, Any]:
+    """The same cluster and login as `client_config`, for kafka-python."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": list(cluster.bootstrap_servers),
+        "security_protocol": cluster.security_protocol,
+        "sasl_mechanism": cluster.sasl_mechanism,
+        "sasl_plain_username": cluster.username,
+        "sasl_plain_password": cluster.password,
+        "request_timeout_ms": int(timeout * 1000),
+        "bootstrap_timeout_ms": int(timeout * 1000),
+        "client_id": "kafka-k8s-migration-status",
+    }
+    if cluster.ca:
+        config["ssl_context"] = ssl.create_default_context(cadata=cluster.ca)
+    return config
+
+
+def _commits_on(offsets: Mapping[Any, Any], topics: Mapping[str, int]) -> GroupCommits:
+    """A group's commits (kafka-python's partition to offset map) on these topics only."""
+    commits: GroupCommits = {}
+    for partition, committed in offsets.items():
+        if partition.topic in topics and committed.offset >= 0:
+            commits.setdefault(partition.topic, {})[partition.partition] = committed.offset
+    return commits
+
+
 def is_internal_topic(topic: str) -> bool:
     """Topics MirrorMaker never replicates, whatever the filters say."""
     return topic.startswith(("__", ".")) or topic.endswith((".internal", "-internal"))
@@ -1016,6 +1045,27 @@ class _LoginRefusal:
             self.tls_failure = text.split("SSL handshake failed: ")[-1].split(" (after")[0]
 
 
+class _GroupOffsetsClient(KafkaAdminClient):
+    """kafka-python's admin client, which also closes when it fails to reach the cluster.
+
+    kafka-python 3.0 leaves its I/O thread running and its sockets open when the bootstrap in
+    its constructor fails.
+    """
+
+    def __init__(self, **config: Any):
+        try:
+            super().__init__(**config)
+        except BaseException:
+            if hasattr(self, "_client"):
+                self._closed = False
+                self.close()
+            raise
+
+    def list_group_offsets(self, groups: list[str]) -> dict[str, Mapping[Any, Any]]:
+        """Every committed offset of each group (kafka-python's types; it has no hints)."""
+        return cast(Any, super()).list_group_offsets(groups)
+
+
 class ClusterClient:
     """Read-only queries against one cluster, each bounded by a timeout."""
 
@@ -1135,32 +1185,46 @@ class ClusterClient:
             for topic in topics
         }
 
-    def committed_offsets(self, groups: Sequence[str]) -> dict[str, GroupCommits]:
-        """The committed offsets of each consumer group; absent groups have none.
+    def committed_offsets(
+        self, groups: Sequence[str], topics: Mapping[str, int]
+    ) -> dict[str, GroupCommits]:
+        """The committed offsets of each consumer group on these topics; absent groups have none.
 
-        The Admin API fetches one group per request: they go out `GROUP_BATCH` at a time.
+        Asked with kafka-python, in one request per group coordinator. librdkafka's admin call
+        for the same answer crashes the process when a group's coordinator moves, which it does
+        whenever a broker starts, stops or restarts: on `NOT_COORDINATOR` its retry path uses
+        the consumer group an admin client does not have (confluentinc/librdkafka#5040).
+        A moved coordinator is asked again here until the timeout.
 
         Raises:
             ClusterUnreachableError: if the cluster does not answer in time.
         """
-        committed: dict[str, GroupCommits] = {}
-        for batch in _batches(groups, GROUP_BATCH):
-            futures: dict[str, Future[Any]] = {}
-            for group in batch:
-                futures.update(
-                    self._admin.list_consumer_group_offsets(
-                        [ConsumerGroupTopicPartitions(group)], request_timeout=self.timeout
-                    )
-                )
-            for group, answer in self._results(futures).items():
-                offsets: GroupCommits = {}
-                for partition in answer.topic_partitions or ():
-                    if partition.error is None and partition.offset >= 0:
-                        offsets.setdefault(partition.topic, {})[partition.partition] = (
-                            partition.offset
-                        )
-                committed[group] = offsets
-        return committed
+        if not groups:
+            return {}
+        deadline = time.monotonic() + self.timeout + 5
+        try:
+            admin = _GroupOffsetsClient(**kafka_python_config(self.cluster, self.timeout))
+        except (kafka_errors.KafkaError, OSError) as error:
+            raise self._refused_or_unreachable(error) from None
+        try:
+            while True:
+                try:
+                    answer = admin.list_group_offsets(list(groups))
+                    break
+                except (kafka_errors.KafkaError, OSError) as error:
+                    retriable = getattr(error, "retriable", False)
+                    if not retriable or time.monotonic() > deadline:
+                        raise self._refused_or_unreachable(error) from None
+                    time.sleep(0.2)
+        finally:
+            admin.close()
+        return {group: _commits_on(answer.get(group, {}), topics) for group in groups}
+
+    def _refused_or_unreachable(self, error: Exception) -> ClusterUnreachableError:
+        """A kafka-python error in the words `_unreachable` uses for librdkafka's."""
+        if isinstance(error, kafka_errors.SaslAuthenticationFailedError):
+            self._on_error.reason = str(error).split(": ", 1)[-1]
+        return self._unreachable(f"{type(error).__name__}: {error}")
 
     def describe_groups(self, groups: Sequence[str]) -> dict[str, tuple[str, int]]:
         """The state (`stable`, `empty`, ...) and the number of members of each group.
@@ -1810,10 +1874,11 @@ def _fetch_source(
         selected = [name for name in selected if name == topic]
     offsets = source.offsets({name: partitions[name] for name in selected})
     groups = select(source.groups(), config.groups, config.groups_exclude)
+    counts = {name: len(offsets[name].end) for name in offsets}
     committed = {
-        group: migrated
-        for group, commits in source.committed_offsets(groups).items()
-        if (migrated := {name: p for name, p in commits.items() if name in offsets})
+        group: commits
+        for group, commits in source.committed_offsets(groups, counts).items()
+        if commits
     }
     described = source.describe_groups(list(committed)) if committed else {}
     return offsets, [
@@ -1837,7 +1902,8 @@ def _fetch_target(
     existing = target.topics() if topics else {}
     names = {config.target_topic(topic) for topic in topics}
     offsets = target.offsets({name: n for name, n in existing.items() if name in names})
-    commits = target.committed_offsets([group.group for group in groups]) if groups else {}
+    copies = {name: len(offsets[name].end) for name in offsets}
+    commits = target.committed_offsets([group.group for group in groups], copies)
     return offsets, commits, target.connector_states(SOURCE_ALIAS)
 
 
