@@ -32,6 +32,8 @@ from confluent_kafka.admin import (
 from tests.local.substrate import LOOPBACK, ClientConfig, NewCluster, OldCluster, wait_until
 
 from charms.kafka_k8s.v0.mirrormaker import (
+    ClusterClient,
+    KafkaCluster,
     MigrationConfig,
     MirrorMakerService,
     MirrorMakerSettings,
@@ -241,24 +243,23 @@ class LiveProducer:
 
 
 def committed(config: ClientConfig, group: str) -> dict[tuple[str, int], int]:
-    """A group's committed offset of each topic partition.
-
-    Asked by a consumer of the group, as the library asks: librdkafka's admin call crashes the
-    process when the group's coordinator moves (confluentinc/librdkafka#5040).
-    """
-    consumer = Consumer({**config, "group.id": group, "enable.auto.commit": False})
-    try:
-        topics = consumer.list_topics(timeout=30).topics
-        partitions = [
-            TopicPartition(topic, p)
-            for topic, metadata in topics.items()
-            if not topic.startswith("__")
-            for p in metadata.partitions
-        ]
-        answer = _retrying(lambda: consumer.committed(partitions, timeout=30))
-    finally:
-        consumer.close()
-    return {(tp.topic, tp.partition): tp.offset for tp in answer if tp.offset >= 0}
+    """A group's committed offset of each topic partition, asked as the library asks."""
+    cluster = KafkaCluster.model_validate(
+        {
+            "bootstrap_servers": config["bootstrap.servers"],
+            "username": config["sasl.username"],
+            "password": config["sasl.password"],
+            "sasl_mechanism": config["sasl.mechanism"],
+            "security_protocol": config["security.protocol"],
+        }
+    )
+    client = ClusterClient(cluster, "test", timeout=30)
+    commits = client.committed_offsets([group], client.topics())[group]
+    return {
+        (topic, partition): offset
+        for topic, offsets in commits.items()
+        for partition, offset in offsets.items()
+    }
 
 
 def commit_offsets(

@@ -8,6 +8,8 @@ import stat
 import time
 import urllib.request
 from dataclasses import dataclass
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
 import pytest
@@ -194,22 +196,22 @@ def test_removed_relation_user_is_gone(new_cluster: NewCluster):
 STATUS_GROUPS = [f"status-{index}" for index in range(20)]
 
 
-def _report_until(cluster: KafkaCluster, seconds: float, reports: multiprocessing.Queue) -> None:
-    """Ask for the migration report of `cluster` onto itself, again and again; count them."""
+def _report_until_stopped(cluster: KafkaCluster, stop: Event, reports: Queue) -> None:
+    """Ask for the migration report of `cluster` onto itself until `stop`; count them."""
     done = problems = 0
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    while not stop.is_set():
         report = migration_report(cluster, cluster, timeout=3)
         done += 1
         problems += bool(report.problems)
     reports.put((done, problems))
 
 
-def test_migration_status_survives_every_broker_restarting(new_cluster: NewCluster):
+def test_migration_status_survives_a_rolling_restart(new_cluster: NewCluster):
     """Librdkafka's admin query of group offsets crashes when a coordinator moves; ours must not.
 
     The report runs in a child process, so that a crash is an exit code here, not the end of
-    the test run.
+    the test run. Every broker restarts in turn, as in a rolling restart: each one's group
+    coordinators move away and back.
     """
     _create_topics(new_cluster, "status-probe")
     offsets = {("status-probe", partition): 0 for partition in range(6)}
@@ -221,20 +223,26 @@ def test_migration_status_survives_every_broker_restarting(new_cluster: NewClust
         password=new_cluster.admin_password,
     )
     spawn = multiprocessing.get_context("spawn")
-    reports = spawn.Queue()
-    child = spawn.Process(target=_report_until, args=(cluster, 45.0, reports))
+    stop, reports = spawn.Event(), spawn.Queue()
+    child = spawn.Process(target=_report_until_stopped, args=(cluster, stop, reports))
     child.start()
     try:
         time.sleep(5)
         for unit in new_cluster.units:
+            before = unit.broker_pid()
             unit.container.restart("kafka")
-            time.sleep(8)
+            wait_until(
+                lambda unit=unit, before=before: unit.broker_pid() not in (None, before),
+                timeout=60,
+                what=f"a new broker process on unit {unit.index}",
+            )
+            new_cluster.wait_ready(timeout=180)
+        stop.set()
         child.join(timeout=120)
     finally:
         if child.is_alive():
             child.kill()
     assert child.exitcode == 0, f"the reporting process ended with {child.exitcode}"
     done, problems = reports.get(timeout=10)
-    print(f"\n{done} migration reports while every broker restarted, {problems} with problems")
+    print(f"\n{done} migration reports during a rolling restart, {problems} with problems")
     assert done > 0
-    new_cluster.wait_ready(timeout=180)

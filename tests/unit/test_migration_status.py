@@ -8,13 +8,14 @@ import socket
 import ssl
 import time
 
-import kafka
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from kafka.structs import OffsetAndMetadata
+from kafka.structs import TopicPartition as KafkaTopicPartition
 
 from charms.kafka_k8s.v0 import mirrormaker as mm
 from charms.kafka_k8s.v0.mirrormaker import (
@@ -470,9 +471,9 @@ def test_group_offsets_client_logs_in_as_the_cluster_user(test_ca: str):
 
 def test_group_commits_keep_the_migrated_topics_and_real_offsets():
     committed = {
-        kafka.TopicPartition("orders", 0): kafka.OffsetAndMetadata(10, "", -1),
-        kafka.TopicPartition("orders", 1): kafka.OffsetAndMetadata(-1, "", -1),
-        kafka.TopicPartition("other", 0): kafka.OffsetAndMetadata(5, "", -1),
+        KafkaTopicPartition("orders", 0): OffsetAndMetadata(10, "", -1),
+        KafkaTopicPartition("orders", 1): OffsetAndMetadata(-1, "", -1),
+        KafkaTopicPartition("other", 0): OffsetAndMetadata(5, "", -1),
     }
     assert mm._commits_on(committed, {"orders": 2}) == {"orders": {0: 10}}
     assert mm._commits_on({}, {"orders": 2}) == {}
