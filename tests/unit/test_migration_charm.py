@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +167,7 @@ class FakeClient:
         }
 
     def committed_offsets(
-        self, groups: Sequence[str], topics: Mapping[str, int]
+        self, groups: Sequence[str], topics: Collection[str]
     ) -> dict[str, mm.GroupCommits]:
         self._answer()
         commits = self.clusters.commits[self.role]

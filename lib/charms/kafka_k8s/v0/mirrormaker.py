@@ -72,7 +72,7 @@ import logging
 import re
 import ssl
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from pathlib import PurePosixPath
@@ -866,7 +866,7 @@ def kafka_python_config(cluster: KafkaCluster, timeout: float = CLIENT_TIMEOUT) 
     return config
 
 
-def _commits_on(offsets: Mapping[Any, Any], topics: Mapping[str, int]) -> GroupCommits:
+def _commits_on(offsets: Mapping[Any, Any], topics: Collection[str]) -> GroupCommits:
     """A group's commits (kafka-python's partition to offset map) on these topics only."""
     commits: GroupCommits = {}
     for partition, committed in offsets.items():
@@ -1186,7 +1186,7 @@ class ClusterClient:
         }
 
     def committed_offsets(
-        self, groups: Sequence[str], topics: Mapping[str, int]
+        self, groups: Sequence[str], topics: Collection[str]
     ) -> dict[str, GroupCommits]:
         """The committed offsets of each consumer group on these topics; absent groups have none.
 
@@ -1874,10 +1874,9 @@ def _fetch_source(
         selected = [name for name in selected if name == topic]
     offsets = source.offsets({name: partitions[name] for name in selected})
     groups = select(source.groups(), config.groups, config.groups_exclude)
-    counts = {name: len(offsets[name].end) for name in offsets}
     committed = {
         group: commits
-        for group, commits in source.committed_offsets(groups, counts).items()
+        for group, commits in source.committed_offsets(groups, offsets.keys()).items()
         if commits
     }
     described = source.describe_groups(list(committed)) if committed else {}
@@ -1902,8 +1901,7 @@ def _fetch_target(
     existing = target.topics() if topics else {}
     names = {config.target_topic(topic) for topic in topics}
     offsets = target.offsets({name: n for name, n in existing.items() if name in names})
-    copies = {name: len(offsets[name].end) for name in offsets}
-    commits = target.committed_offsets([group.group for group in groups], copies)
+    commits = target.committed_offsets([group.group for group in groups], offsets.keys())
     return offsets, commits, target.connector_states(SOURCE_ALIAS)
 
 
