@@ -11,11 +11,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 from confluent_kafka import (
     Consumer,
-    ConsumerGroupTopicPartitions,
     KafkaError,
     KafkaException,
     Producer,
@@ -29,6 +28,10 @@ from confluent_kafka.admin import (
     ResourcePatternType,
     ResourceType,
 )
+from kafka import KafkaAdminClient
+from kafka import errors as kafka_errors
+from kafka.structs import OffsetAndMetadata
+from kafka.structs import TopicPartition as KafkaTopicPartition
 from tests.local.substrate import LOOPBACK, ClientConfig, NewCluster, OldCluster, wait_until
 
 from charms.kafka_k8s.v0.mirrormaker import (
@@ -40,6 +43,7 @@ from charms.kafka_k8s.v0.mirrormaker import (
     SourceCluster,
     TargetCluster,
     UnitState,
+    kafka_python_config,
 )
 
 _Acl = TypeVar("_Acl", bound=AclBinding)
@@ -127,12 +131,20 @@ def _end_offsets(config: ClientConfig, topics: list[str]) -> dict[str, list[int]
         consumer.close()
 
 
-def records(config: ClientConfig, topic: str) -> dict[int, list[bytes]]:
-    """Every committed record of each partition, as `key|value`, in offset order."""
-    return _retrying(lambda: _records(config, topic))
+def records(
+    config: ClientConfig, topic: str, since: dict[int, int] | None = None
+) -> dict[int, list[bytes]]:
+    """Every committed record of each partition, as `key|value`, in offset order.
+
+    Args:
+        config: the cluster and login.
+        topic: the topic to read.
+        since: where to start reading a partition, by partition; its first offset otherwise.
+    """
+    return _retrying(lambda: _records(config, topic, since or {}))
 
 
-def _records(config: ClientConfig, topic: str) -> dict[int, list[bytes]]:
+def _records(config: ClientConfig, topic: str, since: dict[int, int]) -> dict[int, list[bytes]]:
     consumer = Consumer(
         {
             **config,
@@ -146,9 +158,9 @@ def _records(config: ClientConfig, topic: str) -> dict[int, list[bytes]]:
         result: dict[int, list[bytes]] = {}
         for partition in sorted(metadata.partitions):
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), 30)
-            consumer.assign([TopicPartition(topic, partition, low)])
+            position = max(low, since.get(partition, low))
+            consumer.assign([TopicPartition(topic, partition, position)])
             read: list[bytes] = []
-            position = low
             deadline = time.monotonic() + 120
             while position < high and time.monotonic() < deadline:
                 for message in consumer.consume(1000, timeout=1.0):
@@ -242,9 +254,9 @@ class LiveProducer:
         return self.written
 
 
-def committed(config: ClientConfig, group: str) -> dict[tuple[str, int], int]:
-    """A group's committed offset of each topic partition, asked as the library asks."""
-    cluster = KafkaCluster.model_validate(
+def _cluster(config: ClientConfig) -> KafkaCluster:
+    """The cluster and login of a librdkafka client configuration, as the library takes them."""
+    return KafkaCluster.model_validate(
         {
             "bootstrap_servers": config["bootstrap.servers"],
             "username": config["sasl.username"],
@@ -253,7 +265,11 @@ def committed(config: ClientConfig, group: str) -> dict[tuple[str, int], int]:
             "security_protocol": config["security.protocol"],
         }
     )
-    client = ClusterClient(cluster, "test", timeout=30)
+
+
+def committed(config: ClientConfig, group: str) -> dict[tuple[str, int], int]:
+    """A group's committed offset of each topic partition, asked as the library asks."""
+    client = ClusterClient(_cluster(config), "test", timeout=30)
     commits = client.committed_offsets([group], client.topics())[group]
     return {
         (topic, partition): offset
@@ -265,19 +281,35 @@ def committed(config: ClientConfig, group: str) -> dict[tuple[str, int], int]:
 def commit_offsets(
     config: ClientConfig, group: str, offsets: dict[tuple[str, int], int], timeout: float = 120
 ) -> None:
-    """Commit offsets for a group that has no members; retried while the coordinator loads."""
-    admin = AdminClient(config)
-    request = ConsumerGroupTopicPartitions(
-        group, [TopicPartition(topic, p, offset) for (topic, p), offset in offsets.items()]
-    )
+    """Commit offsets for a group that has no members; retried while the coordinator loads.
+
+    kafka-python commits them: librdkafka's admin client can crash the process when a group's
+    coordinator moves (confluentinc/librdkafka#5040).
+    """
+    request = {
+        KafkaTopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
+        for (topic, partition), offset in offsets.items()
+    }
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            admin.alter_consumer_group_offsets([request], request_timeout=20)[group].result(30)
-            return
-        except KafkaException:
+    admin = KafkaAdminClient(**kafka_python_config(_cluster(config), timeout=30))
+    try:
+        while True:
+            try:
+                errors = cast(Any, admin).alter_group_offsets(group, request)
+                failed = {
+                    tp: error for tp, error in errors.items() if error is not kafka_errors.NoError
+                }
+            except kafka_errors.KafkaError as error:
+                if not error.retriable:
+                    raise
+                failed = {KafkaTopicPartition("*", -1): type(error)}
+            if not failed:
+                return
             if time.monotonic() > deadline:
-                raise
+                raise TimeoutError(f"could not commit the offsets of group {group}: {failed}")
+            time.sleep(1)
+    finally:
+        admin.close()
 
 
 def topic_acl(
