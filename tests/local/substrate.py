@@ -344,6 +344,9 @@ log4j.logger.kafka.network.RequestChannel$=WARN
 log4j.logger.org.apache.kafka.clients.NetworkClient=WARN
 log4j.logger.org.reflections=ERROR
 log4j.logger.org.apache.zookeeper=INFO
+log4j.logger.org.apache.kafka.connect.mirror.OffsetSyncStore=DEBUG
+log4j.logger.org.apache.kafka.connect.mirror.CheckpointStore=DEBUG
+log4j.logger.org.apache.kafka.connect.mirror.MirrorCheckpointTask=DEBUG
 """
 
 LOG4J_TOOLS = """\
