@@ -296,13 +296,15 @@ def commit_offsets(
         while True:
             try:
                 errors = cast(Any, admin).alter_group_offsets(group, request)
-                failed = {
-                    tp: error for tp, error in errors.items() if error is not kafka_errors.NoError
-                }
+                failed = [
+                    f"{tp.topic}[{tp.partition}]: {error.__name__}"
+                    for tp, error in errors.items()
+                    if error is not kafka_errors.NoError
+                ]
             except kafka_errors.KafkaError as error:
                 if not error.retriable:
                     raise
-                failed = {KafkaTopicPartition("*", -1): type(error)}
+                failed = [str(error)]
             if not failed:
                 return
             if time.monotonic() > deadline:
