@@ -222,6 +222,16 @@ def test_default_properties_key_by_key():
         "target.consumer.isolation.level": "read_committed",
         "target.producer.enable.idempotence": "true",
         "target.producer.acks": "all",
+        "target.producer.max.in.flight.requests.per.connection": "5",
+        "target.producer.batch.size": "262144",
+        "target.producer.linger.ms": "20",
+        "target.producer.compression.type": "lz4",
+        "source.consumer.fetch.min.bytes": "65536",
+        "source.consumer.fetch.max.wait.ms": "200",
+        "source.consumer.max.partition.fetch.bytes": "2097152",
+        "source.consumer.max.poll.records": "2000",
+        "offset.lag.max": "1000",
+        "source->target.target.producer.linger.ms": "0",
         "target.exactly.once.source.support": "disabled",
         "target.offset.flush.interval.ms": "10000",
         "target.scheduled.rebalance.max.delay.ms": "60000",
@@ -250,6 +260,32 @@ def test_default_properties_key_by_key():
         "offset.storage.replication.factor": "3",
         "status.storage.replication.factor": "3",
     }
+
+
+def test_throughput_defaults_keep_durability_and_order():
+    """Faster sending never trades away acks=all, idempotence or read_committed."""
+    properties = rendered()
+    assert properties["target.producer.acks"] == "all"
+    assert properties["target.producer.enable.idempotence"] == "true"
+    # An idempotent producer keeps each partition's order with at most five requests in flight.
+    assert 1 <= int(properties["target.producer.max.in.flight.requests.per.connection"]) <= 5
+    assert properties["source.consumer.isolation.level"] == "read_committed"
+    # A batch stays well under the broker's default message.max.bytes (1 MiB).
+    assert int(properties["target.producer.batch.size"]) <= 1_048_576 // 2
+    # A source partition's fetch stays under the consumer's fetch.max.bytes default (50 MiB).
+    assert int(properties["source.consumer.max.partition.fetch.bytes"]) <= 52_428_800
+
+
+def test_throughput_defaults_follow_the_aliases_not_the_flow_options():
+    """The tuning lines name the source's consumer and the target's producer, whatever is set."""
+    text = mm.render_mm2_properties(
+        settings(config=MigrationConfig(tasks_max=24, exactly_once=True))
+    )
+    lines = set(_logical_lines(text))
+    assert "target.producer.compression.type=lz4" in lines
+    assert "source.consumer.max.poll.records=2000" in lines
+    misplaced = ("source.producer.", "target.consumer.fetch")
+    assert not any(line.startswith(misplaced) for line in lines)
 
 
 def test_properties_file_is_ascii_and_has_no_duplicate_keys():

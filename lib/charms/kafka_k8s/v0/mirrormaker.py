@@ -532,6 +532,23 @@ rest.advertised.port={{ workload.rest_port }}
 {% endfor %}
 {{ target }}.producer.enable.idempotence=true
 {{ target }}.producer.acks=all
+# Throughput (README, "MirrorMaker defaults and why"; measured by `tox -e bench`). Connect sends
+# with one request in flight per broker; idempotence keeps the order with five.
+{{ target }}.producer.max.in.flight.requests.per.connection=5
+{{ target }}.producer.batch.size=262144
+{{ target }}.producer.linger.ms=20
+{{ target }}.producer.compression.type=lz4
+{{ source }}.consumer.fetch.min.bytes=65536
+{{ source }}.consumer.fetch.max.wait.ms=200
+{{ source }}.consumer.max.partition.fetch.bytes=2097152
+{{ source }}.consumer.max.poll.records=2000
+# A group is translated to the newest offset sync at or before its offset. A task keeps one
+# pending sync per partition and drops older ones while ten are in flight, so at the default of
+# one sync per 100 records a fast copy loses a partition's first syncs and an idle group committed
+# before them is never translated. One sync per 1000 records, sent without linger, keeps them;
+# a consumer that moves reads again at most that many records per partition.
+offset.lag.max=1000
+{{ source }}->{{ target }}.target.producer.linger.ms=0
 {{ target }}.exactly.once.source.support={{ settings.exactly_once_support }}
 # The worker commits its source offsets every 10 s, not 60 s: a node that crashes copies at most
 # 10 s of records again. A lost node's tasks go to the others after 1 minute, not 5.
