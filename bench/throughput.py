@@ -443,6 +443,27 @@ def wait_copied(admin: AdminClient, run: Run, began: float) -> tuple[float | Non
         time.sleep(POLL_SECONDS)
 
 
+LOG_ERROR = re.compile(r"^\[[^]]*\] ERROR (.*)$")
+ERROR_CHARS = 400
+MAX_ERRORS = 5
+
+
+def mirrormaker_errors(new: NewCluster) -> list[str]:
+    """The distinct ERROR messages in the units' MirrorMaker logs, the first few, shortened."""
+    errors: list[str] = []
+    for path in new.log_files():
+        if path.name != "mirrormaker.log":
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            match = LOG_ERROR.match(line)
+            message = match and match.group(1)[:ERROR_CHARS]
+            if message and message not in errors:
+                errors.append(message)
+                if len(errors) == MAX_ERRORS:
+                    return errors
+    return errors
+
+
 def rate(records: int, seconds: float | None) -> float | None:
     """MiB per second of record values, or None."""
     if not seconds:
@@ -463,6 +484,7 @@ def time_run(old: OldCluster, base: Path, run: Run, heap_mb: int) -> dict[str, A
         wall = time.monotonic() - began
         rss = [round(peak_rss_mb(pid), 1) for pid in mirrormaker_pids(new)]
         copied = total_end_offset(admin, run.topic, run.partitions)
+        errors = mirrormaker_errors(new)
     copy_seconds = None if done is None or first is None else done - first
     gib = run.records * RECORD_BYTES / MIB / 1024
     return {
@@ -484,6 +506,7 @@ def time_run(old: OldCluster, base: Path, run: Run, heap_mb: int) -> dict[str, A
             role: round(cores[role] * wall / gib, 1) for role in ("mirrormaker", "new-brokers")
         },
         "mirrormaker_peak_rss_mb": rss,
+        "mirrormaker_errors": errors,
     }
 
 
@@ -746,7 +769,10 @@ def markdown(results: dict[str, Any]) -> str:
             f"{', '.join(str(rss) for rss in run['mirrormaker_peak_rss_mb'])} |"
         )
     lines += ["", *(f"- note: {note}" for note in results["notes"])]
-    lines += [f"- note: {unfinished(run)}" for run in results["runs"] if not run["finished"]]
+    for run in results["runs"]:
+        if not run["finished"]:
+            lines.append(f"- note: {unfinished(run)}")
+            lines += [f"  - MirrorMaker logged: `{error}`" for error in run["mirrormaker_errors"]]
     return "\n".join([*lines, ""])
 
 
