@@ -16,6 +16,8 @@ On the local tier (real Kafka, ZooKeeper, Pebble, loopback only), in one run:
    the library's own `MirrorMakerService`, the guide's with the library's layer whose command is
    the guide's (`connect-mirror-maker.sh mm2.properties`, no `--clusters`). Each run is timed
    from the service start until the target's end offsets equal the source's.
+   A diagnosis run follows: the charm's defaults on 3 units with MirrorMaker on one of them, to
+   show what the extra MirrorMaker JVMs cost when every unit shares the same cores.
 4. scale: the charm's defaults on 3 units for topics of 1, 12 and 48 partitions (a quarter of
    the records each), and the peak resident memory (VmHWM) of every MirrorMaker process.
 
@@ -85,6 +87,7 @@ QUICK_RECORDS = 102_400  # 100 MiB
 SCALE_PARTITIONS = (1, 12, 48)
 SCALE_SHARE = 4  # each scale topic holds records / SCALE_SHARE
 UNIT_COUNTS = (1, 3)
+ONE_NODE = "charm-one-node"  # the charm's defaults on 3 units, MirrorMaker on one of them
 MM2_HEAP_MB = 512
 BROKER_HEAP_MB = 512
 TOOL_HEAP = "-Xms64m -Xmx512m"
@@ -392,6 +395,18 @@ def start_charm(old: OldCluster, new: NewCluster, heap_mb: int) -> None:
     makers.run()
 
 
+def start_charm_on_one_unit(old: OldCluster, new: NewCluster, heap_mb: int) -> None:
+    """Like `start_charm`, but MirrorMaker runs on the first unit only: a diagnosis, not a mode.
+
+    The target keeps its units and replication factor; only the MirrorMaker JVMs sharing the
+    machine's cores drop from one per unit to one.
+    """
+    makers = MirrorMakers.on(
+        new, source_cluster(old), target_cluster(new), MigrationConfig(), heap_mb=heap_mb
+    )
+    makers.services[0].run(makers.settings[0])
+
+
 def start_charm_topic(topic: str) -> Callable[[OldCluster, NewCluster, int], None]:
     """Like `start_charm`, but with the `mirrormaker-topics` option set to one topic."""
 
@@ -444,20 +459,28 @@ def wait_copied(admin: AdminClient, run: Run, began: float) -> tuple[float | Non
 
 
 LOG_ERROR = re.compile(r"^\[[^]]*\] ERROR (.*)$")
-ERROR_CHARS = 400
+EXCEPTION = re.compile(r"^[\w.$]+(Exception|Error)(: |$)")
+ERROR_CHARS = 600
 MAX_ERRORS = 5
 
 
 def mirrormaker_errors(new: NewCluster) -> list[str]:
-    """The distinct ERROR messages in the units' MirrorMaker logs, the first few, shortened."""
+    """The distinct ERROR messages in the units' MirrorMaker logs, the first few, shortened.
+
+    A message is followed by its exception's first line when the log has one.
+    """
     errors: list[str] = []
     for path in new.log_files():
         if path.name != "mirrormaker.log":
             continue
-        for line in path.read_text(errors="replace").splitlines():
+        lines = path.read_text(errors="replace").splitlines()
+        for line, following in zip(lines, [*lines[1:], ""], strict=True):
             match = LOG_ERROR.match(line)
-            message = match and match.group(1)[:ERROR_CHARS]
-            if message and message not in errors:
+            if not match:
+                continue
+            cause = following if EXCEPTION.match(following) else ""
+            message = " ".join(filter(None, (match.group(1), cause)))[:ERROR_CHARS]
+            if message not in errors:
                 errors.append(message)
                 if len(errors) == MAX_ERRORS:
                     return errors
@@ -555,6 +578,17 @@ def main_runs(records: int) -> list[Run]:
     for config, start in (("seed", start_seed), ("charm", start_charm)):
         for units in UNIT_COUNTS:
             runs.append(Run(f"{config}-{units}", config, units, TOPIC, PARTITIONS, records, start))
+    runs.append(
+        Run(
+            "charm-3-one-node",
+            ONE_NODE,
+            3,
+            TOPIC,
+            PARTITIONS,
+            records,
+            start_charm_on_one_unit,
+        )
+    )
     return runs
 
 
@@ -663,6 +697,7 @@ def summarize(options: Options, measured: dict[str, Any], notes: list[str]) -> d
     produce = limits.get("produce", {}).get("mb_s")
     limit = min(consume, produce) if consume and produce else None
     seed, charm = by_units(runs, "seed"), by_units(runs, "charm")
+    one_node = by_units(runs, ONE_NODE).get("3")
     charm_rss = [
         rss for run in runs if run["config"] == "charm" for rss in run["mirrormaker_peak_rss_mb"]
     ]
@@ -683,6 +718,8 @@ def summarize(options: Options, measured: dict[str, Any], notes: list[str]) -> d
         "ratio_charm_vs_seed": ratio(charm.get("3"), seed.get("3")),
         "ratio_charm_vs_limit": ratio(charm.get("3"), limit),
         "ratio_charm_vs_seed_1_unit": ratio(charm.get("1"), seed.get("1")),
+        "charm_one_node_of_3_mb_s": one_node,
+        "ratio_charm_one_node_of_3_vs_limit": ratio(one_node, limit),
         "scale_mb_s": {
             str(run["partitions"]): run["mb_s"]
             for run in runs
@@ -748,6 +785,9 @@ def markdown(results: dict[str, Any]) -> str:
         "(goal 1.5x); 1 unit: "
         f"{_fmt(results['ratio_charm_vs_seed_1_unit'], 'x')}",
         f"- charm vs limit, 3 units: **{_fmt(results['ratio_charm_vs_limit'])}** (goal 0.70)",
+        "- diagnosis, charm's defaults on 3 units with MirrorMaker on one of them: "
+        f"{_fmt(results['charm_one_node_of_3_mb_s'])} MB/s, "
+        f"{_fmt(results['ratio_charm_one_node_of_3_vs_limit'])} of the limit",
         f"- peak resident memory of a MirrorMaker process (charm's defaults, -Xmx"
         f"{results['mirrormaker_heap_mb']}m): {_fmt(results['mirrormaker_peak_rss_mb'], ' MiB')}",
         "- scale, charm's defaults on 3 units, MB/s by partitions: "
