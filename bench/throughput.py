@@ -848,8 +848,12 @@ def chart(results: dict[str, Any], path: Path) -> str | None:
         charm.get("1"),
         charm.get("3"),
     ]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), width_ratios=(2, 1))
     colours = ["grey", "grey", "tab:orange", "tab:orange", "tab:blue", "tab:blue"]
+    if "charm_one_node_of_3_mb_s" in results:
+        labels.append("charm 3u,\nMM on 1")
+        values.append(results["charm_one_node_of_3_mb_s"])
+        colours.append("lightsteelblue")
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), width_ratios=(2, 1))
     bars = left.bar(labels, [v or 0 for v in values], color=colours)
     left.bar_label(bars, labels=[f"{v:.1f}" if v else "did not finish" for v in values])
     if results["limit_mb_s"]:
@@ -863,6 +867,7 @@ def chart(results: dict[str, Any], path: Path) -> str | None:
     right.plot([int(p) for p in scale], [v or 0 for v in scale.values()], marker="o")
     right.set_xscale("log")
     right.set_xticks([int(p) for p in scale], labels=list(scale))
+    right.set_ylim(bottom=0)
     right.set_xlabel("partitions")
     right.set_ylabel("MiB/s")
     right.set_title("charm's defaults, 3 units")
