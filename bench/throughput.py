@@ -579,15 +579,7 @@ def main_runs(records: int) -> list[Run]:
         for units in UNIT_COUNTS:
             runs.append(Run(f"{config}-{units}", config, units, TOPIC, PARTITIONS, records, start))
     runs.append(
-        Run(
-            "charm-3-one-node",
-            ONE_NODE,
-            3,
-            TOPIC,
-            PARTITIONS,
-            records,
-            start_charm_on_one_unit,
-        )
+        Run("charm-3-one-node", ONE_NODE, 3, TOPIC, PARTITIONS, records, start_charm_on_one_unit)
     )
     return runs
 
