@@ -37,15 +37,6 @@ from typing import Any, cast
 import confluent_kafka
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
-from tests.local.substrate import (
-    ClientConfig,
-    NewCluster,
-    OldCluster,
-    SubstrateError,
-    default_cache,
-    keep_tmp,
-    kill_processes,
-)
 
 from bench import RESULTS
 from charms.kafka_k8s.v0.mirrormaker import (
@@ -63,6 +54,15 @@ from charms.kafka_k8s.v0.mirrormaker import (
     format_table,
     report_results,
 )
+from substrate.old_cluster import OldCluster
+from substrate.processes import (
+    ClientConfig,
+    SubstrateError,
+    default_cache,
+    keep_tmp,
+    kill_processes,
+)
+from substrate.units import NewCluster
 
 CASES = [(100, 20), (100, 200), (1_000, 20), (1_000, 200)]
 SYNTHETIC = [*CASES, (10_000, 2_000)]

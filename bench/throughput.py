@@ -48,23 +48,6 @@ from typing import Any, cast
 
 from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
-from tests.local.migration_helpers import (
-    MirrorMakers,
-    source_cluster,
-    source_user,
-    target_cluster,
-)
-from tests.local.substrate import (
-    LOOPBACK,
-    ClientConfig,
-    NewCluster,
-    OldCluster,
-    SubstrateError,
-    default_cache,
-    find_processes,
-    keep_tmp,
-    kill_processes,
-)
 
 from bench import RESULTS
 from charms.kafka_k8s.v0.mirrormaker import (
@@ -78,6 +61,18 @@ from charms.kafka_k8s.v0.mirrormaker import (
     properties_escape,
     push_if_changed,
 )
+from substrate.migration import MirrorMakers, source_cluster, source_user, target_cluster
+from substrate.old_cluster import OldCluster
+from substrate.processes import (
+    LOOPBACK,
+    ClientConfig,
+    SubstrateError,
+    default_cache,
+    find_processes,
+    keep_tmp,
+    kill_processes,
+)
+from substrate.units import NewCluster
 
 TOPIC = "bench"
 PARTITIONS = 12

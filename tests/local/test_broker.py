@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
-from tests.local.substrate import ClientConfig, NewCluster, sasl_config, wait_until
 
-from admin import ClientGrant, KafkaAdmin, client_acls, parse_roles
+from admin import KafkaAdmin
+from client_provider import ClientGrant, client_acls, parse_roles
 from cluster import generate_password
+from substrate.processes import ClientConfig, sasl_config, wait_until
+from substrate.units import NewCluster
 
 RECORDS = 10_000
 TOPIC = "orders"

@@ -26,17 +26,6 @@ from confluent_kafka.admin import (
     AdminClient,
     NewTopic,
 )
-from tests.local.migration_helpers import (
-    MirrorMakers,
-    commit_offsets,
-    end_offsets,
-    produce,
-    source_cluster,
-    source_user,
-    target_cluster,
-    topic_acl,
-)
-from tests.local.substrate import ClientConfig, NewCluster, OldCluster
 
 from charms.kafka_k8s.v0.mirrormaker import (
     MigrationConfig,
@@ -47,6 +36,19 @@ from charms.kafka_k8s.v0.mirrormaker import (
     migration_report,
     report_results,
 )
+from substrate.migration import (
+    MirrorMakers,
+    commit_offsets,
+    end_offsets,
+    produce,
+    source_cluster,
+    source_user,
+    target_cluster,
+    topic_acl,
+)
+from substrate.old_cluster import OldCluster
+from substrate.processes import ClientConfig
+from substrate.units import NewCluster
 
 REFRESH = 5
 # name: (partitions, records, topic configs)

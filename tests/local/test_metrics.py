@@ -19,14 +19,6 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
-from tests.local.substrate import (
-    LOOPBACK,
-    ClientConfig,
-    NewCluster,
-    OldCluster,
-    current_user,
-    wait_until,
-)
 
 from charms.kafka_k8s.v0.mirrormaker import (
     MigrationConfig,
@@ -37,6 +29,9 @@ from charms.kafka_k8s.v0.mirrormaker import (
     TargetCluster,
 )
 from observability import MetricsTarget, load_dashboards, scrape_jobs
+from substrate.old_cluster import OldCluster
+from substrate.processes import LOOPBACK, ClientConfig, current_user, wait_until
+from substrate.units import NewCluster
 
 REFRESH = 10
 TOPICS = {"orders": (3, 6000), "audit.log": (1, 2000)}

@@ -18,7 +18,17 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
-from tests.local.migration_helpers import (
+
+from charms.kafka_k8s.v0.mirrormaker import (
+    ClusterClient,
+    ClusterUnreachableError,
+    MigrationConfig,
+    SourceCluster,
+    TargetCluster,
+    render_mm2_properties,
+    topic_lags,
+)
+from substrate.migration import (
     MIGRATOR,
     MIGRATOR_PASSWORD,
     LiveProducer,
@@ -32,25 +42,9 @@ from tests.local.migration_helpers import (
     target_cluster,
     wait_copied,
 )
-from tests.local.substrate import (
-    LOOPBACK,
-    ClientConfig,
-    NewCluster,
-    OldCluster,
-    find_processes,
-    free_port,
-    wait_until,
-)
-
-from charms.kafka_k8s.v0.mirrormaker import (
-    ClusterClient,
-    ClusterUnreachableError,
-    MigrationConfig,
-    SourceCluster,
-    TargetCluster,
-    render_mm2_properties,
-    topic_lags,
-)
+from substrate.old_cluster import OldCluster
+from substrate.processes import LOOPBACK, ClientConfig, find_processes, free_port, wait_until
+from substrate.units import NewCluster
 
 REFRESH = 10
 # name: (partitions, records, topic configs)

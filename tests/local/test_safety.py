@@ -27,7 +27,16 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
-from tests.local.migration_helpers import (
+
+from charms.kafka_k8s.v0.mirrormaker import (
+    ClusterClient,
+    ClusterUnreachableError,
+    MigrationConfig,
+    SourceCluster,
+    migration_report,
+    report_results,
+)
+from substrate.migration import (
     MIGRATOR_PASSWORD,
     LiveProducer,
     MirrorMakers,
@@ -41,25 +50,16 @@ from tests.local.migration_helpers import (
     target_cluster,
     wait_copied,
 )
-from tests.local.substrate import (
+from substrate.old_cluster import OldCluster
+from substrate.processes import (
     LOOPBACK,
     ClientConfig,
-    NewCluster,
-    OldCluster,
     find_processes,
     free_port,
     port_open,
     wait_until,
 )
-
-from charms.kafka_k8s.v0.mirrormaker import (
-    ClusterClient,
-    ClusterUnreachableError,
-    MigrationConfig,
-    SourceCluster,
-    migration_report,
-    report_results,
-)
+from substrate.units import NewCluster
 
 REFRESH = 10
 STATIC = {"orders": (6, 20_000), "payments": (3, 3_000)}

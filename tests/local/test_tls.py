@@ -15,16 +15,6 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
-from tests.local.migration_helpers import (
-    MIGRATOR,
-    MIGRATOR_PASSWORD,
-    MirrorMakers,
-    produce,
-    source_user,
-    target_cluster,
-    wait_copied,
-)
-from tests.local.substrate import NewCluster, OldCluster, TlsMaterial, make_ca
 
 from charms.kafka_k8s.v0.mirrormaker import (
     ClusterClient,
@@ -35,6 +25,17 @@ from charms.kafka_k8s.v0.mirrormaker import (
     source_from_relation,
     source_from_secret,
 )
+from substrate.migration import (
+    MIGRATOR,
+    MIGRATOR_PASSWORD,
+    MirrorMakers,
+    produce,
+    source_user,
+    target_cluster,
+    wait_copied,
+)
+from substrate.old_cluster import OldCluster, TlsMaterial, make_ca
+from substrate.units import NewCluster
 
 TOPIC = "orders"
 PARTITIONS = 3

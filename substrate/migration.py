@@ -1,7 +1,9 @@
-"""What the migration tests of the local tier share: the source user, records, offsets, MM2.
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
+"""A migration on the local runtime: the source user, records, offsets, MirrorMaker on every unit.
 
-Nothing here is a test or a fixture: the test modules build their module-scoped migrations from
-these pieces.
+The local tier's test modules, the demo and the benchmarks build their migrations from these
+pieces.
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ from kafka import KafkaAdminClient
 from kafka import errors as kafka_errors
 from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as KafkaTopicPartition
-from tests.local.substrate import LOOPBACK, ClientConfig, NewCluster, OldCluster, wait_until
 
 from charms.kafka_k8s.v0.mirrormaker import (
     ClusterClient,
@@ -45,6 +46,9 @@ from charms.kafka_k8s.v0.mirrormaker import (
     UnitState,
     kafka_python_config,
 )
+from substrate.old_cluster import OldCluster
+from substrate.processes import LOOPBACK, ClientConfig, wait_until
+from substrate.units import NewCluster
 
 _Acl = TypeVar("_Acl", bound=AclBinding)
 
