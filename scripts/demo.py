@@ -1,3 +1,5 @@
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
 """The migration demo on loopback: what `juju run kafka-k8s/leader start-migration` does, for real.
 
 It starts the "old" cluster the migration guide assumes (ZooKeeper-mode Kafka 3.9 with

@@ -1,3 +1,5 @@
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
 """Fixtures of the local tier: real Kafka, ZooKeeper and Pebble processes on loopback.
 
 The session starts by running `substrate/runtime/fetch.sh`, which fills the cache (Kafka jars,

@@ -1,3 +1,5 @@
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
 """Metrics of a real broker and a real MirrorMaker, scraped over HTTP during a migration.
 
 One unit of the charm's Kafka migrates a one-broker ZooKeeper-mode cluster. The broker's JMX

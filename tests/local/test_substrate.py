@@ -1,3 +1,5 @@
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
 """The old cluster the migration guide assumes: ZooKeeper-mode Kafka 3.9 with SCRAM."""
 
 from __future__ import annotations
