@@ -9,7 +9,7 @@ TOX := $(UV) run --frozen --group dev tox
 
 ## demo: migrate a ZooKeeper-mode Kafka cluster into 3 kafka-k8s units on loopback
 demo: uv
-	@$(TOX) -q -e demo -- $(ARGS)
+	@$(TOX) -qq -e demo -- $(ARGS)
 
 ## test: lint, unit, integration (skips without a Juju controller) and the real local tier
 test: uv

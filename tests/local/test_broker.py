@@ -105,13 +105,31 @@ def client_user(new_cluster: NewCluster) -> ClientUser:
     password = generate_password()
     admin.upsert_user(username, password)
     admin.grant(username, client_acls(grant))
-    # Brokers learn of users and ACLs from the controller's metadata log, a moment later.
+    # Brokers learn of users and ACLs from the controller's metadata log, a moment later, each
+    # at its own pace: wait until every broker lets the user describe its topic.
     wait_until(
         lambda: admin.acls_of(username) == set(client_acls(grant)),
         timeout=30,
         what="the relation user's ACLs",
     )
+    for node in new_cluster.nodes:
+        config = sasl_config(node.client_address, username, password)
+        wait_until(
+            lambda config=config: _describes(config, TOPIC),
+            timeout=60,
+            what=f"broker {node.node_id} to apply the relation user's ACLs",
+        )
     return ClientUser(grant, password)
+
+
+def _describes(config: ClientConfig, topic: str) -> bool:
+    """Whether the one broker `config` names lets its user describe `topic`."""
+    admin = AdminClient({**config, "log_level": 3})
+    try:
+        found = admin.list_topics(topic, timeout=5).topics.get(topic)
+    except KafkaException:
+        return False
+    return found is not None and found.error is None
 
 
 def _client_config(cluster: NewCluster, user: ClientUser) -> ClientConfig:
