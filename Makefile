@@ -5,11 +5,11 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 TOX := $(UV) run --frozen --group dev tox
 
-.PHONY: demo test uv runtime lint unit local integration bench format
+.PHONY: demo test uv lint unit local integration bench format
 
 ## demo: migrate a ZooKeeper-mode Kafka cluster into 3 kafka-k8s units on loopback
-demo: uv runtime
-	$(UV) run --frozen --all-groups python -m scripts.demo
+demo: uv
+	@$(TOX) -qq -e demo -- $(ARGS)
 
 ## test: lint, unit, integration (skips without a Juju controller) and the real local tier
 test: uv
@@ -17,9 +17,6 @@ test: uv
 
 uv:
 	@command -v "$(UV)" >/dev/null 2>&1 || python3 -m pip install --user --quiet uv
-
-runtime:
-	bash tests/local/runtime/fetch.sh
 
 lint unit local integration bench format: uv
 	$(TOX) -e $@

@@ -1,3 +1,5 @@
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
 """Run benchmarks: `python -m bench [--quick]` runs them all, `python -m bench NAME [ARGS]` one.
 
 Every subcommand accepts `--quick` (smaller loads, fewer repeats), so options given without a

@@ -1,17 +1,18 @@
-"""How long `migration-status` takes: its admin queries against real clusters, and the rest.
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
+"""How long `migration-status` takes, against real clusters, through the library's public API.
 
 For 100 and 1,000 partitions and 20 and 200 consumer groups (the goal: 1,000 partitions and 200
-groups in under 3 s), two measurements:
+groups in under 3 s), on real clusters of the local runtime: one ZooKeeper-mode old cluster and
+one kafka-k8s unit under Pebble, both holding the partitions (topics of 50) and the groups (each
+with committed offsets on 100 partitions), and on the target Kafka Connect's config and status
+topics with MirrorMaker's records. Two measurements per case:
 
-- queries: `fetch_snapshot`, the library's only I/O, against real clusters of the local
-  substrate: one ZooKeeper-mode old cluster and one kafka-k8s unit under Pebble, both holding
-  the partitions (20 topics of 50) and the groups (each with committed offsets on 100
-  partitions), and on the target Kafka Connect's config and status topics with MirrorMaker's
-  records. Fresh clients each run, as the action makes them; every query is timed.
-- report: `build_report`, then both outputs of the action (`report_results`, `format_table`),
-  on the fetched snapshot, and on synthetic snapshots up to 10,000 partitions.
+- report: `migration_report`, with fresh clients each run as the action makes them: every
+  query against both clusters and the report built from their answers;
+- outputs: both outputs of the action, `MigrationReport.results()` and `format_table`.
 
-Usage: `python -m bench status [--pure-only] [--repeat N] [--quick]` (`--quick`: 2 runs per
+Usage: `python -m bench status [--repeat N] [--quick]` (`--quick`: 2 runs per
 case unless `--repeat` says otherwise). Writes
 `bench/results/status-latest.json` and prints a table.
 """
@@ -29,43 +30,35 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import confluent_kafka
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
-from tests.local.substrate import (
+
+from bench import RESULTS
+from charms.kafka_k8s.v0.mirrormaker import (
+    MigrationConfig,
+    MigrationReport,
+    SourceCluster,
+    TargetCluster,
+    format_table,
+    migration_report,
+)
+from substrate.old_cluster import OldCluster
+from substrate.processes import (
     ClientConfig,
-    NewCluster,
-    OldCluster,
     SubstrateError,
     default_cache,
     keep_tmp,
     kill_processes,
 )
-
-from bench import RESULTS
-from charms.kafka_k8s.v0.mirrormaker import (
-    ClusterClient,
-    ConnectorState,
-    GroupOffsets,
-    MigrationConfig,
-    MigrationSnapshot,
-    SourceCluster,
-    TargetCluster,
-    TopicOffsets,
-    UnitState,
-    build_report,
-    fetch_snapshot,
-    format_table,
-    report_results,
-)
+from substrate.units import NewCluster
 
 CASES = [(100, 20), (100, 200), (1_000, 20), (1_000, 200)]
-SYNTHETIC = [*CASES, (10_000, 2_000)]
 GOAL = (1_000, 200, 3.0)
 TOPIC_PARTITIONS = 50
 GROUP_TOPICS = 2
@@ -94,39 +87,6 @@ def case_config(partitions: int, groups: int) -> MigrationConfig:
 # Timing ------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Timings:
-    """Seconds spent, by what."""
-
-    spent: dict[str, float] = field(default_factory=dict)
-
-    @contextmanager
-    def timing(self, what: str) -> Iterator[None]:
-        """Add the time the block takes to `what`."""
-        began = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.spent[what] = self.spent.get(what, 0.0) + time.perf_counter() - began
-
-
-class TimedClient:
-    """A `ClusterClient` whose every query is timed, as `ROLE.METHOD`."""
-
-    def __init__(self, client: ClusterClient, timings: Timings):
-        self._client = client
-        self._timings = timings
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._client, name)
-
-        def timed(*args: object, **kwargs: object) -> object:
-            with self._timings.timing(f"{self._client.role}.{name}"):
-                return method(*args, **kwargs)
-
-        return timed
-
-
 def summary(samples: list[float]) -> dict[str, float]:
     """Median, minimum and maximum of samples, in seconds, rounded to microseconds."""
     return {
@@ -136,48 +96,15 @@ def summary(samples: list[float]) -> dict[str, float]:
     }
 
 
-def time_report(snapshot: MigrationSnapshot, config: MigrationConfig, repeat: int) -> dict:
-    """Seconds `build_report` and the two outputs take on a snapshot."""
-    build, outputs = [], []
+def time_outputs(report: MigrationReport, repeat: int) -> dict:
+    """Seconds both outputs of the action take on a report."""
+    outputs = []
     for _ in range(repeat):
         began = time.perf_counter()
-        report = build_report(snapshot, config, source="old")
-        built = time.perf_counter()
-        report_results(report)
+        report.results()
         format_table(report)
-        build.append(built - began)
-        outputs.append(time.perf_counter() - built)
-    return {"build-report": summary(build), "outputs": summary(outputs)}
-
-
-# Synthetic snapshots -----------------------------------------------------------------------------
-
-
-def synthetic_snapshot(partitions: int, groups: int) -> MigrationSnapshot:
-    """An in-sync migration of that many partitions and groups, as `fetch_snapshot` gives it."""
-    topics = {
-        topic_name(i): TopicOffsets(
-            start=(0,) * TOPIC_PARTITIONS, end=(RECORDS_PER_PARTITION,) * TOPIC_PARTITIONS
-        )
-        for i in range(partitions // TOPIC_PARTITIONS)
-    }
-    commits = {
-        topic_name(i): dict.fromkeys(range(TOPIC_PARTITIONS), RECORDS_PER_PARTITION)
-        for i in range(min(GROUP_TOPICS, len(topics)))
-    }
-    names = [group_name(i) for i in range(groups)]
-    return MigrationSnapshot(
-        source_topics=topics,
-        target_topics=topics,
-        source_groups=[GroupOffsets(group=name, offsets=commits) for name in names],
-        target_groups=dict.fromkeys(names, commits),
-        connectors=[
-            ConnectorState(connector=name, task=task, state="RUNNING")
-            for name, tasks in CONNECTORS.items()
-            for task in (None, *range(tasks))
-        ],
-        units={f"kafka-k8s/{n}": UnitState(service="active") for n in range(3)},
-    )
+        outputs.append(time.perf_counter() - began)
+    return summary(outputs)
 
 
 # The real clusters -------------------------------------------------------------------------------
@@ -314,31 +241,19 @@ def real_clusters(partitions: int, groups: int) -> Iterator[Clusters]:
             shutil.rmtree(base, ignore_errors=True)
 
 
-def time_queries(
+def time_report(
     clusters: Clusters, config: MigrationConfig, repeat: int
-) -> tuple[dict, MigrationSnapshot]:
-    """Seconds `fetch_snapshot` takes with fresh clients, in all and by query."""
-    totals, snapshot = [], None
-    by_query: dict[str, list[float]] = {}
+) -> tuple[dict, MigrationReport]:
+    """Seconds `migration_report` takes with fresh clients, and its last report."""
+    samples, report = [], None
     for _ in range(repeat):
-        timings = Timings()
-        with timings.timing("total"):
-            source = TimedClient(ClusterClient(clusters.source(), "source"), timings)
-            target = TimedClient(ClusterClient(clusters.target(), "target"), timings)
-            snapshot = fetch_snapshot(
-                cast(ClusterClient, source), cast(ClusterClient, target), config
-            )
-        if snapshot.problems:
-            raise SubstrateError(f"the benchmark's clusters failed: {snapshot.problems}")
-        totals.append(timings.spent.pop("total"))
-        for what, seconds in timings.spent.items():
-            by_query.setdefault(what, []).append(seconds)
-    assert snapshot is not None
-    queries = {
-        "fetch-snapshot": summary(totals),
-        "by-query-median": {k: round(statistics.median(v), 6) for k, v in by_query.items()},
-    }
-    return queries, snapshot
+        began = time.perf_counter()
+        report = migration_report(clusters.source(), clusters.target(), config)
+        samples.append(time.perf_counter() - began)
+        if report.problems:
+            raise SubstrateError(f"the benchmark's clusters failed: {report.problems}")
+    assert report is not None
+    return summary(samples), report
 
 
 # Running -----------------------------------------------------------------------------------------
@@ -351,38 +266,21 @@ def measure_real(repeat: int) -> list[dict]:
     with real_clusters(*largest) as clusters:
         for partitions, groups in CASES:
             config = case_config(partitions, groups)
-            queries, snapshot = time_queries(clusters, config, repeat)
-            seen = sum(len(offsets.end) for offsets in snapshot.source_topics.values())
-            if (seen, len(snapshot.source_groups)) != (partitions, groups):
-                raise SubstrateError(f"fetched {seen} partitions and {snapshot.source_groups}")
-            report = time_report(snapshot, config, repeat)
-            total = queries["fetch-snapshot"]["median"] + sum(
-                part["median"] for part in report.values()
-            )
+            timed, report = time_report(clusters, config, repeat)
+            seen = sum(topic.partitions for topic in report.topics)
+            if (seen, len(report.groups)) != (partitions, groups):
+                raise SubstrateError(f"reported {seen} partitions and {len(report.groups)} groups")
+            outputs = time_outputs(report, repeat)
             measured.append(
                 {
                     "partitions": partitions,
                     "groups": groups,
-                    "queries": queries,
-                    "report": report,
-                    "total-median": round(total, 6),
+                    "migration-report": timed,
+                    "outputs": outputs,
+                    "total-median": round(timed["median"] + outputs["median"], 6),
                 }
             )
     return measured
-
-
-def measure_synthetic(repeat: int) -> list[dict]:
-    """The pure report on synthetic snapshots, up to ten times the goal."""
-    return [
-        {
-            "partitions": partitions,
-            "groups": groups,
-            "report": time_report(
-                synthetic_snapshot(partitions, groups), case_config(partitions, groups), repeat
-            ),
-        }
-        for partitions, groups in SYNTHETIC
-    ]
 
 
 def _ms(seconds: float) -> str:
@@ -392,33 +290,18 @@ def _ms(seconds: float) -> str:
 def print_table(results: dict) -> None:
     """The results as a table on stdout."""
     print("\nmigration-status, real clusters (median of runs; ms)")
-    print(f"{'PARTITIONS':>10} {'GROUPS':>6} {'QUERIES':>9} {'REPORT':>8} {'TOTAL':>9}  GOAL")
+    print(f"{'PARTITIONS':>10} {'GROUPS':>6} {'REPORT':>9} {'OUTPUTS':>8} {'TOTAL':>9}  GOAL")
     for case in results["real"]:
-        report = sum(part["median"] for part in case["report"].values())
         goal = ""
         if (case["partitions"], case["groups"]) == GOAL[:2]:
             goal = "met" if case["total-median"] < GOAL[2] else "MISSED"
         print(
             f"{case['partitions']:>10,} {case['groups']:>6,} "
-            f"{_ms(case['queries']['fetch-snapshot']['median']):>9} {_ms(report):>8} "
-            f"{_ms(case['total-median']):>9}  {goal}"
+            f"{_ms(case['migration-report']['median']):>9} "
+            f"{_ms(case['outputs']['median']):>8} {_ms(case['total-median']):>9}  {goal}"
         )
     if not results["real"]:
         print("(not measured)")
-    else:
-        largest = results["real"][-1]["queries"]["by-query-median"]
-        print(
-            "  queries of the largest case (ms): "
-            + ", ".join(f"{name} {_ms(seconds)}" for name, seconds in sorted(largest.items()))
-        )
-    print("\nreport alone, synthetic snapshots (median; ms)")
-    print(f"{'PARTITIONS':>10} {'GROUPS':>6} {'BUILD':>8} {'OUTPUTS':>8}")
-    for case in results["synthetic"]:
-        report = case["report"]
-        print(
-            f"{case['partitions']:>10,} {case['groups']:>6,} "
-            f"{_ms(report['build-report']['median']):>8} {_ms(report['outputs']['median']):>8}"
-        )
     for note in results["notes"]:
         print(f"note: {note}")
 
@@ -426,7 +309,6 @@ def print_table(results: dict) -> None:
 def main(argv: list[str]) -> int:
     """Measure, write `bench/results/status-latest.json`, print the table."""
     parser = argparse.ArgumentParser(prog="python -m bench status", description=__doc__)
-    parser.add_argument("--pure-only", action="store_true", help="skip the real clusters")
     parser.add_argument("--repeat", type=int, help="runs per case (default 5; --quick: 2)")
     parser.add_argument("--quick", action="store_true", help="fewer runs per case")
     args = parser.parse_args(argv)
@@ -438,13 +320,10 @@ def main(argv: list[str]) -> int:
         f"{os.getloadavg()[0]:.1f})",
     ]
     real: list[dict] = []
-    if args.pure_only:
-        notes.append("--pure-only: the admin queries were not measured")
-    else:
-        try:
-            real = measure_real(args.repeat)
-        except SubstrateError as error:
-            notes.append(f"the real clusters could not run, queries not measured: {error}")
+    try:
+        real = measure_real(args.repeat)
+    except SubstrateError as error:
+        notes.append(f"the real clusters could not run, nothing measured: {error}")
     results = {
         "benchmark": "status",
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -457,7 +336,6 @@ def main(argv: list[str]) -> int:
         },
         "repeat": args.repeat,
         "real": real,
-        "synthetic": measure_synthetic(args.repeat),
         "notes": notes,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -1,3 +1,5 @@
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
 """How fast a migration moves data: MirrorMaker 2 with the guide's config and the charm's.
 
 On the local tier (real Kafka, ZooKeeper, Pebble, loopback only), in one run:
@@ -48,36 +50,28 @@ from typing import Any, cast
 
 from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
-from tests.local.migration_helpers import (
-    MirrorMakers,
-    source_cluster,
-    source_user,
-    target_cluster,
+
+from bench import RESULTS
+from charms.kafka_k8s.v0.mirrormaker import (
+    MigrationConfig,
+    MirrorMakerService,
+    MirrorMakerSettings,
+    SourceCluster,
+    TargetCluster,
 )
-from tests.local.substrate import (
+from files import properties_escape
+from substrate.migration import MirrorMakers, source_cluster, source_user, target_cluster
+from substrate.old_cluster import OldCluster
+from substrate.processes import (
     LOOPBACK,
     ClientConfig,
-    NewCluster,
-    OldCluster,
     SubstrateError,
     default_cache,
     find_processes,
     keep_tmp,
     kill_processes,
 )
-
-from bench import RESULTS
-from charms.kafka_k8s.v0.mirrormaker import (
-    JMX_RULES,
-    SERVICE,
-    MigrationConfig,
-    MirrorMakerSettings,
-    SourceCluster,
-    TargetCluster,
-    mirrormaker_layer,
-    properties_escape,
-    push_if_changed,
-)
+from substrate.units import NewCluster
 
 TOPIC = "bench"
 PARTITIONS = 12
@@ -355,20 +349,6 @@ def start_seed(old: OldCluster, new: NewCluster, heap_mb: int) -> None:
     text = seed_properties(old, new)
     for unit in new.units:
         workload = unit.mirrormaker_workload(heap_mb=heap_mb)
-        path = workload.etc / "mm2-seed.properties"
-        container = unit.container
-        for target, content, secret in (
-            (workload.jmx_config, JMX_RULES, False),
-            (path, text, True),
-        ):
-            push_if_changed(
-                container,
-                target,
-                content,
-                secret=secret,
-                user=workload.user,
-                group=workload.group,
-            )
         settings = MirrorMakerSettings(
             source=source_cluster(old),
             target=target_cluster(new),
@@ -376,10 +356,17 @@ def start_seed(old: OldCluster, new: NewCluster, heap_mb: int) -> None:
             units=len(new.units),
             workload=workload,
         )
-        layer = mirrormaker_layer(settings)
-        layer.get("services", {})[SERVICE]["command"] = seed_command(workload.opt, path)
-        container.add_layer(SERVICE, layer, combine=True)
-        container.start(SERVICE)
+        container = unit.container
+        service = MirrorMakerService(container, workload)
+        service.configure(settings)  # the JMX exporter's rules; the seed has its own file
+        path = workload.etc / "mm2-seed.properties"
+        container.push(path, text, permissions=0o600, user=workload.user, group=workload.group)
+        layer = settings.pebble_layer()
+        services = layer.get("services", {})
+        (name,) = services
+        services[name]["command"] = seed_command(workload.opt, path)
+        container.add_layer(name, layer, combine=True)
+        container.start(name)
 
 
 def seed_command(opt: PurePosixPath, properties: PurePosixPath) -> str:

@@ -1,1 +1,3 @@
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
 """Programs a newcomer runs: the migration demo."""

@@ -1,3 +1,5 @@
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
 """The migration demo on loopback: what `juju run kafka-k8s/leader start-migration` does, for real.
 
 It starts the "old" cluster the migration guide assumes (ZooKeeper-mode Kafka 3.9 with
@@ -26,24 +28,17 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "src"), str(REPO / "lib"), str(REPO)]
-
-from tests.local.migration_helpers import MirrorMakers, target_cluster  # noqa: E402
-from tests.local.substrate import (  # noqa: E402
-    ClientConfig,
-    NewCluster,
-    OldCluster,
-    default_cache,
-)
-
-from charms.kafka_k8s.v0.mirrormaker import (  # noqa: E402
+from charms.kafka_k8s.v0.mirrormaker import (
     MigrationConfig,
     MigrationReport,
     SourceCluster,
     format_table,
     migration_report,
 )
+from substrate.migration import MirrorMakers, target_cluster
+from substrate.old_cluster import OldCluster
+from substrate.processes import ClientConfig, default_cache
+from substrate.units import NewCluster
 
 # name: (partitions, share of the records, topic configs)
 TOPICS: dict[str, tuple[int, float, dict[str, str]]] = {

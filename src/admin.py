@@ -1,7 +1,9 @@
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
 """Admin operations on the local cluster: SCRAM users and ACLs, with confluent-kafka.
 
-`client_acls` is a pure function from a client's grant to the ACL bindings it needs; `KafkaAdmin`
-applies them to a running cluster with bounded timeouts.
+`KafkaAdmin` applies users and `Acl` bindings to a running cluster with bounded timeouts; which
+ACLs a relation user gets is decided by the `kafka-client` relation (`client_provider`).
 """
 
 from __future__ import annotations
@@ -26,28 +28,14 @@ from confluent_kafka.admin import (
     UserScramCredentialDeletion,
     UserScramCredentialUpsertion,
 )
-from pydantic import BaseModel, ConfigDict
 
 logger = logging.getLogger(__name__)
 
 SCRAM_ITERATIONS = 8192
 
-Role = Literal["producer", "consumer", "admin"]
-
 
 class AdminError(Exception):
     """The cluster refused or did not answer an admin request."""
-
-
-class ClientGrant(BaseModel):
-    """What a `kafka-client` relation user may do."""
-
-    model_config = ConfigDict(frozen=True)
-
-    username: str
-    topic: str
-    consumer_group_prefix: str
-    roles: frozenset[Role]
 
 
 @dataclass(frozen=True)
@@ -58,65 +46,6 @@ class Acl:
     name: str
     pattern: Literal["LITERAL", "PREFIXED"]
     operation: Literal["ALL", "READ", "WRITE", "CREATE", "DESCRIBE", "IDEMPOTENT_WRITE"]
-
-
-def parse_roles(extra_user_roles: str | None) -> frozenset[Role]:
-    """Roles from the relation's `extra-user-roles`; producer and consumer when none are named.
-
-    Raises:
-        ValueError: on a role this charm does not know.
-    """
-    names = {role.strip().lower() for role in (extra_user_roles or "").split(",") if role.strip()}
-    unknown = names - {"producer", "consumer", "admin"}
-    if unknown:
-        raise ValueError(f"unknown extra-user-roles {', '.join(sorted(unknown))}")
-    roles: set[Role] = {role for role in ("producer", "consumer", "admin") if role in names}
-    return frozenset(roles or {"producer", "consumer"})
-
-
-def _topic_pattern(topic: str) -> tuple[str, Literal["LITERAL", "PREFIXED"]]:
-    if topic.endswith("*"):
-        return topic[:-1], "PREFIXED"
-    return topic, "LITERAL"
-
-
-def client_acls(grant: ClientGrant) -> list[Acl]:
-    """The ACLs a client user needs for its grant.
-
-    An `admin` gets every operation on every resource: the rights of a super-user, granted
-    without restarting brokers to change `super.users`.
-    """
-    if "admin" in grant.roles:
-        return [
-            Acl(resource="CLUSTER", name="kafka-cluster", pattern="LITERAL", operation="ALL"),
-            Acl(resource="TOPIC", name="*", pattern="LITERAL", operation="ALL"),
-            Acl(resource="GROUP", name="*", pattern="LITERAL", operation="ALL"),
-            Acl(resource="TRANSACTIONAL_ID", name="*", pattern="LITERAL", operation="ALL"),
-        ]
-    topic, pattern = _topic_pattern(grant.topic)
-    acls = [Acl(resource="TOPIC", name=topic, pattern=pattern, operation="DESCRIBE")]
-    if "producer" in grant.roles:
-        acls += [
-            Acl(resource="TOPIC", name=topic, pattern=pattern, operation="WRITE"),
-            Acl(resource="TOPIC", name=topic, pattern=pattern, operation="CREATE"),
-            Acl(
-                resource="CLUSTER",
-                name="kafka-cluster",
-                pattern="LITERAL",
-                operation="IDEMPOTENT_WRITE",
-            ),
-        ]
-    if "consumer" in grant.roles:
-        acls += [
-            Acl(resource="TOPIC", name=topic, pattern=pattern, operation="READ"),
-            Acl(
-                resource="GROUP",
-                name=grant.consumer_group_prefix,
-                pattern="PREFIXED",
-                operation="READ",
-            ),
-        ]
-    return acls
 
 
 # librdkafka calls Kafka's CLUSTER resource type BROKER.

@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
 """kafka-k8s: Apache Kafka 3.9 in KRaft mode that migrates existing clusters into itself.
 
 Wiring only: the parts are built in `__init__`, every state-changing event goes to one
@@ -16,8 +18,9 @@ from charms.kafka_k8s.v0.mirrormaker import Migration, TargetCluster
 from client_provider import KafkaClients
 from cluster import ClusterState
 from config import BrokerConfig, InvalidConfigError
+from models import ADMIN_USER, MIRRORMAKER_USER, Workload
 from observability import Observability
-from workload import ADMIN_USER, MIRRORMAKER_USER, BrokerSettings, KafkaWorkload, WorkloadError
+from workload import BrokerSettings, KafkaWorkload, WorkloadError
 
 logger = logging.getLogger(__name__)
 
@@ -29,11 +32,16 @@ class KafkaK8sCharm(ops.CharmBase):
 
     def __init__(self, framework: ops.Framework):
         super().__init__(framework)
+        workload = Workload()
         self.cluster = ClusterState(self)
-        self.broker = KafkaWorkload(self.unit.get_container(CONTAINER))
+        self.broker = KafkaWorkload(self.unit.get_container(CONTAINER), workload)
         self.clients = KafkaClients(self)
         self.migration = Migration(
-            self, target=self._migration_target, unit_host=lambda: self.cluster.this_node.host
+            self,
+            target=self._migration_target,
+            unit_host=lambda: self.cluster.this_node.host,
+            container=CONTAINER,
+            workload=workload.mirrormaker(),
         )
         self.observability = Observability(
             self, nodes=lambda: self.cluster.nodes, this_host=lambda: self.cluster.this_node.host

@@ -1,3 +1,5 @@
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
 """The `kafka-client` relation: one SCRAM user with ACLs per related application.
 
 Reading and answering the relation goes through data-platform-helpers; the users and ACLs are
@@ -9,6 +11,7 @@ that are gone.
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
 import ops
 from data_platform_helpers.interfaces import (
@@ -17,15 +20,88 @@ from data_platform_helpers.interfaces import (
     ResourceProviderEventHandler,
     SecretGroup,
 )
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from admin import ClientGrant, KafkaAdmin, client_acls, parse_roles
+from admin import Acl, KafkaAdmin
 from cluster import generate_password
 
 logger = logging.getLogger(__name__)
 
 CLIENT_RELATION = "kafka-client"
 USER_PREFIX = "relation-"
+
+
+Role = Literal["producer", "consumer", "admin"]
+
+
+class ClientGrant(BaseModel):
+    """What a `kafka-client` relation user may do."""
+
+    model_config = ConfigDict(frozen=True)
+
+    username: str
+    topic: str
+    consumer_group_prefix: str
+    roles: frozenset[Role]
+
+
+def parse_roles(extra_user_roles: str | None) -> frozenset[Role]:
+    """Roles from the relation's `extra-user-roles`; producer and consumer when none are named.
+
+    Raises:
+        ValueError: on a role this charm does not know.
+    """
+    names = {role.strip().lower() for role in (extra_user_roles or "").split(",") if role.strip()}
+    unknown = names - {"producer", "consumer", "admin"}
+    if unknown:
+        raise ValueError(f"unknown extra-user-roles {', '.join(sorted(unknown))}")
+    roles: set[Role] = {role for role in ("producer", "consumer", "admin") if role in names}
+    return frozenset(roles or {"producer", "consumer"})
+
+
+def _topic_pattern(topic: str) -> tuple[str, Literal["LITERAL", "PREFIXED"]]:
+    if topic.endswith("*"):
+        return topic[:-1], "PREFIXED"
+    return topic, "LITERAL"
+
+
+def client_acls(grant: ClientGrant) -> list[Acl]:
+    """The ACLs a client user needs for its grant.
+
+    An `admin` gets every operation on every resource: the rights of a super-user, granted
+    without restarting brokers to change `super.users`.
+    """
+    if "admin" in grant.roles:
+        return [
+            Acl(resource="CLUSTER", name="kafka-cluster", pattern="LITERAL", operation="ALL"),
+            Acl(resource="TOPIC", name="*", pattern="LITERAL", operation="ALL"),
+            Acl(resource="GROUP", name="*", pattern="LITERAL", operation="ALL"),
+            Acl(resource="TRANSACTIONAL_ID", name="*", pattern="LITERAL", operation="ALL"),
+        ]
+    topic, pattern = _topic_pattern(grant.topic)
+    acls = [Acl(resource="TOPIC", name=topic, pattern=pattern, operation="DESCRIBE")]
+    if "producer" in grant.roles:
+        acls += [
+            Acl(resource="TOPIC", name=topic, pattern=pattern, operation="WRITE"),
+            Acl(resource="TOPIC", name=topic, pattern=pattern, operation="CREATE"),
+            Acl(
+                resource="CLUSTER",
+                name="kafka-cluster",
+                pattern="LITERAL",
+                operation="IDEMPOTENT_WRITE",
+            ),
+        ]
+    if "consumer" in grant.roles:
+        acls += [
+            Acl(resource="TOPIC", name=topic, pattern=pattern, operation="READ"),
+            Acl(
+                resource="GROUP",
+                name=grant.consumer_group_prefix,
+                pattern="PREFIXED",
+                operation="READ",
+            ),
+        ]
+    return acls
 
 
 def relation_user(relation_id: int) -> str:

@@ -1,3 +1,5 @@
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
 """The cluster as the peer relation records it: cluster id, controller quorum, internal users.
 
 The leader decides what must be decided once (the KRaft cluster id, the quorum voters, the
@@ -15,7 +17,7 @@ import uuid
 
 import ops
 
-from workload import BrokerNode, InternalCredentials
+from models import BrokerNode, InternalCredentials
 
 PEER_RELATION = "cluster"
 CLUSTER_ID_KEY = "cluster-id"

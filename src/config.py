@@ -1,3 +1,5 @@
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
 """The charm's broker config options, mirrored by one pydantic model."""
 
 from __future__ import annotations

@@ -1,3 +1,5 @@
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
 """Metrics and dashboards for COS: the `metrics-endpoint` and `grafana-dashboard` relations.
 
 No maintained library for either interface installs from PyPI (Canonical's `prometheus_scrape`
@@ -34,7 +36,7 @@ import ops
 from cosl import DashboardPath40UID, JujuTopology, LZMABase64
 from pydantic import BaseModel, ConfigDict, Field
 
-from workload import BrokerNode
+from models import BrokerNode
 
 logger = logging.getLogger(__name__)
 

@@ -1,3 +1,5 @@
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
 """Integration tests need a Juju controller on MicroK8s; without one they skip, saying why."""
 
 from __future__ import annotations

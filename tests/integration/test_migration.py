@@ -1,3 +1,5 @@
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
 """Deploy kafka-k8s and a source Kafka, relate them, migrate, and check data and offsets."""
 
 from __future__ import annotations

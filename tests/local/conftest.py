@@ -1,6 +1,8 @@
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
 """Fixtures of the local tier: real Kafka, ZooKeeper and Pebble processes on loopback.
 
-The session starts by running `tests/local/runtime/fetch.sh`, which fills the cache (Kafka jars,
+The session starts by running `substrate/runtime/fetch.sh`, which fills the cache (Kafka jars,
 Pebble) or says which tool is missing; a missing tool fails the session, it never skips it.
 When a test fails, the tails of the log files of the clusters its fixtures started are added to
 its report.
@@ -18,13 +20,9 @@ from typing import Any
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-for path in (REPO / "lib", REPO / "src", REPO):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
-
-from tests.local import substrate  # noqa: E402
+from substrate import processes
+from substrate.old_cluster import OldCluster
+from substrate.units import NewCluster
 
 FETCH_TIMEOUT = 1800
 
@@ -34,22 +32,22 @@ def kafka_cache() -> Path:
     """Run `fetch.sh` once per session and return the cache path; fail if it cannot fill it."""
     try:
         result = subprocess.run(
-            ["bash", str(substrate.FETCH_SCRIPT)],
+            ["bash", str(processes.FETCH_SCRIPT)],
             capture_output=True,
             text=True,
             timeout=FETCH_TIMEOUT,
             check=False,
         )
     except subprocess.TimeoutExpired:
-        pytest.fail(f"{substrate.FETCH_SCRIPT} did not finish in {FETCH_TIMEOUT}s", pytrace=False)
+        pytest.fail(f"{processes.FETCH_SCRIPT} did not finish in {FETCH_TIMEOUT}s", pytrace=False)
     if result.returncode != 0:
         pytest.fail(
-            f"the local tier cannot run: {substrate.FETCH_SCRIPT} exited with "
+            f"the local tier cannot run: {processes.FETCH_SCRIPT} exited with "
             f"{result.returncode}\n{result.stderr.strip()}",
             pytrace=False,
         )
     lines = result.stdout.strip().splitlines()
-    return Path(lines[-1]) if lines else substrate.default_cache()
+    return Path(lines[-1]) if lines else processes.default_cache()
 
 
 @pytest.fixture(scope="session")
@@ -62,26 +60,26 @@ def local_tmp() -> Iterator[Path]:
     """
     base = Path(tempfile.mkdtemp(prefix="kafka-k8s-local-")).resolve()
     yield base
-    stragglers = substrate.kill_processes(f"{base}/")
+    stragglers = processes.kill_processes(f"{base}/")
     if stragglers:
         sys.stderr.write(f"\nkilled {len(stragglers)} stray processes under {base}\n")
-    if not substrate.keep_tmp():
+    if not processes.keep_tmp():
         shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-def old_cluster(kafka_cache: Path, local_tmp: Path) -> Iterator[substrate.OldCluster]:
+def old_cluster(kafka_cache: Path, local_tmp: Path) -> Iterator[OldCluster]:
     """A one-broker ZooKeeper-mode Kafka with SCRAM-SHA-512 and ACLs: the source."""
     tmp = Path(tempfile.mkdtemp(prefix="old-", dir=local_tmp))
-    with substrate.OldCluster(tmp, cache=kafka_cache, size=1) as cluster:
+    with OldCluster(tmp, cache=kafka_cache, size=1) as cluster:
         yield cluster
 
 
 @pytest.fixture(scope="module")
-def new_cluster(kafka_cache: Path, local_tmp: Path) -> Iterator[substrate.NewCluster]:
+def new_cluster(kafka_cache: Path, local_tmp: Path) -> Iterator[NewCluster]:
     """Three units of the charm's Kafka, each under its own Pebble: the target."""
     tmp = Path(tempfile.mkdtemp(prefix="new-", dir=local_tmp))
-    with substrate.NewCluster(tmp, cache=kafka_cache, size=3) as cluster:
+    with NewCluster(tmp, cache=kafka_cache, size=3) as cluster:
         yield cluster
 
 
@@ -95,8 +93,8 @@ def pytest_runtest_makereport(
     if not report.failed:
         return
     funcargs = getattr(item, "funcargs", {})
-    files = list(substrate.iter_log_files(funcargs.values()))
+    files = list(processes.iter_log_files(funcargs.values()))
     if files:
         report.sections.append(
-            ("kafka, zookeeper and pebble logs", substrate.format_log_tails(files))
+            ("kafka, zookeeper and pebble logs", processes.format_log_tails(files))
         )

@@ -1,3 +1,5 @@
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
 """The charm's broker on three real units: clients, authorization, and Pebble's restarts."""
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
-from tests.local.substrate import ClientConfig, NewCluster, sasl_config, wait_until
 
-from admin import ClientGrant, KafkaAdmin, client_acls, parse_roles
+from admin import KafkaAdmin
+from client_provider import ClientGrant, client_acls, parse_roles
 from cluster import generate_password
+from substrate.processes import ClientConfig, sasl_config, wait_until
+from substrate.units import NewCluster
 
 RECORDS = 10_000
 TOPIC = "orders"
@@ -101,13 +105,31 @@ def client_user(new_cluster: NewCluster) -> ClientUser:
     password = generate_password()
     admin.upsert_user(username, password)
     admin.grant(username, client_acls(grant))
-    # Brokers learn of users and ACLs from the controller's metadata log, a moment later.
+    # Brokers learn of users and ACLs from the controller's metadata log, a moment later, each
+    # at its own pace: wait until every broker lets the user describe its topic.
     wait_until(
         lambda: admin.acls_of(username) == set(client_acls(grant)),
         timeout=30,
         what="the relation user's ACLs",
     )
+    for node in new_cluster.nodes:
+        config = sasl_config(node.client_address, username, password)
+        wait_until(
+            lambda config=config: _describes(config, TOPIC),
+            timeout=60,
+            what=f"broker {node.node_id} to apply the relation user's ACLs",
+        )
     return ClientUser(grant, password)
+
+
+def _describes(config: ClientConfig, topic: str) -> bool:
+    """Whether the one broker `config` names lets its user describe `topic`."""
+    admin = AdminClient({**config, "log_level": 3})
+    try:
+        found = admin.list_topics(topic, timeout=5).topics.get(topic)
+    except KafkaException:
+        return False
+    return found is not None and found.error is None
 
 
 def _client_config(cluster: NewCluster, user: ClientUser) -> ClientConfig:

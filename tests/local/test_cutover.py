@@ -1,3 +1,5 @@
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
 """Issue 4 end to end: `migration-status` against real clusters says when to switch clients.
 
 One migration for the module: the ZooKeeper-mode old cluster, read by a user that may only
@@ -26,7 +28,16 @@ from confluent_kafka.admin import (
     AdminClient,
     NewTopic,
 )
-from tests.local.migration_helpers import (
+
+from charms.kafka_k8s.v0.mirrormaker import (
+    MigrationConfig,
+    MigrationReport,
+    SourceCluster,
+    TargetCluster,
+    format_table,
+    migration_report,
+)
+from substrate.migration import (
     MirrorMakers,
     commit_offsets,
     end_offsets,
@@ -36,17 +47,9 @@ from tests.local.migration_helpers import (
     target_cluster,
     topic_acl,
 )
-from tests.local.substrate import ClientConfig, NewCluster, OldCluster
-
-from charms.kafka_k8s.v0.mirrormaker import (
-    MigrationConfig,
-    MigrationReport,
-    SourceCluster,
-    TargetCluster,
-    format_table,
-    migration_report,
-    report_results,
-)
+from substrate.old_cluster import OldCluster
+from substrate.processes import ClientConfig
+from substrate.units import NewCluster
 
 REFRESH = 5
 # name: (partitions, records, topic configs)
@@ -194,7 +197,7 @@ def test_lag_while_copying_then_ready_for_cutover(cutover: Cutover):
         "MirrorCheckpointConnector",
     }
     assert [unit.service for unit in ready.units or ()] == ["active"] * 3
-    results = report_results(ready)
+    results = ready.results()
     assert {key for key in results if not RESULT_KEY.match(key)} == set()
     assert json.loads(results["groups"])[0]["synced"] is True
 

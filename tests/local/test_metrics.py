@@ -1,3 +1,5 @@
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
 """Metrics of a real broker and a real MirrorMaker, scraped over HTTP during a migration.
 
 One unit of the charm's Kafka migrates a one-broker ZooKeeper-mode cluster. The broker's JMX
@@ -19,14 +21,6 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
-from tests.local.substrate import (
-    LOOPBACK,
-    ClientConfig,
-    NewCluster,
-    OldCluster,
-    current_user,
-    wait_until,
-)
 
 from charms.kafka_k8s.v0.mirrormaker import (
     MigrationConfig,
@@ -37,6 +31,9 @@ from charms.kafka_k8s.v0.mirrormaker import (
     TargetCluster,
 )
 from observability import MetricsTarget, load_dashboards, scrape_jobs
+from substrate.old_cluster import OldCluster
+from substrate.processes import LOOPBACK, ClientConfig, current_user, wait_until
+from substrate.units import NewCluster
 
 REFRESH = 10
 TOPICS = {"orders": (3, 6000), "audit.log": (1, 2000)}

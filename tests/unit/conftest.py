@@ -1,4 +1,9 @@
-"""Shared fixtures of the unit tests: the charm's context and a pretend Kafka for its admin."""
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
+"""Fixtures of the unit tests: the charm's context, a pretend Kafka and pretend clusters.
+
+The fakes themselves are in `helpers.py`.
+"""
 
 from __future__ import annotations
 
@@ -7,57 +12,9 @@ from ops import testing
 
 import charm
 import client_provider
-from admin import Acl
 from charm import KafkaK8sCharm
-
-
-class FakeKafka:
-    """SCRAM users and ACLs of a pretend cluster, in memory, behind `KafkaAdmin`'s methods.
-
-    The real `KafkaAdmin` would connect to brokers with 15 s timeouts; unit tests must never
-    construct it, so the autouse `kafka` fixture swaps this in wherever the charm looks it up.
-    """
-
-    def __init__(self) -> None:
-        self.users: dict[str, str] = {}
-        self.acls: dict[str, set[Acl]] = {}
-        self.upserts: list[tuple[str, str]] = []
-        self.logins: list[tuple[str, str]] = []
-        self.error: Exception | None = None
-
-    def connect(self, bootstrap: str, username: str, password: str, **_: object) -> FakeKafka:
-        self.logins.append((username, password))
-        return self
-
-    def _answer(self) -> None:
-        if self.error is not None:
-            raise self.error
-
-    def upsert_user(self, username: str, password: str) -> None:
-        self._answer()
-        self.upserts.append((username, password))
-        self.users[username] = password
-
-    def list_users(self) -> set[str]:
-        self._answer()
-        return set(self.users)
-
-    def delete_user(self, username: str) -> None:
-        self._answer()
-        self.acls.pop(username, None)
-        self.users.pop(username, None)
-
-    def acls_of(self, username: str) -> set[Acl]:
-        self._answer()
-        return set(self.acls.get(username, set()))
-
-    def grant(self, username: str, acls) -> None:
-        self._answer()
-        self.acls[username] = set(acls)
-
-    def revoke_all(self, username: str) -> None:
-        self._answer()
-        self.acls.pop(username, None)
+from charms.kafka_k8s.v0 import mirrormaker as mm
+from tests.unit.helpers import FakeClusters, FakeKafka
 
 
 @pytest.fixture(autouse=True)
@@ -65,6 +22,19 @@ def kafka(monkeypatch: pytest.MonkeyPatch) -> FakeKafka:
     fake = FakeKafka()
     monkeypatch.setattr(charm, "KafkaAdmin", fake.connect)
     monkeypatch.setattr(client_provider, "KafkaAdmin", fake.connect)
+    return fake
+
+
+@pytest.fixture
+def clusters(monkeypatch: pytest.MonkeyPatch) -> FakeClusters:
+    """The migration library's admin queries, answered by `FakeClusters`.
+
+    Modules that run the library in a charm use it for every test, with
+    `pytestmark = pytest.mark.usefixtures("clusters")`; the report's tests call the real
+    `_ClusterClient`, so it is not autouse.
+    """
+    fake = FakeClusters()
+    monkeypatch.setattr(mm, "_ClusterClient", fake)
     return fake
 
 

@@ -1,11 +1,11 @@
 # Copyright 2025 The kafka-k8s authors.
 # See LICENSE file for licensing details.
-"""Migrate an existing Kafka cluster into this one with MirrorMaker 2.
+r"""Migrate an existing Kafka cluster into this one with MirrorMaker 2.
 
 Every unit of the host charm runs one MirrorMaker 2 node (dedicated mode, KIP-710) as a Pebble
-service in the workload container; together the nodes form one distributed MirrorMaker cluster
-that copies topics, records, topic configs, topic ACLs and consumer-group offsets from a source
-cluster into the local one, without writing to the source.
+service in its Kafka workload container; together the nodes form one distributed MirrorMaker
+cluster that copies topics, records, topic configs, topic ACLs and consumer-group offsets from a
+source cluster into the local one, without writing to the source.
 
 The source is either the `migration-source` relation (interface `kafka_client`, requirer side of
 `data_platform_helpers.interfaces`) or any reachable Kafka named by the
@@ -15,24 +15,72 @@ The source is either the `migration-source` relation (interface `kafka_client`, 
 `migration-status` work from any unit: a request goes into the acting unit's peer databag, and
 every unit follows the newest request it sees.
 
-The host charm declares the `mirrormaker-*` options, the three actions and the
-`migration-source` relation (see this project's `charmcraft.yaml`), creates a SCRAM user for
-MirrorMaker on its own cluster, routes its state-changing events to one reconcile, and shows the
-library's status in collect-status. The library never sets a status itself:
+## Adopting it
+
+Fetch the library (`charmcraft fetch-lib charms.kafka_k8s.v0.mirrormaker`), add its `PYDEPS`
+to the charm's dependencies, and declare in `charmcraft.yaml` what it handles. The workload
+container must be a Kafka image with `/opt/kafka/bin/connect-mirror-maker.sh` and the JMX
+exporter agent at `/opt/kafka/libs/jmx_prometheus_javaagent.jar` (the charmed-kafka rock);
+a peer relation must exist (any name; `cluster` by default):
+
+```yaml
+requires:
+  migration-source:
+    interface: kafka_client
+    limit: 1
+    optional: true
+config:
+  options:
+    mirrormaker-source-bootstrap-servers: {type: string, default: ""}
+    mirrormaker-source-credentials: {type: secret}
+    mirrormaker-topics: {type: string, default: ".*"}
+    mirrormaker-topics-exclude: {type: string, default: ".*[\\-\\.]internal, .*\\.replica, __.*"}
+    mirrormaker-groups: {type: string, default: ".*"}
+    mirrormaker-groups-exclude: {type: string, default: "console-consumer-.*, connect-.*, __.*"}
+    mirrormaker-tasks-max: {type: int, default: 6}
+    mirrormaker-sync-group-offsets: {type: boolean, default: true}
+    mirrormaker-sync-topic-configs: {type: boolean, default: true}
+    mirrormaker-sync-topic-acls: {type: boolean, default: false}
+    mirrormaker-exactly-once: {type: boolean, default: false}
+    mirrormaker-refresh-interval: {type: int, default: 30}
+    mirrormaker-replication-policy: {type: string, default: identity}
+actions:
+  start-migration:
+    params: {dry-run: {type: boolean, default: false}}
+  stop-migration: {}
+  migration-status:
+    params:
+      format: {type: string, enum: [json, table], default: json}
+      topic: {type: string}
+      lag-threshold: {type: integer, minimum: 0, default: 0}
+```
+
+(kafka-k8s's own `charmcraft.yaml` has the same entries with their descriptions.) The host
+creates a SCRAM user for MirrorMaker on its own cluster, passes the library the cluster as that
+user reaches it, routes its state-changing events to one reconcile, and shows the library's
+status in collect-status. The library never sets a status itself:
 
 ```python
-from charms.kafka_k8s.v0.mirrormaker import Migration, TargetCluster
+from charms.kafka_k8s.v0.mirrormaker import Migration, MirrorMakerWorkload, TargetCluster
 
 
 class KafkaCharm(ops.CharmBase):
     def __init__(self, framework: ops.Framework):
         super().__init__(framework)
-        self.migration = Migration(self, target=self._migration_target, unit_host=self._host)
-        framework.observe(self.on.config_changed, self._reconcile)
-        framework.observe(self.on["migration-source"].relation_changed, self._reconcile)
-        ...  # peer relation, secret-changed, update-status, pebble-ready: also _reconcile
-        framework.observe(self.on.collect_unit_status, self._on_collect_unit_status)
-        framework.observe(self.on.collect_app_status, self._on_collect_app_status)
+        self.migration = Migration(
+            self,
+            target=self._migration_target,  # None until the broker serves
+            unit_host=self._host,  # the address the other units reach this one at
+            container="kafka",
+            peer_relation="cluster",
+            workload=MirrorMakerWorkload(rest_port=8083, metrics_port=9099),
+        )
+        for event in (self.on.config_changed, self.on.update_status, self.on.secret_changed,
+                      self.on["migration-source"].relation_changed,
+                      self.on["cluster"].relation_changed, self.on["kafka"].pebble_ready):
+            framework.observe(event, self._reconcile)
+        framework.observe(self.on.collect_unit_status, self._on_collect_status)
+        framework.observe(self.on.collect_app_status, self._on_collect_status)
 
     def _migration_target(self) -> TargetCluster | None:
         if not self.broker_ready():
@@ -47,22 +95,27 @@ class KafkaCharm(ops.CharmBase):
         ...  # the broker first
         self.migration.reconcile()
 
-    def _on_collect_unit_status(self, event: ops.CollectStatusEvent) -> None:
+    def _on_collect_status(self, event: ops.CollectStatusEvent) -> None:
         if status := self.migration.status():
             event.add_status(status)  # before the charm's own ActiveStatus
         event.add_status(ops.ActiveStatus())
-
-    _on_collect_app_status = _on_collect_unit_status  # the leader shows it for the app too
 ```
 
 While MirrorMaker runs, the status says how far the migration is ("migrating from old: 5 topics,
 lag 1,204 records", "in sync with old: ready for cutover") or what is wrong (a cluster that does
 not answer or refuses the login, a failed MirrorMaker task). `reconcile()` computes it with
-bounded queries; `status()` only reads what it stored. `migration_report(source, target,
-config)` gives the same report outside a charm, and `format_table(report)` prints it.
+bounded queries; `status()` only reads what it stored.
 
-`render_mm2_properties` and `mirrormaker_layer` are pure functions of `MirrorMakerSettings`;
-`MirrorMakerService` applies them to an `ops.Container`. Both run unchanged against a real Pebble.
+## The public API
+
+`__all__` is the API: `Migration` for a host charm; the cluster and option models;
+`MirrorMakerWorkload` (where the container keeps Kafka, its user, MirrorMaker's ports and
+heap), `MirrorMakerSettings` (everything one node's `mm2.properties` and Pebble layer are made
+from) and `MirrorMakerService` (applies them to an `ops.Container`, also a real Pebble's outside
+Juju); the `MigrationError` family, each error with the status that shows it; and the report:
+`migration_report(source, target, config)` queries both clusters as `migration-status` does,
+`MigrationReport.results()` gives the action's results and `format_table(report)` prints it.
+Everything else is private and may change within `LIBAPI` 0.
 """
 
 from __future__ import annotations
@@ -116,36 +169,60 @@ PYDEPS = [
     "kafka-python>=3.0",
 ]
 
+__all__ = [  # noqa: RUF022 - grouped by what each name is for
+    # The host charm's object.
+    "Migration",
+    # The clusters, the options, and how the host's container runs MirrorMaker.
+    "KafkaCluster",
+    "SourceCluster",
+    "TargetCluster",
+    "MigrationConfig",
+    "MirrorMakerWorkload",
+    "MirrorMakerSettings",
+    "MirrorMakerService",
+    # What can go wrong; each error knows the status that shows it.
+    "MigrationError",
+    "InvalidOptionError",
+    "SourceError",
+    "NotReadyError",
+    "ClusterUnreachableError",
+    # The migration report, outside a charm too.
+    "UnitState",
+    "MigrationReport",
+    "migration_report",
+    "format_table",
+]
+
 logger = logging.getLogger(__name__)
 
-SERVICE = "mirrormaker"
-SOURCE_ALIAS = "source"
-TARGET_ALIAS = "target"
-REQUEST_KEY = "mirrormaker-request"
-STATE_KEY = "mirrormaker-state"
-CLIENT_TIMEOUT = 10.0
-STATUS_TIMEOUT = 5.0
-MAX_LISTED = 200
-GROUP_BATCH = 50
-STATUS_READER_GROUP = "kafka-k8s-migration-status"
-MAX_REASONS = 20
-ERROR_CHARS = 240
-STATUS_CHARS = 120
+_SERVICE = "mirrormaker"
+_SOURCE_ALIAS = "source"
+_TARGET_ALIAS = "target"
+_REQUEST_KEY = "mirrormaker-request"
+_STATE_KEY = "mirrormaker-state"
+_CLIENT_TIMEOUT = 10.0
+_STATUS_TIMEOUT = 5.0
+_MAX_LISTED = 200
+_GROUP_BATCH = 50
+_STATUS_READER_GROUP = "kafka-k8s-migration-status"
+_MAX_REASONS = 20
+_ERROR_CHARS = 240
+_STATUS_CHARS = 120
 
-SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
-SecurityProtocol = Literal["SASL_PLAINTEXT", "SASL_SSL"]
-ExactlyOnceSupport = Literal["disabled", "preparing", "enabled"]
-RequestedState = Literal["running", "stopped"]
+_SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
+_SecurityProtocol = Literal["SASL_PLAINTEXT", "SASL_SSL"]
+_ExactlyOnceSupport = Literal["disabled", "preparing", "enabled"]
+_RequestedState = Literal["running", "stopped"]
 
-SASL_MECHANISMS: tuple[str, ...] = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
-SECURITY_PROTOCOLS: tuple[str, ...] = ("SASL_PLAINTEXT", "SASL_SSL")
-SECRET_KEYS = ("username", "password", "sasl-mechanism", "security-protocol", "ca")
+_SASL_MECHANISMS: tuple[str, ...] = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+_SECURITY_PROTOCOLS: tuple[str, ...] = ("SASL_PLAINTEXT", "SASL_SSL")
+_SECRET_KEYS = ("username", "password", "sasl-mechanism", "security-protocol", "ca")
 # Where the CA that verifies each cluster's certificate comes from, for messages.
-TLS_CA_SOURCES = {
+_TLS_CA_SOURCES = {
     "source": "`ca` of mirrormaker-source-credentials, or tls-ca of migration-source",
     "target": "the system's CAs",
 }
-POLICY_CLASSES = {
+_POLICY_CLASSES = {
     "identity": "org.apache.kafka.connect.mirror.IdentityReplicationPolicy",
     "prefixed": "org.apache.kafka.connect.mirror.DefaultReplicationPolicy",
 }
@@ -249,8 +326,8 @@ class KafkaCluster(BaseModel):
     bootstrap_servers: tuple[str, ...] = Field(min_length=1)
     username: str = Field(min_length=1)
     password: str = Field(min_length=1, repr=False)
-    sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
-    security_protocol: SecurityProtocol = "SASL_PLAINTEXT"
+    sasl_mechanism: _SaslMechanism = "SCRAM-SHA-512"
+    security_protocol: _SecurityProtocol = "SASL_PLAINTEXT"
     ca: str | None = Field(default=None, repr=False)
 
     _split_servers = field_validator("bootstrap_servers", mode="before")(_split)
@@ -272,8 +349,8 @@ class KafkaCluster(BaseModel):
     def jaas_config(self) -> str:
         """The `sasl.jaas.config` value, quoted for the JAAS parser."""
         return (
-            f'{self.login_module} required username="{jaas_escape(self.username)}" '
-            f'password="{jaas_escape(self.password)}";'
+            f'{self.login_module} required username="{_jaas_escape(self.username)}" '
+            f'password="{_jaas_escape(self.password)}";'
         )
 
 
@@ -281,6 +358,49 @@ class SourceCluster(KafkaCluster):
     """The cluster to migrate from; `name` is how status messages call it."""
 
     name: str = Field(min_length=1)
+
+    @classmethod
+    def from_secret(
+        cls,
+        content: Mapping[str, str],
+        bootstrap_servers: Sequence[str],
+        *,
+        secret_id: str,
+        option: str = "mirrormaker-source-credentials",
+    ) -> SourceCluster:
+        """An external source from its credentials secret's content, checked key by key.
+
+        Raises:
+            SourceError: naming `option` and the key that is missing, unknown or invalid.
+        """
+        return _source_from_secret(content, bootstrap_servers, secret_id=secret_id, option=option)
+
+    @classmethod
+    def from_relation(
+        cls,
+        name: str,
+        *,
+        endpoints: str,
+        username: str,
+        password: str,
+        tls: bool,
+        tls_ca: str | None,
+        relation_name: str = "migration-source",
+    ) -> SourceCluster:
+        """A related source from its `kafka_client` response, checked field by field.
+
+        Raises:
+            SourceError: if the endpoints are not `HOST:PORT` or the CA is not a PEM certificate.
+        """
+        return _source_from_relation(
+            name,
+            endpoints=endpoints,
+            username=username,
+            password=password,
+            tls=tls,
+            tls_ca=tls_ca,
+            relation_name=relation_name,
+        )
 
 
 class TargetCluster(KafkaCluster):
@@ -366,7 +486,7 @@ class MigrationConfig(BaseModel):
 
     def target_topic(self, topic: str) -> str:
         """The name a source topic gets on the target under the replication policy."""
-        return topic if self.replication_policy == "identity" else f"{SOURCE_ALIAS}.{topic}"
+        return topic if self.replication_policy == "identity" else f"{_SOURCE_ALIAS}.{topic}"
 
 
 class MirrorMakerWorkload(BaseModel):
@@ -420,7 +540,7 @@ class MirrorMakerWorkload(BaseModel):
         """The service command: this node runs only the flows into the target."""
         return (
             f"{self.opt}/bin/connect-mirror-maker.sh {self.mm2_properties} "
-            f"--clusters {TARGET_ALIAS}"
+            f"--clusters {_TARGET_ALIAS}"
         )
 
 
@@ -434,7 +554,7 @@ class MirrorMakerSettings(BaseModel):
     config: MigrationConfig = MigrationConfig()
     unit_host: str = Field(min_length=1)
     units: int = Field(default=1, ge=1)
-    exactly_once_mode: ExactlyOnceSupport | None = None
+    exactly_once_mode: _ExactlyOnceSupport | None = None
     workload: MirrorMakerWorkload = MirrorMakerWorkload()
 
     @property
@@ -443,17 +563,25 @@ class MirrorMakerSettings(BaseModel):
         return min(3, self.units)
 
     @property
-    def exactly_once_support(self) -> ExactlyOnceSupport:
+    def exactly_once_support(self) -> _ExactlyOnceSupport:
         """The worker's `exactly.once.source.support`."""
         if self.exactly_once_mode is not None:
             return self.exactly_once_mode
         return "enabled" if self.config.exactly_once else "disabled"
 
+    def mm2_properties(self) -> str:
+        """This node's `mm2.properties`; every value is properties-escaped."""
+        return _render_mm2_properties(self)
+
+    def pebble_layer(self) -> ops.pebble.LayerDict:
+        """The Pebble layer of this node's running `mirrormaker` service."""
+        return _mirrormaker_layer(self)
+
 
 # Rendering ------------------------------------------------------------------------------------
 
 
-def jaas_escape(value: str) -> str:
+def _jaas_escape(value: str) -> str:
     r"""Quote a value for a JAAS option between double quotes.
 
     Kafka parses `sasl.jaas.config` with `java.io.StreamTokenizer`: inside quotes a backslash
@@ -464,7 +592,7 @@ def jaas_escape(value: str) -> str:
     )
 
 
-def properties_escape(value: str) -> str:
+def _properties_escape(value: str) -> str:
     r"""Escape the value of a `key=value` line so `java.util.Properties.load` reads it intact.
 
     After the separator only backslashes, line breaks and leading blanks are special. The file
@@ -493,10 +621,10 @@ def properties_escape(value: str) -> str:
 def _property_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    return properties_escape(str(value))
+    return _properties_escape(str(value))
 
 
-MM2_TEMPLATE = """\
+_MM2_TEMPLATE = """\
 # Rendered by the kafka_k8s mirrormaker charm library. Changes made by hand are overwritten.
 # One node of a dedicated MirrorMaker 2 cluster, started with `--clusters {{ target }}`: it
 # runs only the flow into {{ target }}, and writes nothing to {{ source }}.
@@ -583,7 +711,7 @@ offset.storage.replication.factor={{ rf }}
 status.storage.replication.factor={{ rf }}
 """
 
-JMX_RULES = """\
+_JMX_RULES = """\
 # Prometheus JMX exporter rules for MirrorMaker 2, rendered by the kafka_k8s mirrormaker library.
 lowercaseOutputName: true
 lowercaseOutputLabelNames: true
@@ -648,24 +776,24 @@ _ENVIRONMENT = jinja2.Environment(
 )
 
 
-_MM2 = _ENVIRONMENT.from_string(MM2_TEMPLATE)
+_MM2 = _ENVIRONMENT.from_string(_MM2_TEMPLATE)
 
 
-def render_mm2_properties(settings: MirrorMakerSettings) -> str:
+def _render_mm2_properties(settings: MirrorMakerSettings) -> str:
     """Render `mm2.properties` for one MirrorMaker node; every value is properties-escaped."""
     return _MM2.render(
         settings=settings,
         config=settings.config,
         workload=settings.workload,
         unit_host=settings.unit_host,
-        source=SOURCE_ALIAS,
-        target=TARGET_ALIAS,
-        policy_class=POLICY_CLASSES[settings.config.replication_policy],
+        source=_SOURCE_ALIAS,
+        target=_TARGET_ALIAS,
+        policy_class=_POLICY_CLASSES[settings.config.replication_policy],
         rf=settings.replication_factor,
     )
 
 
-def mirrormaker_layer(settings: MirrorMakerSettings) -> ops.pebble.LayerDict:
+def _mirrormaker_layer(settings: MirrorMakerSettings) -> ops.pebble.LayerDict:
     """The Pebble layer of a running `mirrormaker` service.
 
     `MirrorMakerService.stop` overrides `startup` to `disabled` once the migration stops.
@@ -676,7 +804,7 @@ def mirrormaker_layer(settings: MirrorMakerSettings) -> ops.pebble.LayerDict:
     return {
         "summary": "MirrorMaker 2",
         "services": {
-            SERVICE: {
+            _SERVICE: {
                 "override": "replace",
                 "summary": "MirrorMaker 2 node migrating the source cluster into this one",
                 "command": workload.command,
@@ -704,7 +832,7 @@ def mirrormaker_layer(settings: MirrorMakerSettings) -> ops.pebble.LayerDict:
 # Peer state ------------------------------------------------------------------------------------
 
 
-class MigrationRequest(BaseModel):
+class _MigrationRequest(BaseModel):
     """What an operator last asked for, as a unit recorded it in its peer databag.
 
     Requests are ordered by `seq` (one more than the newest the acting unit had seen), then by
@@ -713,7 +841,7 @@ class MigrationRequest(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    state: RequestedState = "stopped"
+    state: _RequestedState = "stopped"
     seq: int = 0
     at: int = 0
     by: str = ""
@@ -729,19 +857,19 @@ class UnitState(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     service: str = "absent"
-    exactly_once: ExactlyOnceSupport = Field(
+    exactly_once: _ExactlyOnceSupport = Field(
         default="disabled",
         validation_alias=AliasChoices("exactly-once", "exactly_once"),
         serialization_alias="exactly-once",
     )
 
 
-def newest_request(requests: Iterable[MigrationRequest]) -> MigrationRequest:
+def _newest_request(requests: Iterable[_MigrationRequest]) -> _MigrationRequest:
     """The request every unit follows: the newest one, or `stopped` when there is none."""
-    return max(requests, key=MigrationRequest.order, default=MigrationRequest())
+    return max(requests, key=_MigrationRequest.order, default=_MigrationRequest())
 
 
-def exactly_once_mode(wanted: bool, peers: Iterable[UnitState]) -> ExactlyOnceSupport:
+def _exactly_once_mode(wanted: bool, peers: Iterable[UnitState]) -> _ExactlyOnceSupport:
     """The exactly-once support this node may run with.
 
     An existing MirrorMaker cluster must go through `preparing` on every node before any node
@@ -757,7 +885,7 @@ def exactly_once_mode(wanted: bool, peers: Iterable[UnitState]) -> ExactlyOnceSu
 # The workload ---------------------------------------------------------------------------------
 
 
-def push_if_changed(
+def _push_if_changed(
     container: ops.Container,
     path: PurePosixPath,
     content: str,
@@ -799,17 +927,28 @@ class MirrorMakerService:
 
     def _write(self, path: PurePosixPath, content: str, *, secret: bool) -> bool:
         workload = self.workload
-        return push_if_changed(
+        return _push_if_changed(
             self.container, path, content, secret=secret, user=workload.user, group=workload.group
         )
 
     def state(self) -> str:
         """The Pebble state of the service: active, inactive, backoff, error, or absent."""
-        services = self.container.get_services(SERVICE)
-        if SERVICE not in services:
+        services = self.container.get_services(_SERVICE)
+        if _SERVICE not in services:
             return "absent"
-        current = services[SERVICE].current  # "backoff" is not in ops' enum
+        current = services[_SERVICE].current  # "backoff" is not in ops' enum
         return current.value if isinstance(current, ops.pebble.ServiceStatus) else str(current)
+
+    def configure(self, settings: MirrorMakerSettings) -> bool:
+        """Write the files MirrorMaker reads: `mm2.properties` (0600) and its JMX rules.
+
+        Returns:
+            Whether `mm2.properties` changed.
+        """
+        self._write(self.workload.jmx_config, _JMX_RULES, secret=False)
+        return self._write(
+            self.workload.mm2_properties, _render_mm2_properties(settings), secret=True
+        )
 
     def run(self, settings: MirrorMakerSettings) -> None:
         """Write the files and bring the service up; restart it when its files or layer changed.
@@ -817,30 +956,27 @@ class MirrorMakerService:
         Raises:
             ops.pebble.ChangeError: if Pebble cannot start the service.
         """
-        self._write(self.workload.jmx_config, JMX_RULES, secret=False)
-        changed = self._write(
-            self.workload.mm2_properties, render_mm2_properties(settings), secret=True
-        )
-        before = self.container.get_plan().services.get(SERVICE)
-        self.container.add_layer(SERVICE, mirrormaker_layer(settings), combine=True)
-        after = self.container.get_plan().services.get(SERVICE)
+        changed = self.configure(settings)
+        before = self.container.get_plan().services.get(_SERVICE)
+        self.container.add_layer(_SERVICE, _mirrormaker_layer(settings), combine=True)
+        after = self.container.get_plan().services.get(_SERVICE)
         layer_changed = before is None or after is None or before.to_dict() != after.to_dict()
         state = self.state()
         if state in ("active", "backoff"):
             if changed or layer_changed:
-                self.container.restart(SERVICE)
+                self.container.restart(_SERVICE)
         else:
-            self.container.start(SERVICE)
+            self.container.start(_SERVICE)
 
     def stop(self) -> None:
         """Stop the service, keep it from starting with the container, remove its secrets."""
-        if SERVICE in self.container.get_plan().services:
+        if _SERVICE in self.container.get_plan().services:
             disabled: ops.pebble.LayerDict = {
-                "services": {SERVICE: {"override": "merge", "startup": "disabled"}}
+                "services": {_SERVICE: {"override": "merge", "startup": "disabled"}}
             }
-            self.container.add_layer(SERVICE, disabled, combine=True)
+            self.container.add_layer(_SERVICE, disabled, combine=True)
             if self.state() in ("active", "backoff"):
-                self.container.stop(SERVICE)
+                self.container.stop(_SERVICE)
         if self.container.exists(self.workload.mm2_properties):
             self.container.remove_path(self.workload.mm2_properties)
 
@@ -848,7 +984,7 @@ class MirrorMakerService:
 # Admin queries ---------------------------------------------------------------------------------
 
 
-def client_config(cluster: KafkaCluster, timeout: float = CLIENT_TIMEOUT) -> dict[str, Any]:
+def _client_config(cluster: KafkaCluster, timeout: float = _CLIENT_TIMEOUT) -> dict[str, Any]:
     """A confluent-kafka configuration for a cluster, with bounded socket timeouts."""
     config: dict[str, Any] = {
         "bootstrap.servers": cluster.bootstrap,
@@ -866,7 +1002,9 @@ def client_config(cluster: KafkaCluster, timeout: float = CLIENT_TIMEOUT) -> dic
     return config
 
 
-def kafka_python_config(cluster: KafkaCluster, timeout: float = CLIENT_TIMEOUT) -> dict[str, Any]:
+def _kafka_python_config(
+    cluster: KafkaCluster, timeout: float = _CLIENT_TIMEOUT
+) -> dict[str, Any]:
     """The same cluster and login as `client_config`, for kafka-python."""
     config: dict[str, Any] = {
         "bootstrap_servers": list(cluster.bootstrap_servers),
@@ -883,21 +1021,21 @@ def kafka_python_config(cluster: KafkaCluster, timeout: float = CLIENT_TIMEOUT) 
     return config
 
 
-def _commits_on(offsets: Mapping[Any, Any], topics: Collection[str]) -> GroupCommits:
+def _commits_on(offsets: Mapping[Any, Any], topics: Collection[str]) -> _GroupCommits:
     """A group's commits (kafka-python's partition to offset map) on these topics only."""
-    commits: GroupCommits = {}
+    commits: _GroupCommits = {}
     for partition, committed in offsets.items():
         if partition.topic in topics and committed.offset >= 0:
             commits.setdefault(partition.topic, {})[partition.partition] = committed.offset
     return commits
 
 
-def is_internal_topic(topic: str) -> bool:
+def _is_internal_topic(topic: str) -> bool:
     """Topics MirrorMaker never replicates, whatever the filters say."""
     return topic.startswith(("__", ".")) or topic.endswith((".internal", "-internal"))
 
 
-def select(names: Iterable[str], include: Sequence[str], exclude: Sequence[str]) -> list[str]:
+def _select(names: Iterable[str], include: Sequence[str], exclude: Sequence[str]) -> list[str]:
     """The names the include patterns match in full and the exclude patterns do not, sorted."""
     included = re.compile("|".join(f"(?:{p})" for p in include)) if include else None
     excluded = re.compile("|".join(f"(?:{p})" for p in exclude)) if exclude else None
@@ -928,7 +1066,7 @@ def _error_text(error: object) -> tuple[str, bool]:
     return str(error), False
 
 
-class TopicOffsets(BaseModel):
+class _TopicOffsets(BaseModel):
     """Where each partition of a topic starts and ends on one cluster."""
 
     model_config = ConfigDict(frozen=True)
@@ -946,7 +1084,7 @@ class TopicOffsets(BaseModel):
         return sum(max(0, end - start) for start, end in zip(self.start, self.end, strict=True))
 
 
-class ConnectorState(BaseModel):
+class _ConnectorState(BaseModel):
     """What Kafka Connect last recorded for one MirrorMaker connector (`task` None) or task."""
 
     model_config = ConfigDict(frozen=True)
@@ -957,11 +1095,11 @@ class ConnectorState(BaseModel):
     trace: str | None = Field(default=None, repr=False)
 
 
-GroupCommits = dict[str, dict[int, int]]
+_GroupCommits = dict[str, dict[int, int]]
 """A consumer group's committed offsets: topic, then partition, then offset."""
 
 
-def source_from_secret(
+def _source_from_secret(
     content: Mapping[str, str],
     bootstrap_servers: Sequence[str],
     *,
@@ -973,7 +1111,7 @@ def source_from_secret(
     Raises:
         SourceError: naming `option` and the key that is missing, unknown or invalid.
     """
-    unknown = sorted(set(content) - set(SECRET_KEYS))
+    unknown = sorted(set(content) - set(_SECRET_KEYS))
     missing = [key for key in ("username", "password") if not content.get(key)]
     if unknown or missing:
         problems = [f"missing key {', '.join(missing)}"] if missing else []
@@ -985,11 +1123,11 @@ def source_from_secret(
     mechanism = content.get("sasl-mechanism", "SCRAM-SHA-512")
     protocol = content.get("security-protocol", "SASL_PLAINTEXT")
     ca = content.get("ca") or None
-    if mechanism not in SASL_MECHANISMS:
-        raise SourceError(f"{option}: sasl-mechanism must be one of {', '.join(SASL_MECHANISMS)}")
-    if protocol not in SECURITY_PROTOCOLS:
+    if mechanism not in _SASL_MECHANISMS:
+        raise SourceError(f"{option}: sasl-mechanism must be one of {', '.join(_SASL_MECHANISMS)}")
+    if protocol not in _SECURITY_PROTOCOLS:
         raise SourceError(
-            f"{option}: security-protocol must be one of {', '.join(SECURITY_PROTOCOLS)}"
+            f"{option}: security-protocol must be one of {', '.join(_SECURITY_PROTOCOLS)}"
         )
     if ca is not None and "-----BEGIN CERTIFICATE-----" not in ca:
         raise SourceError(f"{option}: ca must be a PEM certificate")
@@ -1008,7 +1146,7 @@ def source_from_secret(
     )
 
 
-def source_from_relation(
+def _source_from_relation(
     name: str,
     *,
     endpoints: str,
@@ -1083,15 +1221,15 @@ class _GroupOffsetsClient(KafkaAdminClient):
         return cast(Any, super()).list_group_offsets(groups)
 
 
-class ClusterClient:
+class _ClusterClient:
     """Read-only queries against one cluster, each bounded by a timeout."""
 
-    def __init__(self, cluster: KafkaCluster, role: str, timeout: float = CLIENT_TIMEOUT):
+    def __init__(self, cluster: KafkaCluster, role: str, timeout: float = _CLIENT_TIMEOUT):
         self.role = role
         self.cluster = cluster
         self.timeout = timeout
         self._on_error = _LoginRefusal()
-        config = client_config(cluster, timeout)
+        config = _client_config(cluster, timeout)
         config["error_cb"] = self._on_error
         self._admin = AdminClient(config)
 
@@ -1108,7 +1246,7 @@ class ClusterClient:
                 refused=True,
             )
         if self._on_error.tls_failure is not None:
-            ca = TLS_CA_SOURCES.get(self.role, "its CA")
+            ca = _TLS_CA_SOURCES.get(self.role, "its CA")
             detail = _clip(self._on_error.tls_failure, 120)
             return ClusterUnreachableError(
                 f"{where}: TLS handshake failed, the CA ({ca}) did not verify its certificate: "
@@ -1187,7 +1325,7 @@ class ClusterClient:
             return {}
         return self._list_offsets(topics, cast(OffsetSpec, OffsetSpec.latest()))
 
-    def offsets(self, topics: Mapping[str, int]) -> dict[str, TopicOffsets]:
+    def offsets(self, topics: Mapping[str, int]) -> dict[str, _TopicOffsets]:
         """Where every partition of these topics starts and ends; two batched requests.
 
         Raises:
@@ -1198,13 +1336,13 @@ class ClusterClient:
         starts = self._list_offsets(topics, cast(OffsetSpec, OffsetSpec.earliest()))
         ends = self.end_offsets(topics)
         return {
-            topic: TopicOffsets(start=tuple(starts[topic]), end=tuple(ends[topic]))
+            topic: _TopicOffsets(start=tuple(starts[topic]), end=tuple(ends[topic]))
             for topic in topics
         }
 
     def committed_offsets(
         self, groups: Sequence[str], topics: Collection[str]
-    ) -> dict[str, GroupCommits]:
+    ) -> dict[str, _GroupCommits]:
         """The committed offsets of each consumer group on these topics; absent groups have none.
 
         Asked with kafka-python, in one request per group coordinator. librdkafka's admin call
@@ -1220,7 +1358,7 @@ class ClusterClient:
             return {}
         deadline = time.monotonic() + self.timeout + 5
         try:
-            admin = _GroupOffsetsClient(**kafka_python_config(self.cluster, self.timeout))
+            admin = _GroupOffsetsClient(**_kafka_python_config(self.cluster, self.timeout))
         except (kafka_errors.KafkaError, OSError) as error:
             raise self._refused_or_unreachable(error) from None
         try:
@@ -1250,7 +1388,7 @@ class ClusterClient:
             ClusterUnreachableError: if the cluster does not answer in time.
         """
         described: dict[str, tuple[str, int]] = {}
-        for batch in _batches(groups, GROUP_BATCH):
+        for batch in _batches(groups, _GROUP_BATCH):
             futures = self._admin.describe_consumer_groups(
                 list(batch), request_timeout=self.timeout
             )
@@ -1258,7 +1396,7 @@ class ClusterClient:
                 described[group] = (description.state.name.lower(), len(description.members))
         return described
 
-    def connector_states(self, source_alias: str) -> list[ConnectorState]:
+    def connector_states(self, source_alias: str) -> list[_ConnectorState]:
         """The state of every MirrorMaker connector and task of the flow from `source_alias`.
 
         Read from Kafka Connect's own records on this (the target) cluster, as its REST API
@@ -1273,10 +1411,10 @@ class ClusterClient:
         Raises:
             ClusterUnreachableError: if the topics cannot be read in time.
         """
-        config = client_config(self.cluster, self.timeout)
+        config = _client_config(self.cluster, self.timeout)
         config.update(
             {
-                "group.id": STATUS_READER_GROUP,
+                "group.id": _STATUS_READER_GROUP,
                 "enable.auto.commit": False,
                 "enable.partition.eof": True,
                 "fetch.wait.max.ms": 20,
@@ -1294,7 +1432,7 @@ class ClusterClient:
             raise self._unreachable(error) from None
         finally:
             consumer.close()
-        return connector_states(latest[configs], latest[statuses])
+        return _connector_states(latest[configs], latest[statuses])
 
     def _read_compacted(
         self, consumer: Consumer, topics: Sequence[str]
@@ -1343,9 +1481,9 @@ def _json_object(value: bytes | None) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
-def connector_states(
+def _connector_states(
     configs: Mapping[str, bytes | None], statuses: Mapping[str, bytes | None]
-) -> list[ConnectorState]:
+) -> list[_ConnectorState]:
     """Each live connector and each of its current tasks, from Connect's config and status topics.
 
     Args:
@@ -1363,7 +1501,7 @@ def connector_states(
         connector = key.removeprefix("connector-")
         recorded = _json_object(statuses.get(f"status-connector-{connector}"))
         states.append(
-            ConnectorState(
+            _ConnectorState(
                 connector=connector,
                 state=str(recorded.get("state", "UNASSIGNED")),
                 trace=recorded.get("trace"),
@@ -1373,7 +1511,7 @@ def connector_states(
         for task in range(int(tasks) if isinstance(tasks, int) else 0):
             recorded = _json_object(statuses.get(f"status-task-{connector}-{task}"))
             states.append(
-                ConnectorState(
+                _ConnectorState(
                     connector=connector,
                     task=task,
                     state=str(recorded.get("state", "UNASSIGNED")),
@@ -1384,8 +1522,8 @@ def connector_states(
 
 
 def _listed(names: Sequence[str]) -> str:
-    shown = ", ".join(names[:MAX_LISTED])
-    return f"{shown}, ... ({len(names) - MAX_LISTED} more)" if len(names) > MAX_LISTED else shown
+    shown = ", ".join(names[:_MAX_LISTED])
+    return f"{shown}, ... ({len(names) - _MAX_LISTED} more)" if len(names) > _MAX_LISTED else shown
 
 
 # Migration status ------------------------------------------------------------------------------
@@ -1409,7 +1547,7 @@ class _ReportPart(BaseModel):
         return self.model_dump(mode="json", by_alias=True)
 
 
-class PartitionLag(_ReportPart):
+class _PartitionLag(_ReportPart):
     """One partition of a topic on both clusters."""
 
     partition: int
@@ -1420,7 +1558,7 @@ class PartitionLag(_ReportPart):
     lag: int
 
 
-class TopicLag(_ReportPart):
+class _TopicLag(_ReportPart):
     """How far the target is behind the source on one topic.
 
     `lag` counts, per partition, the records the source holds (end minus start offset) that
@@ -1440,7 +1578,7 @@ class TopicLag(_ReportPart):
     lag: int
 
 
-class GroupTopicLag(_ReportPart):
+class _GroupTopicLag(_ReportPart):
     """A consumer group's committed offsets on one topic, on both clusters."""
 
     topic: str
@@ -1451,7 +1589,7 @@ class GroupTopicLag(_ReportPart):
     lag: int
 
 
-class GroupLag(_ReportPart):
+class _GroupLag(_ReportPart):
     """A consumer group: how much further behind it would be on the target than on the source.
 
     Per partition, `lag` is the records ahead of the group's committed offset on the target
@@ -1466,10 +1604,10 @@ class GroupLag(_ReportPart):
     active: bool
     lag: int
     synced: bool
-    topics: list[GroupTopicLag]
+    topics: list[_GroupTopicLag]
 
 
-class TaskStatus(_ReportPart):
+class _TaskStatus(_ReportPart):
     """A connector (`task` None) or a task of MirrorMaker, as Kafka Connect records it."""
 
     connector: str
@@ -1479,16 +1617,16 @@ class TaskStatus(_ReportPart):
     error: str | None
 
 
-class ConnectorStatus(_ReportPart):
+class _ConnectorStatus(_ReportPart):
     """A MirrorMaker connector and its tasks."""
 
     connector: str
     state: str
     error: str | None
-    tasks: list[TaskStatus]
+    tasks: list[_TaskStatus]
 
 
-class UnitStatus(_ReportPart):
+class _UnitStatus(_ReportPart):
     """The MirrorMaker service of one unit, as the unit published it."""
 
     unit: str
@@ -1496,7 +1634,7 @@ class UnitStatus(_ReportPart):
     exactly_once: str
 
 
-class ClusterProblem(_ReportPart):
+class _ClusterProblem(_ReportPart):
     """A cluster that could not be queried: `refused` when it turned the login down."""
 
     role: str
@@ -1504,7 +1642,7 @@ class ClusterProblem(_ReportPart):
     refused: bool = False
 
 
-class GroupOffsets(BaseModel):
+class _GroupOffsets(BaseModel):
     """A consumer group on the source: its state, members and committed offsets."""
 
     model_config = ConfigDict(frozen=True)
@@ -1512,10 +1650,10 @@ class GroupOffsets(BaseModel):
     group: str
     state: str = "unknown"
     members: int = 0
-    offsets: GroupCommits = Field(default_factory=dict)
+    offsets: _GroupCommits = Field(default_factory=dict)
 
 
-class MigrationSnapshot(BaseModel):
+class _MigrationSnapshot(BaseModel):
     """What the migration status is computed from, as fetched from both clusters and the peers.
 
     `source_topics` holds the migrated topics only; `target_topics` the copies of those that
@@ -1525,13 +1663,13 @@ class MigrationSnapshot(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    source_topics: dict[str, TopicOffsets] = Field(default_factory=dict)
-    target_topics: dict[str, TopicOffsets] = Field(default_factory=dict)
-    source_groups: list[GroupOffsets] = Field(default_factory=list)
-    target_groups: dict[str, GroupCommits] = Field(default_factory=dict)
-    connectors: list[ConnectorState] | None = None
+    source_topics: dict[str, _TopicOffsets] = Field(default_factory=dict)
+    target_topics: dict[str, _TopicOffsets] = Field(default_factory=dict)
+    source_groups: list[_GroupOffsets] = Field(default_factory=list)
+    target_groups: dict[str, _GroupCommits] = Field(default_factory=dict)
+    connectors: list[_ConnectorState] | None = None
     units: dict[str, UnitState] | None = None
-    problems: list[ClusterProblem] = Field(default_factory=list)
+    problems: list[_ClusterProblem] = Field(default_factory=list)
 
 
 class MigrationReport(_ReportPart):
@@ -1541,12 +1679,12 @@ class MigrationReport(_ReportPart):
     lag_threshold: int
     topic: str | None
     sync_group_offsets: bool
-    problems: list[ClusterProblem]
-    topics: list[TopicLag]
-    partitions: list[PartitionLag]
-    groups: list[GroupLag]
-    connectors: list[ConnectorStatus] | None
-    units: list[UnitStatus] | None
+    problems: list[_ClusterProblem]
+    topics: list[_TopicLag]
+    partitions: list[_PartitionLag]
+    groups: list[_GroupLag]
+    connectors: list[_ConnectorStatus] | None
+    units: list[_UnitStatus] | None
     reasons: list[str]
 
     @property
@@ -1569,13 +1707,17 @@ class MigrationReport(_ReportPart):
         """Whether clients can switch now: nothing lags, nothing failed, everything runs."""
         return not self.reasons
 
-    def failed(self) -> TaskStatus | None:
+    def failed(self) -> _TaskStatus | None:
         """The first failed connector or task, if any."""
         for connector in self.connectors or ():
             for task in _with_connector(connector):
                 if task.state == "FAILED":
                     return task
         return None
+
+    def results(self, *, table: bool = False) -> dict[str, Any]:
+        """The report as `migration-status` action results (see `charmcraft.yaml`)."""
+        return _report_results(self, table=table)
 
     def summary(self) -> tuple[Literal["active", "blocked"], str]:
         """The status to show while migrating: its kind and message."""
@@ -1601,7 +1743,7 @@ def _count(number: int, noun: str) -> str:
     return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
-def _clip(text: str, limit: int = STATUS_CHARS) -> str:
+def _clip(text: str, limit: int = _STATUS_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -1611,7 +1753,7 @@ def _short_exception(line: str) -> str:
     return name.rsplit(".", 1)[-1] + colon + message
 
 
-def trace_summary(trace: str | None) -> str | None:
+def _trace_summary(trace: str | None) -> str | None:
     """A Java stack trace as one line: the exception and its root cause, without packages."""
     if not trace:
         return None
@@ -1620,17 +1762,17 @@ def trace_summary(trace: str | None) -> str | None:
     causes = [line.removeprefix("Caused by: ") for line in lines if line.startswith("Caused by:")]
     if causes:
         summary += f"; caused by {_short_exception(causes[-1])}"
-    return _clip(summary, ERROR_CHARS)
+    return _clip(summary, _ERROR_CHARS)
 
 
-def partition_lags(source: TopicOffsets, target: TopicOffsets | None) -> list[PartitionLag]:
+def _partition_lags(source: _TopicOffsets, target: _TopicOffsets | None) -> list[_PartitionLag]:
     """Per partition: the offsets on both clusters and the records the target lacks."""
     lags = []
     for partition, (start, end) in enumerate(zip(source.start, source.end, strict=True)):
         present = target is not None and partition < len(target.end)
         copied = target.records(partition) if target is not None and present else 0
         lags.append(
-            PartitionLag(
+            _PartitionLag(
                 partition=partition,
                 source_start_offset=start,
                 source_end_offset=end,
@@ -1642,27 +1784,27 @@ def partition_lags(source: TopicOffsets, target: TopicOffsets | None) -> list[Pa
     return lags
 
 
-Offsets = TopicOffsets | Sequence[int]
+_Offsets = _TopicOffsets | Sequence[int]
 """A topic's offsets, or only its end offsets (then its partitions are taken to start at 0)."""
 
 
-def _offsets(offsets: Offsets | None) -> TopicOffsets | None:
-    if offsets is None or isinstance(offsets, TopicOffsets):
+def _offsets(offsets: _Offsets | None) -> _TopicOffsets | None:
+    if offsets is None or isinstance(offsets, _TopicOffsets):
         return offsets
-    return TopicOffsets(start=(0,) * len(offsets), end=tuple(offsets))
+    return _TopicOffsets(start=(0,) * len(offsets), end=tuple(offsets))
 
 
-def topic_lags(
-    source: Mapping[str, Offsets], target: Mapping[str, Offsets], config: MigrationConfig
-) -> list[TopicLag]:
+def _topic_lags(
+    source: Mapping[str, _Offsets], target: Mapping[str, _Offsets], config: MigrationConfig
+) -> list[_TopicLag]:
     """Per source topic: its offsets on both clusters and the records the target lacks."""
     lags = []
     for topic, given in sorted(source.items()):
         name = config.target_topic(topic)
-        offsets = cast(TopicOffsets, _offsets(given))
+        offsets = cast(_TopicOffsets, _offsets(given))
         copied = _offsets(target.get(name))
         lags.append(
-            TopicLag(
+            _TopicLag(
                 topic=topic,
                 target_topic=name,
                 partitions=len(offsets.end),
@@ -1670,7 +1812,7 @@ def topic_lags(
                 target_end_offset=sum(copied.end) if copied is not None else None,
                 source_records=offsets.total_records,
                 target_records=copied.total_records if copied is not None else 0,
-                lag=sum(lag.lag for lag in partition_lags(offsets, copied)),
+                lag=sum(lag.lag for lag in _partition_lags(offsets, copied)),
             )
         )
     return lags
@@ -1680,9 +1822,9 @@ def _group_topic_lag(
     topic: str,
     committed: Mapping[int, int],
     translated: Mapping[int, int],
-    source: TopicOffsets,
-    target: TopicOffsets | None,
-) -> GroupTopicLag:
+    source: _TopicOffsets,
+    target: _TopicOffsets | None,
+) -> _GroupTopicLag:
     lag = missing = 0
     for partition, offset in committed.items():
         if partition >= len(source.end):
@@ -1695,7 +1837,7 @@ def _group_topic_lag(
         ahead_on_target = max(0, target.end[partition] - position)
         ahead_on_source = max(0, source.end[partition] - offset)
         lag += max(0, ahead_on_target - ahead_on_source)
-    return GroupTopicLag(
+    return _GroupTopicLag(
         topic=topic,
         partitions=len(committed),
         source_committed=sum(committed.values()),
@@ -1705,12 +1847,12 @@ def _group_topic_lag(
     )
 
 
-def group_lag(
-    group: GroupOffsets,
-    snapshot: MigrationSnapshot,
+def _group_lag(
+    group: _GroupOffsets,
+    snapshot: _MigrationSnapshot,
     config: MigrationConfig,
     lag_threshold: int,
-) -> GroupLag:
+) -> _GroupLag:
     """A source group's lag on the target, over the migrated topics it committed offsets on."""
     translated = snapshot.target_groups.get(group.group, {})
     topics = []
@@ -1722,7 +1864,7 @@ def group_lag(
         target = snapshot.target_topics.get(name)
         topics.append(_group_topic_lag(topic, committed, translated.get(name, {}), source, target))
     lag = sum(topic.lag for topic in topics)
-    return GroupLag(
+    return _GroupLag(
         group=group.group,
         state=group.state,
         members=group.members,
@@ -1733,7 +1875,7 @@ def group_lag(
     )
 
 
-def connector_statuses(states: Sequence[ConnectorState]) -> list[ConnectorStatus]:
+def _connector_statuses(states: Sequence[_ConnectorState]) -> list[_ConnectorStatus]:
     """The connectors with their tasks, in name order."""
     connectors = []
     for connector in sorted({state.connector for state in states}):
@@ -1741,17 +1883,17 @@ def connector_statuses(states: Sequence[ConnectorState]) -> list[ConnectorStatus
         tasks = sorted((s for s in own if s.task is not None), key=lambda s: s.task or 0)
         level = next((s for s in own if s.task is None), None)
         connectors.append(
-            ConnectorStatus(
+            _ConnectorStatus(
                 connector=connector,
                 state=level.state if level else "UNASSIGNED",
-                error=trace_summary(level.trace) if level else None,
+                error=_trace_summary(level.trace) if level else None,
                 tasks=[
-                    TaskStatus(
+                    _TaskStatus(
                         connector=connector,
                         task=task.task,
                         name=f"{connector}-{task.task}",
                         state=task.state,
-                        error=trace_summary(task.trace),
+                        error=_trace_summary(task.trace),
                     )
                     for task in tasks
                 ],
@@ -1760,9 +1902,9 @@ def connector_statuses(states: Sequence[ConnectorState]) -> list[ConnectorStatus
     return connectors
 
 
-def _with_connector(connector: ConnectorStatus) -> list[TaskStatus]:
+def _with_connector(connector: _ConnectorStatus) -> list[_TaskStatus]:
     """The connector itself, as a task without number, then its tasks."""
-    itself = TaskStatus(
+    itself = _TaskStatus(
         connector=connector.connector,
         task=None,
         name=connector.connector,
@@ -1772,22 +1914,22 @@ def _with_connector(connector: ConnectorStatus) -> list[TaskStatus]:
     return [itself, *connector.tasks]
 
 
-def unit_statuses(units: Mapping[str, UnitState]) -> list[UnitStatus]:
+def _unit_statuses(units: Mapping[str, UnitState]) -> list[_UnitStatus]:
     """The units' published MirrorMaker states, in unit name order."""
     return [
-        UnitStatus(unit=name, service=state.service, exactly_once=state.exactly_once)
+        _UnitStatus(unit=name, service=state.service, exactly_once=state.exactly_once)
         for name, state in sorted(units.items())
     ]
 
 
 def _capped(reasons: list[str]) -> list[str]:
-    if len(reasons) <= MAX_REASONS:
+    if len(reasons) <= _MAX_REASONS:
         return reasons
-    return [*reasons[:MAX_REASONS], f"... and {len(reasons) - MAX_REASONS} more"]
+    return [*reasons[:_MAX_REASONS], f"... and {len(reasons) - _MAX_REASONS} more"]
 
 
 def _worker_reasons(
-    units: Sequence[UnitStatus] | None, connectors: Sequence[ConnectorStatus] | None
+    units: Sequence[_UnitStatus] | None, connectors: Sequence[_ConnectorStatus] | None
 ) -> list[str]:
     reasons = []
     if units is not None and not any(unit.service == "active" for unit in units):
@@ -1807,7 +1949,7 @@ def _worker_reasons(
 
 
 def _data_reasons(
-    topics: Sequence[TopicLag], groups: Sequence[GroupLag], lag_threshold: int
+    topics: Sequence[_TopicLag], groups: Sequence[_GroupLag], lag_threshold: int
 ) -> list[str]:
     reasons = []
     for topic in topics:
@@ -1826,8 +1968,8 @@ def _data_reasons(
     return reasons
 
 
-def build_report(
-    snapshot: MigrationSnapshot,
+def _build_report(
+    snapshot: _MigrationSnapshot,
     config: MigrationConfig,
     *,
     source: str,
@@ -1843,18 +1985,18 @@ def build_report(
         lag_threshold: records a topic or a group may lag and still be ready for cutover.
         topic: the one source topic the snapshot was fetched for, to detail its partitions.
     """
-    topics = topic_lags(snapshot.source_topics, snapshot.target_topics, config)
+    topics = _topic_lags(snapshot.source_topics, snapshot.target_topics, config)
     groups = [
-        group_lag(group, snapshot, config, lag_threshold)
+        _group_lag(group, snapshot, config, lag_threshold)
         for group in sorted(snapshot.source_groups, key=lambda group: group.group)
     ]
     groups = [group for group in groups if group.topics]
-    connectors = None if snapshot.connectors is None else connector_statuses(snapshot.connectors)
-    units = None if snapshot.units is None else unit_statuses(snapshot.units)
+    connectors = None if snapshot.connectors is None else _connector_statuses(snapshot.connectors)
+    units = None if snapshot.units is None else _unit_statuses(snapshot.units)
     detailed = snapshot.source_topics.get(topic) if topic is not None else None
     partitions = []
     if topic is not None and detailed is not None:
-        partitions = partition_lags(
+        partitions = _partition_lags(
             detailed, snapshot.target_topics.get(config.target_topic(topic))
         )
     reasons = [problem.message for problem in snapshot.problems]
@@ -1878,19 +2020,19 @@ def build_report(
 
 
 def _fetch_source(
-    source: ClusterClient, config: MigrationConfig, topic: str | None
-) -> tuple[dict[str, TopicOffsets], list[GroupOffsets]]:
+    source: _ClusterClient, config: MigrationConfig, topic: str | None
+) -> tuple[dict[str, _TopicOffsets], list[_GroupOffsets]]:
     """The migrated topics' offsets, and the selected groups that committed on them."""
     partitions = source.topics()
-    selected = select(
-        [name for name in partitions if not is_internal_topic(name)],
+    selected = _select(
+        [name for name in partitions if not _is_internal_topic(name)],
         config.topics,
         config.topics_exclude,
     )
     if topic is not None:
         selected = [name for name in selected if name == topic]
     offsets = source.offsets({name: partitions[name] for name in selected})
-    groups = select(source.groups(), config.groups, config.groups_exclude)
+    groups = _select(source.groups(), config.groups, config.groups_exclude)
     committed = {
         group: commits
         for group, commits in source.committed_offsets(groups, offsets.keys()).items()
@@ -1898,7 +2040,7 @@ def _fetch_source(
     }
     described = source.describe_groups(list(committed)) if committed else {}
     return offsets, [
-        GroupOffsets(
+        _GroupOffsets(
             group=group,
             state=described.get(group, ("unknown", 0))[0],
             members=described.get(group, ("unknown", 0))[1],
@@ -1909,47 +2051,47 @@ def _fetch_source(
 
 
 def _fetch_target(
-    target: ClusterClient,
+    target: _ClusterClient,
     config: MigrationConfig,
-    topics: Mapping[str, TopicOffsets],
-    groups: Sequence[GroupOffsets],
-) -> tuple[dict[str, TopicOffsets], dict[str, GroupCommits], list[ConnectorState]]:
+    topics: Mapping[str, _TopicOffsets],
+    groups: Sequence[_GroupOffsets],
+) -> tuple[dict[str, _TopicOffsets], dict[str, _GroupCommits], list[_ConnectorState]]:
     """The copies' offsets, the groups' commits and MirrorMaker's connectors on the target."""
     existing = target.topics() if topics else {}
     names = {config.target_topic(topic) for topic in topics}
     offsets = target.offsets({name: n for name, n in existing.items() if name in names})
     commits = target.committed_offsets([group.group for group in groups], offsets.keys())
-    return offsets, commits, target.connector_states(SOURCE_ALIAS)
+    return offsets, commits, target.connector_states(_SOURCE_ALIAS)
 
 
-def _problem(client: ClusterClient, error: Exception) -> ClusterProblem:
+def _problem(client: _ClusterClient, error: Exception) -> _ClusterProblem:
     """A failed query as a problem of the report; a raw Kafka error gets the client's wording."""
     if not isinstance(error, ClusterUnreachableError):
         error = client._unreachable(error)
-    return ClusterProblem(role=client.role, message=error.message, refused=error.refused)
+    return _ClusterProblem(role=client.role, message=error.message, refused=error.refused)
 
 
-def fetch_snapshot(
-    source: ClusterClient,
-    target: ClusterClient,
+def _fetch_snapshot(
+    source: _ClusterClient,
+    target: _ClusterClient,
     config: MigrationConfig,
     *,
     topic: str | None = None,
     units: Mapping[str, UnitState] | None = None,
-) -> MigrationSnapshot:
+) -> _MigrationSnapshot:
     """Query both clusters for a migration report; a cluster that fails is a problem in it.
 
     Every query is bounded by the clients' timeouts; nothing here raises for a cluster.
     """
     problems = []
-    source_topics: dict[str, TopicOffsets] = {}
-    source_groups: list[GroupOffsets] = []
+    source_topics: dict[str, _TopicOffsets] = {}
+    source_groups: list[_GroupOffsets] = []
     try:
         source_topics, source_groups = _fetch_source(source, config, topic)
     except (ClusterUnreachableError, KafkaException) as error:
         problems.append(_problem(source, error))
-    target_topics: dict[str, TopicOffsets] = {}
-    target_groups: dict[str, GroupCommits] = {}
+    target_topics: dict[str, _TopicOffsets] = {}
+    target_groups: dict[str, _GroupCommits] = {}
     connectors = None
     try:
         target_topics, target_groups, connectors = _fetch_target(
@@ -1957,7 +2099,7 @@ def fetch_snapshot(
         )
     except (ClusterUnreachableError, KafkaException) as error:
         problems.append(_problem(target, error))
-    return MigrationSnapshot(
+    return _MigrationSnapshot(
         source_topics=source_topics,
         target_topics=target_topics,
         source_groups=source_groups,
@@ -1976,7 +2118,7 @@ def migration_report(
     units: Mapping[str, UnitState] | None = None,
     lag_threshold: int = 0,
     topic: str | None = None,
-    timeout: float = CLIENT_TIMEOUT,
+    timeout: float = _CLIENT_TIMEOUT,
 ) -> MigrationReport:
     """Query both clusters and report the migration, as `migration-status` does.
 
@@ -1991,14 +2133,14 @@ def migration_report(
     """
     config = config or MigrationConfig()
     name = source.name if isinstance(source, SourceCluster) else source.bootstrap
-    snapshot = fetch_snapshot(
-        ClusterClient(source, "source", timeout),
-        ClusterClient(target, "target", timeout),
+    snapshot = _fetch_snapshot(
+        _ClusterClient(source, "source", timeout),
+        _ClusterClient(target, "target", timeout),
         config,
         topic=topic,
         units=units,
     )
-    return build_report(snapshot, config, source=name, lag_threshold=lag_threshold, topic=topic)
+    return _build_report(snapshot, config, source=name, lag_threshold=lag_threshold, topic=topic)
 
 
 # Showing the report ------------------------------------------------------------------------------
@@ -2027,10 +2169,10 @@ def _or_dash(value: object) -> object:
     return "-" if value is None else value
 
 
-Row = tuple[object, ...]
+_Row = tuple[object, ...]
 
 
-def _topic_rows(report: MigrationReport) -> list[Row]:
+def _topic_rows(report: MigrationReport) -> list[_Row]:
     return [
         (
             t.topic,
@@ -2045,7 +2187,7 @@ def _topic_rows(report: MigrationReport) -> list[Row]:
     ]
 
 
-def _partition_rows(report: MigrationReport) -> list[Row]:
+def _partition_rows(report: MigrationReport) -> list[_Row]:
     return [
         (
             p.partition,
@@ -2059,7 +2201,7 @@ def _partition_rows(report: MigrationReport) -> list[Row]:
     ]
 
 
-def _group_rows(report: MigrationReport) -> list[Row]:
+def _group_rows(report: MigrationReport) -> list[_Row]:
     return [
         (
             g.group,
@@ -2076,11 +2218,11 @@ def _group_rows(report: MigrationReport) -> list[Row]:
     ]
 
 
-def _unit_rows(report: MigrationReport) -> list[Row]:
+def _unit_rows(report: MigrationReport) -> list[_Row]:
     return [(u.unit, u.service, u.exactly_once) for u in report.units or ()]
 
 
-def _task_rows(report: MigrationReport) -> list[Row]:
+def _task_rows(report: MigrationReport) -> list[_Row]:
     return [
         (t.name, t.state, t.error or "")
         for c in report.connectors or ()
@@ -2088,7 +2230,7 @@ def _task_rows(report: MigrationReport) -> list[Row]:
     ]
 
 
-_SECTIONS: tuple[tuple[str, Callable[[MigrationReport], list[Row]]], ...] = (
+_SECTIONS: tuple[tuple[str, Callable[[MigrationReport], list[_Row]]], ...] = (
     ("TOPIC|PARTITIONS|SOURCE END|TARGET END|SOURCE RECORDS|TARGET RECORDS|LAG", _topic_rows),
     ("PARTITION|SOURCE START|SOURCE END|TARGET START|TARGET END|LAG", _partition_rows),
     ("GROUP|ACTIVE|MEMBERS|TOPIC|SOURCE COMMITTED|TARGET COMMITTED|LAG|SYNCED", _group_rows),
@@ -2111,7 +2253,7 @@ def _json(items: Iterable[_ReportPart] | None) -> str:
     return json.dumps(None if items is None else [item.as_json() for item in items])
 
 
-def _unit_results(units: Iterable[UnitStatus]) -> dict[str, dict[str, str]]:
+def _unit_results(units: Iterable[_UnitStatus]) -> dict[str, dict[str, str]]:
     """Each unit's MirrorMaker state, keyed by the unit's name with `/` as `-`."""
     return {
         unit.unit.replace("/", "-"): {"service": unit.service, "exactly-once": unit.exactly_once}
@@ -2119,17 +2261,17 @@ def _unit_results(units: Iterable[UnitStatus]) -> dict[str, dict[str, str]]:
     }
 
 
-def unknown_results(message: str, units: Mapping[str, UnitState]) -> dict[str, Any]:
+def _unknown_results(message: str, units: Mapping[str, UnitState]) -> dict[str, Any]:
     """`migration-status` results when the migration is not configured well enough to query."""
     return {
         "summary": message,
         "ready-for-cutover": "false",
         "reasons": json.dumps([message]),
-        "units": _unit_results(unit_statuses(units)),
+        "units": _unit_results(_unit_statuses(units)),
     }
 
 
-def report_results(report: MigrationReport, *, table: bool = False) -> dict[str, Any]:
+def _report_results(report: MigrationReport, *, table: bool = False) -> dict[str, Any]:
     """The report as `migration-status` action results.
 
     Keys are hyphenated; lists of things named by topics, groups or connectors (names that are
@@ -2235,18 +2377,18 @@ class Migration(ops.Object):
         units = [self.model.unit, *relation.units]
         return {unit: value for unit in units if (value := relation.data[unit].get(key))}
 
-    def _requests(self) -> list[MigrationRequest]:
+    def _requests(self) -> list[_MigrationRequest]:
         requests = []
-        for raw in self._unit_data(REQUEST_KEY).values():
+        for raw in self._unit_data(_REQUEST_KEY).values():
             try:
-                requests.append(MigrationRequest.model_validate_json(raw))
+                requests.append(_MigrationRequest.model_validate_json(raw))
             except ValidationError:
                 continue
         return requests
 
     def _unit_states(self) -> dict[ops.Unit, UnitState]:
         states = {}
-        for unit, raw in self._unit_data(STATE_KEY).items():
+        for unit, raw in self._unit_data(_STATE_KEY).items():
             try:
                 states[unit] = UnitState.model_validate_json(raw)
             except ValidationError:
@@ -2254,9 +2396,9 @@ class Migration(ops.Object):
         return states
 
     @property
-    def requested_state(self) -> RequestedState:
+    def requested_state(self) -> _RequestedState:
         """Whether the operator last asked for the migration to run or to stop."""
-        return newest_request(self._requests()).state
+        return _newest_request(self._requests()).state
 
     def _external_source(self, config: MigrationConfig) -> SourceCluster:
         option = "mirrormaker-source-credentials"
@@ -2274,7 +2416,7 @@ class Migration(ops.Object):
                 f"{option}: secret {secret_id} not found or not granted: run "
                 f"`juju grant-secret {secret_id} {self.model.app.name}`"
             ) from None
-        return source_from_secret(
+        return _source_from_secret(
             content, config.source_bootstrap_servers, secret_id=secret_id, option=option
         )
 
@@ -2290,7 +2432,7 @@ class Migration(ops.Object):
         response = responses[0] if responses else None
         if response is None or not response.endpoints:
             raise NotReadyError(f"waiting for {name} to send credentials on {relation.name}")
-        return source_from_relation(
+        return _source_from_relation(
             name,
             endpoints=response.endpoints,
             username=response.username or "",
@@ -2353,7 +2495,7 @@ class Migration(ops.Object):
             config=config,
             unit_host=self._unit_host(),
             units=1 + (len(peers.units) if peers else 0),
-            exactly_once_mode=exactly_once_mode(config.exactly_once, states.values()),
+            exactly_once_mode=_exactly_once_mode(config.exactly_once, states.values()),
             workload=self.service.workload,
         )
 
@@ -2394,21 +2536,21 @@ class Migration(ops.Object):
             settings.target,
             settings.config,
             units=self._live_unit_states(),
-            timeout=STATUS_TIMEOUT,
+            timeout=_STATUS_TIMEOUT,
         )
         self._stored.summary = json.dumps(report.summary())
 
-    def _follow_newest_request(self) -> MigrationRequest:
+    def _follow_newest_request(self) -> _MigrationRequest:
         """The newest request, copied into this unit's databag so it outlives its author."""
-        request = newest_request(self._requests())
+        request = _newest_request(self._requests())
         relation = self._peers
         if relation is not None and request.seq > 0:
             raw = request.model_dump_json()
-            if relation.data[self.model.unit].get(REQUEST_KEY) != raw:
-                relation.data[self.model.unit][REQUEST_KEY] = raw
+            if relation.data[self.model.unit].get(_REQUEST_KEY) != raw:
+                relation.data[self.model.unit][_REQUEST_KEY] = raw
         return request
 
-    def _publish_state(self, mode: ExactlyOnceSupport | None) -> None:
+    def _publish_state(self, mode: _ExactlyOnceSupport | None) -> None:
         relation = self._peers
         if relation is None:
             return
@@ -2418,8 +2560,8 @@ class Migration(ops.Object):
             exactly_once=mode or previous.exactly_once,
         )
         raw = state.model_dump_json(by_alias=True)
-        if relation.data[self.model.unit].get(STATE_KEY) != raw:
-            relation.data[self.model.unit][STATE_KEY] = raw
+        if relation.data[self.model.unit].get(_STATE_KEY) != raw:
+            relation.data[self.model.unit][_STATE_KEY] = raw
 
     def status(self) -> ops.StatusBase | None:
         """The status to show for the migration, or `None` when there is nothing to say."""
@@ -2449,7 +2591,7 @@ class Migration(ops.Object):
 
     # Actions -----------------------------------------------------------------------------------
 
-    def _request(self, state: RequestedState) -> bool:
+    def _request(self, state: _RequestedState) -> bool:
         """Record a request in this unit's databag, unless it is already what all follow.
 
         Returns:
@@ -2459,13 +2601,13 @@ class Migration(ops.Object):
         if relation is None:
             raise NotReadyError("the peer relation is not there yet: retry in a minute")
         requests = self._requests()
-        newest = newest_request(requests)
+        newest = _newest_request(requests)
         if newest.state == state and newest.seq > 0:
             return False
-        request = MigrationRequest(
+        request = _MigrationRequest(
             state=state, seq=newest.seq + 1, at=time.time_ns(), by=self.model.unit.name
         )
-        relation.data[self.model.unit][REQUEST_KEY] = request.model_dump_json()
+        relation.data[self.model.unit][_REQUEST_KEY] = request.model_dump_json()
         return True
 
     def _on_start_migration(self, event: ops.ActionEvent) -> None:
@@ -2517,18 +2659,18 @@ class Migration(ops.Object):
     def _dry_run(self, event: ops.ActionEvent) -> None:
         try:
             settings = self.settings()
-            source = ClusterClient(settings.source, "source")
+            source = _ClusterClient(settings.source, "source")
             topics = source.topics()
             groups = source.groups()
-            ClusterClient(settings.target, "target").topics()
+            _ClusterClient(settings.target, "target").topics()
         except MigrationError as error:
             event.fail(error.message)
             return
         config = settings.config
-        selected = select(
-            [t for t in topics if not is_internal_topic(t)], config.topics, config.topics_exclude
+        selected = _select(
+            [t for t in topics if not _is_internal_topic(t)], config.topics, config.topics_exclude
         )
-        selected_groups = select(groups, config.groups, config.groups_exclude)
+        selected_groups = _select(groups, config.groups, config.groups_exclude)
         results: dict[str, object] = {
             "dry-run": "nothing was started",
             "source": f"{settings.source.name}: reachable, {len(topics)} topics, "
@@ -2568,7 +2710,7 @@ class Migration(ops.Object):
             settings = self.settings()
         except MigrationError as error:
             event.set_results(
-                {"requested": self.requested_state, **unknown_results(error.message, units)}
+                {"requested": self.requested_state, **_unknown_results(error.message, units)}
             )
             return
         report = migration_report(
@@ -2587,5 +2729,5 @@ class Migration(ops.Object):
             return
         table = event.params.get("format") == "table"
         event.set_results(
-            {"requested": self.requested_state, **report_results(report, table=table)}
+            {"requested": self.requested_state, **_report_results(report, table=table)}
         )

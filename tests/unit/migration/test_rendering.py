@@ -1,9 +1,15 @@
-"""Pure functions of the MirrorMaker charm library: rendering, layer, validation, peer logic."""
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
+"""Pure functions of the MirrorMaker charm library: rendering, layer, validation, peer logic.
+
+Rendered files are read back with `helpers.load_properties`, which parses `.properties` as
+Java does, and JAAS entries with `parse_jaas`, which parses them as Kafka does.
+"""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 import pytest
 import yaml
@@ -13,15 +19,14 @@ from charms.kafka_k8s.v0 import mirrormaker as mm
 from charms.kafka_k8s.v0.mirrormaker import (
     InvalidOptionError,
     MigrationConfig,
-    MigrationRequest,
     MirrorMakerSettings,
     MirrorMakerWorkload,
     SourceCluster,
     TargetCluster,
     UnitState,
+    _MigrationRequest,
 )
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.unit.helpers import REPO, load_properties, logical_lines
 
 CA = (
     "-----BEGIN CERTIFICATE-----\n"
@@ -49,80 +54,7 @@ HOSTILE = [
 ]
 
 
-# A reader of the .properties format, following java.util.Properties.load ----------------------
-
-
-def _logical_lines(text: str) -> list[str]:
-    """Java's `Properties.LineReader`: comments, blank lines and continuations."""
-    natural = re.split(r"\r\n|\r|\n", text)
-    lines: list[str] = []
-    current: str | None = None
-    for raw in natural:
-        line = raw.lstrip(" \t\f")
-        if current is None:
-            if not line or line[0] in "#!":
-                continue
-        trailing = len(line) - len(line.rstrip("\\"))
-        if trailing % 2 == 1:
-            current = (current or "") + line[:-1]
-            continue
-        lines.append((current or "") + line)
-        current = None
-    if current is not None:
-        lines.append(current)
-    return lines
-
-
-def _unescape(text: str) -> str:
-    """Java's `Properties.loadConvert`, then UTF-16 surrogate pairs joined."""
-    out: list[str] = []
-    index = 0
-    while index < len(text):
-        char = text[index]
-        index += 1
-        if char != "\\":
-            out.append(char)
-            continue
-        char = text[index]
-        index += 1
-        if char == "u":
-            digits = text[index : index + 4]
-            if len(digits) != 4 or not re.fullmatch(r"[0-9a-fA-F]{4}", digits):
-                raise ValueError(f"Malformed \\uxxxx encoding: {digits!r}")
-            out.append(chr(int(digits, 16)))
-            index += 4
-        else:
-            out.append({"t": "\t", "r": "\r", "n": "\n", "f": "\f"}.get(char, char))
-    return "".join(out).encode("utf-16", "surrogatepass").decode("utf-16")
-
-
-def load_properties(text: str) -> dict[str, str]:
-    """Parse a .properties file as `java.util.Properties.load` does (ISO 8859-1 input)."""
-    text.encode("latin-1")
-    properties: dict[str, str] = {}
-    for line in _logical_lines(text):
-        key_end = len(line)
-        value_start = len(line)
-        has_separator = False
-        backslash = False
-        for position, char in enumerate(line):
-            if char in "=:" and not backslash:
-                key_end, value_start, has_separator = position, position + 1, True
-                break
-            if char in " \t\f" and not backslash:
-                key_end, value_start = position, position + 1
-                break
-            backslash = char == "\\" and not backslash
-        while value_start < len(line):
-            char = line[value_start]
-            if char not in " \t\f":
-                if not has_separator and char in "=:":
-                    has_separator = True
-                else:
-                    break
-            value_start += 1
-        properties[_unescape(line[:key_end])] = _unescape(line[value_start:])
-    return properties
+# A reader of JAAS entries, following Kafka's JaasConfig --------------------------------------
 
 
 def parse_jaas(config: str) -> tuple[str, str, dict[str, str]]:
@@ -184,7 +116,7 @@ def settings(**changes: object) -> MirrorMakerSettings:
 
 
 def rendered(**changes: object) -> dict[str, str]:
-    return load_properties(mm.render_mm2_properties(settings(**changes)))
+    return load_properties(mm._render_mm2_properties(settings(**changes)))
 
 
 # mm2.properties ----------------------------------------------------------------------------------
@@ -278,10 +210,10 @@ def test_throughput_defaults_keep_durability_and_order():
 
 def test_throughput_defaults_follow_the_aliases_not_the_flow_options():
     """The tuning lines name the source's consumer and the target's producer, whatever is set."""
-    text = mm.render_mm2_properties(
+    text = mm._render_mm2_properties(
         settings(config=MigrationConfig(tasks_max=24, exactly_once=True))
     )
-    lines = set(_logical_lines(text))
+    lines = set(logical_lines(text))
     assert "target.producer.compression.type=lz4" in lines
     assert "source.consumer.max.poll.records=2000" in lines
     misplaced = ("source.producer.", "target.consumer.fetch")
@@ -289,9 +221,9 @@ def test_throughput_defaults_follow_the_aliases_not_the_flow_options():
 
 
 def test_properties_file_is_ascii_and_has_no_duplicate_keys():
-    text = mm.render_mm2_properties(settings())
+    text = mm._render_mm2_properties(settings())
     text.encode("ascii")
-    keys = [line.split("=", 1)[0] for line in _logical_lines(text)]
+    keys = [line.split("=", 1)[0] for line in logical_lines(text)]
     assert len(keys) == len(set(keys))
 
 
@@ -407,13 +339,13 @@ def test_any_secret_value_survives_properties_and_jaas(value: str):
 
 @pytest.mark.parametrize("value", HOSTILE)
 def test_properties_escape_round_trips(value: str):
-    assert load_properties(f"key={mm.properties_escape(value)}\n") == {"key": value}
-    assert load_properties(f"key = {mm.properties_escape(value)}") == {"key": value}
+    assert load_properties(f"key={mm._properties_escape(value)}\n") == {"key": value}
+    assert load_properties(f"key = {mm._properties_escape(value)}") == {"key": value}
 
 
 def test_properties_escape_keeps_plain_values_readable():
-    assert mm.properties_escape("http://host:8083") == "http://host:8083"
-    assert mm.properties_escape("a=b") == "a=b"
+    assert mm._properties_escape("http://host:8083") == "http://host:8083"
+    assert mm._properties_escape("a=b") == "a=b"
 
 
 def test_ca_with_line_breaks_survives():
@@ -448,7 +380,7 @@ def test_secrets_stay_out_of_model_reprs():
 
 
 def test_layer_on_the_rock():
-    layer = mm.mirrormaker_layer(settings())
+    layer = mm._mirrormaker_layer(settings())
     assert layer == {
         "summary": "MirrorMaker 2",
         "services": {
@@ -491,7 +423,7 @@ def test_layer_and_properties_follow_the_workload_description():
         heap_mb=384,
     )
     current = settings(workload=workload, unit_host="127.0.0.1")
-    service = mm.mirrormaker_layer(current).get("services", {})["mirrormaker"]
+    service = mm._mirrormaker_layer(current).get("services", {})["mirrormaker"]
     assert service.get("command") == (
         "/srv/unit-1/opt/kafka/bin/connect-mirror-maker.sh /srv/unit-1/etc/kafka/mm2.properties "
         "--clusters target"
@@ -506,13 +438,13 @@ def test_layer_and_properties_follow_the_workload_description():
         ),
         "LOG_DIR": "/srv/unit-1/var/log/kafka",
     }
-    properties = load_properties(mm.render_mm2_properties(current))
+    properties = load_properties(mm._render_mm2_properties(current))
     assert properties["listeners"] == "http://127.0.0.1:18083"
     assert properties["rest.advertised.port"] == "18083"
 
 
 def test_jmx_rules_parse_and_cover_mirrormaker_metrics():
-    rules = yaml.safe_load(mm.JMX_RULES)
+    rules = yaml.safe_load(mm._JMX_RULES)
     patterns = [re.compile(rule["pattern"]) for rule in rules["rules"]]
     bean = (
         "kafka.connect.mirror<type=MirrorSourceConnector, target=target, topic=orders, "
@@ -622,22 +554,22 @@ def test_cluster_models_split_comma_separated_servers():
 
 
 def test_newest_request_wins_by_sequence_then_time_then_unit():
-    older = MigrationRequest(state="running", seq=1, at=200, by="kafka-k8s/2")
-    newer = MigrationRequest(state="stopped", seq=2, at=100, by="kafka-k8s/0")
-    tie = MigrationRequest(state="running", seq=2, at=100, by="kafka-k8s/1")
-    assert mm.newest_request([]) == MigrationRequest(state="stopped")
-    assert mm.newest_request([newer, older]) == newer
-    assert mm.newest_request([older, newer, tie]) == tie
+    older = _MigrationRequest(state="running", seq=1, at=200, by="kafka-k8s/2")
+    newer = _MigrationRequest(state="stopped", seq=2, at=100, by="kafka-k8s/0")
+    tie = _MigrationRequest(state="running", seq=2, at=100, by="kafka-k8s/1")
+    assert mm._newest_request([]) == _MigrationRequest(state="stopped")
+    assert mm._newest_request([newer, older]) == newer
+    assert mm._newest_request([older, newer, tie]) == tie
 
 
 def test_exactly_once_prepares_while_a_peer_runs_without_it():
     disabled = UnitState(service="active", exactly_once="disabled")
     preparing = UnitState(service="active", exactly_once="preparing")
     stopped = UnitState(service="inactive", exactly_once="disabled")
-    assert mm.exactly_once_mode(False, [preparing]) == "disabled"
-    assert mm.exactly_once_mode(True, []) == "enabled"
-    assert mm.exactly_once_mode(True, [stopped, preparing]) == "enabled"
-    assert mm.exactly_once_mode(True, [preparing, disabled]) == "preparing"
+    assert mm._exactly_once_mode(False, [preparing]) == "disabled"
+    assert mm._exactly_once_mode(True, []) == "enabled"
+    assert mm._exactly_once_mode(True, [stopped, preparing]) == "enabled"
+    assert mm._exactly_once_mode(True, [preparing, disabled]) == "preparing"
 
 
 def test_unit_state_json_uses_hyphens():
@@ -648,30 +580,30 @@ def test_unit_state_json_uses_hyphens():
 
 def test_select_matches_whole_names():
     names = ["orders", "orders.v2", "orders-internal", "payments", "xorders", "__consumer_offsets"]
-    assert mm.select(names, [r"orders.*", "payments"], [r".*[\-\.]internal"]) == [
+    assert mm._select(names, [r"orders.*", "payments"], [r".*[\-\.]internal"]) == [
         "orders",
         "orders.v2",
         "payments",
     ]
-    assert mm.select(names, ["order"], []) == []
-    assert mm.select(names, [".*"], ["__.*"]) == sorted(set(names) - {"__consumer_offsets"})
+    assert mm._select(names, ["order"], []) == []
+    assert mm._select(names, [".*"], ["__.*"]) == sorted(set(names) - {"__consumer_offsets"})
 
 
 def test_internal_topics_are_never_selected():
-    assert mm.is_internal_topic("__consumer_offsets")
-    assert mm.is_internal_topic("mm2-offsets.source.internal")
-    assert mm.is_internal_topic("source.checkpoints.internal")
-    assert not mm.is_internal_topic("orders")
+    assert mm._is_internal_topic("__consumer_offsets")
+    assert mm._is_internal_topic("mm2-offsets.source.internal")
+    assert mm._is_internal_topic("source.checkpoints.internal")
+    assert not mm._is_internal_topic("orders")
 
 
 def test_topic_lags():
     config = MigrationConfig(replication_policy="prefixed")
     source = {
-        "orders": mm.TopicOffsets(start=(0, 0), end=(10, 20)),
-        "new": mm.TopicOffsets(start=(0,), end=(5,)),
+        "orders": mm._TopicOffsets(start=(0, 0), end=(10, 20)),
+        "new": mm._TopicOffsets(start=(0,), end=(5,)),
     }
-    lags = mm.topic_lags(
-        source, {"source.orders": mm.TopicOffsets(start=(0, 0), end=(10, 15))}, config
+    lags = mm._topic_lags(
+        source, {"source.orders": mm._TopicOffsets(start=(0, 0), end=(10, 15))}, config
     )
     assert [lag.model_dump() for lag in lags] == [
         {
@@ -698,7 +630,7 @@ def test_topic_lags():
 
 
 def test_topic_lags_of_end_offsets_alone_start_at_zero():
-    lags = mm.topic_lags({"orders": [10, 20]}, {"orders": [10, 15]}, MigrationConfig())
+    lags = mm._topic_lags({"orders": [10, 20]}, {"orders": [10, 15]}, MigrationConfig())
     assert [(lag.lag, lag.source_records, lag.target_records) for lag in lags] == [(5, 30, 25)]
 
 
@@ -711,14 +643,14 @@ def test_client_config_is_bounded_and_carries_the_ca():
         security_protocol="SASL_SSL",
         ca=CA,
     )
-    config = mm.client_config(cluster, timeout=3)
+    config = mm._client_config(cluster, timeout=3)
     assert config["socket.timeout.ms"] == 3000
     assert config["socket.connection.setup.timeout.ms"] == 3000
     assert config["ssl.ca.pem"] == CA
     assert config["security.protocol"] == "SASL_SSL"
-    assert "ssl.ca.pem" not in mm.client_config(settings().target)
+    assert "ssl.ca.pem" not in mm._client_config(settings().target)
     # librdkafka refuses socket timeouts under one second: a shorter timeout is raised to it.
-    short = mm.client_config(cluster, timeout=0.2)
+    short = mm._client_config(cluster, timeout=0.2)
     assert short["socket.timeout.ms"] == short["socket.connection.setup.timeout.ms"] == 1000
 
 

@@ -1,7 +1,9 @@
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
 """Bad input to kafka-k8s in one table: what the operator sees, and that it names the cause.
 
-Each row changes a serving leader (`test_charm_migration.serving`: broker ready, an external
-source configured) in one way, runs one hook or action, and expects either a blocked status or a
+Each row changes a serving leader (`helpers.serving`: broker ready, an external source
+configured) in one way, runs one hook or action, and expects either a blocked status or a
 failed action whose message holds the row's text. A hook that raised would fail the row with
 `UncaughtCharmError`. No row may show a password or secret value anywhere the operator can read:
 status, action results, failure message or the charm's log.
@@ -15,25 +17,26 @@ from collections.abc import Callable, Mapping
 
 import pytest
 from ops import testing
-from test_charm import PASSWORDS
-from test_charm_migration import SOURCE_PASSWORD, serving
-from test_migration_charm import CHARMCRAFT, RELATION_PASSWORD, FakeClusters, source_relation
 
-from charms.kafka_k8s.v0 import mirrormaker as mm
+from tests.unit.helpers import (
+    CHARMCRAFT,
+    FAKE_CA,
+    PASSWORDS,
+    RELATION_PASSWORD,
+    SERVING_SOURCE_PASSWORD,
+    FakeClusters,
+    serving,
+    source_relation,
+)
 
-SECRET_VALUES = (SOURCE_PASSWORD, RELATION_PASSWORD, *PASSWORDS.values())
+pytestmark = pytest.mark.usefixtures("clusters")
+
+SECRET_VALUES = (SERVING_SOURCE_PASSWORD, RELATION_PASSWORD, *PASSWORDS.values())
 CONFIGURED: set[str] = set()
 EXTERNAL = ("mirrormaker-source-bootstrap-servers", "mirrormaker-source-credentials")
 
 Change = Callable[[testing.State, testing.Secret, FakeClusters], testing.State]
 Trigger = Callable[[testing.Context, testing.State], str]
-
-
-@pytest.fixture(autouse=True)
-def clusters(monkeypatch: pytest.MonkeyPatch) -> FakeClusters:
-    fake = FakeClusters()
-    monkeypatch.setattr(mm, "ClusterClient", fake)
-    return fake
 
 
 # Changes to a serving leader ---------------------------------------------------------------------
@@ -159,7 +162,6 @@ config_changed = blocked_after("config_changed")
 start = action_fails("start-migration")
 dry_run = action_fails("start-migration", **{"dry-run": True})
 NOT_PEM = "ca must be a PEM certificate"
-CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
 CASES = [
     # Broker options.
@@ -229,7 +231,9 @@ CASES = [
     pytest.param(
         secret_content(security_protocol="SASL_SSL", ca="not a pem"), config_changed, NOT_PEM
     ),
-    pytest.param(secret_content(ca=CA), config_changed, "ca is set, so security-protocol must"),
+    pytest.param(
+        secret_content(ca=FAKE_CA), config_changed, "ca is set, so security-protocol must"
+    ),
     pytest.param(secret_not_granted, config_changed, "not found or not granted: run `juju grant"),
     pytest.param(secret_not_granted, start, "not found or not granted"),
     # The migration-source relation.

@@ -1,4 +1,10 @@
-"""The migration library as kafka-k8s wires it: target user, addresses, status, actions."""
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
+"""The migration library as kafka-k8s wires it: target user, addresses, status, actions.
+
+The library on its own, in a minimal host charm, is in `migration/test_host_charm.py`; the
+library's admin queries go to `helpers.FakeClusters`.
+"""
 
 from __future__ import annotations
 
@@ -8,46 +14,19 @@ import json
 import ops
 import pytest
 from ops import testing
-from test_charm import MODEL, PASSWORDS, cluster, container, credentials_secret, host, read
-from test_migration_charm import LAGGING, FakeClusters, load_properties
 
-from charms.kafka_k8s.v0 import mirrormaker as mm
+from tests.unit.helpers import (
+    LAGGING,
+    MM2,
+    PASSWORDS,
+    SERVING_SOURCE_PASSWORD,
+    host,
+    load_properties,
+    read,
+    serving,
+)
 
-MM2 = "/etc/kafka/mm2.properties"
-SOURCE_PASSWORD = "source-pw"
-
-
-@pytest.fixture(autouse=True)
-def clusters(monkeypatch: pytest.MonkeyPatch) -> FakeClusters:
-    fake = FakeClusters()
-    monkeypatch.setattr(mm, "ClusterClient", fake)
-    return fake
-
-
-def serving(ctx: testing.Context, **config: object) -> tuple[testing.State, testing.Secret]:
-    """A leader whose broker serves, with an external source configured."""
-    internal = credentials_secret()
-    source = testing.Secret(tracked_content={"username": "migrator", "password": SOURCE_PASSWORD})
-    options: dict[str, str | int | float | bool] = {
-        "mirrormaker-source-bootstrap-servers": "old-0:9092",
-        "mirrormaker-source-credentials": source.id,
-    }
-    options.update(config)  # type: ignore[arg-type]
-    state = testing.State(
-        leader=True,
-        model=MODEL,
-        config=options,
-        containers={container()},
-        relations={cluster(internal)},
-        secrets={internal, source},
-    )
-    started = ctx.run(ctx.on.config_changed(), state)
-    broker = started.get_container("kafka")
-    ready = testing.CheckInfo(
-        "kafka-ready", level=ops.pebble.CheckLevel.READY, status=ops.pebble.CheckStatus.UP
-    )
-    broker = dataclasses.replace(broker, check_infos={ready})
-    return dataclasses.replace(started, containers={broker}), source
+pytestmark = pytest.mark.usefixtures("clusters")
 
 
 def test_start_migration_targets_this_cluster_as_the_mirrormaker_user(ctx):
@@ -119,5 +98,5 @@ def test_no_secret_value_in_status_or_action_output(ctx):
     out = ctx.run(ctx.on.action("start-migration"), state)
 
     shown = f"{out.unit_status.message} {ctx.action_results}"
-    for secret in (SOURCE_PASSWORD, *PASSWORDS.values()):
+    for secret in (SERVING_SOURCE_PASSWORD, *PASSWORDS.values()):
         assert secret not in shown

@@ -1,3 +1,5 @@
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
 """The migration report: pure computation from fetched offsets and states, and its output."""
 
 from __future__ import annotations
@@ -19,42 +21,43 @@ from kafka.structs import TopicPartition as KafkaTopicPartition
 
 from charms.kafka_k8s.v0 import mirrormaker as mm
 from charms.kafka_k8s.v0.mirrormaker import (
-    ConnectorState,
-    GroupOffsets,
     MigrationConfig,
-    MigrationSnapshot,
-    TopicOffsets,
     UnitState,
+    _ConnectorState,
+    _GroupOffsets,
+    _MigrationSnapshot,
+    _TopicOffsets,
 )
+from tests.unit.helpers import FAKE_CA
 
 CONFIG = MigrationConfig()
 RUNNING = [
-    ConnectorState(connector="MirrorSourceConnector", state="RUNNING"),
-    ConnectorState(connector="MirrorSourceConnector", task=0, state="RUNNING"),
+    _ConnectorState(connector="MirrorSourceConnector", state="RUNNING"),
+    _ConnectorState(connector="MirrorSourceConnector", task=0, state="RUNNING"),
 ]
 
 
-def offsets(*ends: int, starts: tuple[int, ...] | None = None) -> TopicOffsets:
-    return TopicOffsets(start=starts or (0,) * len(ends), end=ends)
+def offsets(*ends: int, starts: tuple[int, ...] | None = None) -> _TopicOffsets:
+    return _TopicOffsets(start=starts or (0,) * len(ends), end=ends)
 
 
-def snapshot(**fields: object) -> MigrationSnapshot:
+def snapshot(**fields: object) -> _MigrationSnapshot:
     """An in-sync migration of `orders` (two partitions) with group `billing` at its end."""
     defaults: dict[str, object] = {
         "source_topics": {"orders": offsets(100, 200)},
         "target_topics": {"orders": offsets(100, 200)},
-        "source_groups": [GroupOffsets(group="billing", offsets={"orders": {0: 100, 1: 200}})],
+        "source_groups": [_GroupOffsets(group="billing", offsets={"orders": {0: 100, 1: 200}})],
         "target_groups": {"billing": {"orders": {0: 100, 1: 200}}},
         "connectors": RUNNING,
         "units": {"kafka-k8s/0": UnitState(service="active")},
     }
-    return MigrationSnapshot.model_validate(defaults | fields)
+    return _MigrationSnapshot.model_validate(defaults | fields)
 
 
 def report(config: MigrationConfig = CONFIG, /, **fields: object) -> mm.MigrationReport:
     threshold = fields.pop("lag_threshold", 0)
     topic = fields.pop("topic", None)
-    return mm.build_report(
+    return mm._build_report(
         snapshot(**fields),
         config,
         source="old",
@@ -140,7 +143,7 @@ def test_group_lag_does_not_depend_on_where_the_copy_starts():
     result = report(
         source_topics={"orders": offsets(100, 200, starts=(40, 40))},
         target_topics={"orders": offsets(60, 160)},
-        source_groups=[GroupOffsets(group="billing", offsets={"orders": {0: 90, 1: 200}})],
+        source_groups=[_GroupOffsets(group="billing", offsets={"orders": {0: 90, 1: 200}})],
         target_groups={"billing": {"orders": {0: 50, 1: 160}}},
     )
     assert result.groups[0].lag == 0
@@ -154,12 +157,12 @@ def test_group_without_target_offsets_is_not_synced():
 
 
 def test_group_on_topics_not_migrated_is_left_out():
-    result = report(source_groups=[GroupOffsets(group="other", offsets={"audit": {0: 5}})])
+    result = report(source_groups=[_GroupOffsets(group="other", offsets={"audit": {0: 5}})])
     assert result.groups == []
 
 
 def test_active_group():
-    group = GroupOffsets(group="billing", state="stable", members=3, offsets={"orders": {0: 100}})
+    group = _GroupOffsets(group="billing", state="stable", members=3, offsets={"orders": {0: 100}})
     result = report(source_groups=[group])
     assert (result.groups[0].active, result.groups[0].members) == (True, 3)
     assert result.groups[0].state == "stable"
@@ -184,12 +187,12 @@ TRACE = (
 
 
 def test_trace_summary_keeps_the_exception_and_its_root_cause():
-    assert mm.trace_summary(TRACE) == (
+    assert mm._trace_summary(TRACE) == (
         "ConnectException: Unrecoverable exception from producer send callback; caused by "
         "RecordTooLargeException: The message is 1500087 bytes"
     )
-    assert mm.trace_summary(None) is None
-    assert len(mm.trace_summary("java.lang.Error: " + "x" * 1000) or "") == mm.ERROR_CHARS
+    assert mm._trace_summary(None) is None
+    assert len(mm._trace_summary("java.lang.Error: " + "x" * 1000) or "") == mm._ERROR_CHARS
 
 
 def test_connector_states_from_connects_topics():
@@ -210,7 +213,7 @@ def test_connector_states_from_connects_topics():
         "status-connector-MirrorCheckpointConnector": b'{"state":"RUNNING"}',
         "status-topic-orders:connector-MirrorSourceConnector": b'{"topic":{}}',
     }
-    states = mm.connector_states(configs, statuses)
+    states = mm._connector_states(configs, statuses)
     assert [(s.connector, s.task, s.state) for s in states] == [
         ("MirrorSourceConnector", None, "RUNNING"),
         ("MirrorSourceConnector", 0, "FAILED"),
@@ -222,19 +225,21 @@ def test_connector_states_from_connects_topics():
 def test_connector_states_survive_bad_records():
     configs = {"connector-A": b"{}", "commit-A": b"not json"}
     statuses = {"status-connector-A": b"[1, 2]"}
-    assert mm.connector_states(configs, statuses) == [
-        ConnectorState(connector="A", state="UNASSIGNED")
+    assert mm._connector_states(configs, statuses) == [
+        _ConnectorState(connector="A", state="UNASSIGNED")
     ]
 
 
 def test_failed_task_blocks():
-    failed = ConnectorState(connector="MirrorSourceConnector", task=0, state="FAILED", trace=TRACE)
+    failed = _ConnectorState(
+        connector="MirrorSourceConnector", task=0, state="FAILED", trace=TRACE
+    )
     result = report(connectors=[RUNNING[0], failed])
-    assert result.reasons == [f"MirrorSourceConnector-0 failed: {mm.trace_summary(TRACE)}"]
+    assert result.reasons == [f"MirrorSourceConnector-0 failed: {mm._trace_summary(TRACE)}"]
     kind, message = result.summary()
     assert kind == "blocked"
     assert message.startswith("MirrorMaker MirrorSourceConnector-0 failed: ConnectException")
-    assert len(message) <= mm.STATUS_CHARS
+    assert len(message) <= mm._STATUS_CHARS
 
 
 def test_connectors_not_started_yet():
@@ -256,18 +261,18 @@ def test_outside_a_charm_units_are_not_reported():
     result = report(units=None)
     assert result.units is None
     assert result.ready_for_cutover
-    assert "units" not in mm.report_results(result)
+    assert "units" not in mm._report_results(result)
 
 
 # Problems ----------------------------------------------------------------------------------------
 
 
 def test_unreachable_source_is_the_first_reason_and_blocks():
-    problem = mm.ClusterProblem(role="source", message="source cluster at h:1 did not answer")
+    problem = mm._ClusterProblem(role="source", message="source cluster at h:1 did not answer")
     result = report(source_topics={}, source_groups=[], problems=[problem])
     assert result.reasons == ["source cluster at h:1 did not answer"]
     assert result.summary() == ("blocked", "source cluster at h:1 did not answer")
-    results = mm.report_results(result)
+    results = mm._report_results(result)
     assert results["clusters"] == {
         "source": "source cluster at h:1 did not answer",
         "target": "reachable",
@@ -278,8 +283,8 @@ def test_unreachable_source_is_the_first_reason_and_blocks():
 def test_many_reasons_are_capped():
     topics = {f"t{n:03}": offsets(10) for n in range(50)}
     result = report(source_topics=topics, target_topics={}, source_groups=[])
-    assert len(result.reasons) == mm.MAX_REASONS + 1
-    assert result.reasons[-1] == f"... and {50 - mm.MAX_REASONS} more"
+    assert len(result.reasons) == mm._MAX_REASONS + 1
+    assert result.reasons[-1] == f"... and {50 - mm._MAX_REASONS} more"
 
 
 # Output ------------------------------------------------------------------------------------------
@@ -287,9 +292,9 @@ def test_many_reasons_are_capped():
 
 def test_results_for_one_topic_carry_its_partitions():
     result = report(topic="orders", target_topics={"orders": offsets(100, 150)})
-    results = mm.report_results(result)
+    results = mm._report_results(result)
     assert [p["lag"] for p in json.loads(results["partitions"])] == [0, 50]
-    assert "partitions" not in mm.report_results(report())
+    assert "partitions" not in mm._report_results(report())
 
 
 def test_table_has_a_section_for_each_part():
@@ -307,7 +312,7 @@ def test_table_numbers_have_thousands_separators():
 
 
 def test_unknown_results():
-    results = mm.unknown_results("no source", {"kafka-k8s/0": UnitState()})
+    results = mm._unknown_results("no source", {"kafka-k8s/0": UnitState()})
     assert results == {
         "summary": "no source",
         "ready-for-cutover": "false",
@@ -316,15 +321,12 @@ def test_unknown_results():
     }
 
 
-CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
-
-
 # The adapter -------------------------------------------------------------------------------------
 
 
 def test_refused_login_is_told_apart_from_no_answer():
     cluster = mm.SourceCluster(name="old", bootstrap_servers=("h:1",), username="u", password="p")
-    client = mm.ClusterClient(cluster, "source", timeout=1)
+    client = mm._ClusterClient(cluster, "source", timeout=1)
     timeout = KafkaException(KafkaError(KafkaError._TRANSPORT, "Broker transport failure"))
     assert client._unreachable(timeout).message == (
         "source cluster at h:1 did not answer: Broker transport failure"
@@ -344,7 +346,7 @@ def test_refused_login_is_told_apart_from_no_answer():
         "credentials with SASL mechanism SCRAM-SHA-512"
     )
     denied = KafkaException(KafkaError(KafkaError.GROUP_AUTHORIZATION_FAILED, "denied"))
-    assert mm.ClusterClient(cluster, "source")._unreachable(denied).message == (
+    assert mm._ClusterClient(cluster, "source")._unreachable(denied).message == (
         "source cluster at h:1 refused the request: denied"
     )
 
@@ -357,7 +359,7 @@ def test_a_failed_tls_handshake_names_the_ca_to_check():
         password="p",
         security_protocol="SASL_SSL",
     )
-    client = mm.ClusterClient(cluster, "source", timeout=1)
+    client = mm._ClusterClient(cluster, "source", timeout=1)
     client._on_error(
         KafkaError(
             KafkaError._SSL,
@@ -378,21 +380,21 @@ def test_a_failed_tls_handshake_names_the_ca_to_check():
 
 
 def test_the_source_of_a_relation_response():
-    source = mm.source_from_relation(
-        "old", endpoints="h:1,h:2", username="u", password="p", tls=True, tls_ca=CA
+    source = mm._source_from_relation(
+        "old", endpoints="h:1,h:2", username="u", password="p", tls=True, tls_ca=FAKE_CA
     )
     assert source.bootstrap_servers == ("h:1", "h:2")
-    assert (source.security_protocol, source.ca) == ("SASL_SSL", CA)
-    plain = mm.source_from_relation(
+    assert (source.security_protocol, source.ca) == ("SASL_SSL", FAKE_CA)
+    plain = mm._source_from_relation(
         "old", endpoints="h:1", username="u", password="p", tls=False, tls_ca=None
     )
     assert (plain.security_protocol, plain.ca) == ("SASL_PLAINTEXT", None)
     with pytest.raises(mm.SourceError, match="old sent a tls-ca that is not a PEM certificate"):
-        mm.source_from_relation(
+        mm._source_from_relation(
             "old", endpoints="h:1", username="u", password="p", tls=True, tls_ca="nope"
         )
     with pytest.raises(mm.SourceError, match="old sent endpoints that are not HOST:PORT"):
-        mm.source_from_relation(
+        mm._source_from_relation(
             "old", endpoints="h", username="u", password="p", tls=True, tls_ca=None
         )
 
@@ -423,7 +425,7 @@ def test_batches_cover_every_item_once(size: int):
 
 @pytest.fixture(scope="module")
 def test_ca() -> str:
-    """A real self-signed CA certificate, which `ssl` parses (the fake `CA` is not one)."""
+    """A real self-signed CA certificate, which `ssl` parses (`FAKE_CA` is not one)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kafka-k8s unit test CA")])
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -451,7 +453,7 @@ def test_group_offsets_client_logs_in_as_the_cluster_user(test_ca: str):
         security_protocol="SASL_SSL",
         ca=test_ca,
     )
-    config = mm.kafka_python_config(cluster, timeout=4)
+    config = mm._kafka_python_config(cluster, timeout=4)
     context = config.pop("ssl_context")
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
     assert len(context.get_ca_certs()) == 1
@@ -465,7 +467,7 @@ def test_group_offsets_client_logs_in_as_the_cluster_user(test_ca: str):
         "bootstrap_timeout_ms": 4000,
         "client_id": "kafka-k8s-migration-status",
     }
-    plain = mm.kafka_python_config(cluster.model_copy(update={"ca": None}))
+    plain = mm._kafka_python_config(cluster.model_copy(update={"ca": None}))
     assert "ssl_context" not in plain
 
 
@@ -485,7 +487,7 @@ def test_group_offsets_of_a_cluster_that_does_not_answer_are_bounded():
         silent.listen()
         servers = (f"127.0.0.1:{silent.getsockname()[1]}",)
         cluster = mm.TargetCluster(bootstrap_servers=servers, username="u", password="p")
-        client = mm.ClusterClient(cluster, "target", timeout=1)
+        client = mm._ClusterClient(cluster, "target", timeout=1)
         began = time.monotonic()
         with pytest.raises(mm.ClusterUnreachableError) as raised:
             client.committed_offsets(["billing"], {"orders": 12})

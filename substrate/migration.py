@@ -1,7 +1,9 @@
-"""What the migration tests of the local tier share: the source user, records, offsets, MM2.
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
+"""A migration on the local runtime: the source user, records, offsets, MirrorMaker on every unit.
 
-Nothing here is a test or a fixture: the test modules build their module-scoped migrations from
-these pieces.
+The local tier's test modules, the demo and the benchmarks build their migrations from these
+pieces.
 """
 
 from __future__ import annotations
@@ -32,19 +34,18 @@ from kafka import KafkaAdminClient
 from kafka import errors as kafka_errors
 from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as KafkaTopicPartition
-from tests.local.substrate import LOOPBACK, ClientConfig, NewCluster, OldCluster, wait_until
 
 from charms.kafka_k8s.v0.mirrormaker import (
-    ClusterClient,
-    KafkaCluster,
     MigrationConfig,
     MirrorMakerService,
     MirrorMakerSettings,
     SourceCluster,
     TargetCluster,
     UnitState,
-    kafka_python_config,
 )
+from substrate.old_cluster import OldCluster
+from substrate.processes import LOOPBACK, ClientConfig, wait_until
+from substrate.units import NewCluster
 
 _Acl = TypeVar("_Acl", bound=AclBinding)
 
@@ -254,27 +255,44 @@ class LiveProducer:
         return self.written
 
 
-def _cluster(config: ClientConfig) -> KafkaCluster:
-    """The cluster and login of a librdkafka client configuration, as the library takes them."""
-    return KafkaCluster.model_validate(
-        {
-            "bootstrap_servers": config["bootstrap.servers"],
-            "username": config["sasl.username"],
-            "password": config["sasl.password"],
-            "sasl_mechanism": config["sasl.mechanism"],
-            "security_protocol": config["security.protocol"],
-        }
-    )
-
-
-def committed(config: ClientConfig, group: str) -> dict[tuple[str, int], int]:
-    """A group's committed offset of each topic partition, asked as the library asks."""
-    client = ClusterClient(_cluster(config), "test", timeout=30)
-    commits = client.committed_offsets([group], client.topics())[group]
+def _kafka_python(config: ClientConfig) -> dict[str, Any]:
+    """The cluster and login of a librdkafka client configuration, for kafka-python."""
     return {
-        (topic, partition): offset
-        for topic, offsets in commits.items()
-        for partition, offset in offsets.items()
+        "bootstrap_servers": str(config["bootstrap.servers"]).split(","),
+        "security_protocol": config["security.protocol"],
+        "sasl_mechanism": config["sasl.mechanism"],
+        "sasl_plain_username": config["sasl.username"],
+        "sasl_plain_password": config["sasl.password"],
+        "request_timeout_ms": 30_000,
+        "client_id": "kafka-k8s-local-runtime",
+    }
+
+
+def committed(
+    config: ClientConfig, group: str, timeout: float = 120
+) -> dict[tuple[str, int], int]:
+    """A group's committed offset of each topic partition; asked again while its coordinator moves.
+
+    kafka-python asks: librdkafka's admin client can crash the process when a group's
+    coordinator moves (confluentinc/librdkafka#5040).
+    """
+    deadline = time.monotonic() + timeout
+    admin = KafkaAdminClient(**_kafka_python(config))
+    try:
+        while True:
+            try:
+                answer = cast(Any, admin).list_group_offsets([group])
+                break
+            except kafka_errors.KafkaError as error:
+                if not error.retriable or time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+    finally:
+        admin.close()
+    return {
+        (partition.topic, partition.partition): commit.offset
+        for partition, commit in answer.get(group, {}).items()
+        if commit.offset >= 0
     }
 
 
@@ -291,7 +309,7 @@ def commit_offsets(
         for (topic, partition), offset in offsets.items()
     }
     deadline = time.monotonic() + timeout
-    admin = KafkaAdminClient(**kafka_python_config(_cluster(config), timeout=30))
+    admin = KafkaAdminClient(**_kafka_python(config))
     try:
         while True:
             try:

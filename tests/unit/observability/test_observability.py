@@ -1,3 +1,5 @@
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
 """Metrics and dashboards: the `metrics-endpoint` and `grafana-dashboard` relations' data.
 
 The charm runs under ops.testing; the JMX exporter rules are checked against bean names and
@@ -9,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import promql_parser
@@ -19,11 +20,10 @@ from ops import testing
 
 import observability
 from charm import KafkaK8sCharm
-from charms.kafka_k8s.v0.mirrormaker import JMX_RULES
+from charms.kafka_k8s.v0.mirrormaker import _JMX_RULES
 from observability import MetricsTarget, decode_dashboard, scrape_jobs
+from tests.unit.helpers import MODEL, REPO, host
 
-MODEL = testing.Model(name="kafka-model")
-REPO = Path(__file__).resolve().parents[2]
 PASSWORDS = {
     "admin-password": "admin-pw",
     "controller-password": "controller-pw",
@@ -51,10 +51,6 @@ BROKER_PANELS = {
     "Requests per second, by type",
     "Partitions and leaders, by broker",
 }
-
-
-def host(number: int) -> str:
-    return f"kafka-k8s-{number}.kafka-k8s-endpoints.kafka-model.svc.cluster.local"
 
 
 def state(
@@ -391,7 +387,7 @@ BROKER_BEANS = {
 @pytest.mark.parametrize(
     ("rules", "beans"),
     [
-        (JMX_RULES, MIRRORMAKER_BEANS),
+        (_JMX_RULES, MIRRORMAKER_BEANS),
         ((REPO / "templates/jmx_broker.yaml").read_text(), BROKER_BEANS),
     ],
     ids=["mirrormaker", "broker"],

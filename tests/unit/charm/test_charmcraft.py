@@ -1,16 +1,18 @@
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
 """charmcraft.yaml, validated by charmcraft's own models, and matched against the charm's code."""
 
 from __future__ import annotations
 
-import pathlib
 from typing import Any
 
 import pytest
 import yaml
 
 from config import BrokerConfig
+from tests.unit.helpers import REPO
 
-CHARMCRAFT_YAML = pathlib.Path(__file__).resolve().parents[2] / "charmcraft.yaml"
+CHARMCRAFT_YAML = REPO / "charmcraft.yaml"
 
 # charmcraft's own validator reads its deprecated `charmhub` field while validating any project,
 # and pydantic warns on that read: the warning is charmcraft's, not about our file.

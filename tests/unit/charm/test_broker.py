@@ -1,4 +1,10 @@
-"""The charm under ops.testing: state in, state out, with Kafka faked by `conftest.FakeKafka`."""
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
+"""The charm's broker under ops.testing: state in, state out, Kafka faked by `helpers.FakeKafka`.
+
+Install and config, the controller quorum, peers and leadership, rotating the internal
+passwords, the kafka-client relation, invalid config and an absent container.
+"""
 
 from __future__ import annotations
 
@@ -15,59 +21,20 @@ from ops import testing
 
 from admin import Acl, AdminError
 from charm import KafkaK8sCharm
+from tests.unit.helpers import (
+    CLUSTER_ID,
+    MODEL,
+    PASSWORDS,
+    cluster,
+    container,
+    credentials_secret,
+    host,
+    read,
+)
 
-MODEL = testing.Model(name="kafka-model")
-FORMAT = testing.Exec(["/opt/kafka/bin/kafka-storage.sh", "format"])
 SERVER_PROPERTIES = "/etc/kafka/server.properties"
 CLIENT_PROPERTIES = "/etc/kafka/client.properties"
-PASSWORDS = {
-    "admin-password": "old-admin-pw",
-    "controller-password": "controller-pw",
-    "mirrormaker-password": "old-mm-pw",
-}
-CLUSTER_ID = "MkU3OEVBNTcwNTJENDM2Qk"
 INTERNAL_JAAS = "listener.name.internal.scram-sha-512.sasl.jaas.config"
-
-
-def host(number: int) -> str:
-    return f"kafka-k8s-{number}.kafka-k8s-endpoints.kafka-model.svc.cluster.local"
-
-
-def container(*, ready: bool = True, **kwargs) -> testing.Container:
-    """The workload container; `ready=False` makes the broker's readiness check fail."""
-    if not ready:
-        check: ops.pebble.CheckDict = {
-            "override": "replace",
-            "level": "ready",
-            "tcp": {"port": 9092},
-        }
-        kwargs["layers"] = {"kafka": ops.pebble.Layer({"checks": {"kafka-ready": check}})}
-        kwargs["check_infos"] = {
-            testing.CheckInfo(
-                "kafka-ready",
-                level=ops.pebble.CheckLevel.READY,
-                status=ops.pebble.CheckStatus.DOWN,
-            )
-        }
-    return testing.Container("kafka", can_connect=True, execs={FORMAT}, **kwargs)
-
-
-def credentials_secret(content: dict[str, str] = PASSWORDS, **kwargs) -> testing.Secret:
-    kwargs.setdefault("owner", "app")
-    return testing.Secret(tracked_content=content, label="internal-credentials", **kwargs)
-
-
-def cluster(secret: testing.Secret, voters=(0, 1, 2), peers=(1, 2)) -> testing.PeerRelation:
-    """The peer relation of a cluster the leader has already initialised."""
-    return testing.PeerRelation(
-        "cluster",
-        local_app_data={
-            "cluster-id": CLUSTER_ID,
-            "controller-voters": json.dumps(list(voters)),
-            "internal-credentials": secret.id,
-        },
-        peers_data={number: {} for number in peers},
-    )
 
 
 def client_relation(roles: str = "consumer") -> testing.Relation:
@@ -76,11 +43,6 @@ def client_relation(roles: str = "consumer") -> testing.Relation:
         remote_app_name="orders-app",
         remote_app_data={"topic": "orders", "extra-user-roles": roles},
     )
-
-
-def read(ctx: testing.Context, state: testing.State, path: str) -> str:
-    root = state.get_container("kafka").get_filesystem(ctx)
-    return (root / path.lstrip("/")).read_text()
 
 
 def mode(ctx: testing.Context, state: testing.State, path: str) -> int:

@@ -1,7 +1,10 @@
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
 """The migration library under ops.testing: actions, options, relations, status, Pebble.
 
-The host is a minimal charm on the project's `charmcraft.yaml` that adopts the library exactly
-as its module docstring shows; admin queries go to `FakeClusters` instead of real clusters.
+The host, `HostCharm`, is a minimal charm on the project's `charmcraft.yaml` that adopts the
+library exactly as its module docstring shows; admin queries go to `helpers.FakeClusters`
+instead of real clusters. How kafka-k8s itself wires the library is in `charm/test_migration.py`.
 """
 
 from __future__ import annotations
@@ -9,30 +12,33 @@ from __future__ import annotations
 import json
 import re
 import stat
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import ops
 import pytest
-import yaml
 from ops import testing
-from test_mirrormaker_lib import load_properties
 
 from charms.kafka_k8s.v0 import mirrormaker as mm
-from charms.kafka_k8s.v0.mirrormaker import ClusterUnreachableError, Migration, TargetCluster
+from charms.kafka_k8s.v0.mirrormaker import Migration, TargetCluster
+from tests.unit.helpers import (
+    CHARMCRAFT,
+    LAGGING,
+    MM2,
+    RELATION_PASSWORD,
+    SOURCE_CA,
+    load_properties,
+    source_relation,
+)
 
-REPO = Path(__file__).resolve().parents[2]
-CHARMCRAFT = yaml.safe_load((REPO / "charmcraft.yaml").read_text())
+pytestmark = pytest.mark.usefixtures("clusters")
+
 META = {key: CHARMCRAFT[key] for key in ("name", "containers", "peers", "provides", "requires")}
-MM2 = "/etc/kafka/mm2.properties"
 JMX = "/etc/kafka/jmx_mirrormaker.yaml"
 SOURCE_PASSWORD = 'so"urce\\pass=word #1'
 TARGET_PASSWORD = "target-secret-pw"
-RELATION_PASSWORD = "relation-secret-pw"
-CA = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n"
 SECRETS = (SOURCE_PASSWORD, TARGET_PASSWORD, RELATION_PASSWORD)
-LAGGING = "migrating from {source}: 2 topics, lag 100 records, 1 group behind"
 
 
 def host(number: int) -> str:
@@ -86,113 +92,9 @@ class HostCharm(ops.CharmBase):
         event.add_status(ops.ActiveStatus())
 
 
-RUNNING_CONNECTORS = (
-    mm.ConnectorState(connector="MirrorCheckpointConnector", state="RUNNING"),
-    mm.ConnectorState(connector="MirrorCheckpointConnector", task=0, state="RUNNING"),
-    mm.ConnectorState(connector="MirrorSourceConnector", state="RUNNING"),
-    mm.ConnectorState(connector="MirrorSourceConnector", task=0, state="RUNNING"),
-    mm.ConnectorState(connector="MirrorSourceConnector", task=1, state="RUNNING"),
-)
-
-
-class FakeClusters:
-    """What `ClusterClient` would read from the source and the target.
-
-    By default the target lags: `orders` misses 50 records of partition 1, `payments` is not
-    there yet, and group `billing` has no offsets on the target.
-    """
-
-    def __init__(self) -> None:
-        self.topics = {
-            "source": {"orders": [100, 200], "payments": [50], "__consumer_offsets": [9] * 3},
-            "target": {"orders": [100, 150], "heartbeats": [3]},
-        }
-        self.starts: dict[str, dict[str, list[int]]] = {"source": {}, "target": {}}
-        self.groups = {"source": ["billing", "console-consumer-1", "shipping"], "target": []}
-        self.commits: dict[str, dict[str, mm.GroupCommits]] = {
-            "source": {"billing": {"orders": {0: 100, 1: 120}}},
-            "target": {},
-        }
-        self.members = {"billing": 2}
-        self.connectors = list(RUNNING_CONNECTORS)
-        self.unreachable: set[str] = set()
-        self.refused: set[str] = set()
-        self.logins: list[tuple[str, str, str]] = []
-        self.timeouts: list[float] = []
-
-    def __call__(self, cluster: mm.KafkaCluster, role: str, timeout: float = 10.0) -> FakeClient:
-        self.logins.append((role, cluster.username, cluster.password))
-        self.timeouts.append(timeout)
-        return FakeClient(self, role)
-
-    def in_sync(self) -> None:
-        """The target caught up with every topic, and `billing` is synced."""
-        for name in ("orders", "payments"):
-            self.topics["target"][name] = list(self.topics["source"][name])
-        self.commits["target"] = {"billing": {"orders": {0: 100, 1: 120}}}
-
-
-class FakeClient:
-    def __init__(self, clusters: FakeClusters, role: str):
-        self.clusters = clusters
-        self.role = role
-
-    def _answer(self) -> None:
-        if self.role in self.clusters.refused:
-            raise ClusterUnreachableError(
-                f"{self.role} cluster at h:1 refused the login of migrator: invalid credentials",
-                refused=True,
-            )
-        if self.role in self.clusters.unreachable:
-            raise ClusterUnreachableError(f"{self.role} cluster at h:1 did not answer: timed out")
-
-    def topics(self) -> dict[str, int]:
-        self._answer()
-        return {name: len(offsets) for name, offsets in self.clusters.topics[self.role].items()}
-
-    def groups(self) -> list[str]:
-        self._answer()
-        return self.clusters.groups[self.role]
-
-    def end_offsets(self, topics: Mapping[str, int]) -> dict[str, list[int]]:
-        self._answer()
-        return {name: self.clusters.topics[self.role][name] for name in topics}
-
-    def offsets(self, topics: Mapping[str, int]) -> dict[str, mm.TopicOffsets]:
-        ends = self.end_offsets(topics)
-        starts = self.clusters.starts[self.role]
-        return {
-            name: mm.TopicOffsets(start=tuple(starts.get(name, [0] * len(end))), end=tuple(end))
-            for name, end in ends.items()
-        }
-
-    def committed_offsets(
-        self, groups: Sequence[str], topics: Collection[str]
-    ) -> dict[str, mm.GroupCommits]:
-        self._answer()
-        commits = self.clusters.commits[self.role]
-        return {
-            group: {t: p for t, p in commits.get(group, {}).items() if t in topics}
-            for group in groups
-        }
-
-    def describe_groups(self, groups: Sequence[str]) -> dict[str, tuple[str, int]]:
-        self._answer()
-        members = self.clusters.members
-        return {g: ("stable" if members.get(g) else "empty", members.get(g, 0)) for g in groups}
-
-    def connector_states(self, source_alias: str) -> list[mm.ConnectorState]:
-        self._answer()
-        assert source_alias == "source"
-        return self.clusters.connectors
-
-
 @pytest.fixture(autouse=True)
-def clusters(monkeypatch: pytest.MonkeyPatch) -> FakeClusters:
-    fake = FakeClusters()
-    monkeypatch.setattr(mm, "ClusterClient", fake)
+def target_ready(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(HostCharm, "target_ready", True)
-    return fake
 
 
 @pytest.fixture
@@ -256,30 +158,6 @@ def state(
         relations=(cluster or peers({}, {}), *relations),
         containers={container or testing.Container("kafka", can_connect=True)},
     )
-
-
-def source_relation(*, tls: bool = False, data: dict[str, str] | None = None):
-    """The `migration-source` relation with a v1 kafka_client response, and its secrets."""
-    user = testing.Secret(
-        tracked_content={"username": "relation-7", "password": RELATION_PASSWORD}
-    )
-    secrets = [user]
-    response = {
-        "resource": "*",
-        "request-id": "abc",
-        "salt": "salt",
-        "endpoints": "old-kafka-0:9092,old-kafka-1:9092",
-        "secret-user": user.id,
-    }
-    if tls:
-        tls_secret = testing.Secret(tracked_content={"tls": "true", "tls-ca": CA})
-        secrets.append(tls_secret)
-        response["secret-tls"] = tls_secret.id
-    remote = {"version": "v1", "requests": json.dumps([response])} if data is None else data
-    relation = testing.Relation(
-        "migration-source", remote_app_name="old-kafka", remote_app_data=remote
-    )
-    return relation, tuple(secrets)
 
 
 def properties(ctx: testing.Context, out: testing.State) -> dict[str, str]:
@@ -359,7 +237,7 @@ def test_start_with_external_source(ctx):
     assert rendered["listeners"] == f"http://{host(0)}:8083"
     assert rendered["replication.factor"] == "3"
     assert stat.S_IMODE(file(ctx, out, MM2).stat().st_mode) == 0o600
-    assert file(ctx, out, JMX).read_text() == mm.JMX_RULES
+    assert file(ctx, out, JMX).read_text() == mm._JMX_RULES
     plan = out.get_container("kafka").plan.services["mirrormaker"]
     assert plan.command == (
         "/opt/kafka/bin/connect-mirror-maker.sh /etc/kafka/mm2.properties --clusters target"
@@ -395,11 +273,11 @@ def test_start_is_idempotent(ctx):
             {"source.sasl.mechanism": "PLAIN"},
         ),
         (
-            {"security-protocol": "SASL_SSL", "ca": CA},
+            {"security-protocol": "SASL_SSL", "ca": SOURCE_CA},
             {
                 "source.security.protocol": "SASL_SSL",
                 "source.ssl.truststore.type": "PEM",
-                "source.ssl.truststore.certificates": CA,
+                "source.ssl.truststore.certificates": SOURCE_CA,
             },
         ),
         ({"security-protocol": "SASL_SSL"}, {"source.security.protocol": "SASL_SSL"}),
@@ -425,7 +303,7 @@ def test_optional_secret_keys_reach_the_properties(ctx, content, expected):
         ({"sasl-mechanism": "GSSAPI"}, "sasl-mechanism must be one of SCRAM-SHA-512"),
         ({"security-protocol": "SSL"}, "security-protocol must be one of SASL_PLAINTEXT"),
         ({"security-protocol": "SASL_SSL", "ca": "not a pem"}, "ca must be a PEM certificate"),
-        ({"ca": CA}, "ca is set, so security-protocol must be SASL_SSL"),
+        ({"ca": SOURCE_CA}, "ca is set, so security-protocol must be SASL_SSL"),
     ],
 )
 def test_bad_credentials_secret(ctx, content, message):
@@ -620,7 +498,7 @@ def test_relation_source_with_tls(ctx):
     out = start(ctx, state(relations=(relation,), secrets=secrets))
     rendered = properties(ctx, out)
     assert rendered["source.security.protocol"] == "SASL_SSL"
-    assert rendered["source.ssl.truststore.certificates"] == CA
+    assert rendered["source.ssl.truststore.certificates"] == SOURCE_CA
 
 
 @pytest.mark.parametrize("running", [True, False])
@@ -1016,10 +894,10 @@ def test_migration_status_failed_task(ctx, clusters):
         "Caused by: org.apache.kafka.common.errors.RecordTooLargeException: The message is 1500087"
         " bytes when serialized which is larger than 1048576\n\tat y(Y.java:2)"
     )
-    clusters.connectors[3] = mm.ConnectorState(
+    clusters.connectors[3] = mm._ConnectorState(
         connector="MirrorSourceConnector", task=0, state="FAILED", trace=trace
     )
-    clusters.connectors[4] = mm.ConnectorState(
+    clusters.connectors[4] = mm._ConnectorState(
         connector="MirrorSourceConnector", task=1, state="UNASSIGNED"
     )
     _, results = migration_status(ctx, running())
@@ -1152,7 +1030,7 @@ def test_status_while_lagging_is_refreshed_on_update_status(ctx, clusters):
     out = ctx.run(ctx.on.update_status(), running())
     assert out.unit_status == testing.ActiveStatus(LAGGING.format(source="old-0:9092"))
     assert out.app_status == testing.ActiveStatus(LAGGING.format(source="old-0:9092"))
-    assert set(clusters.timeouts) == {mm.STATUS_TIMEOUT}
+    assert set(clusters.timeouts) == {mm._STATUS_TIMEOUT}
     clusters.in_sync()
     again = ctx.run(ctx.on.update_status(), out)
     assert again.unit_status == testing.ActiveStatus("in sync with old-0:9092: ready for cutover")
@@ -1174,7 +1052,7 @@ def test_status_when_the_source_fails(ctx, clusters, problem, message):
 
 def test_status_when_a_task_failed(ctx, clusters):
     clusters.in_sync()
-    clusters.connectors[3] = mm.ConnectorState(
+    clusters.connectors[3] = mm._ConnectorState(
         connector="MirrorSourceConnector",
         task=0,
         state="FAILED",

@@ -1,0 +1,384 @@
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
+"""What more than one unit test module uses: state builders, fakes, readers and constants.
+
+- kafka-k8s under ops.testing: `MODEL`, `PASSWORDS`, `host`, `container`, `credentials_secret`,
+  `cluster`, `read`, and `serving`, a leader whose broker serves with an external source.
+- The migration library: `CHARMCRAFT`, `MM2`, `LAGGING`, `source_relation` (a
+  `migration-source` relation and its secrets) and the passwords and CAs the tests look for.
+- Fakes: `FakeKafka` for the charm's admin, `FakeClusters` and `FakeClient` for the library's
+  `_ClusterClient`; `conftest.py` installs them as fixtures.
+- `load_properties`, a reader of `.properties` files that follows `java.util.Properties.load`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
+
+import ops
+import yaml
+from ops import testing
+
+from admin import Acl
+from charms.kafka_k8s.v0 import mirrormaker as mm
+from charms.kafka_k8s.v0.mirrormaker import ClusterUnreachableError
+
+REPO = Path(__file__).resolve().parents[2]
+CHARMCRAFT = yaml.safe_load((REPO / "charmcraft.yaml").read_text())
+
+# kafka-k8s under ops.testing -------------------------------------------------------------------
+
+MODEL = testing.Model(name="kafka-model")
+FORMAT = testing.Exec(["/opt/kafka/bin/kafka-storage.sh", "format"])
+PASSWORDS = {
+    "admin-password": "old-admin-pw",
+    "controller-password": "controller-pw",
+    "mirrormaker-password": "old-mm-pw",
+}
+CLUSTER_ID = "MkU3OEVBNTcwNTJENDM2Qk"
+
+
+def host(number: int) -> str:
+    return f"kafka-k8s-{number}.kafka-k8s-endpoints.kafka-model.svc.cluster.local"
+
+
+def container(*, ready: bool = True, **kwargs) -> testing.Container:
+    """The workload container; `ready=False` makes the broker's readiness check fail."""
+    if not ready:
+        check: ops.pebble.CheckDict = {
+            "override": "replace",
+            "level": "ready",
+            "tcp": {"port": 9092},
+        }
+        kwargs["layers"] = {"kafka": ops.pebble.Layer({"checks": {"kafka-ready": check}})}
+        kwargs["check_infos"] = {
+            testing.CheckInfo(
+                "kafka-ready",
+                level=ops.pebble.CheckLevel.READY,
+                status=ops.pebble.CheckStatus.DOWN,
+            )
+        }
+    return testing.Container("kafka", can_connect=True, execs={FORMAT}, **kwargs)
+
+
+def credentials_secret(content: dict[str, str] = PASSWORDS, **kwargs) -> testing.Secret:
+    kwargs.setdefault("owner", "app")
+    return testing.Secret(tracked_content=content, label="internal-credentials", **kwargs)
+
+
+def cluster(secret: testing.Secret, voters=(0, 1, 2), peers=(1, 2)) -> testing.PeerRelation:
+    """The peer relation of a cluster the leader has already initialised."""
+    return testing.PeerRelation(
+        "cluster",
+        local_app_data={
+            "cluster-id": CLUSTER_ID,
+            "controller-voters": json.dumps(list(voters)),
+            "internal-credentials": secret.id,
+        },
+        peers_data={number: {} for number in peers},
+    )
+
+
+def read(ctx: testing.Context, state: testing.State, path: str) -> str:
+    root = state.get_container("kafka").get_filesystem(ctx)
+    return (root / path.lstrip("/")).read_text()
+
+
+# The password of the source credentials secret that `serving` configures.
+SERVING_SOURCE_PASSWORD = "source-pw"
+
+
+def serving(ctx: testing.Context, **config: object) -> tuple[testing.State, testing.Secret]:
+    """A leader whose broker serves, with an external source configured."""
+    internal = credentials_secret()
+    source = testing.Secret(
+        tracked_content={"username": "migrator", "password": SERVING_SOURCE_PASSWORD}
+    )
+    options: dict[str, str | int | float | bool] = {
+        "mirrormaker-source-bootstrap-servers": "old-0:9092",
+        "mirrormaker-source-credentials": source.id,
+    }
+    options.update(config)  # type: ignore[arg-type]
+    state = testing.State(
+        leader=True,
+        model=MODEL,
+        config=options,
+        containers={container()},
+        relations={cluster(internal)},
+        secrets={internal, source},
+    )
+    started = ctx.run(ctx.on.config_changed(), state)
+    broker = started.get_container("kafka")
+    ready = testing.CheckInfo(
+        "kafka-ready", level=ops.pebble.CheckLevel.READY, status=ops.pebble.CheckStatus.UP
+    )
+    broker = dataclasses.replace(broker, check_infos={ready})
+    return dataclasses.replace(started, containers={broker}), source
+
+
+# The migration library -------------------------------------------------------------------------
+
+MM2 = "/etc/kafka/mm2.properties"
+LAGGING = "migrating from {source}: 2 topics, lag 100 records, 1 group behind"
+RELATION_PASSWORD = "relation-secret-pw"
+# The CA of the source cluster: in the credentials secret, or sent on `migration-source`.
+SOURCE_CA = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n"
+# A PEM-shaped CA that no TLS library would parse.
+FAKE_CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+def source_relation(*, tls: bool = False, data: dict[str, str] | None = None):
+    """The `migration-source` relation with a v1 kafka_client response, and its secrets."""
+    user = testing.Secret(
+        tracked_content={"username": "relation-7", "password": RELATION_PASSWORD}
+    )
+    secrets = [user]
+    response = {
+        "resource": "*",
+        "request-id": "abc",
+        "salt": "salt",
+        "endpoints": "old-kafka-0:9092,old-kafka-1:9092",
+        "secret-user": user.id,
+    }
+    if tls:
+        tls_secret = testing.Secret(tracked_content={"tls": "true", "tls-ca": SOURCE_CA})
+        secrets.append(tls_secret)
+        response["secret-tls"] = tls_secret.id
+    remote = {"version": "v1", "requests": json.dumps([response])} if data is None else data
+    relation = testing.Relation(
+        "migration-source", remote_app_name="old-kafka", remote_app_data=remote
+    )
+    return relation, tuple(secrets)
+
+
+# Fakes -----------------------------------------------------------------------------------------
+
+
+class FakeKafka:
+    """SCRAM users and ACLs of a pretend cluster, in memory, behind `KafkaAdmin`'s methods.
+
+    The real `KafkaAdmin` would connect to brokers with 15 s timeouts; unit tests must never
+    construct it, so the autouse `kafka` fixture swaps this in wherever the charm looks it up.
+    """
+
+    def __init__(self) -> None:
+        self.users: dict[str, str] = {}
+        self.acls: dict[str, set[Acl]] = {}
+        self.upserts: list[tuple[str, str]] = []
+        self.logins: list[tuple[str, str]] = []
+        self.error: Exception | None = None
+
+    def connect(self, bootstrap: str, username: str, password: str, **_: object) -> FakeKafka:
+        self.logins.append((username, password))
+        return self
+
+    def _answer(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def upsert_user(self, username: str, password: str) -> None:
+        self._answer()
+        self.upserts.append((username, password))
+        self.users[username] = password
+
+    def list_users(self) -> set[str]:
+        self._answer()
+        return set(self.users)
+
+    def delete_user(self, username: str) -> None:
+        self._answer()
+        self.acls.pop(username, None)
+        self.users.pop(username, None)
+
+    def acls_of(self, username: str) -> set[Acl]:
+        self._answer()
+        return set(self.acls.get(username, set()))
+
+    def grant(self, username: str, acls) -> None:
+        self._answer()
+        self.acls[username] = set(acls)
+
+    def revoke_all(self, username: str) -> None:
+        self._answer()
+        self.acls.pop(username, None)
+
+
+RUNNING_CONNECTORS = (
+    mm._ConnectorState(connector="MirrorCheckpointConnector", state="RUNNING"),
+    mm._ConnectorState(connector="MirrorCheckpointConnector", task=0, state="RUNNING"),
+    mm._ConnectorState(connector="MirrorSourceConnector", state="RUNNING"),
+    mm._ConnectorState(connector="MirrorSourceConnector", task=0, state="RUNNING"),
+    mm._ConnectorState(connector="MirrorSourceConnector", task=1, state="RUNNING"),
+)
+
+
+class FakeClusters:
+    """What `ClusterClient` would read from the source and the target.
+
+    By default the target lags: `orders` misses 50 records of partition 1, `payments` is not
+    there yet, and group `billing` has no offsets on the target.
+    """
+
+    def __init__(self) -> None:
+        self.topics = {
+            "source": {"orders": [100, 200], "payments": [50], "__consumer_offsets": [9] * 3},
+            "target": {"orders": [100, 150], "heartbeats": [3]},
+        }
+        self.starts: dict[str, dict[str, list[int]]] = {"source": {}, "target": {}}
+        self.groups = {"source": ["billing", "console-consumer-1", "shipping"], "target": []}
+        self.commits: dict[str, dict[str, mm._GroupCommits]] = {
+            "source": {"billing": {"orders": {0: 100, 1: 120}}},
+            "target": {},
+        }
+        self.members = {"billing": 2}
+        self.connectors = list(RUNNING_CONNECTORS)
+        self.unreachable: set[str] = set()
+        self.refused: set[str] = set()
+        self.logins: list[tuple[str, str, str]] = []
+        self.timeouts: list[float] = []
+
+    def __call__(self, cluster: mm.KafkaCluster, role: str, timeout: float = 10.0) -> FakeClient:
+        self.logins.append((role, cluster.username, cluster.password))
+        self.timeouts.append(timeout)
+        return FakeClient(self, role)
+
+    def in_sync(self) -> None:
+        """The target caught up with every topic, and `billing` is synced."""
+        for name in ("orders", "payments"):
+            self.topics["target"][name] = list(self.topics["source"][name])
+        self.commits["target"] = {"billing": {"orders": {0: 100, 1: 120}}}
+
+
+class FakeClient:
+    def __init__(self, clusters: FakeClusters, role: str):
+        self.clusters = clusters
+        self.role = role
+
+    def _answer(self) -> None:
+        if self.role in self.clusters.refused:
+            raise ClusterUnreachableError(
+                f"{self.role} cluster at h:1 refused the login of migrator: invalid credentials",
+                refused=True,
+            )
+        if self.role in self.clusters.unreachable:
+            raise ClusterUnreachableError(f"{self.role} cluster at h:1 did not answer: timed out")
+
+    def topics(self) -> dict[str, int]:
+        self._answer()
+        return {name: len(offsets) for name, offsets in self.clusters.topics[self.role].items()}
+
+    def groups(self) -> list[str]:
+        self._answer()
+        return self.clusters.groups[self.role]
+
+    def end_offsets(self, topics: Mapping[str, int]) -> dict[str, list[int]]:
+        self._answer()
+        return {name: self.clusters.topics[self.role][name] for name in topics}
+
+    def offsets(self, topics: Mapping[str, int]) -> dict[str, mm._TopicOffsets]:
+        ends = self.end_offsets(topics)
+        starts = self.clusters.starts[self.role]
+        return {
+            name: mm._TopicOffsets(start=tuple(starts.get(name, [0] * len(end))), end=tuple(end))
+            for name, end in ends.items()
+        }
+
+    def committed_offsets(
+        self, groups: Sequence[str], topics: Collection[str]
+    ) -> dict[str, mm._GroupCommits]:
+        self._answer()
+        commits = self.clusters.commits[self.role]
+        return {
+            group: {t: p for t, p in commits.get(group, {}).items() if t in topics}
+            for group in groups
+        }
+
+    def describe_groups(self, groups: Sequence[str]) -> dict[str, tuple[str, int]]:
+        self._answer()
+        members = self.clusters.members
+        return {g: ("stable" if members.get(g) else "empty", members.get(g, 0)) for g in groups}
+
+    def connector_states(self, source_alias: str) -> list[mm._ConnectorState]:
+        self._answer()
+        assert source_alias == "source"
+        return self.clusters.connectors
+
+
+# A reader of the .properties format, following java.util.Properties.load ----------------------
+
+
+def logical_lines(text: str) -> list[str]:
+    """Java's `Properties.LineReader`: comments, blank lines and continuations."""
+    natural = re.split(r"\r\n|\r|\n", text)
+    lines: list[str] = []
+    current: str | None = None
+    for raw in natural:
+        line = raw.lstrip(" \t\f")
+        if current is None:
+            if not line or line[0] in "#!":
+                continue
+        trailing = len(line) - len(line.rstrip("\\"))
+        if trailing % 2 == 1:
+            current = (current or "") + line[:-1]
+            continue
+        lines.append((current or "") + line)
+        current = None
+    if current is not None:
+        lines.append(current)
+    return lines
+
+
+def _unescape(text: str) -> str:
+    """Java's `Properties.loadConvert`, then UTF-16 surrogate pairs joined."""
+    out: list[str] = []
+    index = 0
+    while index < len(text):
+        char = text[index]
+        index += 1
+        if char != "\\":
+            out.append(char)
+            continue
+        char = text[index]
+        index += 1
+        if char == "u":
+            digits = text[index : index + 4]
+            if len(digits) != 4 or not re.fullmatch(r"[0-9a-fA-F]{4}", digits):
+                raise ValueError(f"Malformed \\uxxxx encoding: {digits!r}")
+            out.append(chr(int(digits, 16)))
+            index += 4
+        else:
+            out.append({"t": "\t", "r": "\r", "n": "\n", "f": "\f"}.get(char, char))
+    return "".join(out).encode("utf-16", "surrogatepass").decode("utf-16")
+
+
+def load_properties(text: str) -> dict[str, str]:
+    """Parse a .properties file as `java.util.Properties.load` does (ISO 8859-1 input)."""
+    text.encode("latin-1")
+    properties: dict[str, str] = {}
+    for line in logical_lines(text):
+        key_end = len(line)
+        value_start = len(line)
+        has_separator = False
+        backslash = False
+        for position, char in enumerate(line):
+            if char in "=:" and not backslash:
+                key_end, value_start, has_separator = position, position + 1, True
+                break
+            if char in " \t\f" and not backslash:
+                key_end, value_start = position, position + 1
+                break
+            backslash = char == "\\" and not backslash
+        while value_start < len(line):
+            char = line[value_start]
+            if char not in " \t\f":
+                if not has_separator and char in "=:":
+                    has_separator = True
+                else:
+                    break
+            value_start += 1
+        properties[_unescape(line[:key_end])] = _unescape(line[value_start:])
+    return properties
