@@ -18,7 +18,10 @@ every unit follows the newest request it sees.
 ## Adopting it
 
 Fetch the library (`charmcraft fetch-lib charms.kafka_k8s.v0.mirrormaker`), add its `PYDEPS`
-to the charm's dependencies, and declare in `charmcraft.yaml` what it handles. The workload
+to the charm's dependencies (its one Kafka client is kafka-python, pure Python), and declare in
+`charmcraft.yaml` what it handles. Whenever it makes a client, the library sets the `kafka`
+logger (kafka-python's) to WARNING if it is lower: kafka-python logs the SASL password at DEBUG,
+and ops forwards DEBUG records to `juju debug-log`. The workload
 container must be a Kafka image with `/opt/kafka/bin/connect-mirror-maker.sh` and the JMX
 exporter agent at `/opt/kafka/libs/jmx_prometheus_javaagent.jar` (the charmed-kafka rock);
 a peer relation must exist (any name; `cluster` by default):
