@@ -12,9 +12,10 @@ topics with MirrorMaker's records. Two measurements per case:
   query against both clusters and the report built from their answers;
 - outputs: both outputs of the action, `MigrationReport.results()` and `format_table`.
 
-Usage: `python -m bench status [--repeat N] [--quick]` (`--quick`: 2 runs per
-case unless `--repeat` says otherwise). Writes
-`bench/results/status-latest.json` and prints a table.
+Usage: `python -m bench status [--repeat N] [--quick] [--partitions P --groups G]` (`--quick`:
+2 runs per case unless `--repeat` says otherwise; `--partitions` and `--groups`: that one case
+instead of the four, P a multiple of 50). Writes `bench/results/status-latest.json`, with the
+process's peak memory (VmHWM), and prints a table.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import tempfile
@@ -38,6 +40,7 @@ from typing import Any
 import confluent_kafka
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from kafka.version import __version__ as kafka_python_version
 
 from bench import RESULTS
 from charms.kafka_k8s.v0.mirrormaker import (
@@ -259,12 +262,12 @@ def time_report(
 # Running -----------------------------------------------------------------------------------------
 
 
-def measure_real(repeat: int) -> list[dict]:
+def measure_real(repeat: int, cases: list[tuple[int, int]]) -> list[dict]:
     """Every case against the real clusters."""
-    largest = max(p for p, _ in CASES), max(g for _, g in CASES)
+    largest = max(p for p, _ in cases), max(g for _, g in cases)
     measured = []
     with real_clusters(*largest) as clusters:
-        for partitions, groups in CASES:
+        for partitions, groups in cases:
             config = case_config(partitions, groups)
             timed, report = time_report(clusters, config, repeat)
             seen = sum(topic.partitions for topic in report.topics)
@@ -281,6 +284,19 @@ def measure_real(repeat: int) -> list[dict]:
                 }
             )
     return measured
+
+
+def peak_memory_mib() -> float:
+    """The benchmark process's peak resident memory, clients and all, in MiB.
+
+    Linux's VmHWM; `ru_maxrss` would not do: a child keeps its parent's (tox's) across exec.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _ms(seconds: float) -> str:
@@ -302,6 +318,7 @@ def print_table(results: dict) -> None:
         )
     if not results["real"]:
         print("(not measured)")
+    print(f"peak memory of the benchmark's process: {results['peak-memory-mib']:,} MiB")
     for note in results["notes"]:
         print(f"note: {note}")
 
@@ -311,9 +328,16 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench status", description=__doc__)
     parser.add_argument("--repeat", type=int, help="runs per case (default 5; --quick: 2)")
     parser.add_argument("--quick", action="store_true", help="fewer runs per case")
+    parser.add_argument("--partitions", type=int, help="one case: this many partitions")
+    parser.add_argument("--groups", type=int, help="one case: this many groups")
     args = parser.parse_args(argv)
     if args.repeat is None:
         args.repeat = 2 if args.quick else 5
+    cases = CASES
+    if args.partitions is not None or args.groups is not None:
+        if args.partitions is None or args.groups is None or args.partitions % TOPIC_PARTITIONS:
+            parser.error(f"--partitions (a multiple of {TOPIC_PARTITIONS}) needs --groups")
+        cases = [(args.partitions, args.groups)]
     notes = [
         "one old and one new cluster of one broker each, on loopback, on this machine's "
         f"{os.cpu_count()} CPUs, shared with whatever else runs (load average at start "
@@ -321,7 +345,7 @@ def main(argv: list[str]) -> int:
     ]
     real: list[dict] = []
     try:
-        real = measure_real(args.repeat)
+        real = measure_real(args.repeat, cases)
     except SubstrateError as error:
         notes.append(f"the real clusters could not run, nothing measured: {error}")
     results = {
@@ -331,10 +355,11 @@ def main(argv: list[str]) -> int:
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
-            "confluent-kafka": confluent_kafka.version()[0],
-            "librdkafka": confluent_kafka.libversion()[0],
+            "kafka-python": kafka_python_version,
+            "confluent-kafka (loads the clusters)": confluent_kafka.version()[0],
         },
         "repeat": args.repeat,
+        "peak-memory-mib": peak_memory_mib(),
         "real": real,
         "notes": notes,
     }

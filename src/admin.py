@@ -1,37 +1,46 @@
 # Copyright 2025 The kafka-k8s authors.
 # See LICENSE file for licensing details.
-"""Admin operations on the local cluster: SCRAM users and ACLs, with confluent-kafka.
+"""Admin operations on the local cluster: SCRAM users and ACLs, with kafka-python.
 
 `KafkaAdmin` applies users and `Acl` bindings to a running cluster with bounded timeouts; which
 ACLs a relation user gets is decided by the `kafka-client` relation (`client_provider`).
+kafka-python is the charm's one Kafka client library, as it is the migration library's: the
+client comes from the library, which also keeps kafka-python's DEBUG records, which carry the
+SASL password and every request, out of the logs.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from concurrent.futures import Future
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Any, Literal, TypeVar
 
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import (
-    AclBinding,
-    AclBindingFilter,
-    AclOperation,
-    AclPermissionType,
-    AdminClient,
-    ResourcePatternType,
+from kafka import errors as kafka_errors
+
+# pyright's bundled stubs describe kafka-python 2.3, which had no SCRAM credential API.
+from kafka.admin import (
+    ACL,
+    ACLFilter,
+    ACLOperation,
+    ACLPermissionType,
+    ACLResourcePatternType,
+    KafkaAdminClient,
+    ResourcePattern,
+    ResourcePatternFilter,
     ResourceType,
-    ScramCredentialInfo,
-    ScramMechanism,
-    UserScramCredentialDeletion,
-    UserScramCredentialUpsertion,
+    ScramMechanism,  # pyright: ignore[reportAttributeAccessIssue]
+    UserScramCredentialDeletion,  # pyright: ignore[reportAttributeAccessIssue]
+    UserScramCredentialUpsertion,  # pyright: ignore[reportAttributeAccessIssue]
 )
+
+from charms.kafka_k8s.v0.mirrormaker import _AdminClient, _quiet_kafka_logs
 
 logger = logging.getLogger(__name__)
 
 SCRAM_ITERATIONS = 8192
+
+_T = TypeVar("_T")
 
 
 class AdminError(Exception):
@@ -48,68 +57,92 @@ class Acl:
     operation: Literal["ALL", "READ", "WRITE", "CREATE", "DESCRIBE", "IDEMPOTENT_WRITE"]
 
 
-# librdkafka calls Kafka's CLUSTER resource type BROKER.
-_RESOURCE_TYPES = {
-    "TOPIC": ResourceType.TOPIC,
-    "GROUP": ResourceType.GROUP,
-    "CLUSTER": ResourceType.BROKER,
-    "TRANSACTIONAL_ID": ResourceType.TRANSACTIONAL_ID,
-}
-_RESOURCE_NAMES = {kind: name for name, kind in _RESOURCE_TYPES.items()}
+def _binding(username: str, acl: Acl) -> ACL:
+    return ACL(
+        principal=f"User:{username}",
+        host="*",
+        operation=ACLOperation[acl.operation],
+        permission_type=ACLPermissionType.ALLOW,
+        resource_pattern=ResourcePattern(
+            ResourceType[acl.resource], acl.name, ACLResourcePatternType[acl.pattern]
+        ),
+    )
 
 
-def _binding(username: str, acl: Acl) -> AclBinding:
-    return AclBinding(
-        _RESOURCE_TYPES[acl.resource],
-        acl.name,
-        ResourcePatternType[acl.pattern],
-        f"User:{username}",
-        "*",
-        AclOperation[acl.operation],
-        AclPermissionType.ALLOW,
+def _acl(binding: Any) -> Acl:
+    """kafka-python's ACL in this module's terms: Kafka's names are the same."""
+    pattern = binding.resource_pattern
+    return Acl(
+        resource=pattern.resource_type.name,
+        name=pattern.resource_name,
+        pattern=pattern.pattern_type.name,
+        operation=binding.operation.name,
     )
 
 
 class KafkaAdmin:
-    """A SCRAM-authenticated admin client of the local cluster."""
+    """A SCRAM-authenticated admin client of the local cluster.
+
+    It connects at its first request (within the timeout) and keeps its connection until
+    `close()`, or the end of its `with` block. Each request is bounded by the timeout.
+    """
 
     def __init__(self, bootstrap: str, username: str, password: str, *, timeout: float = 15.0):
         self.timeout = timeout
-        self._client = AdminClient(
-            {
-                "bootstrap.servers": bootstrap,
-                "security.protocol": "SASL_PLAINTEXT",
-                "sasl.mechanism": "SCRAM-SHA-512",
-                "sasl.username": username,
-                "sasl.password": password,
-                "socket.timeout.ms": int(timeout * 1000),
-            }
-        )
+        self._config: dict[str, Any] = {
+            "bootstrap_servers": bootstrap.split(","),
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_plain_username": username,
+            "sasl_plain_password": password,
+            "request_timeout_ms": int(timeout * 1000),
+            "bootstrap_timeout_ms": int(timeout * 1000),
+            "client_id": "kafka-k8s-admin",
+        }
+        self._client: KafkaAdminClient | None = None
 
-    def _wait(self, futures: Iterable, what: str) -> None:
+    def __enter__(self) -> KafkaAdmin:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection; a later request connects again."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def _request(self, what: str, request: Callable[[Any], _T]) -> _T:
+        """The answer to one request, connecting first if needed.
+
+        Raises:
+            AdminError: naming `what`, if the cluster refuses or does not answer.
+        """
         try:
-            for future in futures:
-                future.result(timeout=self.timeout)
-        except (KafkaException, TimeoutError) as error:
+            if self._client is None:
+                _quiet_kafka_logs()
+                self._client = _AdminClient(**self._config)
+            return request(self._client)
+        except (kafka_errors.KafkaError, OSError) as error:
             raise AdminError(f"{what}: {error}") from None
 
     def upsert_user(self, username: str, password: str) -> None:
         """Create a SCRAM-SHA-512 user, or set its password."""
-        info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS)
-        upsert = UserScramCredentialUpsertion(username, info, password.encode())
-        futures = self._client.alter_user_scram_credentials([upsert], request_timeout=self.timeout)
-        self._wait(futures.values(), f"setting the credentials of {username}")
+        upsert = UserScramCredentialUpsertion(
+            username, ScramMechanism.SCRAM_SHA_512, password, iterations=SCRAM_ITERATIONS
+        )
+        what = f"setting the credentials of {username}"
+        errors = self._request(what, lambda admin: admin.alter_user_scram_credentials([upsert]))
+        if errors.get(username):
+            raise AdminError(f"{what}: {errors[username]}")
 
     def list_users(self) -> set[str]:
         """The names of every SCRAM user."""
-        # Asked for no user in particular, the client answers with one future of every user.
-        future = cast(
-            Future, self._client.describe_user_scram_credentials(request_timeout=self.timeout)
+        described = self._request(
+            "listing users", lambda admin: admin.describe_user_scram_credentials()
         )
-        try:
-            return set(future.result(timeout=self.timeout))
-        except (KafkaException, TimeoutError) as error:
-            raise AdminError(f"listing users: {error}") from None
+        return set(described)
 
     def delete_user(self, username: str) -> None:
         """Remove a SCRAM user and every ACL naming it; nothing happens when it is gone."""
@@ -117,65 +150,51 @@ class KafkaAdmin:
         if username not in self.list_users():
             return
         deletion = UserScramCredentialDeletion(username, ScramMechanism.SCRAM_SHA_512)
-        futures = self._client.alter_user_scram_credentials(
-            [deletion], request_timeout=self.timeout
-        )
-        self._wait(futures.values(), f"deleting user {username}")
+        what = f"deleting user {username}"
+        errors = self._request(what, lambda admin: admin.alter_user_scram_credentials([deletion]))
+        if errors.get(username):
+            raise AdminError(f"{what}: {errors[username]}")
 
     def acls_of(self, username: str) -> set[Acl]:
         """The ALLOW ACLs bound to a user."""
-        future = self._client.describe_acls(self._filter(username), request_timeout=self.timeout)
-        try:
-            bindings = future.result(timeout=self.timeout)
-        except (KafkaException, TimeoutError) as error:
-            raise AdminError(f"describing the ACLs of {username}: {error}") from None
-        return {
-            Acl(
-                resource=_RESOURCE_NAMES[binding.restype],  # type: ignore[arg-type]
-                name=binding.name,
-                pattern=binding.resource_pattern_type.name,  # type: ignore[arg-type]
-                operation=binding.operation.name,  # type: ignore[arg-type]
-            )
-            for binding in bindings
-        }
+        bindings, _ = self._request(
+            f"describing the ACLs of {username}",
+            lambda admin: admin.describe_acls(self._filter(username)),
+        )
+        return {_acl(binding) for binding in bindings}
 
     def grant(self, username: str, acls: Iterable[Acl]) -> None:
         """Make a user's ACLs exactly these: add what is missing, remove what is not wanted."""
         wanted = set(acls)
         current = self.acls_of(username)
         missing = [_binding(username, acl) for acl in wanted - current]
-        extra = [
-            AclBindingFilter(
-                _RESOURCE_TYPES[acl.resource],
-                acl.name,
-                ResourcePatternType[acl.pattern],
-                f"User:{username}",
-                "*",
-                AclOperation[acl.operation],
-                AclPermissionType.ALLOW,
-            )
-            for acl in current - wanted
-        ]
+        extra = [_binding(username, acl) for acl in current - wanted]
         if missing:
-            futures = self._client.create_acls(missing, request_timeout=self.timeout)
-            self._wait(futures.values(), f"granting ACLs to {username}")
+            what = f"granting ACLs to {username}"
+            created = self._request(what, lambda admin: admin.create_acls(missing))
+            if created["failed"]:
+                raise AdminError(f"{what}: {created['failed'][0].__name__}")
         if extra:
-            futures = self._client.delete_acls(extra, request_timeout=self.timeout)
-            self._wait(futures.values(), f"revoking ACLs of {username}")
+            self._delete(extra, f"revoking ACLs of {username}")
 
     def revoke_all(self, username: str) -> None:
         """Remove every ACL naming a user."""
-        futures = self._client.delete_acls([self._filter(username)], request_timeout=self.timeout)
-        self._wait(futures.values(), f"revoking the ACLs of {username}")
+        self._delete([self._filter(username)], f"revoking the ACLs of {username}")
+
+    def _delete(self, filters: Sequence[ACLFilter], what: str) -> None:
+        results = self._request(what, lambda admin: admin.delete_acls(filters))
+        for _, _, error in results:
+            if error is not kafka_errors.NoError:
+                raise AdminError(f"{what}: {error.__name__}")
 
     @staticmethod
-    def _filter(username: str) -> AclBindingFilter:
-        return AclBindingFilter(
-            ResourceType.ANY,
-            None,  # pyright: ignore[reportArgumentType] - None matches any name
-            ResourcePatternType.ANY,
-            f"User:{username}",
-            None,  # pyright: ignore[reportArgumentType] - None matches any host
-            AclOperation.ANY,
-            AclPermissionType.ANY,
+    def _filter(username: str) -> ACLFilter:
+        return ACLFilter(
+            principal=f"User:{username}",
+            host=None,
+            operation=ACLOperation.ANY,
+            permission_type=ACLPermissionType.ANY,
+            resource_pattern=ResourcePatternFilter(
+                ResourceType.ANY, None, ACLResourcePatternType.ANY
+            ),
         )

@@ -138,7 +138,8 @@ class KafkaK8sCharm(ops.CharmBase):
             return
         endpoints = ",".join(node.client_address for node in self.cluster.nodes)
         try:
-            self.clients.reconcile(self._admin(settings), endpoints)
+            with self._admin(settings) as admin:
+                self.clients.reconcile(admin, endpoints)
         except AdminError as error:
             logger.warning("kafka-client relations not reconciled: %s", error)
             self._problem = ops.MaintenanceStatus(
@@ -153,10 +154,10 @@ class KafkaK8sCharm(ops.CharmBase):
         rotated = self.cluster.rotated_credentials()
         if settings is None or rotated is None:
             return
-        admin = self._admin(settings)
         try:
-            for user in (ADMIN_USER, MIRRORMAKER_USER):
-                admin.upsert_user(user, rotated.password(user))
+            with self._admin(settings) as admin:
+                for user in (ADMIN_USER, MIRRORMAKER_USER):
+                    admin.upsert_user(user, rotated.password(user))
         except AdminError as error:
             logger.warning("internal passwords not rotated, will retry: %s", error)
             return

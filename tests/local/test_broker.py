@@ -92,9 +92,6 @@ class ClientUser:
 def client_user(new_cluster: NewCluster) -> ClientUser:
     """A `kafka-client` relation user made by the charm's own code path."""
     _create_topics(new_cluster, TOPIC, FORBIDDEN_TOPIC)
-    admin = KafkaAdmin(
-        new_cluster.bootstrap, new_cluster.admin_username, new_cluster.admin_password
-    )
     username = "relation-7"
     grant = ClientGrant(
         username=username,
@@ -103,15 +100,16 @@ def client_user(new_cluster: NewCluster) -> ClientUser:
         roles=parse_roles(None),
     )
     password = generate_password()
-    admin.upsert_user(username, password)
-    admin.grant(username, client_acls(grant))
-    # Brokers learn of users and ACLs from the controller's metadata log, a moment later, each
-    # at its own pace: wait until every broker lets the user describe its topic.
-    wait_until(
-        lambda: admin.acls_of(username) == set(client_acls(grant)),
-        timeout=30,
-        what="the relation user's ACLs",
-    )
+    with _admin(new_cluster) as admin:
+        admin.upsert_user(username, password)
+        admin.grant(username, client_acls(grant))
+        # Brokers learn of users and ACLs from the controller's metadata log, a moment later,
+        # each at its own pace: wait until every broker lets the user describe its topic.
+        wait_until(
+            lambda: admin.acls_of(username) == set(client_acls(grant)),
+            timeout=30,
+            what="the relation user's ACLs",
+        )
     for node in new_cluster.nodes:
         config = sasl_config(node.client_address, username, password)
         wait_until(
@@ -188,23 +186,23 @@ def test_killed_broker_is_restarted_by_pebble(new_cluster: NewCluster, client_us
 
 
 def test_removed_relation_user_is_gone(new_cluster: NewCluster):
-    admin = _admin(new_cluster)
     grant = ClientGrant(
         username="relation-9", topic=TOPIC, consumer_group_prefix="g-", roles=parse_roles("admin")
     )
-    admin.upsert_user(grant.username, generate_password())
-    admin.grant(grant.username, client_acls(grant))
-    # Brokers learn of users and ACLs from the controller's metadata log, a moment later.
-    wait_until(
-        lambda: (
-            grant.username in admin.list_users()
-            and admin.acls_of(grant.username) == set(client_acls(grant))
-        ),
-        timeout=30,
-        what="the new user and its ACLs",
-    )
+    with _admin(new_cluster) as admin:
+        admin.upsert_user(grant.username, generate_password())
+        admin.grant(grant.username, client_acls(grant))
+        # Brokers learn of users and ACLs from the controller's metadata log, a moment later.
+        wait_until(
+            lambda: (
+                grant.username in admin.list_users()
+                and admin.acls_of(grant.username) == set(client_acls(grant))
+            ),
+            timeout=30,
+            what="the new user and its ACLs",
+        )
 
-    admin.delete_user(grant.username)
+        admin.delete_user(grant.username)
 
-    wait_until(lambda: grant.username not in admin.list_users(), timeout=30, what="user gone")
-    assert admin.acls_of(grant.username) == set()
+        wait_until(lambda: grant.username not in admin.list_users(), timeout=30, what="user gone")
+        assert admin.acls_of(grant.username) == set()

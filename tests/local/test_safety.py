@@ -14,6 +14,7 @@ record twice after any fault.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pwd
 import signal
@@ -30,6 +31,7 @@ import pytest
 from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from admin import AdminError, KafkaAdmin
 from charms.kafka_k8s.v0.mirrormaker import (
     MigrationConfig,
     SourceCluster,
@@ -394,14 +396,26 @@ def test_secret_files_are_private_to_the_workload_user(run: Run):
     print(f"\n{len(found)} secret files, all 0600 and owned by the workload user")
 
 
-def test_no_secret_in_any_output(run: Run):
+def test_no_secret_in_any_output(run: Run, caplog: pytest.LogCaptureFixture):
+    # kafka-python logs its configuration and every request at DEBUG: the clients keep it quiet.
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="kafka")
     units = run.nodes.unit_states()
     report = migration_report(run.source, run.nodes.settings[0].target, units=units)
     shown = [json.dumps(report.results(table=table)) for table in (False, True)]
     wrong = run.source.model_copy(update={"password": "wrong-pw-6502"})
     refused = migration_report(wrong, run.nodes.settings[0].target, units=units, timeout=5)
     assert [problem.refused for problem in refused.problems] == [True]
+    print(f"\nwith a wrong password: {refused.problems[0].message}")
     shown += [json.dumps(refused.results(table=table)) for table in (False, True)]
+    new = run.new
+    with KafkaAdmin(new.bootstrap, new.admin_username, new.admin_password) as admin:
+        admin.upsert_user("log-check", "log-check-pw-8086")
+        admin.delete_user("log-check")
+    with KafkaAdmin(new.bootstrap, new.admin_username, "wrong-admin-pw-6809", timeout=5) as admin:
+        with pytest.raises(AdminError):
+            admin.list_users()
+    shown.append(caplog.text)
     logs = [*run.new.log_files(), *run.old.log_files()]
     for path in logs:
         shown.append(path.read_text(errors="replace"))
@@ -410,6 +424,8 @@ def test_no_secret_in_any_output(run: Run):
         MIGRATOR_PASSWORD,
         json.dumps(MIGRATOR_PASSWORD)[1:-1],
         "wrong-pw-6502",
+        "log-check-pw-8086",
+        "wrong-admin-pw-6809",
         run.old.admin_password,
         credentials.admin_password,
         credentials.controller_password,

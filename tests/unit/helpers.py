@@ -170,11 +170,21 @@ class FakeKafka:
         self.acls: dict[str, set[Acl]] = {}
         self.upserts: list[tuple[str, str]] = []
         self.logins: list[tuple[str, str]] = []
+        self.closed = 0
         self.error: Exception | None = None
 
     def connect(self, bootstrap: str, username: str, password: str, **_: object) -> FakeKafka:
         self.logins.append((username, password))
         return self
+
+    def __enter__(self) -> FakeKafka:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.closed += 1
 
     def _answer(self) -> None:
         if self.error is not None:
@@ -240,6 +250,7 @@ class FakeClusters:
         self.refused: set[str] = set()
         self.logins: list[tuple[str, str, str]] = []
         self.timeouts: list[float] = []
+        self.closed: list[str] = []
 
     def __call__(self, cluster: mm.KafkaCluster, role: str, timeout: float = 10.0) -> FakeClient:
         self.logins.append((role, cluster.username, cluster.password))
@@ -257,6 +268,15 @@ class FakeClient:
     def __init__(self, clusters: FakeClusters, role: str):
         self.clusters = clusters
         self.role = role
+
+    def __enter__(self) -> FakeClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.clusters.closed.append(self.role)
 
     def _answer(self) -> None:
         if self.role in self.clusters.refused:

@@ -113,7 +113,7 @@ def no_source(state: testing.State, _: testing.Secret, __: FakeClusters) -> test
 def cluster_fails(role: str, problem: str) -> Change:
     """A cluster that is down (`unreachable`) or refuses the password (`refused`).
 
-    The fake `ClusterClient` raises the library's errors as confluent-kafka failures surface.
+    The fake `ClusterClient` raises the library's errors as kafka-python's failures surface.
     """
 
     def change(state: testing.State, _: testing.Secret, clusters: FakeClusters) -> testing.State:

@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import socket
 import ssl
+import threading
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from kafka import errors as kafka_errors
 from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as KafkaTopicPartition
 
@@ -327,55 +331,132 @@ def test_unknown_results():
 def test_refused_login_is_told_apart_from_no_answer():
     cluster = mm.SourceCluster(name="old", bootstrap_servers=("h:1",), username="u", password="p")
     client = mm._ClusterClient(cluster, "source", timeout=1)
-    timeout = KafkaException(KafkaError(KafkaError._TRANSPORT, "Broker transport failure"))
+    timeout = kafka_errors.KafkaTimeoutError("Unable to bootstrap from ['h:1']")
     assert client._unreachable(timeout).message == (
-        "source cluster at h:1 did not answer: Broker transport failure"
+        "source cluster at h:1 did not answer: timed out"
     )
-    client._on_error(
-        KafkaError(
-            KafkaError._AUTHENTICATION,
-            "sasl_plaintext://h:1/bootstrap: SASL authentication error: Authentication failed "
-            "due to invalid credentials with SASL mechanism SCRAM-SHA-512 (after 3ms in state "
-            "AUTH_REQ)",
+    refused_connection = kafka_errors.KafkaConnectionError("111 ECONNREFUSED")
+    assert client._unreachable(refused_connection).message == (
+        "source cluster at h:1 did not answer: Connection refused"
+    )
+    # What kafka-python's I/O thread logs when the broker turns the login down.
+    client._failures.note(
+        kafka_errors.SaslAuthenticationFailedError(
+            "SaslAuthenticationFailedError: Authentication failed during authentication due to "
+            "invalid credentials with SASL mechanism SCRAM-SHA-512"
         )
     )
     refused = client._unreachable(timeout)
     assert refused.refused
     assert refused.message == (
-        "source cluster at h:1 refused the login of u: Authentication failed due to invalid "
-        "credentials with SASL mechanism SCRAM-SHA-512"
+        "source cluster at h:1 refused the login of u: Authentication failed during "
+        "authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512"
     )
-    denied = KafkaException(KafkaError(KafkaError.GROUP_AUTHORIZATION_FAILED, "denied"))
+    denied = kafka_errors.GroupAuthorizationFailedError("denied")
     assert mm._ClusterClient(cluster, "source")._unreachable(denied).message == (
-        "source cluster at h:1 refused the request: denied"
+        "source cluster at h:1 refused the request: group authorization failed"
     )
 
 
-def test_a_failed_tls_handshake_names_the_ca_to_check():
-    cluster = mm.SourceCluster(
-        name="old",
-        bootstrap_servers=("h:1",),
-        username="u",
-        password="p",
-        security_protocol="SASL_SSL",
+def test_connection_failures_are_taken_from_the_clients_own_thread():
+    failures = mm._ConnectionFailures("kafka-k8s-migration-status-source")
+    refusal = kafka_errors.SaslAuthenticationFailedError("SaslAuthenticationFailedError: no")
+
+    def record(thread: str, *args: object) -> logging.LogRecord:
+        made = logging.LogRecord("kafka.net.manager", logging.WARNING, "", 0, "%s %s", args, None)
+        made.threadName = thread
+        return made
+
+    failures.emit(record("kafka-io-kafka-k8s-migration-status-target", "bootstrap-0", refusal))
+    assert failures.refusal is None
+    failures.emit(record("kafka-io-kafka-k8s-migration-status-source", "bootstrap-0", refusal))
+    assert failures.refusal == "no"
+    connection = kafka_errors.KafkaConnectionError("111 ECONNREFUSED")
+    failures.emit(record("kafka-io-kafka-k8s-migration-status-source", "bootstrap-0", connection))
+    assert failures.last == "Connection refused"
+
+
+def _certificate(subject: str, issuer: str, *, ca: bool) -> tuple[x509.Certificate, Any]:
+    """A certificate for `subject` signed by a new key in the name of `issuer`, and the key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
     )
-    client = mm._ClusterClient(cluster, "source", timeout=1)
-    client._on_error(
-        KafkaError(
-            KafkaError._SSL,
-            "ssl://h:1/bootstrap: SSL handshake failed: error:0A000086:SSL routines::certificate "
-            "verify failed: broker certificate could not be verified (after 4ms in state "
-            "SSL_HANDSHAKE)",
+    if ca:
+        builder = builder.add_extension(
+            x509.BasicConstraints(ca=True, path_length=None), critical=True
+        )
+    return builder.sign(key, hashes.SHA256()), key
+
+
+def _server_certificate(tmp_path: Path) -> ssl.SSLContext:
+    """A TLS server context whose certificate another CA signed (not `test_ca`)."""
+    certificate, key = _certificate("127.0.0.1", "another CA", ca=False)
+    (tmp_path / "server.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "server.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
         )
     )
-    timeout = KafkaException(KafkaError(KafkaError._TRANSPORT, "Broker transport failure"))
-    failed = client._unreachable(timeout)
-    assert failed.refused
-    assert failed.message == (
-        "source cluster at h:1: TLS handshake failed, the CA (`ca` of "
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "server.pem", tmp_path / "server.key")
+    return context
+
+
+def test_a_failed_tls_handshake_names_the_ca_to_check(test_ca: str, tmp_path: Path):
+    """A real TLS handshake on loopback, with a server certificate the CA did not sign."""
+    context = _server_certificate(tmp_path)
+    stop = threading.Event()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(0.1)
+
+        def serve() -> None:
+            while not stop.is_set():
+                try:
+                    connection, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                with connection:
+                    connection.settimeout(2)
+                    try:
+                        context.wrap_socket(connection, server_side=True).close()
+                    except (ssl.SSLError, OSError):
+                        pass
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        cluster = mm.SourceCluster(
+            name="old",
+            bootstrap_servers=(address,),
+            username="u",
+            password="p",
+            security_protocol="SASL_SSL",
+            ca=test_ca,
+        )
+        began = time.monotonic()
+        with mm._ClusterClient(cluster, "source", timeout=1) as client:
+            with pytest.raises(mm.ClusterUnreachableError) as raised:
+                client.topics()
+        assert time.monotonic() - began < 10
+        stop.set()
+        server.join()
+    assert raised.value.refused
+    assert raised.value.message.startswith(
+        f"source cluster at {address}: TLS handshake failed, the CA (`ca` of "
         "mirrormaker-source-credentials, or tls-ca of migration-source) did not verify its "
-        "certificate: error:0A000086:SSL routines::certificate verify failed: broker certificate "
-        "could not be verified"
+        "certificate: certificate verify failed: "
     )
 
 
@@ -410,36 +491,17 @@ def test_report_on_clusters_that_do_not_answer_is_bounded():
     result = mm.migration_report(source, target, timeout=1)
     assert time.monotonic() - began < 10
     assert [problem.role for problem in result.problems] == ["source", "target"]
-    assert result.problems[0].message.startswith(f"source cluster at 127.0.0.1:{port} did not")
+    assert result.problems[0].message == (
+        f"source cluster at 127.0.0.1:{port} did not answer: Connection refused"
+    )
     assert result.summary()[0] == "blocked"
     assert not result.ready_for_cutover
-
-
-@pytest.mark.parametrize("size", [0, 1, 49, 50, 51, 120])
-def test_batches_cover_every_item_once(size: int):
-    items = list(range(size))
-    batches = list(mm._batches(items, 50))
-    assert [item for batch in batches for item in batch] == items
-    assert all(len(batch) <= 50 for batch in batches)
 
 
 @pytest.fixture(scope="module")
 def test_ca() -> str:
     """A real self-signed CA certificate, which `ssl` parses (`FAKE_CA` is not one)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kafka-k8s unit test CA")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+    certificate, _ = _certificate("kafka-k8s unit test CA", "kafka-k8s unit test CA", ca=True)
     return certificate.public_bytes(serialization.Encoding.PEM).decode()
 
 

@@ -18,7 +18,10 @@ every unit follows the newest request it sees.
 ## Adopting it
 
 Fetch the library (`charmcraft fetch-lib charms.kafka_k8s.v0.mirrormaker`), add its `PYDEPS`
-to the charm's dependencies, and declare in `charmcraft.yaml` what it handles. The workload
+to the charm's dependencies (its one Kafka client is kafka-python, pure Python), and declare in
+`charmcraft.yaml` what it handles. Whenever it makes a client, the library sets the `kafka`
+logger (kafka-python's) to WARNING if it is lower: kafka-python logs the SASL password at DEBUG,
+and ops forwards DEBUG records to `juju debug-log`. The workload
 container must be a Kafka image with `/opt/kafka/bin/connect-mirror-maker.sh` and the JMX
 exporter agent at `/opt/kafka/libs/jmx_prometheus_javaagent.jar` (the charmed-kafka rock);
 a peer relation must exist (any name; `cluster` by default):
@@ -122,33 +125,30 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import ssl
+import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeoutError
+from contextlib import contextmanager
 from pathlib import PurePosixPath
 from typing import Any, Literal, TypeVar, cast
 
 import jinja2
 import ops
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    IsolationLevel,
-    KafkaError,
-    KafkaException,
-    TopicPartition,
-)
-from confluent_kafka.admin import AdminClient, OffsetSpec
 from data_platform_helpers.interfaces import (
     KafkaRequestModel,
     KafkaResponseModel,
     ResourceRequirerEventHandler,
 )
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaConsumer
 from kafka import errors as kafka_errors
+
+# pyright's bundled stubs describe kafka-python 2.3, which had neither.
+from kafka.admin import OffsetSpec  # pyright: ignore[reportAttributeAccessIssue]
+from kafka.protocol.consumer import IsolationLevel  # pyright: ignore[reportMissingImports]
+from kafka.structs import TopicPartition
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 # The unique Charmhub library identifier, never change it
@@ -159,13 +159,12 @@ LIBAPI = 0
 
 # Increment this PATCH version before using `charmcraft publish-lib` or reset
 # to 0 if you are raising the major API version
-LIBPATCH = 2
+LIBPATCH = 3
 
 PYDEPS = [
     "pydantic>=2.7",
     "jinja2>=3.1",
     "data-platform-helpers>=1.1",
-    "confluent-kafka>=2.6",
     "kafka-python>=3.0",
 ]
 
@@ -203,8 +202,6 @@ _STATE_KEY = "mirrormaker-state"
 _CLIENT_TIMEOUT = 10.0
 _STATUS_TIMEOUT = 5.0
 _MAX_LISTED = 200
-_GROUP_BATCH = 50
-_STATUS_READER_GROUP = "kafka-k8s-migration-status"
 _MAX_REASONS = 20
 _ERROR_CHARS = 240
 _STATUS_CHARS = 120
@@ -983,29 +980,33 @@ class MirrorMakerService:
 
 # Admin queries ---------------------------------------------------------------------------------
 
+_KAFKA_LOGGER = "kafka"
 
-def _client_config(cluster: KafkaCluster, timeout: float = _CLIENT_TIMEOUT) -> dict[str, Any]:
-    """A confluent-kafka configuration for a cluster, with bounded socket timeouts."""
-    config: dict[str, Any] = {
-        "bootstrap.servers": cluster.bootstrap,
-        "security.protocol": cluster.security_protocol,
-        "sasl.mechanism": cluster.sasl_mechanism,
-        "sasl.username": cluster.username,
-        "sasl.password": cluster.password,
-        # librdkafka refuses socket timeouts under one second.
-        "socket.timeout.ms": max(1000, int(timeout * 1000)),
-        "socket.connection.setup.timeout.ms": max(1000, int(timeout * 1000)),
-        "logger": logger,
-    }
-    if cluster.ca:
-        config["ssl.ca.pem"] = cluster.ca
-    return config
+
+def _quiet_kafka_logs() -> None:
+    """Keep kafka-python's loggers at WARNING and above, whatever the host set.
+
+    Its DEBUG records carry the whole client configuration, the SASL password with it, and
+    every request it sends, SASL exchanges and SCRAM credential changes included; its INFO
+    records narrate every connection. ops forwards both to `juju debug-log`. Its WARNING and
+    ERROR records say which connection failed and why, and nothing secret.
+    """
+    manager = logging.getLogger().manager
+    for name, known in list(manager.loggerDict.items()):
+        if name.startswith(f"{_KAFKA_LOGGER}.") and isinstance(known, logging.Logger):
+            if logging.NOTSET < known.level < logging.WARNING:
+                known.setLevel(logging.NOTSET)
+    kafka_logger = logging.getLogger(_KAFKA_LOGGER)
+    if kafka_logger.level < logging.WARNING:
+        kafka_logger.setLevel(logging.WARNING)
 
 
 def _kafka_python_config(
-    cluster: KafkaCluster, timeout: float = _CLIENT_TIMEOUT
+    cluster: KafkaCluster,
+    timeout: float = _CLIENT_TIMEOUT,
+    client_id: str = "kafka-k8s-migration-status",
 ) -> dict[str, Any]:
-    """The same cluster and login as `client_config`, for kafka-python."""
+    """A kafka-python configuration for a cluster, with bounded requests and bootstrap."""
     config: dict[str, Any] = {
         "bootstrap_servers": list(cluster.bootstrap_servers),
         "security_protocol": cluster.security_protocol,
@@ -1014,7 +1015,7 @@ def _kafka_python_config(
         "sasl_plain_password": cluster.password,
         "request_timeout_ms": int(timeout * 1000),
         "bootstrap_timeout_ms": int(timeout * 1000),
-        "client_id": "kafka-k8s-migration-status",
+        "client_id": client_id,
     }
     if cluster.ca:
         config["ssl_context"] = ssl.create_default_context(cadata=cluster.ca)
@@ -1048,22 +1049,50 @@ def _select(names: Iterable[str], include: Sequence[str], exclude: Sequence[str]
     )
 
 
-_K = TypeVar("_K")
 _T = TypeVar("_T")
 
-
-def _batches(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
-    """`items` in consecutive slices of at most `size`."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+# kafka-python's errors that say a query could not be answered: the cluster's own error codes,
+# and its client's errors for connections, timeouts and the protocol.
+_QUERY_ERRORS = (kafka_errors.KafkaError, OSError)
+# librdkafka's names of the group states, which the report has always shown.
+_GROUP_STATES = {
+    "PreparingRebalance": "preparing_rebalancing",
+    "CompletingRebalance": "completing_rebalancing",
+}
+_ERRNO_TEXT = re.compile(r"(\d+) E[A-Z]+")
+_SSL_LOCATION = re.compile(r"\s*\(_ssl\.c:\d+\)$")
 
 
 def _error_text(error: object) -> tuple[str, bool]:
-    """What a confluent-kafka error says, and whether the cluster (not the network) said it."""
-    kafka_error = error.args[0] if isinstance(error, Exception) and error.args else error
-    if isinstance(kafka_error, KafkaError):
-        return kafka_error.str(), kafka_error.code() > 0
+    """What a kafka-python error says, and whether the cluster (not the network) said it."""
+    if isinstance(error, kafka_errors.RequestTimedOutError | kafka_errors.KafkaTimeoutError):
+        return "timed out", False
+    if isinstance(error, kafka_errors.BrokerResponseError):
+        # The error's name, as Kafka's documentation spells it: GROUP_AUTHORIZATION_FAILED.
+        return str(error.message or type(error).__name__).replace("_", " ").lower(), True
+    if isinstance(error, kafka_errors.KafkaError):
+        text = str(error.args[0]) if error.args else type(error).__name__
+        if errno := _ERRNO_TEXT.fullmatch(text):
+            text = os.strerror(int(errno.group(1)))
+        return text, False
     return str(error), False
+
+
+def _tls_failure(error: BaseException) -> str | None:
+    """Why a TLS handshake failed, when `error` or what it was raised from is an `ssl` error."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return f"certificate verify failed: {seen.verify_message}"
+        if isinstance(seen, ssl.SSLError):
+            return _SSL_LOCATION.sub("", str(seen))
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _sasl_refusal(error: kafka_errors.SaslAuthenticationFailedError) -> str:
+    """The broker's words for a refused login, without kafka-python's error names before them."""
+    return str(error).rsplit("SaslAuthenticationFailedError: ", 1)[-1]
 
 
 class _TopicOffsets(BaseModel):
@@ -1180,27 +1209,52 @@ def _source_from_relation(
         ) from None
 
 
-class _LoginRefusal:
-    """Remembers a refused login or TLS handshake; librdkafka reports them only to `error_cb`.
+class _ConnectionFailures(logging.Handler):
+    """What one client's I/O thread logged about its failed connections.
 
-    It holds no reference to the client it serves: a callback that referred back to its client
-    would make a reference cycle, and the garbage collector could then destroy the client from
-    inside a callback on one of librdkafka's threads, which crashes the process.
+    kafka-python retries a refused login and a failed TLS handshake like any failed connection
+    until its bootstrap times out, and tells why only in its WARNING and ERROR records, with the
+    exception among their arguments (as librdkafka told its `error_cb`). The thread is named
+    after the client id, so the records of another client's thread are not taken.
     """
 
-    def __init__(self) -> None:
-        self.reason: str | None = None
+    def __init__(self, client_id: str):
+        super().__init__(logging.WARNING)
+        self.thread_name = f"kafka-io-{client_id}"
+        self.refusal: str | None = None
         self.tls_failure: str | None = None
+        self.last: str | None = None
 
-    def __call__(self, error: KafkaError) -> None:
-        text = error.str()
-        if error.code() in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED):
-            self.reason = text.split("SASL authentication error: ")[-1].split(" (after")[0]
-        elif error.code() == KafkaError._SSL or "SSL handshake failed" in text:
-            self.tls_failure = text.split("SSL handshake failed: ")[-1].split(" (after")[0]
+    def emit(self, record: logging.LogRecord) -> None:
+        """Keep the exceptions a record of this client's thread carries."""
+        if record.threadName != self.thread_name or not isinstance(record.args, tuple):
+            return
+        for arg in record.args:
+            if isinstance(arg, BaseException):
+                self.note(arg)
+
+    def note(self, error: BaseException) -> None:
+        """Remember a refused login, a failed TLS handshake, or any other failure."""
+        if isinstance(error, kafka_errors.SaslAuthenticationFailedError):
+            self.refusal = _sasl_refusal(error)
+        elif (failure := _tls_failure(error)) is not None:
+            self.tls_failure = failure
+        elif (text := _error_text(error)[0]) != "timed out" or self.last is None:
+            # A timeout at the end of the retries says less than the failures before it.
+            self.last = text
+
+    @contextmanager
+    def listening(self) -> Iterator[None]:
+        """Listen to kafka-python's loggers while the block runs."""
+        kafka_logger = logging.getLogger(_KAFKA_LOGGER)
+        kafka_logger.addHandler(self)
+        try:
+            yield
+        finally:
+            kafka_logger.removeHandler(self)
 
 
-class _GroupOffsetsClient(KafkaAdminClient):
+class _AdminClient(KafkaAdminClient):
     """kafka-python's admin client, which also closes when it fails to reach the cluster.
 
     kafka-python 3.0 leaves its I/O thread running and its sockets open when the bootstrap in
@@ -1216,62 +1270,125 @@ class _GroupOffsetsClient(KafkaAdminClient):
                 self.close()
             raise
 
-    def list_group_offsets(self, groups: list[str]) -> dict[str, Mapping[Any, Any]]:
-        """Every committed offset of each group (kafka-python's types; it has no hints)."""
-        return cast(Any, super()).list_group_offsets(groups)
-
 
 class _ClusterClient:
-    """Read-only queries against one cluster, each bounded by a timeout."""
+    """Read-only queries against one cluster with kafka-python, each bounded by a timeout.
+
+    The client connects at its first query and keeps its connections until `close()`.
+    """
 
     def __init__(self, cluster: KafkaCluster, role: str, timeout: float = _CLIENT_TIMEOUT):
         self.role = role
         self.cluster = cluster
         self.timeout = timeout
-        self._on_error = _LoginRefusal()
-        config = _client_config(cluster, timeout)
-        config["error_cb"] = self._on_error
-        self._admin = AdminClient(config)
+        self._config = _kafka_python_config(
+            cluster, timeout, client_id=f"kafka-k8s-migration-status-{role}"
+        )
+        self._failures = _ConnectionFailures(self._config["client_id"])
+        self._admin: KafkaAdminClient | None = None
 
-    @property
-    def _refusal(self) -> str | None:
-        return self._on_error.reason
+    def __enter__(self) -> _ClusterClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connections; a later query connects again."""
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            admin.close()
 
     def _unreachable(self, error: object) -> ClusterUnreachableError:
-        self._admin.poll(0)
+        """The error that tells the operator why the cluster failed a query."""
         where = f"{self.role} cluster at {self.cluster.bootstrap}"
-        if self._refusal is not None:
+        reason, answered = _error_text(error)
+        if isinstance(error, BaseException) and reason != "timed out":
+            self._failures.note(error)
+        if (refusal := self._failures.refusal) is not None:
             return ClusterUnreachableError(
-                f"{where} refused the login of {self.cluster.username}: {self._refusal}",
-                refused=True,
+                f"{where} refused the login of {self.cluster.username}: {refusal}", refused=True
             )
-        if self._on_error.tls_failure is not None:
+        if self._failures.tls_failure is not None:
             ca = _TLS_CA_SOURCES.get(self.role, "its CA")
-            detail = _clip(self._on_error.tls_failure, 120)
+            detail = _clip(self._failures.tls_failure, 120)
             return ClusterUnreachableError(
                 f"{where}: TLS handshake failed, the CA ({ca}) did not verify its certificate: "
                 f"{detail}",
                 refused=True,
             )
-        reason, answered = _error_text(error)
         if answered:
             return ClusterUnreachableError(f"{where} refused the request: {reason}")
+        if reason == "timed out" and self._failures.last is not None:
+            reason = self._failures.last
         return ClusterUnreachableError(f"{where} did not answer: {reason or 'timed out'}")
 
-    def _results(self, futures: Mapping[_K, Future[Any]]) -> dict[_K, Any]:
-        """The result of every future, all within one deadline.
+    def _client(self) -> KafkaAdminClient:
+        """The admin client, connected now if it is not yet (within the timeout)."""
+        if self._admin is None:
+            _quiet_kafka_logs()
+            with self._failures.listening():
+                try:
+                    self._admin = _AdminClient(**self._config)
+                except _QUERY_ERRORS as error:
+                    raise self._unreachable(error) from None
+        return self._admin
+
+    def _answer(self, query: Callable[[Any], _T]) -> _T:
+        """The answer to one query of the admin client, within the timeout and 5 s more.
+
+        kafka-python bounds each request, not the retries and connections a query may need,
+        so the query runs on a thread of its own; past the deadline the client is closed, which
+        ends the query.
 
         Raises:
-            ClusterUnreachableError: if one fails or the deadline passes.
+            ClusterUnreachableError: if the client cannot connect or the deadline passes.
+            kafka.errors.KafkaError: the query's own error.
+            OSError: the query's own error.
+        """
+        admin = self._client()
+        outcome: dict[str, Any] = {}
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                outcome["answer"] = query(admin)
+            except BaseException as error:
+                outcome["error"] = error
+            finally:
+                done.set()
+
+        with self._failures.listening():
+            threading.Thread(target=run, name=f"kafka-k8s-{self.role}-query", daemon=True).start()
+            answered = done.wait(self.timeout + 5)
+        if not answered:
+            self.close()
+            raise self._unreachable(kafka_errors.KafkaTimeoutError())
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["answer"]
+
+    def _ask(self, query: Callable[[Any], _T], *, again: bool = False) -> _T:
+        """The answer to one query of the admin client, within the timeout.
+
+        With `again`, a query the cluster answers with a retriable error is asked again, on new
+        connections, until the timeout: kafka-python caches each group's coordinator for as long
+        as the client lives, so after a coordinator moved (whenever a broker starts, stops or
+        restarts) only a new client finds the new one.
+
+        Raises:
+            ClusterUnreachableError: if the cluster does not answer in time, or refuses.
         """
         deadline = time.monotonic() + self.timeout + 5
-        results: dict[_K, Any] = {}
-        try:
-            for key, future in futures.items():
-                results[key] = future.result(timeout=max(0.0, deadline - time.monotonic()))
-        except (KafkaException, FutureTimeoutError) as error:
-            raise self._unreachable(error) from None
-        return results
+        while True:
+            try:
+                return self._answer(query)
+            except _QUERY_ERRORS as error:
+                retriable = getattr(error, "retriable", False)
+                if not (again and retriable) or time.monotonic() > deadline:
+                    raise self._unreachable(error) from None
+            self.close()
+            time.sleep(0.2)
 
     def topics(self) -> dict[str, int]:
         """Every topic this user may describe, with its number of partitions.
@@ -1279,14 +1396,11 @@ class _ClusterClient:
         Raises:
             ClusterUnreachableError: if the cluster does not answer in time.
         """
-        try:
-            metadata = self._admin.list_topics(timeout=self.timeout)
-        except KafkaException as error:
-            raise self._unreachable(error) from None
+        described = self._ask(lambda admin: admin.describe_topics())
         return {
-            name: len(topic.partitions)
-            for name, topic in metadata.topics.items()
-            if topic.error is None
+            topic["name"]: len(topic["partitions"])
+            for topic in described
+            if topic["error_code"] == 0
         }
 
     def groups(self) -> list[str]:
@@ -1295,25 +1409,37 @@ class _ClusterClient:
         Raises:
             ClusterUnreachableError: if the cluster does not answer in time.
         """
-        future = self._admin.list_consumer_groups(request_timeout=self.timeout)
-        result = self._results({"groups": future})["groups"]
-        if result.errors and not result.valid:
-            raise self._unreachable(result.errors[0])
-        return sorted(group.group_id for group in result.valid)
+        listed = self._ask(lambda admin: admin.list_groups())
+        return sorted({group["group_id"] for group in listed})
 
-    def _list_offsets(self, topics: Mapping[str, int], spec: OffsetSpec) -> dict[str, list[int]]:
-        request = {
-            TopicPartition(topic, partition): spec
+    def _list_offsets(
+        self, topics: Mapping[str, int], specs: Sequence[OffsetSpec]
+    ) -> list[dict[str, list[int]]]:
+        """The offsets of every partition of these topics at each spec, read committed."""
+        partitions = [
+            TopicPartition(topic, partition)
             for topic, count in topics.items()
             for partition in range(count)
-        }
-        futures = self._admin.list_offsets(
-            request, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=self.timeout
-        )
-        offsets: dict[str, list[int]] = {topic: [0] * count for topic, count in topics.items()}
-        for partition, result in self._results(futures).items():
-            offsets[partition.topic][partition.partition] = result.offset
-        return offsets
+        ]
+        timeout_ms = int(self.timeout * 1000)
+
+        def query(admin: Any) -> list[dict[Any, Any]]:
+            return [
+                admin.list_partition_offsets(
+                    dict.fromkeys(partitions, spec),
+                    isolation_level=IsolationLevel.READ_COMMITTED,
+                    timeout_ms=timeout_ms,
+                )
+                for spec in specs
+            ]
+
+        answers = []
+        for answer in self._ask(query):
+            offsets = {topic: [0] * count for topic, count in topics.items()}
+            for partition, result in answer.items():
+                offsets[partition.topic][partition.partition] = result.offset
+            answers.append(offsets)
+        return answers
 
     def end_offsets(self, topics: Mapping[str, int]) -> dict[str, list[int]]:
         """The end offset (last stable offset) of every partition of these topics.
@@ -1323,18 +1449,17 @@ class _ClusterClient:
         """
         if not topics:
             return {}
-        return self._list_offsets(topics, cast(OffsetSpec, OffsetSpec.latest()))
+        return self._list_offsets(topics, [OffsetSpec.LATEST])[0]
 
     def offsets(self, topics: Mapping[str, int]) -> dict[str, _TopicOffsets]:
-        """Where every partition of these topics starts and ends; two batched requests.
+        """Where every partition of these topics starts and ends; one request per leader each.
 
         Raises:
             ClusterUnreachableError: if the cluster does not answer in time.
         """
         if not topics:
             return {}
-        starts = self._list_offsets(topics, cast(OffsetSpec, OffsetSpec.earliest()))
-        ends = self.end_offsets(topics)
+        starts, ends = self._list_offsets(topics, [OffsetSpec.EARLIEST, OffsetSpec.LATEST])
         return {
             topic: _TopicOffsets(start=tuple(starts[topic]), end=tuple(ends[topic]))
             for topic in topics
@@ -1345,55 +1470,39 @@ class _ClusterClient:
     ) -> dict[str, _GroupCommits]:
         """The committed offsets of each consumer group on these topics; absent groups have none.
 
-        Asked with kafka-python, in one request per group coordinator. librdkafka's admin call
-        for the same answer crashes the process when a group's coordinator moves, which it does
-        whenever a broker starts, stops or restarts: on `NOT_COORDINATOR` its retry path uses
-        the consumer group an admin client does not have (confluentinc/librdkafka#5040).
-        A moved coordinator is asked again here until the timeout.
+        One request per group coordinator; a coordinator that moved is asked again until the
+        timeout. (librdkafka's admin call for the same answer crashed the process when a
+        group's coordinator moved: confluentinc/librdkafka#5040.)
 
         Raises:
             ClusterUnreachableError: if the cluster does not answer in time.
         """
         if not groups:
             return {}
-        deadline = time.monotonic() + self.timeout + 5
-        try:
-            admin = _GroupOffsetsClient(**_kafka_python_config(self.cluster, self.timeout))
-        except (kafka_errors.KafkaError, OSError) as error:
-            raise self._refused_or_unreachable(error) from None
-        try:
-            while True:
-                try:
-                    answer = admin.list_group_offsets(list(groups))
-                    break
-                except (kafka_errors.KafkaError, OSError) as error:
-                    retriable = getattr(error, "retriable", False)
-                    if not retriable or time.monotonic() > deadline:
-                        raise self._refused_or_unreachable(error) from None
-                    time.sleep(0.2)
-        finally:
-            admin.close()
+        answer = self._ask(lambda admin: admin.list_group_offsets(list(groups)), again=True)
         return {group: _commits_on(answer.get(group, {}), topics) for group in groups}
-
-    def _refused_or_unreachable(self, error: Exception) -> ClusterUnreachableError:
-        """A kafka-python error in the words `_unreachable` uses for librdkafka's."""
-        if isinstance(error, kafka_errors.SaslAuthenticationFailedError):
-            self._on_error.reason = str(error).split(": ", 1)[-1]
-        return self._unreachable(f"{type(error).__name__}: {error}")
 
     def describe_groups(self, groups: Sequence[str]) -> dict[str, tuple[str, int]]:
         """The state (`stable`, `empty`, ...) and the number of members of each group.
 
         Raises:
-            ClusterUnreachableError: if the cluster does not answer in time.
+            ClusterUnreachableError: if the cluster does not answer in time, or refuses a group.
         """
+        if not groups:
+            return {}
+        answer = self._ask(lambda admin: admin.describe_groups(list(groups)), again=True)
         described: dict[str, tuple[str, int]] = {}
-        for batch in _batches(groups, _GROUP_BATCH):
-            futures = self._admin.describe_consumer_groups(
-                list(batch), request_timeout=self.timeout
+        for group, description in answer.items():
+            if description.get("error"):
+                where = f"{self.role} cluster at {self.cluster.bootstrap}"
+                raise ClusterUnreachableError(
+                    f"{where} refused the request: {description['error']}"
+                )
+            state = str(description.get("group_state") or "unknown")
+            described[group] = (
+                _GROUP_STATES.get(state, state.lower()),
+                len(description.get("members") or ()),
             )
-            for group, description in self._results(futures).items():
-                described[group] = (description.state.name.lower(), len(description.members))
         return described
 
     def connector_states(self, source_alias: str) -> list[_ConnectorState]:
@@ -1411,65 +1520,72 @@ class _ClusterClient:
         Raises:
             ClusterUnreachableError: if the topics cannot be read in time.
         """
-        config = _client_config(self.cluster, self.timeout)
-        config.update(
-            {
-                "group.id": _STATUS_READER_GROUP,
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "fetch.wait.max.ms": 20,
-                "error_cb": self._on_error,
-            }
-        )
-        consumer = Consumer(config)
         configs, statuses = (
             f"mm2-configs.{source_alias}.internal",
             f"mm2-status.{source_alias}.internal",
         )
-        try:
-            latest = self._read_compacted(consumer, (configs, statuses))
-        except KafkaException as error:
-            raise self._unreachable(error) from None
-        finally:
-            consumer.close()
+        latest = self._read_compacted((configs, statuses))
         return _connector_states(latest[configs], latest[statuses])
 
-    def _read_compacted(
-        self, consumer: Consumer, topics: Sequence[str]
-    ) -> dict[str, dict[str, bytes | None]]:
+    def _read_compacted(self, topics: Sequence[str]) -> dict[str, dict[str, bytes | None]]:
         """The latest value of each key of compacted topics; a topic that does not exist is empty.
 
-        All partitions are read at once, from their beginning until each reports its end.
+        All partitions are read at once, from their beginning up to the end offsets they had
+        when the reading began (read committed).
 
         Raises:
-            KafkaException: if the cluster does not answer.
-            ClusterUnreachableError: if the ends are not reached within the timeout.
+            ClusterUnreachableError: if the cluster does not answer, or the ends are not
+                reached within the timeout.
         """
         deadline = time.monotonic() + self.timeout + 5
-        assignment = []
-        for topic in topics:
-            metadata = consumer.list_topics(topic, timeout=self.timeout).topics.get(topic)
-            if metadata is not None and metadata.error is None:
-                assignment += [
-                    TopicPartition(topic, partition, OFFSET_BEGINNING)
-                    for partition in metadata.partitions
-                ]
         latest: dict[str, dict[str, bytes | None]] = {topic: {} for topic in topics}
-        pending = {(partition.topic, partition.partition) for partition in assignment}
-        if assignment:
-            consumer.assign(assignment)
-        while pending:
-            if time.monotonic() > deadline:
-                raise self._unreachable(f"timed out reading {', '.join(topics)}")
-            for message in consumer.consume(500, timeout=0.1):
-                error = message.error()
-                if error is not None and error.code() == KafkaError._PARTITION_EOF:
-                    pending.discard((message.topic(), message.partition()))
-                elif error is not None:
-                    raise KafkaException(error)
-                else:
-                    key = (message.key() or b"").decode(errors="replace")
-                    latest[message.topic() or ""][key] = message.value()
+        described = self._ask(lambda admin: admin.describe_topics(list(topics)))
+        found = {
+            topic["name"]: len(topic["partitions"])
+            for topic in described
+            if topic["error_code"] == 0 and topic["name"] in latest
+        }
+        ends = self.end_offsets(found)
+        pending = {
+            TopicPartition(topic, partition): end
+            for topic, partition_ends in ends.items()
+            for partition, end in enumerate(partition_ends)
+            if end > 0
+        }
+        if not pending:
+            return latest
+        config = {
+            **self._config,
+            "group_id": None,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "isolation_level": "read_committed",
+            "fetch_max_wait_ms": 20,
+        }
+        with self._failures.listening():
+            try:
+                consumer = KafkaConsumer(**config)
+            except _QUERY_ERRORS as error:
+                raise self._unreachable(error) from None
+            try:
+                consumer.assign(list(pending))
+                consumer.seek_to_beginning()
+                while pending:
+                    if time.monotonic() > deadline:
+                        raise self._unreachable(f"timed out reading {', '.join(topics)}")
+                    for partition, records in consumer.poll(timeout_ms=100).items():
+                        for record in records:
+                            key = (record.key or b"").decode(errors="replace")
+                            latest[partition.topic][key] = record.value
+                    pending = {
+                        partition: end
+                        for partition, end in pending.items()
+                        if (consumer.position(partition, timeout_ms=0) or 0) < end
+                    }
+            except _QUERY_ERRORS as error:
+                raise self._unreachable(error) from None
+            finally:
+                consumer.close(autocommit=False, timeout_ms=1000)
         return latest
 
 
@@ -2088,7 +2204,7 @@ def _fetch_snapshot(
     source_groups: list[_GroupOffsets] = []
     try:
         source_topics, source_groups = _fetch_source(source, config, topic)
-    except (ClusterUnreachableError, KafkaException) as error:
+    except (ClusterUnreachableError, *_QUERY_ERRORS) as error:
         problems.append(_problem(source, error))
     target_topics: dict[str, _TopicOffsets] = {}
     target_groups: dict[str, _GroupCommits] = {}
@@ -2097,7 +2213,7 @@ def _fetch_snapshot(
         target_topics, target_groups, connectors = _fetch_target(
             target, config, source_topics, source_groups
         )
-    except (ClusterUnreachableError, KafkaException) as error:
+    except (ClusterUnreachableError, *_QUERY_ERRORS) as error:
         problems.append(_problem(target, error))
     return _MigrationSnapshot(
         source_topics=source_topics,
@@ -2133,13 +2249,11 @@ def migration_report(
     """
     config = config or MigrationConfig()
     name = source.name if isinstance(source, SourceCluster) else source.bootstrap
-    snapshot = _fetch_snapshot(
-        _ClusterClient(source, "source", timeout),
-        _ClusterClient(target, "target", timeout),
-        config,
-        topic=topic,
-        units=units,
-    )
+    with (
+        _ClusterClient(source, "source", timeout) as source_client,
+        _ClusterClient(target, "target", timeout) as target_client,
+    ):
+        snapshot = _fetch_snapshot(source_client, target_client, config, topic=topic, units=units)
     return _build_report(snapshot, config, source=name, lag_threshold=lag_threshold, topic=topic)
 
 
@@ -2659,10 +2773,11 @@ class Migration(ops.Object):
     def _dry_run(self, event: ops.ActionEvent) -> None:
         try:
             settings = self.settings()
-            source = _ClusterClient(settings.source, "source")
-            topics = source.topics()
-            groups = source.groups()
-            _ClusterClient(settings.target, "target").topics()
+            with _ClusterClient(settings.source, "source") as source:
+                topics = source.topics()
+                groups = source.groups()
+            with _ClusterClient(settings.target, "target") as target:
+                target.topics()
         except MigrationError as error:
             event.fail(error.message)
             return
