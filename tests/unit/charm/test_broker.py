@@ -149,6 +149,30 @@ def test_config_options_reach_server_properties_and_heap(ctx):
     assert heap == "-Xms512m -Xmx2048m"
 
 
+def test_a_wrong_mode_is_put_right_though_the_content_is_unchanged(ctx):
+    secret = credentials_secret()
+    with tempfile.TemporaryDirectory() as directory:
+        etc = pathlib.Path(directory)
+        mount = testing.Mount(location="/etc/kafka", source=etc)
+        state = testing.State(
+            leader=True,
+            model=MODEL,
+            containers={container(mounts={"etc": mount})},
+            relations={cluster(secret, voters=[0], peers=[])},
+            secrets={secret},
+        )
+        first = ctx.run(ctx.on.config_changed(), state)
+        rendered = (etc / "server.properties").read_text()
+        for name in ("server.properties", "client.properties"):
+            (etc / name).chmod(0o644)
+
+        ctx.run(ctx.on.config_changed(), first)
+
+        assert (etc / "server.properties").read_text() == rendered
+        for name in ("server.properties", "client.properties"):
+            assert stat.S_IMODE((etc / name).stat().st_mode) == 0o600
+
+
 # --- the controller quorum ----------------------------------------------------------------
 
 
