@@ -56,6 +56,7 @@ class KafkaK8sCharm(ops.CharmBase):
             self.on.update_status,
             self.on.secret_changed,
             self.on[CONTAINER].pebble_ready,
+            self.on.data_storage_attached,
             self.on[CONTAINER].pebble_check_recovered,
             self.on.cluster_relation_created,
             self.on.cluster_relation_joined,

@@ -75,6 +75,11 @@ class WorkloadPaths(BaseModel):
         return self.etc / "jmx_prometheus.yaml"
 
     @property
+    def format_arguments(self) -> PurePosixPath:
+        """The storage format's argument file, holding the SCRAM passwords while it runs."""
+        return self.etc / "format-arguments"
+
+    @property
     def meta_properties(self) -> PurePosixPath:
         """Written by the storage format; its presence means the storage is formatted."""
         return self.data / "data/meta.properties"

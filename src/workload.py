@@ -185,8 +185,55 @@ class KafkaWorkload:
         """Whether the storage holds a formatted KRaft log directory."""
         return self.container.exists(self.paths.meta_properties)
 
+    def own_storage(self) -> None:
+        """Give the storage mount to the workload user, as a newly attached volume is root's.
+
+        Only the mount's own owner is checked, so the recursive `chown` runs once per attach.
+
+        Raises:
+            WorkloadError: if `chown` fails.
+        """
+        data = self.paths.data
+        if not self.container.exists(data):
+            return
+        info = self.container.list_files(data, itself=True)[0]
+        if info.user == self.workload.user and info.group == self.workload.group:
+            return
+        owner = f"{self.workload.user}:{self.workload.group}"
+        try:
+            self.container.exec(["chown", "-R", owner, str(data)]).wait_output()
+        except ops.pebble.ExecError as error:
+            stderr = error.stderr if isinstance(error.stderr, str) else ""
+            raise WorkloadError(f"could not give {data} to {owner}: {stderr.strip()}") from None
+        logger.info("storage %s given to %s", data, owner)
+
+    def check_storage(self, settings: BrokerSettings) -> None:
+        """Refuse storage formatted for another cluster or node, before the broker crash-loops.
+
+        Raises:
+            WorkloadError: naming the cluster and node the storage belongs to.
+        """
+        if not self.is_formatted():
+            return
+        with self.container.pull(self.paths.meta_properties) as meta:
+            lines = meta.read().splitlines()
+        found = dict(line.split("=", 1) for line in lines if "=" in line and line[0] != "#")
+        cluster_id = found.get("cluster.id", "").strip()
+        node = found.get("node.id", "").strip()
+        wrong_cluster = cluster_id != settings.cluster_id
+        wrong_node = node not in ("", str(settings.node.node_id))
+        if wrong_cluster or wrong_node:
+            raise WorkloadError(
+                f"storage {self.paths.data} holds cluster {cluster_id or '?'} node {node or '?'}, "
+                f"this unit is cluster {settings.cluster_id} node {settings.node.node_id}: "
+                "attach this unit's own or empty storage"
+            )
+
     def format_storage(self, settings: BrokerSettings) -> None:
         """Format the storage with the cluster id and the internal SCRAM users, once.
+
+        The SCRAM arguments hold passwords, so they reach the tool in an argument file (mode
+        0600, removed after), never in its command line.
 
         Raises:
             WorkloadError: if the format command fails.
@@ -194,6 +241,14 @@ class KafkaWorkload:
         if self.is_formatted():
             return
         credentials = settings.credentials
+        arguments: list[str] = []
+        for user in (ADMIN_USER, MIRRORMAKER_USER):
+            arguments += [
+                "--add-scram",
+                f"{SCRAM_MECHANISM}=[name={user},password={credentials.password(user)}]",
+            ]
+        arguments_file = self.paths.format_arguments
+        self.write(arguments_file, "".join(f"{arg}\n" for arg in arguments), secret=True)
         command = [
             f"{self.paths.bin}/kafka-storage.sh",
             "format",
@@ -202,12 +257,8 @@ class KafkaWorkload:
             settings.cluster_id,
             "-c",
             str(self.paths.server_properties),
+            f"@{arguments_file}",
         ]
-        for user in (ADMIN_USER, MIRRORMAKER_USER):
-            command += [
-                "--add-scram",
-                f"{SCRAM_MECHANISM}=[name={user},password={credentials.password(user)}]",
-            ]
         try:
             self.container.exec(
                 command,
@@ -220,6 +271,8 @@ class KafkaWorkload:
             for user in INTERNAL_USERS:
                 stderr = stderr.replace(credentials.password(user), "***")
             raise WorkloadError(f"storage format failed: {stderr.strip()[-300:]}") from None
+        finally:
+            self.container.remove_path(arguments_file, recursive=True)
         logger.info("formatted storage for cluster %s", settings.cluster_id)
 
     def configure(self, settings: BrokerSettings) -> bool:
@@ -247,6 +300,8 @@ class KafkaWorkload:
     def reconcile(self, settings: BrokerSettings) -> None:
         """Make the workload match the settings: files, storage, service."""
         changed = self.configure(settings)
+        self.own_storage()
+        self.check_storage(settings)
         self.format_storage(settings)
         was_running = self.is_running()
         self.start(settings, restart=changed and was_running)

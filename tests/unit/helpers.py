@@ -34,6 +34,7 @@ CHARMCRAFT = yaml.safe_load((REPO / "charmcraft.yaml").read_text())
 
 MODEL = testing.Model(name="kafka-model")
 FORMAT = testing.Exec(["/opt/kafka/bin/kafka-storage.sh", "format"])
+CHOWN = testing.Exec(["chown", "-R"])
 PASSWORDS = {
     "admin-password": "old-admin-pw",
     "controller-password": "controller-pw",
@@ -62,7 +63,7 @@ def container(*, ready: bool = True, **kwargs) -> testing.Container:
                 status=ops.pebble.CheckStatus.DOWN,
             )
         }
-    return testing.Container("kafka", can_connect=True, execs={FORMAT}, **kwargs)
+    return testing.Container("kafka", can_connect=True, execs={FORMAT, CHOWN}, **kwargs)
 
 
 def credentials_secret(content: dict[str, str] = PASSWORDS, **kwargs) -> testing.Secret:

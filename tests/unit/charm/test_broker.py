@@ -57,7 +57,8 @@ def properties(text: str) -> dict[str, str]:
 
 
 def format_commands(ctx: testing.Context) -> list[list[str]]:
-    return [run.command for run in ctx.exec_history.get("kafka", [])]
+    runs = ctx.exec_history.get("kafka", [])
+    return [run.command for run in runs if run.command[0].endswith("kafka-storage.sh")]
 
 
 # --- install and config-changed on a fresh leader -----------------------------------------
@@ -85,11 +86,11 @@ def test_fresh_leader_initialises_and_starts_the_broker(ctx, kafka, event):
     assert command[:2] == ["/opt/kafka/bin/kafka-storage.sh", "format"]
     assert command[command.index("-t") + 1] == data["cluster-id"]
     assert command[command.index("-c") + 1] == SERVER_PROPERTIES
-    scram = [command[i + 1] for i, arg in enumerate(command) if arg == "--add-scram"]
-    assert scram == [
-        f"SCRAM-SHA-512=[name=admin,password={content['admin-password']}]",
-        f"SCRAM-SHA-512=[name=mirrormaker,password={content['mirrormaker-password']}]",
-    ]
+    # The SCRAM passwords reach the tool in an argument file, removed once it ran.
+    assert command[-1] == "@/etc/kafka/format-arguments"
+    assert not [arg for arg in command for pw in content.values() if pw in arg]
+    fs = out.get_container("kafka").get_filesystem(ctx)
+    assert not (fs / "etc/kafka/format-arguments").exists()
 
     text = read(ctx, out, SERVER_PROPERTIES)
     props = properties(text)
@@ -613,3 +614,62 @@ def test_bad_client_request_stays_blocked_on_events_that_do_not_reconcile(ctx):
     out = ctx.run(ctx.on.start(), state)
 
     assert out.app_status == blocked
+
+
+# --- the storage ------------------------------------------------------------------------------
+
+
+def chown_commands(ctx: testing.Context) -> list[list[str]]:
+    return [run.command for run in ctx.exec_history.get("kafka", []) if run.command[0] == "chown"]
+
+
+def test_attached_storage_is_given_to_the_workload_user(ctx, formatted_storage):
+    secret = credentials_secret()
+    storage = testing.Storage("data")
+    state = testing.State(
+        leader=True,
+        model=MODEL,
+        containers={container(mounts={"data": formatted_storage})},
+        relations={cluster(secret, voters=[0], peers=[])},
+        secrets={secret},
+        storages={storage},
+    )
+
+    ctx.run(ctx.on.storage_attached(storage), state)
+
+    assert chown_commands(ctx) == [["chown", "-R", "kafka:kafka", "/var/lib/kafka"]]
+
+
+@pytest.mark.parametrize(
+    ("meta", "found"),
+    [
+        (
+            "cluster.id=OtherClusterIdXXXXXXXX\nnode.id=0\n",
+            "cluster OtherClusterIdXXXXXXXX node 0",
+        ),
+        (f"cluster.id={CLUSTER_ID}\nnode.id=5\n", f"cluster {CLUSTER_ID} node 5"),
+    ],
+)
+def test_storage_of_another_cluster_or_node_blocks_and_starts_nothing(ctx, meta, found):
+    secret = credentials_secret()
+    with tempfile.TemporaryDirectory() as directory:
+        root = pathlib.Path(directory)
+        (root / "data").mkdir()
+        (root / "data/meta.properties").write_text(f"#\nversion=1\n{meta}")
+        storage = testing.Mount(location="/var/lib/kafka", source=root)
+        state = testing.State(
+            leader=True,
+            model=MODEL,
+            containers={container(mounts={"data": storage})},
+            relations={cluster(secret, voters=[0], peers=[])},
+            secrets={secret},
+        )
+
+        out = ctx.run(ctx.on.config_changed(), state)
+
+    assert out.unit_status == testing.BlockedStatus(
+        f"storage /var/lib/kafka holds {found}, this unit is cluster {CLUSTER_ID} node 0: "
+        "attach this unit's own or empty storage"
+    )
+    assert out.get_container("kafka").plan.services == {}
+    assert format_commands(ctx) == []
