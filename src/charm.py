@@ -73,6 +73,7 @@ class KafkaK8sCharm(ops.CharmBase):
         ):
             framework.observe(event, self._reconcile)
         framework.observe(self.on.secret_rotate, self._on_secret_rotate)
+        framework.observe(self.on.secret_remove, self._on_secret_remove)
         framework.observe(self.on.collect_unit_status, self._on_collect_unit_status)
         framework.observe(self.on.collect_app_status, self._on_collect_app_status)
 
@@ -168,6 +169,11 @@ class KafkaK8sCharm(ops.CharmBase):
             self.broker.reconcile(settings.model_copy(update={"credentials": rotated}))
         except WorkloadError as error:
             self._problem = ops.BlockedStatus(str(error))
+
+    def _on_secret_remove(self, event: ops.SecretRemoveEvent) -> None:
+        """Remove the internal credentials' revisions no unit reads any more."""
+        if self.unit.is_leader() and self.cluster.is_credentials_secret(event.secret):
+            event.remove_revision()
 
     def _on_collect_unit_status(self, event: ops.CollectStatusEvent) -> None:
         if self._problem is None and not self.broker.can_connect():

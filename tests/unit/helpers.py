@@ -23,7 +23,7 @@ import ops
 import yaml
 from ops import testing
 
-from admin import Acl
+from admin import Acl, AdminError
 from charms.kafka_k8s.v0 import mirrormaker as mm
 from charms.kafka_k8s.v0.mirrormaker import ClusterUnreachableError
 
@@ -201,7 +201,11 @@ class FakeKafka:
 
     def grant(self, username: str, acls) -> None:
         self._answer()
-        self.acls[username] = set(acls)
+        acls = set(acls)
+        if any(acl.pattern == "PREFIXED" and not acl.name for acl in acls):
+            # What Kafka answers to a PREFIXED binding with an empty name.
+            raise AdminError(f"granting ACLs to {username}: INVALID_REQUEST (empty prefix)")
+        self.acls[username] = acls
 
     def revoke_all(self, username: str) -> None:
         self._answer()

@@ -545,6 +545,62 @@ def test_unknown_client_role_blocks_the_app_naming_the_relation(ctx, kafka):
     assert out.unit_status == testing.ActiveStatus("broker and controller")
 
 
+def test_one_refused_relation_blocks_no_other_and_removals_still_run(ctx, kafka):
+    # A wildcard without a prefix becomes an empty PREFIXED ACL, which Kafka refuses.
+    wildcard = testing.Relation(
+        "kafka-client", remote_app_name="greedy", remote_app_data={"topic": "*"}
+    )
+    fine = client_relation("consumer")
+    kafka.users["relation-999"] = "pw-of-a-relation-that-is-gone"
+
+    out = ctx.run(ctx.on.relation_changed(wildcard, remote_unit=0), serving_state(wildcard, fine))
+
+    assert f"relation-{fine.id}" in kafka.users
+    assert kafka.acls[f"relation-{fine.id}"] == CONSUMER_ACLS | {group_acl(fine)}
+    assert "secret-user" in out.get_relation(fine.id).local_app_data
+    assert "relation-999" not in kafka.users
+    assert isinstance(out.app_status, testing.BlockedStatus)
+    assert out.app_status.message.startswith(
+        f"kafka-client relation {wildcard.id}: the cluster refused it: "
+    )
+    assert out.unit_status == testing.ActiveStatus("broker and controller")
+
+    # The refusal is remembered for status on events that do not reconcile.
+    again = ctx.run(ctx.on.start(), out)
+    assert again.app_status == out.app_status
+
+
+def test_broken_relation_takes_its_secrets_along(ctx, kafka):
+    client = client_relation()
+    created = ctx.run(ctx.on.relation_changed(client, remote_unit=0), serving_state(client))
+    data = created.get_relation(client.id).local_app_data
+    shared = {data[key] for key in ("secret-user", "secret-extra") if data.get(key)}
+    assert shared <= {secret.id for secret in created.secrets}
+
+    out = ctx.run(ctx.on.relation_broken(created.get_relation(client.id)), created)
+
+    assert shared
+    assert not shared & {secret.id for secret in out.secrets}
+
+
+def test_unused_revisions_of_the_internal_credentials_are_removed(ctx):
+    secret = credentials_secret()
+    # Two rotations later: Scenario keeps a secret's revision numbers private.
+    object.__setattr__(secret, "_latest_revision", 3)
+    object.__setattr__(secret, "_tracked_revision", 3)
+    state = testing.State(
+        leader=True,
+        model=MODEL,
+        containers={container()},
+        relations={cluster(secret)},
+        secrets={secret},
+    )
+
+    ctx.run(ctx.on.secret_remove(secret, revision=1), state)
+
+    assert ctx.removed_secret_revisions == [1]
+
+
 def test_admin_refusal_is_reported_not_raised(ctx, kafka):
     kafka.error = AdminError("no broker answered")
     client = client_relation()

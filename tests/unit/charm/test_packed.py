@@ -81,13 +81,14 @@ def packed_layout(target: Path) -> Path:
         AssertionError: on a part this function does not know how to stage.
     """
     from charmcraft.models.metadata import CharmMetadata
-    from charmcraft.models.project import CharmcraftProject
+    from charmcraft.models.project import CharmcraftProject, PlatformCharm
     from charmcraft.utils.parts import get_charm_copy_commands
 
     with warnings.catch_warnings():
         # charmcraft reads its own deprecated `charmhub` field while validating any project.
         warnings.filterwarnings("ignore", "The 'charmhub' field", DeprecationWarning)
         project = CharmcraftProject.from_yaml_file(REPO / "charmcraft.yaml")
+        assert isinstance(project, PlatformCharm)
         metadata = CharmMetadata.from_charm(project).marshal()
     for name, part in project.parts.items():
         plugin = part.get("plugin")
