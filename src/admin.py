@@ -21,6 +21,9 @@ from confluent_kafka.admin import (
     AclOperation,
     AclPermissionType,
     AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
     ResourcePatternType,
     ResourceType,
     ScramCredentialInfo,
@@ -36,6 +39,19 @@ SCRAM_ITERATIONS = 8192
 
 class AdminError(Exception):
     """The cluster refused or did not answer an admin request."""
+
+
+@dataclass(frozen=True)
+class ClusterHealth:
+    """Which brokers serve, and which partitions lack an in-sync replica."""
+
+    brokers: frozenset[int]
+    under_replicated: tuple[str, ...]
+
+    @property
+    def in_sync(self) -> bool:
+        """Whether every replica of every partition is in sync."""
+        return not self.under_replicated
 
 
 @dataclass(frozen=True)
@@ -167,6 +183,54 @@ class KafkaAdmin:
         """Remove every ACL naming a user."""
         futures = self._client.delete_acls([self._filter(username)], request_timeout=self.timeout)
         self._wait(futures.values(), f"revoking the ACLs of {username}")
+
+    def can_log_in(self) -> bool:
+        """Whether the cluster accepts this client's credentials (and answers at all)."""
+        try:
+            self.list_users()
+        except AdminError:
+            return False
+        return True
+
+    def cluster_health(self) -> ClusterHealth:
+        """The brokers the cluster serves with, and its under-replicated partitions."""
+        try:
+            metadata = self._client.list_topics(timeout=self.timeout)
+        except KafkaException as error:
+            raise AdminError(f"reading the cluster's metadata: {error}") from None
+        lagging = sorted(
+            f"{topic.topic}-{partition.id}"
+            for topic in metadata.topics.values()
+            for partition in topic.partitions.values()
+            if set(partition.replicas) - set(partition.isrs)
+        )
+        return ClusterHealth(brokers=frozenset(metadata.brokers), under_replicated=tuple(lagging))
+
+    def cluster_configs(self, names: Iterable[str]) -> dict[str, str]:
+        """The cluster-wide dynamic broker defaults among `names` that are set."""
+        wanted = set(names)
+        futures = self._client.describe_configs(
+            [ConfigResource(ResourceType.BROKER, "")], request_timeout=self.timeout
+        )
+        try:
+            (entries,) = [future.result(timeout=self.timeout) for future in futures.values()]
+        except (KafkaException, TimeoutError, ValueError) as error:
+            raise AdminError(f"describing the cluster's broker defaults: {error}") from None
+        return {
+            name: str(entry.value)
+            for name, entry in entries.items()
+            if name in wanted and entry.value is not None
+        }
+
+    def set_cluster_configs(self, configs: dict[str, str]) -> None:
+        """Set cluster-wide dynamic broker defaults (IncrementalAlterConfigs), no restart."""
+        entries = [
+            ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+            for name, value in configs.items()
+        ]
+        resource = ConfigResource(ResourceType.BROKER, "", incremental_configs=entries)
+        futures = self._client.incremental_alter_configs([resource], request_timeout=self.timeout)
+        self._wait(futures.values(), f"setting {', '.join(sorted(configs))}")
 
     @staticmethod
     def _filter(username: str) -> AclBindingFilter:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -27,6 +28,24 @@ class BrokerConfig(BaseModel):
     auto_create_topics: bool = Field(default=False, alias="auto-create-topics")
     log_retention_hours: int = Field(default=168, ge=-1, le=87600, alias="log-retention-hours")
     broker_heap_mb: int = Field(default=1024, ge=256, le=65536, alias="broker-heap-mb")
+
+    # Options Kafka changes at run time (cluster-wide broker defaults): no restart for them.
+    DYNAMIC: ClassVar[dict[str, str]] = {
+        "num_partitions": "num.partitions",
+        "auto_create_topics": "auto.create.topics.enable",
+        "log_retention_hours": "log.retention.hours",
+    }
+
+    def dynamic_configs(self) -> dict[str, str]:
+        """The dynamic options as Kafka's broker configs, with Kafka's spelling of the values."""
+        values = {name: getattr(self, field) for field, name in self.DYNAMIC.items()}
+        return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in values.items()}
+
+    def static(self) -> BrokerConfig:
+        """These options with the dynamic ones at their defaults: what a restart must apply."""
+        return self.model_copy(
+            update={field: BrokerConfig.model_fields[field].default for field in self.DYNAMIC}
+        )
 
     @classmethod
     def from_options(cls, options: Mapping[str, object]) -> BrokerConfig:

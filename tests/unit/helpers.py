@@ -23,7 +23,7 @@ import ops
 import yaml
 from ops import testing
 
-from admin import Acl, AdminError
+from admin import Acl, AdminError, ClusterHealth
 from charms.kafka_k8s.v0 import mirrormaker as mm
 from charms.kafka_k8s.v0.mirrormaker import ClusterUnreachableError
 
@@ -39,6 +39,8 @@ PASSWORDS = {
     "admin-password": "old-admin-pw",
     "controller-password": "controller-pw",
     "mirrormaker-password": "old-mm-pw",
+    "replication-a-password": "old-replication-pw",
+    "inter-broker-user": "replication-a",
 }
 CLUSTER_ID = "MkU3OEVBNTcwNTJENDM2Qk"
 
@@ -172,17 +174,55 @@ class FakeKafka:
         self.upserts: list[tuple[str, str]] = []
         self.logins: list[tuple[str, str]] = []
         self.error: Exception | None = None
+        # With `verify`, a login must match the password Kafka holds (else one is trusted).
+        self.verify = False
+        self.login: tuple[str, str] = ("", "")
+        # Fail the n-th upsert from now (1 = the next one), as a refusing cluster would.
+        self.fail_upsert_at: int | None = None
+        self.cluster_defaults: dict[str, str] = {}
+        self.config_changes: list[dict[str, str]] = []
+        self.brokers = frozenset({0, 1, 2})
+        self.under_replicated: tuple[str, ...] = ()
 
     def connect(self, bootstrap: str, username: str, password: str, **_: object) -> FakeKafka:
         self.logins.append((username, password))
+        self.login = (username, password)
         return self
 
     def _answer(self) -> None:
         if self.error is not None:
             raise self.error
+        username, password = self.login
+        if self.verify and self.users.get(username) != password:
+            raise AdminError(f"authentication of {username} failed: invalid credentials")
+
+    def can_log_in(self) -> bool:
+        try:
+            self._answer()
+        except AdminError:
+            return False
+        return True
+
+    def cluster_health(self) -> ClusterHealth:
+        self._answer()
+        return ClusterHealth(brokers=self.brokers, under_replicated=self.under_replicated)
+
+    def cluster_configs(self, names) -> dict[str, str]:
+        self._answer()
+        return {name: value for name, value in self.cluster_defaults.items() if name in names}
+
+    def set_cluster_configs(self, configs: dict[str, str]) -> None:
+        self._answer()
+        self.config_changes.append(dict(configs))
+        self.cluster_defaults.update(configs)
 
     def upsert_user(self, username: str, password: str) -> None:
         self._answer()
+        if self.fail_upsert_at is not None:
+            self.fail_upsert_at -= 1
+            if self.fail_upsert_at == 0:
+                self.fail_upsert_at = None
+                raise AdminError(f"setting the credentials of {username}: timed out")
         self.upserts.append((username, password))
         self.users[username] = password
 
