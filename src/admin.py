@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
@@ -21,9 +21,6 @@ from confluent_kafka.admin import (
     AclOperation,
     AclPermissionType,
     AdminClient,
-    AlterConfigOpType,
-    ConfigEntry,
-    ConfigResource,
     ResourcePatternType,
     ResourceType,
     ScramCredentialInfo,
@@ -31,8 +28,15 @@ from confluent_kafka.admin import (
     UserScramCredentialDeletion,
     UserScramCredentialUpsertion,
 )
+from kafka import KafkaAdminClient
+from kafka import errors as kafka_errors
+from kafka.protocol.admin.configs import DescribeConfigsRequest, IncrementalAlterConfigsRequest
 
 logger = logging.getLogger(__name__)
+
+# Kafka's resource type of a broker config, and the SET operation of IncrementalAlterConfigs.
+_BROKER_RESOURCE = 4
+_SET = 0
 
 SCRAM_ITERATIONS = 8192
 
@@ -91,6 +95,9 @@ class KafkaAdmin:
 
     def __init__(self, bootstrap: str, username: str, password: str, *, timeout: float = 15.0):
         self.timeout = timeout
+        self._bootstrap = bootstrap
+        self._username = username
+        self._password = password
         self._client = AdminClient(
             {
                 "bootstrap.servers": bootstrap,
@@ -206,31 +213,65 @@ class KafkaAdmin:
         )
         return ClusterHealth(brokers=frozenset(metadata.brokers), under_replicated=tuple(lagging))
 
+    def _default_broker_request(self, request: Any) -> Any:
+        """Send one request about the cluster-wide broker defaults (resource name "").
+
+        librdkafka refuses a broker resource without a broker id, and kafka-python's
+        `describe_configs` and `alter_configs` want one too, so the request goes out through
+        kafka-python's connection manager as those methods send theirs.
+        """
+        client = KafkaAdminClient(
+            bootstrap_servers=self._bootstrap.split(","),
+            security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism="SCRAM-SHA-512",
+            sasl_plain_username=self._username,
+            sasl_plain_password=self._password,
+            request_timeout_ms=int(self.timeout * 1000),
+            client_id="kafka-k8s-charm",
+        )
+        manager = cast(Any, client)._manager  # see the docstring
+
+        async def send() -> Any:
+            return await manager.send(request)
+
+        try:
+            return manager.run(send)
+        except kafka_errors.KafkaError as error:
+            raise AdminError(f"{type(request).__name__}: {error}") from None
+        finally:
+            client.close()
+
     def cluster_configs(self, names: Iterable[str]) -> dict[str, str]:
         """The cluster-wide dynamic broker defaults among `names` that are set."""
-        wanted = set(names)
-        futures = self._client.describe_configs(
-            [ConfigResource(ResourceType.BROKER, "")], request_timeout=self.timeout
+        resource = DescribeConfigsRequest.DescribeConfigsResource(
+            resource_type=_BROKER_RESOURCE, resource_name="", configuration_keys=sorted(set(names))
         )
-        try:
-            (entries,) = [future.result(timeout=self.timeout) for future in futures.values()]
-        except (KafkaException, TimeoutError, ValueError) as error:
-            raise AdminError(f"describing the cluster's broker defaults: {error}") from None
-        return {
-            name: str(entry.value)
-            for name, entry in entries.items()
-            if name in wanted and entry.value is not None
-        }
+        request = DescribeConfigsRequest(resources=[resource], include_synonyms=False)
+        response = self._default_broker_request(request)
+        configs: dict[str, str] = {}
+        for result in response.results:
+            if result.error_code:
+                raise AdminError(f"describing the cluster's broker defaults: {result.error_code}")
+            for entry in result.configs:
+                config = entry.to_dict()
+                if config.get("value") is not None and not config.get("is_default", False):
+                    configs[config["name"]] = str(config["value"])
+        return configs
 
     def set_cluster_configs(self, configs: dict[str, str]) -> None:
         """Set cluster-wide dynamic broker defaults (IncrementalAlterConfigs), no restart."""
+        resource_type = IncrementalAlterConfigsRequest.AlterConfigsResource
         entries = [
-            ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
-            for name, value in configs.items()
+            resource_type.AlterableConfig(name=name, config_operation=_SET, value=value)
+            for name, value in sorted(configs.items())
         ]
-        resource = ConfigResource(ResourceType.BROKER, "", incremental_configs=entries)
-        futures = self._client.incremental_alter_configs([resource], request_timeout=self.timeout)
-        self._wait(futures.values(), f"setting {', '.join(sorted(configs))}")
+        resource = resource_type(resource_type=_BROKER_RESOURCE, resource_name="", configs=entries)
+        request = IncrementalAlterConfigsRequest(resources=[resource], validate_only=False)
+        response = self._default_broker_request(request)
+        for result in response.responses:
+            if result.error_code:
+                problem = result.error_message or result.error_code
+                raise AdminError(f"setting {', '.join(sorted(configs))}: {problem}")
 
     @staticmethod
     def _filter(username: str) -> AclBindingFilter:
