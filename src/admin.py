@@ -220,15 +220,18 @@ class KafkaAdmin:
         `describe_configs` and `alter_configs` want one too, so the request goes out through
         kafka-python's connection manager as those methods send theirs.
         """
-        client = KafkaAdminClient(
-            bootstrap_servers=self._bootstrap.split(","),
-            security_protocol="SASL_PLAINTEXT",
-            sasl_mechanism="SCRAM-SHA-512",
-            sasl_plain_username=self._username,
-            sasl_plain_password=self._password,
-            request_timeout_ms=int(self.timeout * 1000),
-            client_id="kafka-k8s-charm",
-        )
+        try:
+            client = KafkaAdminClient(
+                bootstrap_servers=self._bootstrap.split(","),
+                security_protocol="SASL_PLAINTEXT",
+                sasl_mechanism="SCRAM-SHA-512",
+                sasl_plain_username=self._username,
+                sasl_plain_password=self._password,
+                request_timeout_ms=int(self.timeout * 1000),
+                client_id="kafka-k8s-charm",
+            )
+        except kafka_errors.KafkaError as error:
+            raise AdminError(f"{type(request).__name__}: {error}") from None
         manager = cast(Any, client)._manager  # see the docstring
 
         async def send() -> Any:

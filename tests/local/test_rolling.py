@@ -176,6 +176,9 @@ def _check(writer: Writer, cluster: NewCluster, what: str) -> None:
 
 
 def test_a_dynamic_option_restarts_nothing(new_cluster: NewCluster, topic: str):
+    # What the leader does on its first reconcile: the options as cluster-wide defaults.
+    first = apply_dynamic_options(_admin(new_cluster), new_cluster.units[0].settings.config)
+    assert set(first) == {"num.partitions", "auto.create.topics.enable", "log.retention.hours"}
     pids = [unit.broker_pid() for unit in new_cluster.units]
     config = BrokerConfig.from_options(
         {"broker-heap-mb": new_cluster.heap_mb, "num-partitions": 7, "log-retention-hours": 24}
