@@ -98,6 +98,9 @@ def restart_in_turn(
             return RestartOutcome.CLUSTER_NOT_IN_SYNC
         logger.info("restarting broker %s to apply new settings", node)
         broker.restart(settings)
+        # Give the cluster's metadata a moment to show the old process gone, so the wait below
+        # cannot read, from a broker not yet told, that all is as before.
+        sleep(interval)
     if not _wait_in_sync(admin, node, timeout=timeout, interval=interval, sleep=sleep):
         return RestartOutcome.NOT_BACK_IN_SYNC
     return RestartOutcome.DONE

@@ -27,6 +27,12 @@ def kafka(monkeypatch: pytest.MonkeyPatch) -> FakeKafka:
 
 
 @pytest.fixture(autouse=True)
+def no_sync_pause(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rolling-restart turn looks at the (fake) cluster without pausing between looks."""
+    monkeypatch.setattr("rolling.SYNC_INTERVAL", 0)
+
+
+@pytest.fixture(autouse=True)
 def lock_worker(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The rolling-ops worker a leader starts when it grants itself the lock, faked.
 
