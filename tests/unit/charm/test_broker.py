@@ -396,6 +396,15 @@ def restart_queued(out: testing.State) -> bool:
     return bool(json.loads(queue))
 
 
+def test_the_leader_writes_the_internal_users_through_the_api_once(ctx, kafka, etc):
+    first, _ = running(ctx, etc)
+    assert dict(kafka.upserts) == INTERNAL_USERS
+
+    ctx.run(ctx.on.update_status(), first)
+
+    assert len(kafka.upserts) == len(INTERNAL_USERS)
+
+
 def test_rotation_stores_pending_first_then_sets_each_user_and_rolls(ctx, kafka, etc):
     before, secret = running(ctx, etc)
     kafka.upserts.clear()
