@@ -29,23 +29,21 @@ class BrokerConfig(BaseModel):
     log_retention_hours: int = Field(default=168, ge=-1, le=87600, alias="log-retention-hours")
     broker_heap_mb: int = Field(default=1024, ge=256, le=65536, alias="broker-heap-mb")
 
-    # Options Kafka changes at run time (cluster-wide broker defaults): no restart for them.
-    DYNAMIC: ClassVar[dict[str, str]] = {
-        "num_partitions": "num.partitions",
-        "auto_create_topics": "auto.create.topics.enable",
-        "log_retention_hours": "log.retention.hours",
-    }
+    # Options Kafka 3.9 changes at run time, as cluster-wide broker defaults: no restart for
+    # them. Of the broker options only retention is: `log.retention.ms` is dynamic (its
+    # synonym `log.retention.hours` is not), while `num.partitions` and
+    # `auto.create.topics.enable` are read-only in Kafka's DynamicBrokerConfig.
+    DYNAMIC: ClassVar[tuple[str, ...]] = ("log_retention_hours",)
 
     def dynamic_configs(self) -> dict[str, str]:
-        """The dynamic options as Kafka's broker configs, with Kafka's spelling of the values."""
-        values = {name: getattr(self, field) for field, name in self.DYNAMIC.items()}
-        return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in values.items()}
+        """The dynamic options as Kafka's broker configs."""
+        hours = self.log_retention_hours
+        return {"log.retention.ms": str(-1 if hours < 0 else hours * 3_600_000)}
 
     def static(self) -> BrokerConfig:
         """These options with the dynamic ones at their defaults: what a restart must apply."""
-        return self.model_copy(
-            update={field: BrokerConfig.model_fields[field].default for field in self.DYNAMIC}
-        )
+        defaults = {field: BrokerConfig.model_fields[field].default for field in self.DYNAMIC}
+        return self.model_copy(update=defaults)
 
     @classmethod
     def from_options(cls, options: Mapping[str, object]) -> BrokerConfig:

@@ -176,12 +176,12 @@ def _check(writer: Writer, cluster: NewCluster, what: str) -> None:
 
 
 def test_a_dynamic_option_restarts_nothing(new_cluster: NewCluster, topic: str):
-    # What the leader does on its first reconcile: the options as cluster-wide defaults.
+    # What the leader does on its first reconcile: retention as the cluster-wide default.
     first = apply_dynamic_options(_admin(new_cluster), new_cluster.units[0].settings.config)
-    assert set(first) == {"num.partitions", "auto.create.topics.enable", "log.retention.hours"}
+    assert first == {"log.retention.ms": str(168 * 3_600_000)}
     pids = [unit.broker_pid() for unit in new_cluster.units]
     config = BrokerConfig.from_options(
-        {"broker-heap-mb": new_cluster.heap_mb, "num-partitions": 7, "log-retention-hours": 24}
+        {"broker-heap-mb": new_cluster.heap_mb, "log-retention-hours": 24}
     )
 
     for unit in new_cluster.units:
@@ -189,12 +189,8 @@ def test_a_dynamic_option_restarts_nothing(new_cluster: NewCluster, topic: str):
         assert unit.kafka.reconcile(unit.settings) is False
     changed = apply_dynamic_options(_admin(new_cluster), config)
 
-    assert changed == {"num.partitions": "7", "log.retention.hours": "24"}
-    names = ["num.partitions", "log.retention.hours"]
-    assert _admin(new_cluster).cluster_configs(names) == {
-        "num.partitions": "7",
-        "log.retention.hours": "24",
-    }
+    assert changed == {"log.retention.ms": str(24 * 3_600_000)}
+    assert _admin(new_cluster).cluster_configs(["log.retention.ms"]) == changed
     assert [unit.broker_pid() for unit in new_cluster.units] == pids
 
 

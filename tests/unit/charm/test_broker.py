@@ -552,21 +552,28 @@ def heap(out: testing.State) -> str:
 
 def test_a_dynamic_option_is_set_in_kafka_and_restarts_nothing(ctx, kafka, etc):
     before, _ = running(ctx, etc)
-    assert kafka.cluster_defaults == {
-        "num.partitions": "3",
-        "auto.create.topics.enable": "false",
-        "log.retention.hours": "168",
-    }
+    assert kafka.cluster_defaults == {"log.retention.ms": str(168 * 3_600_000)}
     kafka.config_changes.clear()
 
-    changed = dataclasses.replace(
-        before, config={"num-partitions": 12, "auto-create-topics": True}
-    )
+    changed = dataclasses.replace(before, config={"log-retention-hours": 24})
     out = ctx.run(ctx.on.config_changed(), changed)
 
-    assert kafka.config_changes == [{"num.partitions": "12", "auto.create.topics.enable": "true"}]
+    assert kafka.config_changes == [{"log.retention.ms": str(24 * 3_600_000)}]
     assert not restart_queued(out)
-    assert properties((etc / "server.properties").read_text())["num.partitions"] == "12"
+    assert properties((etc / "server.properties").read_text())["log.retention.hours"] == "24"
+
+
+@pytest.mark.parametrize(
+    "config", [{"num-partitions": 12}, {"auto-create-topics": True}, {"broker-heap-mb": 2048}]
+)
+def test_an_option_kafka_reads_only_at_start_queues_a_restart(ctx, kafka, etc, config):
+    before, _ = running(ctx, etc)
+    kafka.config_changes.clear()
+
+    out = ctx.run(ctx.on.config_changed(), dataclasses.replace(before, config=config))
+
+    assert restart_queued(out)
+    assert kafka.config_changes == []
 
 
 def test_a_static_option_waits_for_the_units_turn(ctx, kafka, etc):
