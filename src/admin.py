@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 from kafka import errors as kafka_errors
 
@@ -33,10 +33,15 @@ from kafka.admin import (
     UserScramCredentialDeletion,  # pyright: ignore[reportAttributeAccessIssue]
     UserScramCredentialUpsertion,  # pyright: ignore[reportAttributeAccessIssue]
 )
+from kafka.protocol.admin.configs import DescribeConfigsRequest, IncrementalAlterConfigsRequest
 
 from charms.kafka_k8s.v0.mirrormaker import _AdminClient, _quiet_kafka_logs
 
 logger = logging.getLogger(__name__)
+
+# Kafka's resource type of a broker config, and the SET operation of IncrementalAlterConfigs.
+_BROKER_RESOURCE = 4
+_SET = 0
 
 SCRAM_ITERATIONS = 8192
 
@@ -45,6 +50,19 @@ _T = TypeVar("_T")
 
 class AdminError(Exception):
     """The cluster refused or did not answer an admin request."""
+
+
+@dataclass(frozen=True)
+class ClusterHealth:
+    """Which brokers serve, and which partitions lack an in-sync replica."""
+
+    brokers: frozenset[int]
+    under_replicated: tuple[str, ...]
+
+    @property
+    def in_sync(self) -> bool:
+        """Whether every replica of every partition is in sync."""
+        return not self.under_replicated
 
 
 @dataclass(frozen=True)
@@ -186,6 +204,79 @@ class KafkaAdmin:
         for _, _, error in results:
             if error is not kafka_errors.NoError:
                 raise AdminError(f"{what}: {error.__name__}")
+
+    def can_log_in(self) -> bool:
+        """Whether the cluster accepts this client's credentials (and answers at all)."""
+        try:
+            self.list_users()
+        except AdminError:
+            return False
+        return True
+
+    def cluster_health(self) -> ClusterHealth:
+        """The brokers the cluster serves with, and its under-replicated partitions."""
+        cluster = self._request("reading the brokers", lambda admin: admin.describe_cluster())
+        topics = self._request("reading the topics", lambda admin: admin.describe_topics())
+        lagging = sorted(
+            f"{topic['name']}-{partition['partition_index']}"
+            for topic in topics
+            for partition in topic["partitions"]
+            if set(partition["replica_nodes"]) - set(partition["isr_nodes"])
+        )
+        brokers = frozenset(
+            broker["broker_id"] for broker in cluster["brokers"] if not broker.get("is_fenced")
+        )
+        return ClusterHealth(brokers=brokers, under_replicated=tuple(lagging))
+
+    def _default_broker_request(self, request: Any) -> Any:
+        """Send one request about the cluster-wide broker defaults (resource name "").
+
+        kafka-python's `describe_configs` and `alter_configs` want a broker id for a broker
+        resource, so the request goes out through kafka-python's connection manager, as those
+        methods send theirs.
+        """
+
+        def send(admin: KafkaAdminClient) -> Any:
+            manager = cast(Any, admin)._manager  # see the docstring
+
+            async def call() -> Any:
+                return await manager.send(request)
+
+            return manager.run(call)
+
+        return self._request(type(request).__name__, send)
+
+    def cluster_configs(self, names: Iterable[str]) -> dict[str, str]:
+        """The cluster-wide dynamic broker defaults among `names` that are set."""
+        resource = DescribeConfigsRequest.DescribeConfigsResource(
+            resource_type=_BROKER_RESOURCE, resource_name="", configuration_keys=sorted(set(names))
+        )
+        request = DescribeConfigsRequest(resources=[resource], include_synonyms=False)
+        response = self._default_broker_request(request)
+        configs: dict[str, str] = {}
+        for result in response.results:
+            if result.error_code:
+                raise AdminError(f"describing the cluster's broker defaults: {result.error_code}")
+            for entry in result.configs:
+                config = entry.to_dict()
+                if config.get("value") is not None and not config.get("is_default", False):
+                    configs[config["name"]] = str(config["value"])
+        return configs
+
+    def set_cluster_configs(self, configs: dict[str, str]) -> None:
+        """Set cluster-wide dynamic broker defaults (IncrementalAlterConfigs), no restart."""
+        resource_type = IncrementalAlterConfigsRequest.AlterConfigsResource
+        entries = [
+            resource_type.AlterableConfig(name=name, config_operation=_SET, value=value)
+            for name, value in sorted(configs.items())
+        ]
+        resource = resource_type(resource_type=_BROKER_RESOURCE, resource_name="", configs=entries)
+        request = IncrementalAlterConfigsRequest(resources=[resource], validate_only=False)
+        response = self._default_broker_request(request)
+        for result in response.responses:
+            if result.error_code:
+                problem = result.error_message or result.error_code
+                raise AdminError(f"setting {', '.join(sorted(configs))}: {problem}")
 
     @staticmethod
     def _filter(username: str) -> ACLFilter:

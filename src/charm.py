@@ -9,22 +9,32 @@ idempotent `_reconcile`, and status is set only in collect-status.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 
 import ops
+from charmlibs.rollingops import OperationResult, RollingOpsManager, RollingOpsStatus
 
+import rolling
 from admin import AdminError, KafkaAdmin
 from charms.kafka_k8s.v0.mirrormaker import Migration, TargetCluster
 from client_provider import KafkaClients
 from cluster import ClusterState
 from config import BrokerConfig, InvalidConfigError
-from models import ADMIN_USER, MIRRORMAKER_USER, Workload
+from models import MIRRORMAKER_USER, Workload
 from observability import Observability
+from rolling import RestartOutcome, apply_dynamic_options, apply_pending, restart_in_turn
 from workload import BrokerSettings, KafkaWorkload, WorkloadError
 
 logger = logging.getLogger(__name__)
 
 CONTAINER = "kafka"
+RESTART_RELATION = "restart"
+RESTART = "restart"
+# In the peer application data: a digest of the internal users' passwords last written through
+# the admin API.
+INTERNAL_USERS_KEY = "internal-users-written"
 
 
 class KafkaK8sCharm(ops.CharmBase):
@@ -46,7 +56,13 @@ class KafkaK8sCharm(ops.CharmBase):
         self.observability = Observability(
             self, nodes=lambda: self.cluster.nodes, this_host=lambda: self.cluster.this_node.host
         )
+        self.restarts = RollingOpsManager(
+            self,
+            peer_relation_name=RESTART_RELATION,
+            callback_targets={RESTART: self._restart_broker},
+        )
         self._problem: ops.StatusBase | None = None
+        self._rotation: ops.StatusBase | None = None
 
         for event in (
             self.on.install,
@@ -56,6 +72,7 @@ class KafkaK8sCharm(ops.CharmBase):
             self.on.update_status,
             self.on.secret_changed,
             self.on[CONTAINER].pebble_ready,
+            self.on.data_storage_attached,
             self.on[CONTAINER].pebble_check_recovered,
             self.on.cluster_relation_created,
             self.on.cluster_relation_joined,
@@ -72,6 +89,7 @@ class KafkaK8sCharm(ops.CharmBase):
         ):
             framework.observe(event, self._reconcile)
         framework.observe(self.on.secret_rotate, self._on_secret_rotate)
+        framework.observe(self.on.secret_remove, self._on_secret_remove)
         framework.observe(self.on.collect_unit_status, self._on_collect_unit_status)
         framework.observe(self.on.collect_app_status, self._on_collect_app_status)
 
@@ -100,8 +118,13 @@ class KafkaK8sCharm(ops.CharmBase):
         )
 
     def _admin(self, settings: BrokerSettings) -> KafkaAdmin:
+        """An admin client of the cluster that logs in, also in the middle of a rotation.
+
+        Raises:
+            AdminError: if the cluster does not answer or accepts no admin password.
+        """
         bootstrap = ",".join(node.internal_address for node in self.cluster.nodes)
-        return KafkaAdmin(bootstrap, ADMIN_USER, settings.credentials.admin_password)
+        return rolling.admin_client(bootstrap, settings.credentials, KafkaAdmin)
 
     def _migration_target(self) -> TargetCluster | None:
         """This cluster as MirrorMaker reaches it, once the broker serves."""
@@ -129,45 +152,118 @@ class KafkaK8sCharm(ops.CharmBase):
         settings = self._broker_settings()
         if settings is None:
             return
-        try:
-            self.broker.reconcile(settings)
-        except WorkloadError as error:
-            self._problem = ops.BlockedStatus(str(error))
+        if not self._apply(settings):
             return
         if not self.unit.is_leader() or not self.broker.is_ready():
             return
         endpoints = ",".join(node.client_address for node in self.cluster.nodes)
         try:
             with self._admin(settings) as admin:
+                self._write_internal_users(admin, settings)
+                apply_dynamic_options(admin, settings.config)
+                self._advance_rotation(admin, settings)
                 self.clients.reconcile(admin, endpoints)
         except AdminError as error:
-            logger.warning("kafka-client relations not reconciled: %s", error)
+            logger.warning("the cluster did not take admin requests: %s", error)
             self._problem = ops.MaintenanceStatus(
                 "waiting for the cluster to accept admin requests"
             )
 
-    def _on_secret_rotate(self, event: ops.SecretRotateEvent) -> None:
-        """Rotate the SCRAM passwords of the internal users: in Kafka first, then the secret."""
-        if not self.cluster.is_credentials_secret(event.secret):
-            return
-        settings = self._broker_settings()
-        rotated = self.cluster.rotated_credentials()
-        if settings is None or rotated is None:
-            return
+    def _apply(self, settings: BrokerSettings) -> bool:
+        """Write the broker's files, start it, and ask for a turn to restart it if it must.
+
+        Returns:
+            Whether the workload took the settings (else `self._problem` says why).
+        """
         try:
-            with self._admin(settings) as admin:
-                for user in (ADMIN_USER, MIRRORMAKER_USER):
-                    admin.upsert_user(user, rotated.password(user))
-        except AdminError as error:
-            logger.warning("internal passwords not rotated, will retry: %s", error)
-            return
-        self.cluster.store_credentials(rotated)
-        # Juju sends secret-changed to the other units, never to the leader that owns the secret:
-        # the leader re-renders its own files now, from the new passwords it already holds.
-        try:
-            self.broker.reconcile(settings.model_copy(update={"credentials": rotated}))
+            must_restart = self.broker.reconcile(settings)
         except WorkloadError as error:
             self._problem = ops.BlockedStatus(str(error))
+            return False
+        record = self.broker.started_with() if self.broker.is_running() else None
+        self.cluster.record_inter_broker_user(record.inter_broker_user if record else None)
+        if must_restart and self.model.get_relation(RESTART_RELATION) is not None:
+            self.restarts.request_async_lock(RESTART)
+        return True
+
+    def _write_internal_users(self, admin: KafkaAdmin, settings: BrokerSettings) -> None:
+        """On the leader, once the cluster serves: write the internal users through the API.
+
+        The storage format's `--add-scram` users are bootstrap records only (see README). Done
+        once per set of passwords.
+        """
+        if settings.credentials.pending:
+            return  # a rotation under way sets its own; the committed ones are written after
+        users = settings.credentials.scram_users
+        digest = hashlib.sha256(json.dumps(users, sort_keys=True).encode()).hexdigest()
+        relation = self.cluster.relation
+        if relation is None or relation.data[self.app].get(INTERNAL_USERS_KEY) == digest:
+            return
+        rolling.ensure_internal_users(admin, settings.credentials)
+        relation.data[self.app][INTERNAL_USERS_KEY] = digest
+
+    def _advance_rotation(self, admin: KafkaAdmin, settings: BrokerSettings) -> None:
+        """On the leader: carry a rotation whose passwords are pending in the secret.
+
+        The new replication user's password is only set while no broker logs in with it; then
+        each pending password is set in Kafka, and the secret makes them current. Any step
+        that fails is retried by the next reconcile.
+        """
+        credentials = settings.credentials
+        if not credentials.pending:
+            return
+        behind = self.cluster.units_on(credentials.inter_broker_user)
+        if behind:
+            self._rotation = ops.MaintenanceStatus(
+                f"password rotation waits for {', '.join(behind)} to restart"
+            )
+            return
+        apply_pending(admin, credentials)
+        committed = credentials.committed()
+        self.cluster.store_credentials(committed)
+        logger.info("internal passwords rotated; the brokers restart one at a time")
+        # Juju sends secret-changed to the other units, never to the leader that owns the
+        # secret: the leader applies the new passwords itself now.
+        self._apply(settings.model_copy(update={"credentials": committed}))
+
+    def _on_secret_rotate(self, event: ops.SecretRotateEvent) -> None:
+        """Rotate the internal passwords: stored as pending first, then carried by reconcile."""
+        if not self.cluster.is_credentials_secret(event.secret):
+            return
+        self.cluster.begin_rotation()
+        self._reconcile(event)
+
+    def _restart_broker(self) -> OperationResult:
+        """The rolling-restart lock's callback: this unit's turn to restart its broker."""
+        settings = self._broker_settings()
+        if settings is None or not self.broker.can_connect():
+            return OperationResult.RELEASE
+        try:
+            admin = self._admin(settings)
+        except AdminError as error:
+            logger.warning("no restart now, the cluster does not answer: %s", error)
+            return OperationResult.RETRY_RELEASE
+        with admin:
+            outcome = restart_in_turn(
+                self.broker,
+                settings,
+                admin,
+                timeout=rolling.SYNC_TIMEOUT,
+                interval=rolling.SYNC_INTERVAL,
+            )
+        record = self.broker.started_with()
+        self.cluster.record_inter_broker_user(record.inter_broker_user if record else None)
+        logger.info("rolling restart turn: %s", outcome.value)
+        return {
+            RestartOutcome.DONE: OperationResult.RELEASE,
+            RestartOutcome.CLUSTER_NOT_IN_SYNC: OperationResult.RETRY_RELEASE,
+            RestartOutcome.NOT_BACK_IN_SYNC: OperationResult.RETRY_HOLD,
+        }[outcome]
+
+    def _on_secret_remove(self, event: ops.SecretRemoveEvent) -> None:
+        """Remove the internal credentials' revisions no unit reads any more."""
+        if self.unit.is_leader() and self.cluster.is_credentials_secret(event.secret):
+            event.remove_revision()
 
     def _on_collect_unit_status(self, event: ops.CollectStatusEvent) -> None:
         if self._problem is None and not self.broker.can_connect():
@@ -179,6 +275,12 @@ class KafkaK8sCharm(ops.CharmBase):
                 self._problem = ops.WaitingStatus("waiting for the broker to accept clients")
         if self._problem is not None:
             event.add_status(self._problem)
+        if self._rotation is not None:
+            event.add_status(self._rotation)
+        if self.restarts.state.status in (RollingOpsStatus.WAITING, RollingOpsStatus.GRANTED):
+            event.add_status(
+                ops.MaintenanceStatus("waiting for this unit's turn to restart its broker")
+            )
         if migration := self.migration.status():
             event.add_status(migration)
         event.add_status(ops.ActiveStatus(self._role_message()))

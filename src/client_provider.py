@@ -10,6 +10,7 @@ that are gone.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Literal
 
@@ -20,9 +21,10 @@ from data_platform_helpers.interfaces import (
     ResourceProviderEventHandler,
     SecretGroup,
 )
+from data_platform_helpers.interfaces.utils import get_encoded_dict
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from admin import Acl, KafkaAdmin
+from admin import Acl, AdminError, KafkaAdmin
 from cluster import generate_password
 
 logger = logging.getLogger(__name__)
@@ -113,12 +115,77 @@ class ClientRequestError(Exception):
     """A related application asked for something this charm cannot grant."""
 
 
-class KafkaClients:
+# What a requirer may not change once a relation is made: data-platform-helpers refuses it too.
+_FIXED = {"resource": "topic", "extra-user-roles": "extra-user-roles"}
+ERRORS_KEY = "kafka-client-errors"
+
+
+class _TolerantProvider(ResourceProviderEventHandler):
+    """The provider handler, which never raises on what a related application wrote.
+
+    `check` names what is wrong with a relation's data; such a relation is left to the
+    charm's status, and nothing of it is stored by the handler. What the handler still cannot
+    read is logged, not raised: a raising hook would put the unit in error.
+    """
+
+    def __init__(self, charm: ops.CharmBase, check):
+        super().__init__(charm, CLIENT_RELATION, KafkaRequestModel)
+        self._check = check
+
+    def _on_relation_changed_event(self, event: ops.RelationChangedEvent) -> None:
+        if not self.charm.unit.is_leader():
+            return
+        try:
+            self._check(event.relation)
+            super()._on_relation_changed_event(event)
+        except (ClientRequestError, ValueError, TypeError, KeyError) as error:
+            logger.warning(
+                "kafka-client relation %s not handled: %s", event.relation.id, _reason(error)
+            )
+
+
+def _secret_uris_in(data: ops.RelationDataContent) -> set[str]:
+    """The secret URIs in this charm's data of a relation: v0 keys, or in v1 responses."""
+    found = {value for key, value in data.items() if key.startswith("secret-") and value}
+    try:
+        responses = json.loads(data.get("requests") or "[]")
+    except ValueError:
+        responses = []
+    for response in responses if isinstance(responses, list) else []:
+        if isinstance(response, dict):
+            found |= {
+                str(value)
+                for key, value in response.items()
+                if str(key).startswith("secret-") and value
+            }
+    return {uri for uri in found if uri.startswith("secret:")}
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, ClientRequestError):
+        return str(error)
+    return f"unreadable data ({type(error).__name__})"
+
+
+class KafkaClients(ops.Object):
     """The provider side of `kafka-client`."""
 
     def __init__(self, charm: ops.CharmBase):
+        super().__init__(charm, "kafka-clients")
         self.charm = charm
-        self.handler = ResourceProviderEventHandler(charm, CLIENT_RELATION, KafkaRequestModel)
+        self.handler = _TolerantProvider(charm, self._requests)
+        self.framework.observe(charm.on[CLIENT_RELATION].relation_broken, self._on_broken)
+
+    def _on_broken(self, event: ops.RelationBrokenEvent) -> None:
+        """On the leader: remove the secrets this charm shared on the relation that went."""
+        if not self.charm.unit.is_leader():
+            return
+        for uri in _secret_uris_in(event.relation.data[self.charm.app]):
+            try:
+                self.charm.model.get_secret(id=uri).remove_all_revisions()
+            except (ops.SecretNotFoundError, ops.ModelError):
+                continue
+            logger.info("removed secret %s of kafka-client relation %s", uri, event.relation.id)
 
     @property
     def relations(self) -> list[ops.Relation]:
@@ -126,30 +193,81 @@ class KafkaClients:
         return list(self.charm.model.relations[CLIENT_RELATION])
 
     def _requests(self, relation: ops.Relation) -> list[KafkaRequestModel]:
-        """The requests of a relation.
+        """The requests of a relation, checked as far as the relation data alone allows.
 
         Raises:
-            ClientRequestError: if the relation data cannot be read as requests.
+            ClientRequestError: naming what is wrong with the relation data.
         """
+        remote = relation.data[relation.app] if relation.app else {}
+        version = remote.get("version", "v0")
+        if version not in ("v0", "v1"):
+            raise ClientRequestError(f"unknown interface version {version[:20]!r}")
+        if version == "v1":
+            try:
+                raw = json.loads(remote.get("requests") or "[]")
+            except ValueError:
+                raise ClientRequestError("requests is not JSON") from None
+            if not isinstance(raw, list):
+                raise ClientRequestError("requests is not a JSON list")
         try:
             requests = self.handler.requests(relation)
-        except ValidationError:
+        except (ValidationError, ValueError, TypeError):
             raise ClientRequestError("malformed request") from None
-        return [
+        checked = [
             request
             if isinstance(request, KafkaRequestModel)
             else KafkaRequestModel.model_validate(request.model_dump())
             for request in requests
         ]
+        for request in checked:
+            self._unchanged(relation, request)
+        return checked
+
+    def _unchanged(self, relation: ops.Relation, request: KafkaRequestModel) -> None:
+        """Refuse a topic or roles changed after the relation was made.
+
+        Raises:
+            ClientRequestError: naming what changed.
+        """
+        try:
+            stored = get_encoded_dict(relation, self.charm.app, "data") or {}
+        except ValueError:
+            return
+        before = stored.get(request.request_id, {}) if request.request_id else stored
+        if not isinstance(before, dict):
+            return
+        now = request.model_dump(mode="json", by_alias=True, exclude_none=True)
+        for key, name in _FIXED.items():
+            if key in before and before[key] != now.get(key):
+                raise ClientRequestError(
+                    f"{name} changed from {before[key]!r} to {now.get(key)!r} after the relation "
+                    "was made: remove the relation and relate again"
+                )
+
+    def _stored_errors(self) -> dict[int, str]:
+        relation = self.charm.model.get_relation("cluster")
+        if relation is None:
+            return {}
+        try:
+            raw = json.loads(relation.data[self.charm.app].get(ERRORS_KEY) or "{}")
+        except ValueError:
+            return {}
+        live = {relation.id for relation in self.relations}
+        return {int(k): str(v) for k, v in raw.items() if k.isdigit() and int(k) in live}
+
+    def _store_errors(self, errors: dict[int, str]) -> None:
+        relation = self.charm.model.get_relation("cluster")
+        if relation is not None:
+            relation.data[self.charm.app][ERRORS_KEY] = json.dumps(errors) if errors else ""
 
     @property
     def errors(self) -> dict[int, str]:
-        """Why a relation's request cannot be granted, by relation id; no cluster needed.
+        """Why a relation is not served, by relation id.
 
-        Computed from the relation data on every call, so collect-status reports it on any
-        event, not only after a reconcile.
+        What the relation data alone shows is computed on every call, so collect-status reports
+        it on any event; what the cluster refused is what the last reconcile recorded.
         """
-        errors: dict[int, str] = {}
+        errors = self._stored_errors()
         for relation in self.relations:
             try:
                 for request in self._requests(relation):
@@ -211,42 +329,66 @@ class KafkaClients:
         keys = ("secret-user", "secret-tls", "secret-extra")
         return {key.replace("-", "_"): data[key] for key in keys if data.get(key)}
 
+    def _serve(
+        self, admin: KafkaAdmin, relation: ops.Relation, endpoints: str, users: set[str]
+    ) -> None:
+        """Make one relation's user, ACLs and response.
+
+        Raises:
+            ClientRequestError: if the relation asks for what cannot be granted.
+            AdminError: if the cluster refuses a request.
+        """
+        for request in self._requests(relation):
+            grant = self.grant_of(relation, request)
+            password = self._password(relation)
+            if grant.username not in users:
+                admin.upsert_user(grant.username, password)
+            admin.grant(grant.username, client_acls(grant))
+            response = KafkaResponseModel(
+                salt=request.salt,
+                request_id=request.request_id,
+                resource=request.resource,
+                username=grant.username,
+                password=password,
+                endpoints=endpoints,
+                consumer_group_prefix=grant.consumer_group_prefix,
+                tls=False,
+                **self._secret_uris(relation),
+            )
+            self.handler.set_response(relation.id, response)
+
     def reconcile(self, admin: KafkaAdmin, endpoints: str) -> None:
         """On the leader: make relation users, ACLs and responses match the relations.
+
+        Each relation is served or refused on its own: what one relation asks for, or what the
+        cluster refuses it, never stops the others, and the users of relations that are gone
+        are removed in any case.
 
         Args:
             admin: an admin client of the running cluster.
             endpoints: the comma-separated client endpoints to hand out.
+
+        Raises:
+            AdminError: if the cluster does not answer.
         """
-        wanted: set[str] = set()
+        users = admin.list_users()
+        refused: dict[int, str] = {}
         for relation in self.relations:
             try:
-                requests = self._requests(relation)
+                self._serve(admin, relation, endpoints, users)
             except ClientRequestError:
-                continue  # reported by `errors`
-            for request in requests:
-                try:
-                    grant = self.grant_of(relation, request)
-                except ClientRequestError:
-                    continue  # reported by `errors`
-                wanted.add(grant.username)
-                password = self._password(relation)
-                if grant.username not in admin.list_users():
-                    admin.upsert_user(grant.username, password)
-                admin.grant(grant.username, client_acls(grant))
-                response = KafkaResponseModel(
-                    salt=request.salt,
-                    request_id=request.request_id,
-                    resource=request.resource,
-                    username=grant.username,
-                    password=password,
-                    endpoints=endpoints,
-                    consumer_group_prefix=grant.consumer_group_prefix,
-                    tls=False,
-                    **self._secret_uris(relation),
-                )
-                self.handler.set_response(relation.id, response)
-        for user in admin.list_users():
+                continue  # reported by `errors`, from the relation data
+            except AdminError as error:
+                logger.warning("kafka-client relation %s not served: %s", relation.id, error)
+                refused[relation.id] = f"the cluster refused it: {error}"
+        self._store_errors(refused)
+        # A relation's user stays while the relation does, served or not: a refused change
+        # leaves what was granted before.
+        wanted = {relation_user(relation.id) for relation in self.relations}
+        for user in sorted(users):
             if user.startswith(USER_PREFIX) and user not in wanted:
                 logger.info("removing %s: its relation is gone", user)
-                admin.delete_user(user)
+                try:
+                    admin.delete_user(user)
+                except AdminError as error:
+                    logger.warning("%s not removed yet: %s", user, error)

@@ -17,7 +17,13 @@ import uuid
 
 import ops
 
-from models import BrokerNode, InternalCredentials
+from models import (
+    ADMIN_USER,
+    MIRRORMAKER_USER,
+    REPLICATION_USERS,
+    BrokerNode,
+    InternalCredentials,
+)
 
 PEER_RELATION = "cluster"
 CLUSTER_ID_KEY = "cluster-id"
@@ -25,6 +31,8 @@ VOTERS_KEY = "controller-voters"
 CREDENTIALS_KEY = "internal-credentials"
 CREDENTIALS_LABEL = "internal-credentials"
 MAX_VOTERS = 3
+# In each unit's peer data: the inter-broker user its running broker logs in with.
+INTER_BROKER_KEY = "broker-inter-broker-user"
 
 
 def generate_password(length: int = 32) -> str:
@@ -46,6 +54,50 @@ def node_id(unit: ops.Unit) -> int:
 def unit_host(app: str, number: int, model: str) -> str:
     """The stable DNS name of a unit's pod."""
     return f"{app}-{number}.{app}-endpoints.{model}.svc.cluster.local"
+
+
+def rotation_passwords(current: InternalCredentials) -> dict[str, str]:
+    """New passwords for a rotation: admin, mirrormaker and the replication user no broker uses."""
+    return {
+        ADMIN_USER: generate_password(),
+        MIRRORMAKER_USER: generate_password(),
+        current.next_inter_broker_user: generate_password(),
+    }
+
+
+def credentials_content(credentials: InternalCredentials) -> dict[str, str]:
+    """The internal credentials as the secret's content."""
+    content = {
+        "admin-password": credentials.admin_password,
+        "controller-password": credentials.controller_password,
+        "mirrormaker-password": credentials.mirrormaker_password,
+        "inter-broker-user": credentials.inter_broker_user,
+    }
+    for user, password in credentials.replication_passwords.items():
+        content[f"{user}-password"] = password
+    for user, password in credentials.pending.items():
+        content[f"pending-{user}-password"] = password
+    return content
+
+
+def credentials_from_content(content: dict[str, str]) -> InternalCredentials:
+    """The internal credentials from the secret's content."""
+    return InternalCredentials(
+        admin_password=content["admin-password"],
+        controller_password=content["controller-password"],
+        mirrormaker_password=content["mirrormaker-password"],
+        replication_passwords={
+            user: content[f"{user}-password"]
+            for user in REPLICATION_USERS
+            if content.get(f"{user}-password")
+        },
+        inter_broker_user=content.get("inter-broker-user") or ADMIN_USER,
+        pending={
+            key[len("pending-") : -len("-password")]: value
+            for key, value in content.items()
+            if key.startswith("pending-") and key.endswith("-password") and value
+        },
+    )
 
 
 def choose_voters(node_ids: list[int], planned_units: int) -> list[int] | None:
@@ -131,12 +183,7 @@ class ClusterState:
         secret = self._credentials_secret()
         if secret is None:
             return None
-        content = secret.get_content(refresh=True)
-        return InternalCredentials(
-            admin_password=content["admin-password"],
-            controller_password=content["controller-password"],
-            mirrormaker_password=content["mirrormaker-password"],
-        )
+        return credentials_from_content(secret.get_content(refresh=True))
 
     def initialise(self) -> None:
         """On the leader: choose what is chosen once. Idempotent; a no-op elsewhere."""
@@ -146,45 +193,71 @@ class ClusterState:
         if not data.get(CLUSTER_ID_KEY):
             data[CLUSTER_ID_KEY] = generate_cluster_id()
         if not data.get(CREDENTIALS_KEY):
+            fresh = InternalCredentials(
+                admin_password=generate_password(),
+                controller_password=generate_password(),
+                mirrormaker_password=generate_password(),
+                replication_passwords={REPLICATION_USERS[0]: generate_password()},
+                inter_broker_user=REPLICATION_USERS[0],
+            )
             secret = self.app.add_secret(
-                {
-                    "admin-password": generate_password(),
-                    "controller-password": generate_password(),
-                    "mirrormaker-password": generate_password(),
-                },
+                credentials_content(fresh),
                 label=CREDENTIALS_LABEL,
                 description="Passwords of kafka-k8s's internal users",
                 rotate=ops.SecretRotate.MONTHLY,
             )
             data[CREDENTIALS_KEY] = secret.id or ""
+        elif (current := self.credentials) is not None and not current.replication_passwords:
+            # A cluster made before the replication users: its brokers move onto one as in a
+            # rotation of the inter-broker user alone.
+            if not current.pending:
+                self.store_credentials(
+                    current.model_copy(
+                        update={"pending": {REPLICATION_USERS[0]: generate_password()}}
+                    )
+                )
         if not data.get(VOTERS_KEY):
             voters = choose_voters([node_id(u) for u in self.units], self.app.planned_units())
             if voters is not None:
                 data[VOTERS_KEY] = json.dumps(voters)
 
-    def rotated_credentials(self) -> InternalCredentials | None:
-        """New passwords for the SCRAM users; the controller password stays (see README)."""
+    def begin_rotation(self) -> InternalCredentials | None:
+        """On the leader: store new passwords as pending, unless a rotation is under way.
+
+        The controller password does not rotate (see README).
+        """
         current = self.credentials
         if current is None:
             return None
-        return InternalCredentials(
-            admin_password=generate_password(),
-            controller_password=current.controller_password,
-            mirrormaker_password=generate_password(),
-        )
+        if current.pending:
+            return current
+        rotating = current.model_copy(update={"pending": rotation_passwords(current)})
+        self.store_credentials(rotating)
+        return rotating
 
     def store_credentials(self, credentials: InternalCredentials) -> None:
-        """On the leader: record new internal passwords in the secret."""
+        """On the leader: record the internal passwords in the secret."""
         secret = self._credentials_secret()
         if secret is None:
             return
-        secret.set_content(
-            {
-                "admin-password": credentials.admin_password,
-                "controller-password": credentials.controller_password,
-                "mirrormaker-password": credentials.mirrormaker_password,
-            }
+        secret.set_content(credentials_content(credentials))
+
+    def units_on(self, inter_broker_user: str) -> list[str]:
+        """The units whose running broker does not log in as `inter_broker_user` yet."""
+        relation = self.relation
+        if relation is None:
+            return []
+        return sorted(
+            unit.name
+            for unit in self.units
+            if relation.data[unit].get(INTER_BROKER_KEY) != inter_broker_user
         )
+
+    def record_inter_broker_user(self, user: str | None) -> None:
+        """Publish which inter-broker user this unit's running broker logs in with."""
+        relation = self.relation
+        if relation is not None and relation.data[self.unit].get(INTER_BROKER_KEY) != user:
+            relation.data[self.unit][INTER_BROKER_KEY] = user or ""
 
     def is_credentials_secret(self, secret: ops.Secret) -> bool:
         """Whether a secret event concerns the internal credentials."""

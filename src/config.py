@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -27,6 +28,22 @@ class BrokerConfig(BaseModel):
     auto_create_topics: bool = Field(default=False, alias="auto-create-topics")
     log_retention_hours: int = Field(default=168, ge=-1, le=87600, alias="log-retention-hours")
     broker_heap_mb: int = Field(default=1024, ge=256, le=65536, alias="broker-heap-mb")
+
+    # Options Kafka 3.9 changes at run time, as cluster-wide broker defaults: no restart for
+    # them. Of the broker options only retention is: `log.retention.ms` is dynamic (its
+    # synonym `log.retention.hours` is not), while `num.partitions` and
+    # `auto.create.topics.enable` are read-only in Kafka's DynamicBrokerConfig.
+    DYNAMIC: ClassVar[tuple[str, ...]] = ("log_retention_hours",)
+
+    def dynamic_configs(self) -> dict[str, str]:
+        """The dynamic options as Kafka's broker configs."""
+        hours = self.log_retention_hours
+        return {"log.retention.ms": str(-1 if hours < 0 else hours * 3_600_000)}
+
+    def static(self) -> BrokerConfig:
+        """These options with the dynamic ones at their defaults: what a restart must apply."""
+        defaults = {field: BrokerConfig.model_fields[field].default for field in self.DYNAMIC}
+        return self.model_copy(update=defaults)
 
     @classmethod
     def from_options(cls, options: Mapping[str, object]) -> BrokerConfig:

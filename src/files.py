@@ -63,25 +63,21 @@ def push_if_changed(
     user: str,
     group: str,
 ) -> bool:
-    """Write a file into the container unless it already holds `content`.
+    """Write a file into the container unless it already holds `content` with the right mode.
 
-    Files holding secrets are mode 0600; every file is owned by the workload user.
+    Files holding secrets are mode 0600; every file is owned by the workload user. A file whose
+    content is right but whose mode is not is written again, with the mode.
 
     Returns:
-        Whether the file changed.
+        Whether the content changed (a mode put right alone is no change to act on).
     """
+    mode = 0o600 if secret else 0o644
     try:
         with container.pull(path) as current:
-            if current.read() == content:
-                return False
+            same = current.read() == content
     except ops.pebble.PathError:
-        pass
-    container.push(
-        path,
-        content,
-        make_dirs=True,
-        permissions=0o600 if secret else 0o644,
-        user=user,
-        group=group,
-    )
-    return True
+        same = False
+    if same and container.list_files(path, itself=True)[0].permissions == mode:
+        return False
+    container.push(path, content, make_dirs=True, permissions=mode, user=user, group=group)
+    return not same

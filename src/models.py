@@ -19,7 +19,11 @@ SCRAM_MECHANISM = "SCRAM-SHA-512"
 ADMIN_USER = "admin"
 CONTROLLER_USER = "controller"
 MIRRORMAKER_USER = "mirrormaker"
-INTERNAL_USERS = (ADMIN_USER, CONTROLLER_USER, MIRRORMAKER_USER)
+# The brokers authenticate to each other as one of two users, in turn: a rotation sets a new
+# password on the one no broker uses, and the brokers move onto it one restart at a time, while
+# those not restarted yet still log in as the other (see README, "The broker").
+REPLICATION_USERS = ("replication-a", "replication-b")
+INTERNAL_USERS = (ADMIN_USER, CONTROLLER_USER, MIRRORMAKER_USER, *REPLICATION_USERS)
 
 
 class WorkloadPaths(BaseModel):
@@ -73,6 +77,16 @@ class WorkloadPaths(BaseModel):
     def broker_jmx_config(self) -> PurePosixPath:
         """JMX exporter rules for the broker."""
         return self.etc / "jmx_prometheus.yaml"
+
+    @property
+    def start_record(self) -> PurePosixPath:
+        """What the running broker was started with (a digest, its inter-broker user)."""
+        return self.etc / "broker-started.json"
+
+    @property
+    def format_arguments(self) -> PurePosixPath:
+        """The storage format's argument file, holding the SCRAM passwords while it runs."""
+        return self.etc / "format-arguments"
 
     @property
     def meta_properties(self) -> PurePosixPath:
@@ -142,18 +156,76 @@ class BrokerNode(BaseModel):
 
 
 class InternalCredentials(BaseModel):
-    """Passwords of the users the charm itself uses; they live in a Juju secret."""
+    """Passwords of the users the charm itself uses; they live in a Juju secret.
+
+    `pending` holds the passwords of a rotation under way, by user: stored before any of them is
+    set in Kafka, so a rotation that stops anywhere is finished by running it again.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     admin_password: str = Field(min_length=1, repr=False)
     controller_password: str = Field(min_length=1, repr=False)
     mirrormaker_password: str = Field(min_length=1, repr=False)
+    replication_passwords: dict[str, str] = Field(default_factory=dict, repr=False)
+    # `admin` on clusters made before the replication users existed.
+    inter_broker_user: str = ADMIN_USER
+    pending: dict[str, str] = Field(default_factory=dict, repr=False)
 
     def password(self, user: str) -> str:
-        """The password of an internal user."""
+        """The current password of an internal user."""
+        if user in self.replication_passwords:
+            return self.replication_passwords[user]
         return {
             ADMIN_USER: self.admin_password,
             CONTROLLER_USER: self.controller_password,
             MIRRORMAKER_USER: self.mirrormaker_password,
         }[user]
+
+    @property
+    def inter_broker_password(self) -> str:
+        """The password the brokers log in to each other with."""
+        return self.password(self.inter_broker_user)
+
+    @property
+    def next_inter_broker_user(self) -> str:
+        """The replication user no broker uses: the one a rotation moves the brokers onto."""
+        current = self.inter_broker_user
+        return REPLICATION_USERS[1] if current == REPLICATION_USERS[0] else REPLICATION_USERS[0]
+
+    @property
+    def scram_users(self) -> dict[str, str]:
+        """Every internal SCRAM user with its current password."""
+        users = {
+            ADMIN_USER: self.admin_password,
+            MIRRORMAKER_USER: self.mirrormaker_password,
+            **self.replication_passwords,
+        }
+        return users
+
+    def admin_passwords(self) -> list[str]:
+        """The admin passwords Kafka may hold: the current one, then a pending one."""
+        pending = self.pending.get(ADMIN_USER)
+        return [self.admin_password, *([pending] if pending else [])]
+
+    def committed(self) -> InternalCredentials:
+        """The credentials once every pending password is set in Kafka.
+
+        A pending replication user becomes the brokers' inter-broker user.
+        """
+        pending = self.pending
+        replication = {**self.replication_passwords}
+        inter_broker = self.inter_broker_user
+        for user in REPLICATION_USERS:
+            if user in pending:
+                replication[user] = pending[user]
+                inter_broker = user
+        return self.model_copy(
+            update={
+                "admin_password": pending.get(ADMIN_USER, self.admin_password),
+                "mirrormaker_password": pending.get(MIRRORMAKER_USER, self.mirrormaker_password),
+                "replication_passwords": replication,
+                "inter_broker_user": inter_broker,
+                "pending": {},
+            }
+        )

@@ -10,6 +10,8 @@ against a real Pebble daemon in the local tier (`substrate/`), and in Juju.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -24,7 +26,6 @@ from models import (
     ADMIN_USER,
     CONTROLLER_USER,
     INTERNAL_USERS,
-    MIRRORMAKER_USER,
     SCRAM_MECHANISM,
     BrokerNode,
     InternalCredentials,
@@ -84,7 +85,9 @@ def render_server_properties(settings: BrokerSettings) -> str:
         config=settings.config,
         paths=settings.workload.paths,
         super_users=";".join(f"User:{user}" for user in INTERNAL_USERS),
-        internal_jaas=properties_escape(scram_jaas(ADMIN_USER, credentials.admin_password)),
+        internal_jaas=properties_escape(
+            scram_jaas(credentials.inter_broker_user, credentials.inter_broker_password)
+        ),
         controller_jaas=properties_escape(
             "org.apache.kafka.common.security.plain.PlainLoginModule required "
             f'username="{CONTROLLER_USER}" '
@@ -150,6 +153,23 @@ def kafka_layer(settings: BrokerSettings) -> ops.pebble.LayerDict:
     }
 
 
+def restart_digest(settings: BrokerSettings) -> str:
+    """A digest of what the broker reads only when it starts.
+
+    That is its file without the dynamic options, and its Pebble layer.
+    """
+    static = settings.model_copy(update={"config": settings.config.static()})
+    text = render_server_properties(static) + json.dumps(kafka_layer(static), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class StartRecord(BaseModel):
+    """What the running broker was started with."""
+
+    digest: str
+    inter_broker_user: str
+
+
 class WorkloadError(Exception):
     """The workload container refused an operation."""
 
@@ -185,8 +205,55 @@ class KafkaWorkload:
         """Whether the storage holds a formatted KRaft log directory."""
         return self.container.exists(self.paths.meta_properties)
 
+    def own_storage(self) -> None:
+        """Give the storage mount to the workload user, as a newly attached volume is root's.
+
+        Only the mount's own owner is checked, so the recursive `chown` runs once per attach.
+
+        Raises:
+            WorkloadError: if `chown` fails.
+        """
+        data = self.paths.data
+        if not self.container.exists(data):
+            return
+        info = self.container.list_files(data, itself=True)[0]
+        if info.user == self.workload.user and info.group == self.workload.group:
+            return
+        owner = f"{self.workload.user}:{self.workload.group}"
+        try:
+            self.container.exec(["chown", "-R", owner, str(data)]).wait_output()
+        except ops.pebble.ExecError as error:
+            stderr = error.stderr if isinstance(error.stderr, str) else ""
+            raise WorkloadError(f"could not give {data} to {owner}: {stderr.strip()}") from None
+        logger.info("storage %s given to %s", data, owner)
+
+    def check_storage(self, settings: BrokerSettings) -> None:
+        """Refuse storage formatted for another cluster or node, before the broker crash-loops.
+
+        Raises:
+            WorkloadError: naming the cluster and node the storage belongs to.
+        """
+        if not self.is_formatted():
+            return
+        with self.container.pull(self.paths.meta_properties) as meta:
+            lines = meta.read().splitlines()
+        found = dict(line.split("=", 1) for line in lines if "=" in line and line[0] != "#")
+        cluster_id = found.get("cluster.id", "").strip()
+        node = found.get("node.id", "").strip()
+        wrong_cluster = cluster_id != settings.cluster_id
+        wrong_node = node not in ("", str(settings.node.node_id))
+        if wrong_cluster or wrong_node:
+            raise WorkloadError(
+                f"storage {self.paths.data} holds cluster {cluster_id or '?'} node {node or '?'}, "
+                f"this unit is cluster {settings.cluster_id} node {settings.node.node_id}: "
+                "attach this unit's own or empty storage"
+            )
+
     def format_storage(self, settings: BrokerSettings) -> None:
         """Format the storage with the cluster id and the internal SCRAM users, once.
+
+        The SCRAM arguments hold passwords, so they reach the tool in an argument file (mode
+        0600, removed after), never in its command line.
 
         Raises:
             WorkloadError: if the format command fails.
@@ -194,6 +261,11 @@ class KafkaWorkload:
         if self.is_formatted():
             return
         credentials = settings.credentials
+        arguments: list[str] = []
+        for user, password in credentials.scram_users.items():
+            arguments += ["--add-scram", f"{SCRAM_MECHANISM}=[name={user},password={password}]"]
+        arguments_file = self.paths.format_arguments
+        self.write(arguments_file, "".join(f"{arg}\n" for arg in arguments), secret=True)
         command = [
             f"{self.paths.bin}/kafka-storage.sh",
             "format",
@@ -202,12 +274,8 @@ class KafkaWorkload:
             settings.cluster_id,
             "-c",
             str(self.paths.server_properties),
+            f"@{arguments_file}",
         ]
-        for user in (ADMIN_USER, MIRRORMAKER_USER):
-            command += [
-                "--add-scram",
-                f"{SCRAM_MECHANISM}=[name={user},password={credentials.password(user)}]",
-            ]
         try:
             self.container.exec(
                 command,
@@ -217,9 +285,11 @@ class KafkaWorkload:
             ).wait_output()
         except ops.pebble.ExecError as error:
             stderr = error.stderr if isinstance(error.stderr, str) else ""
-            for user in INTERNAL_USERS:
-                stderr = stderr.replace(credentials.password(user), "***")
+            for password in credentials.scram_users.values():
+                stderr = stderr.replace(password, "***")
             raise WorkloadError(f"storage format failed: {stderr.strip()[-300:]}") from None
+        finally:
+            self.container.remove_path(arguments_file, recursive=True)
         logger.info("formatted storage for cluster %s", settings.cluster_id)
 
     def configure(self, settings: BrokerSettings) -> bool:
@@ -237,19 +307,64 @@ class KafkaWorkload:
         )
         return self.write(paths.server_properties, render_server_properties(settings), secret=True)
 
-    def start(self, settings: BrokerSettings, *, restart: bool) -> None:
-        """Add the layer and bring the service to its planned state."""
+    def started_with(self) -> StartRecord | None:
+        """What the running broker was started with, as recorded when the charm started it.
+
+        The record lives in the container's own filesystem, which lasts as long as the pod: a
+        new pod has neither a running broker nor a record.
+        """
+        try:
+            with self.container.pull(self.paths.start_record) as record:
+                return StartRecord.model_validate_json(record.read())
+        except (ops.pebble.PathError, ValueError):
+            return None
+
+    def _record_start(self, settings: BrokerSettings) -> None:
+        record = StartRecord(
+            digest=restart_digest(settings),
+            inter_broker_user=settings.credentials.inter_broker_user,
+        )
+        self.write(self.paths.start_record, record.model_dump_json(), secret=True)
+
+    def start(self, settings: BrokerSettings) -> None:
+        """Start the broker with these settings, if it does not run."""
+        if self.is_running():
+            return
         self.container.add_layer(KAFKA_SERVICE, kafka_layer(settings), combine=True)
         self.container.replan()
-        if restart:
-            self.container.restart(KAFKA_SERVICE)
+        self._record_start(settings)
 
-    def reconcile(self, settings: BrokerSettings) -> None:
-        """Make the workload match the settings: files, storage, service."""
-        changed = self.configure(settings)
+    def restart(self, settings: BrokerSettings) -> None:
+        """Restart the broker now, with these settings: only under the rolling-restart lock."""
+        self.container.add_layer(KAFKA_SERVICE, kafka_layer(settings), combine=True)
+        self.container.restart(KAFKA_SERVICE)
+        self._record_start(settings)
+
+    def needs_restart(self, settings: BrokerSettings) -> bool:
+        """Whether the running broker was started with other settings than these.
+
+        The options Kafka changes at run time do not count: they are applied without a restart.
+        """
+        if not self.is_running():
+            return False
+        record = self.started_with()
+        return record is None or record.digest != restart_digest(settings)
+
+    def reconcile(self, settings: BrokerSettings) -> bool:
+        """Make the workload match the settings: files, storage, and a broker that runs.
+
+        A running broker is never restarted here: restarts go one unit at a time, through the
+        rolling-restart lock (`rolling.restart_in_turn`).
+
+        Returns:
+            Whether the running broker must restart to apply the settings.
+        """
+        self.configure(settings)
+        self.own_storage()
+        self.check_storage(settings)
         self.format_storage(settings)
-        was_running = self.is_running()
-        self.start(settings, restart=changed and was_running)
+        self.start(settings)
+        return self.needs_restart(settings)
 
     def is_running(self) -> bool:
         """Whether the broker service is active."""

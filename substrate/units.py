@@ -34,12 +34,14 @@ from charms.kafka_k8s.v0.mirrormaker import MirrorMakerWorkload
 from config import BrokerConfig
 from models import (
     ADMIN_USER,
+    REPLICATION_USERS,
     BrokerNode,
     InternalCredentials,
     Workload,
     WorkloadPaths,
     WorkloadPorts,
 )
+from rolling import admin_client, ensure_internal_users
 from substrate.processes import (
     FETCH_SCRIPT,
     LOOPBACK,
@@ -399,9 +401,14 @@ class NewCluster:
             admin_password=random_password(),
             controller_password=random_password(),
             mirrormaker_password=random_password(),
+            replication_passwords={REPLICATION_USERS[0]: random_password()},
+            inter_broker_user=REPLICATION_USERS[0],
         )
     )
     units: list[Unit] = field(default_factory=list)
+    # What the charm's leader does once the cluster serves: write the internal SCRAM users
+    # through the admin API (`rolling.ensure_internal_users`). Off only to show why it must.
+    write_internal_users: bool = True
 
     @property
     def nodes(self) -> tuple[BrokerNode, ...]:
@@ -478,6 +485,9 @@ class NewCluster:
             with ThreadPoolExecutor(max_workers=self.size) as pool:
                 list(pool.map(lambda unit: unit.kafka.reconcile(unit.settings), self.units))
             self.wait_ready(timeout=self.start_timeout)
+            if self.write_internal_users:
+                bootstrap = ",".join(node.internal_address for node in self.nodes)
+                ensure_internal_users(admin_client(bootstrap, self.credentials), self.credentials)
         except BaseException as error:
             tails = format_log_tails(self.log_files())
             self.stop()

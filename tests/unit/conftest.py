@@ -8,6 +8,7 @@ The fakes themselves are in `helpers.py`.
 from __future__ import annotations
 
 import pytest
+from charmlibs.rollingops._peer._worker import PeerRollingOpsAsyncWorker
 from ops import testing
 
 import charm
@@ -23,6 +24,26 @@ def kafka(monkeypatch: pytest.MonkeyPatch) -> FakeKafka:
     monkeypatch.setattr(charm, "KafkaAdmin", fake.connect)
     monkeypatch.setattr(client_provider, "KafkaAdmin", fake.connect)
     return fake
+
+
+@pytest.fixture(autouse=True)
+def no_sync_pause(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rolling-restart turn looks at the (fake) cluster without pausing between looks."""
+    monkeypatch.setattr("rolling.SYNC_INTERVAL", 0)
+
+
+@pytest.fixture(autouse=True)
+def lock_worker(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The rolling-ops worker a leader starts when it grants itself the lock, faked.
+
+    The real one is a background Python from the charm's venv that dispatches the
+    lock-granted hook through `juju-exec` ten seconds later; tests emit that hook themselves.
+    """
+    started: list[str] = []
+    monkeypatch.setattr(
+        PeerRollingOpsAsyncWorker, "start", lambda worker: started.append(worker.model.unit.name)
+    )
+    return started
 
 
 @pytest.fixture

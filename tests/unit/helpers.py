@@ -23,7 +23,7 @@ import ops
 import yaml
 from ops import testing
 
-from admin import Acl
+from admin import Acl, AdminError, ClusterHealth
 from charms.kafka_k8s.v0 import mirrormaker as mm
 from charms.kafka_k8s.v0.mirrormaker import ClusterUnreachableError
 
@@ -34,10 +34,13 @@ CHARMCRAFT = yaml.safe_load((REPO / "charmcraft.yaml").read_text())
 
 MODEL = testing.Model(name="kafka-model")
 FORMAT = testing.Exec(["/opt/kafka/bin/kafka-storage.sh", "format"])
+CHOWN = testing.Exec(["chown", "-R"])
 PASSWORDS = {
     "admin-password": "old-admin-pw",
     "controller-password": "controller-pw",
     "mirrormaker-password": "old-mm-pw",
+    "replication-a-password": "old-replication-pw",
+    "inter-broker-user": "replication-a",
 }
 CLUSTER_ID = "MkU3OEVBNTcwNTJENDM2Qk"
 
@@ -62,7 +65,7 @@ def container(*, ready: bool = True, **kwargs) -> testing.Container:
                 status=ops.pebble.CheckStatus.DOWN,
             )
         }
-    return testing.Container("kafka", can_connect=True, execs={FORMAT}, **kwargs)
+    return testing.Container("kafka", can_connect=True, execs={FORMAT, CHOWN}, **kwargs)
 
 
 def credentials_secret(content: dict[str, str] = PASSWORDS, **kwargs) -> testing.Secret:
@@ -172,9 +175,19 @@ class FakeKafka:
         self.logins: list[tuple[str, str]] = []
         self.closed = 0
         self.error: Exception | None = None
+        # With `verify`, a login must match the password Kafka holds (else one is trusted).
+        self.verify = False
+        self.login: tuple[str, str] = ("", "")
+        # Fail the n-th upsert from now (1 = the next one), as a refusing cluster would.
+        self.fail_upsert_at: int | None = None
+        self.cluster_defaults: dict[str, str] = {}
+        self.config_changes: list[dict[str, str]] = []
+        self.brokers = frozenset({0, 1, 2})
+        self.under_replicated: tuple[str, ...] = ()
 
     def connect(self, bootstrap: str, username: str, password: str, **_: object) -> FakeKafka:
         self.logins.append((username, password))
+        self.login = (username, password)
         return self
 
     def __enter__(self) -> FakeKafka:
@@ -189,9 +202,37 @@ class FakeKafka:
     def _answer(self) -> None:
         if self.error is not None:
             raise self.error
+        username, password = self.login
+        if self.verify and self.users.get(username) != password:
+            raise AdminError(f"authentication of {username} failed: invalid credentials")
+
+    def can_log_in(self) -> bool:
+        try:
+            self._answer()
+        except AdminError:
+            return False
+        return True
+
+    def cluster_health(self) -> ClusterHealth:
+        self._answer()
+        return ClusterHealth(brokers=self.brokers, under_replicated=self.under_replicated)
+
+    def cluster_configs(self, names) -> dict[str, str]:
+        self._answer()
+        return {name: value for name, value in self.cluster_defaults.items() if name in names}
+
+    def set_cluster_configs(self, configs: dict[str, str]) -> None:
+        self._answer()
+        self.config_changes.append(dict(configs))
+        self.cluster_defaults.update(configs)
 
     def upsert_user(self, username: str, password: str) -> None:
         self._answer()
+        if self.fail_upsert_at is not None:
+            self.fail_upsert_at -= 1
+            if self.fail_upsert_at == 0:
+                self.fail_upsert_at = None
+                raise AdminError(f"setting the credentials of {username}: timed out")
         self.upserts.append((username, password))
         self.users[username] = password
 
@@ -210,7 +251,11 @@ class FakeKafka:
 
     def grant(self, username: str, acls) -> None:
         self._answer()
-        self.acls[username] = set(acls)
+        acls = set(acls)
+        if any(acl.pattern == "PREFIXED" and not acl.name for acl in acls):
+            # What Kafka answers to a PREFIXED binding with an empty name.
+            raise AdminError(f"granting ACLs to {username}: INVALID_REQUEST (empty prefix)")
+        self.acls[username] = acls
 
     def revoke_all(self, username: str) -> None:
         self._answer()

@@ -105,6 +105,28 @@ def relation(
     return change
 
 
+# What the leader recorded of a kafka-client request it served: data-platform-helpers' "data".
+ORDERS = {"resource": "orders", "extra-user-roles": "consumer"}
+CLIENT_RELATION_ID = 77
+
+
+def client(data: Mapping[str, str], *, granted: Mapping[str, str] | None = None) -> Change:
+    """Add a kafka-client relation with this remote data; `granted` is what was served before."""
+
+    def change(state: testing.State, _: testing.Secret, __: FakeClusters) -> testing.State:
+        local = {"data": json.dumps(dict(granted))} if granted else {}
+        related = testing.Relation(
+            "kafka-client",
+            id=CLIENT_RELATION_ID,
+            remote_app_name="orders-app",
+            remote_app_data=dict(data),
+            local_app_data=local,
+        )
+        return dataclasses.replace(state, relations={*state.relations, related})
+
+    return change
+
+
 def no_source(state: testing.State, _: testing.Secret, __: FakeClusters) -> testing.State:
     options = {k: v for k, v in state.config.items() if k not in EXTERNAL}
     return dataclasses.replace(state, config=options)
@@ -138,6 +160,26 @@ def blocked_after(event: str) -> Trigger:
 
     trigger.__name__ = event
     return trigger
+
+
+def changed(ctx: testing.Context, state: testing.State, endpoint: str) -> testing.State:
+    """relation-changed of the one relation on `endpoint`: data-platform-helpers reads first."""
+    (related,) = [r for r in state.relations if r.endpoint == endpoint]
+    return ctx.run(ctx.on.relation_changed(related, remote_unit=0), state)
+
+
+def source_changed(ctx: testing.Context, state: testing.State) -> str:
+    out = changed(ctx, state, "migration-source")
+    assert out.unit_status.name == "blocked", out.unit_status
+    return out.unit_status.message
+
+
+def client_changed(ctx: testing.Context, state: testing.State) -> str:
+    """On the leader the app status names the kafka-client relation."""
+    out = changed(ctx, state, "kafka-client")
+    assert out.app_status.name == "blocked", out.app_status
+    assert out.app_status.message.startswith(f"kafka-client relation {CLIENT_RELATION_ID}: ")
+    return out.app_status.message
 
 
 def blocked_while_running(ctx: testing.Context, state: testing.State) -> str:
@@ -245,7 +287,51 @@ CASES = [
     pytest.param(
         relation({"version": "v9", "requests": "[]"}),
         start,
-        "old-kafka sent data that is not a kafka_client response",
+        "old-kafka sent kafka_client version 'v9', not v0 or v1",
+    ),
+    pytest.param(
+        relation({"version": "v1", "requests": "{not json"}),
+        source_changed,
+        "migration-source: old-kafka sent data that is not a kafka_client response",
+    ),
+    pytest.param(
+        relation({"version": "v9", "requests": "[]"}),
+        source_changed,
+        "migration-source: old-kafka sent kafka_client version 'v9', not v0 or v1",
+    ),
+    pytest.param(
+        relation(response={"resource": "orders"}),
+        source_changed,
+        "migration-source: old-kafka answered for topic 'orders', not the",
+    ),
+    # kafka-client relations: the leader's app status names the relation.
+    pytest.param(
+        client({"version": "v1", "requests": "{not json"}), client_changed, "requests is not JSON"
+    ),
+    pytest.param(
+        client({"version": "v9", "requests": "[]"}),
+        client_changed,
+        "unknown interface version 'v9'",
+    ),
+    pytest.param(
+        client({"version": "v1", "requests": json.dumps([{"resource": 5}])}),
+        client_changed,
+        "malformed request",
+    ),
+    pytest.param(
+        client({"version": "v1", "requests": json.dumps({"resource": "orders"})}),
+        client_changed,
+        "requests is not a JSON list",
+    ),
+    pytest.param(
+        client({"topic": "payments", "extra-user-roles": "consumer"}, granted=ORDERS),
+        client_changed,
+        "topic changed from 'orders' to 'payments' after the relation was made: remove the",
+    ),
+    pytest.param(
+        client({"topic": "orders", "extra-user-roles": "producer"}, granted=ORDERS),
+        client_changed,
+        "extra-user-roles changed from 'consumer' to 'producer' after the relation was made",
     ),
     pytest.param(
         relation(response={"endpoints": "old-kafka-0"}),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import stat
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -253,6 +254,22 @@ def test_start_with_external_source(ctx):
     assert unit_state(out) == {"service": "active", "exactly-once": "disabled"}
     assert out.unit_status == testing.ActiveStatus(LAGGING.format(source="old-0:9092"))
     assert_no_secret_leaked(ctx, out)
+
+
+def test_a_wrong_mode_is_put_right_though_the_content_is_unchanged(ctx):
+    secret = credentials()
+    with tempfile.TemporaryDirectory() as directory:
+        etc = Path(directory)
+        mount = testing.Mount(location="/etc/kafka", source=etc)
+        kafka = testing.Container("kafka", can_connect=True, mounts={"etc": mount})
+        out = start(ctx, state(config=external(secret), secrets=(secret,), container=kafka))
+        rendered = (etc / "mm2.properties").read_text()
+        (etc / "mm2.properties").chmod(0o644)
+
+        ctx.run(ctx.on.config_changed(), out)
+
+        assert (etc / "mm2.properties").read_text() == rendered
+        assert stat.S_IMODE((etc / "mm2.properties").stat().st_mode) == 0o600
 
 
 def test_start_is_idempotent(ctx):

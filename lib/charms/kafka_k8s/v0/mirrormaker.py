@@ -891,28 +891,24 @@ def _push_if_changed(
     user: str,
     group: str,
 ) -> bool:
-    """Write a file into the container unless it already holds `content`.
+    """Write a file into the container unless it already holds `content` with the right mode.
 
-    Files holding secrets are mode 0600; every file is owned by the workload user.
+    Files holding secrets are mode 0600; every file is owned by the workload user. A file whose
+    content is right but whose mode is not is written again, with the mode.
 
     Returns:
-        Whether the file changed.
+        Whether the content changed (a mode put right alone is no change to act on).
     """
+    mode = 0o600 if secret else 0o644
     try:
         with container.pull(path) as current:
-            if current.read() == content:
-                return False
+            same = current.read() == content
     except ops.pebble.PathError:
-        pass
-    container.push(
-        path,
-        content,
-        make_dirs=True,
-        permissions=0o600 if secret else 0o644,
-        user=user,
-        group=group,
-    )
-    return True
+        same = False
+    if same and container.list_files(path, itself=True)[0].permissions == mode:
+        return False
+    container.push(path, content, make_dirs=True, permissions=mode, user=user, group=group)
+    return not same
 
 
 class MirrorMakerService:
@@ -2421,6 +2417,32 @@ def _report_results(report: MigrationReport, *, table: bool = False) -> dict[str
 # The charm-facing object ------------------------------------------------------------------------
 
 
+class _TolerantRequirer(ResourceRequirerEventHandler):
+    """The `kafka_client` requirer handler, logging what it cannot read instead of raising.
+
+    The remote application writes what this handler parses; data-platform-helpers raises on
+    data that is not JSON, of an unknown version, or answering a request never made. That
+    would put the unit in error: the migration's status names the relation and the problem
+    instead (`Migration._related_source`).
+    """
+
+    @property
+    def requests_made(self) -> list[KafkaRequestModel]:
+        """The requests this side sends."""
+        return list(self._requests)  # pyright: ignore[reportReturnType]
+
+    def _on_relation_changed_event(self, event: ops.RelationChangedEvent) -> None:
+        try:
+            super()._on_relation_changed_event(event)
+        except (ValueError, TypeError, KeyError) as error:
+            logger.warning(
+                "%s relation %s: data not read (%s); see the unit status",
+                event.relation.name,
+                event.relation.id,
+                type(error).__name__,
+            )
+
+
 class Migration(ops.Object):
     """The migration of a source cluster into the host charm's cluster.
 
@@ -2467,7 +2489,7 @@ class Migration(ops.Object):
         # and one group prefix, while MirrorMaker must describe and read every topic, every
         # group's offsets, topic configs and ACLs. `admin` on all topics is the only grant the
         # providers give that covers it. MirrorMaker itself only reads from the source.
-        self.requirer = ResourceRequirerEventHandler(
+        self.requirer = _TolerantRequirer(
             charm,
             source_relation,
             [KafkaRequestModel(resource="*", extra_user_roles="admin")],
@@ -2536,6 +2558,12 @@ class Migration(ops.Object):
 
     def _related_source(self, relation: ops.Relation) -> SourceCluster:
         name = relation.app.name if relation.app else self.source_relation
+        version = relation.data[relation.app].get("version") if relation.app else None
+        if version not in (None, "v0", "v1"):
+            raise SourceError(
+                f"{self.source_relation}: {name} sent kafka_client version {version[:20]!r}, "
+                "not v0 or v1"
+            )
         try:
             contract = self.requirer.interface.build_model(relation.id, component=relation.app)
             responses = [r for r in contract.requests if r.username and r.password]
@@ -2543,6 +2571,13 @@ class Migration(ops.Object):
             raise SourceError(
                 f"{self.source_relation}: {name} sent data that is not a kafka_client response"
             ) from None
+        asked = {request.resource for request in self.requirer.requests_made}
+        for answer in contract.requests:
+            if answer.resource and answer.resource not in asked:
+                raise SourceError(
+                    f"{self.source_relation}: {name} answered for topic {answer.resource[:60]!r}"
+                    f", not the {', '.join(sorted(asked))!r} asked for"
+                )
         response = responses[0] if responses else None
         if response is None or not response.endpoints:
             raise NotReadyError(f"waiting for {name} to send credentials on {relation.name}")
