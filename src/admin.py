@@ -40,12 +40,23 @@ class AdminError(Exception):
 
 @dataclass(frozen=True)
 class Acl:
-    """One ALLOW ACL binding, in Kafka's terms."""
+    """One ACL binding, in Kafka's terms; ALLOW unless it says DENY."""
 
     resource: Literal["TOPIC", "GROUP", "CLUSTER", "TRANSACTIONAL_ID"]
     name: str
     pattern: Literal["LITERAL", "PREFIXED"]
-    operation: Literal["ALL", "READ", "WRITE", "CREATE", "DESCRIBE", "IDEMPOTENT_WRITE"]
+    operation: Literal[
+        "ALL",
+        "READ",
+        "WRITE",
+        "CREATE",
+        "DESCRIBE",
+        "IDEMPOTENT_WRITE",
+        "ALTER",
+        "DESCRIBE_CONFIGS",
+        "ALTER_CONFIGS",
+    ]
+    permission: Literal["ALLOW", "DENY"] = "ALLOW"
 
 
 # librdkafka calls Kafka's CLUSTER resource type BROKER.
@@ -66,7 +77,7 @@ def _binding(username: str, acl: Acl) -> AclBinding:
         f"User:{username}",
         "*",
         AclOperation[acl.operation],
-        AclPermissionType.ALLOW,
+        AclPermissionType[acl.permission],
     )
 
 
@@ -123,7 +134,7 @@ class KafkaAdmin:
         self._wait(futures.values(), f"deleting user {username}")
 
     def acls_of(self, username: str) -> set[Acl]:
-        """The ALLOW ACLs bound to a user."""
+        """The ACLs bound to a user."""
         future = self._client.describe_acls(self._filter(username), request_timeout=self.timeout)
         try:
             bindings = future.result(timeout=self.timeout)
@@ -135,6 +146,7 @@ class KafkaAdmin:
                 name=binding.name,
                 pattern=binding.resource_pattern_type.name,  # type: ignore[arg-type]
                 operation=binding.operation.name,  # type: ignore[arg-type]
+                permission=binding.permission_type.name,  # type: ignore[arg-type]
             )
             for binding in bindings
         }
@@ -152,7 +164,7 @@ class KafkaAdmin:
                 f"User:{username}",
                 "*",
                 AclOperation[acl.operation],
-                AclPermissionType.ALLOW,
+                AclPermissionType[acl.permission],
             )
             for acl in current - wanted
         ]

@@ -13,12 +13,13 @@ import logging
 
 import ops
 
+from acls import grant_mirrormaker
 from admin import AdminError, KafkaAdmin
 from charms.kafka_k8s.v0.mirrormaker import Migration, TargetCluster
 from client_provider import KafkaClients
 from cluster import ClusterState
 from config import BrokerConfig, InvalidConfigError
-from models import ADMIN_USER, MIRRORMAKER_USER, Workload
+from models import ADMIN_USER, MIRRORMAKER_USER, InternalCredentials, Workload
 from observability import Observability
 from workload import BrokerSettings, KafkaWorkload, WorkloadError
 
@@ -47,6 +48,8 @@ class KafkaK8sCharm(ops.CharmBase):
             self, nodes=lambda: self.cluster.nodes, this_host=lambda: self.cluster.this_node.host
         )
         self._problem: ops.StatusBase | None = None
+        # New internal passwords this hook set, before the secret shows them (rotation).
+        self._rotated: InternalCredentials | None = None
 
         for event in (
             self.on.install,
@@ -105,7 +108,7 @@ class KafkaK8sCharm(ops.CharmBase):
 
     def _migration_target(self) -> TargetCluster | None:
         """This cluster as MirrorMaker reaches it, once the broker serves."""
-        credentials = self.cluster.credentials
+        credentials = self._rotated or self.cluster.credentials
         if credentials is None or not self.broker.can_connect() or not self.broker.is_ready():
             return None
         return TargetCluster(
@@ -138,7 +141,11 @@ class KafkaK8sCharm(ops.CharmBase):
             return
         endpoints = ",".join(node.client_address for node in self.cluster.nodes)
         try:
-            self.clients.reconcile(self._admin(settings), endpoints)
+            admin = self._admin(settings)
+            grant_mirrormaker(
+                admin, sync_topic_acls=bool(self.config.get("mirrormaker-sync-topic-acls"))
+            )
+            self.clients.reconcile(admin, endpoints)
         except AdminError as error:
             logger.warning("kafka-client relations not reconciled: %s", error)
             self._problem = ops.MaintenanceStatus(
@@ -162,11 +169,14 @@ class KafkaK8sCharm(ops.CharmBase):
             return
         self.cluster.store_credentials(rotated)
         # Juju sends secret-changed to the other units, never to the leader that owns the secret:
-        # the leader re-renders its own files now, from the new passwords it already holds.
+        # the leader re-renders its own files now, from the new passwords it already holds,
+        # MirrorMaker's too (it would log in with the old password until the next reconcile).
+        self._rotated = rotated
         try:
             self.broker.reconcile(settings.model_copy(update={"credentials": rotated}))
         except WorkloadError as error:
             self._problem = ops.BlockedStatus(str(error))
+        self.migration.reconcile()
 
     def _on_collect_unit_status(self, event: ops.CollectStatusEvent) -> None:
         if self._problem is None and not self.broker.can_connect():

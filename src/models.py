@@ -20,6 +20,8 @@ ADMIN_USER = "admin"
 CONTROLLER_USER = "controller"
 MIRRORMAKER_USER = "mirrormaker"
 INTERNAL_USERS = (ADMIN_USER, CONTROLLER_USER, MIRRORMAKER_USER)
+# MirrorMaker is not one: the leader grants it only what it needs (`acls.mirrormaker_acls`).
+SUPER_USERS = (ADMIN_USER, CONTROLLER_USER)
 
 
 class WorkloadPaths(BaseModel):

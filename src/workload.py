@@ -26,6 +26,7 @@ from models import (
     INTERNAL_USERS,
     MIRRORMAKER_USER,
     SCRAM_MECHANISM,
+    SUPER_USERS,
     BrokerNode,
     InternalCredentials,
     Workload,
@@ -83,7 +84,7 @@ def render_server_properties(settings: BrokerSettings) -> str:
         ports=settings.node.ports,
         config=settings.config,
         paths=settings.workload.paths,
-        super_users=";".join(f"User:{user}" for user in INTERNAL_USERS),
+        super_users=";".join(f"User:{user}" for user in SUPER_USERS),
         internal_jaas=properties_escape(scram_jaas(ADMIN_USER, credentials.admin_password)),
         controller_jaas=properties_escape(
             "org.apache.kafka.common.security.plain.PlainLoginModule required "

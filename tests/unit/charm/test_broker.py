@@ -19,6 +19,7 @@ import ops
 import pytest
 from ops import testing
 
+from acls import reserved_denials
 from admin import Acl, AdminError
 from charm import KafkaK8sCharm
 from tests.unit.helpers import (
@@ -109,7 +110,7 @@ def test_fresh_leader_initialises_and_starts_the_broker(ctx, kafka, event):
         "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
     )
     assert props["allow.everyone.if.no.acl.found"] == "false"
-    assert props["super.users"] == "User:admin;User:controller;User:mirrormaker"
+    assert props["super.users"] == "User:admin;User:controller"
     assert content["admin-password"] in props[INTERNAL_JAAS]
     assert content["controller-password"] in text
     assert mode(ctx, out, SERVER_PROPERTIES) == 0o600
@@ -413,10 +414,14 @@ PRODUCER_ACLS = {
     Acl(resource="CLUSTER", name="kafka-cluster", pattern="LITERAL", operation="IDEMPOTENT_WRITE"),
 }
 ADMIN_ACLS = {
-    Acl(resource="CLUSTER", name="kafka-cluster", pattern="LITERAL", operation="ALL"),
+    *(
+        Acl(resource="CLUSTER", name="kafka-cluster", pattern="LITERAL", operation=operation)
+        for operation in ("CREATE", "DESCRIBE", "DESCRIBE_CONFIGS", "IDEMPOTENT_WRITE")
+    ),
     Acl(resource="TOPIC", name="*", pattern="LITERAL", operation="ALL"),
     Acl(resource="GROUP", name="*", pattern="LITERAL", operation="ALL"),
     Acl(resource="TRANSACTIONAL_ID", name="*", pattern="LITERAL", operation="ALL"),
+    *reserved_denials(),
 }
 
 
@@ -493,7 +498,7 @@ def test_client_relation_broken_removes_the_user_and_acls(ctx, kafka):
     ctx.run(ctx.on.relation_broken(created.get_relation(client.id)), created)
 
     assert kafka.users == {}
-    assert kafka.acls == {}
+    assert set(kafka.acls) == {"mirrormaker"}
 
 
 def test_client_relation_waits_for_a_ready_broker(ctx, kafka):

@@ -17,12 +17,10 @@ from ops import testing
 
 from tests.unit.helpers import (
     LAGGING,
-    MM2,
     PASSWORDS,
     SERVING_SOURCE_PASSWORD,
     host,
-    load_properties,
-    read,
+    mm2_resolved,
     serving,
 )
 
@@ -34,7 +32,7 @@ def test_start_migration_targets_this_cluster_as_the_mirrormaker_user(ctx):
 
     out = ctx.run(ctx.on.action("start-migration"), state)
 
-    properties = load_properties(read(ctx, out, MM2))
+    properties = mm2_resolved(ctx, out)
     assert properties["target.bootstrap.servers"] == ",".join(f"{host(n)}:19092" for n in range(3))
     assert 'username="mirrormaker"' in properties["target.sasl.jaas.config"]
     assert PASSWORDS["mirrormaker-password"] in properties["target.sasl.jaas.config"]
@@ -100,3 +98,19 @@ def test_no_secret_value_in_status_or_action_output(ctx):
     shown = f"{out.unit_status.message} {ctx.action_results}"
     for secret in (SERVING_SOURCE_PASSWORD, *PASSWORDS.values()):
         assert secret not in shown
+
+
+def test_rotation_on_the_leader_gives_mirrormaker_the_new_password_at_once(ctx):
+    state, _ = serving(ctx)
+    started = ctx.run(ctx.on.action("start-migration"), state)
+    [secret] = [s for s in started.secrets if s.label == "internal-credentials"]
+
+    out = ctx.run(ctx.on.secret_rotate(secret), started)
+
+    new = out.get_secret(id=secret.id).latest_content["mirrormaker-password"]
+    assert new != PASSWORDS["mirrormaker-password"]
+    jaas = mm2_resolved(ctx, out)["target.sasl.jaas.config"]
+    assert f'password="{new}"' in jaas
+    assert out.get_container("kafka").service_statuses["mirrormaker"] == (
+        ops.pebble.ServiceStatus.ACTIVE
+    )
