@@ -44,6 +44,8 @@ config:
     mirrormaker-exactly-once: {type: boolean, default: false}
     mirrormaker-refresh-interval: {type: int, default: 30}
     mirrormaker-replication-policy: {type: string, default: identity}
+    mirrormaker-heap-mb: {type: int}
+    mirrormaker-source-role: {type: string, default: consumer}
 actions:
   start-migration:
     params: {dry-run: {type: boolean, default: false}}
@@ -56,7 +58,10 @@ actions:
 ```
 
 (kafka-k8s's own `charmcraft.yaml` has the same entries with their descriptions.) The host
-creates a SCRAM user for MirrorMaker on its own cluster, passes the library the cluster as that
+creates a SCRAM user for MirrorMaker on its own cluster and grants it the rights MirrorMaker
+needs there (kafka-k8s's `acls.mirrormaker_acls`; `MIRRORMAKER_NAMES` lists the topics, groups
+and transactional ids MirrorMaker uses, which no client of the host should be granted: its
+connector configs live in the `mm2-configs.*` topic), passes the library the cluster as that
 user reaches it, routes its state-changing events to one reconcile, and shows the library's
 status in collect-status. The library never sets a status itself:
 
@@ -169,7 +174,7 @@ LIBAPI = 0
 
 # Increment this PATCH version before using `charmcraft publish-lib` or reset
 # to 0 if you are raising the major API version
-LIBPATCH = 2
+LIBPATCH = 3
 
 PYDEPS = [
     "pydantic>=2.7",
@@ -1549,6 +1554,8 @@ class _ClusterClient:
                         f"source user {user} may not describe every consumer group: no group's"
                         " offsets migrate; grant it DESCRIBE on the groups"
                     )
+                except kafka_errors.CoordinatorNotAvailableError:
+                    pass  # asked after the authorization passed: no coordinator yet
             operations = admin.describe_cluster().get("authorized_operations") if acls else None
             if operations is not None and "DESCRIBE" not in operations:
                 missing.append(
@@ -1801,12 +1808,15 @@ def _acls_to_copy(acls: Iterable[_TopicAcl], config: MigrationConfig) -> list[_T
     """The source ACLs to create on the target, renamed as the replication policy names topics.
 
     MirrorMaker's rules (`MirrorSourceConnector.syncTopicAcls`): ACLs of migrated topics only,
-    no ALLOW WRITE (only MirrorMaker writes a copy), ALLOW ALL becomes ALLOW READ. And one more:
-    no ACL of a kafka_client relation user, whose name means another application on the target.
+    no ALLOW WRITE (only MirrorMaker writes a copy), ALLOW ALL becomes ALLOW READ. And two more:
+    no ACL of a kafka_client relation user, whose name means another application on the target,
+    and no ACL on the wildcard topic `*`, which on the target would cover MirrorMaker's topics.
     """
     copied = set()
     for acl in acls:
         if _RELATION_PRINCIPAL.fullmatch(acl.principal) or _is_internal_topic(acl.topic):
+            continue
+        if acl.topic == "*":  # every topic of the source: here it would reach MirrorMaker's own
             continue
         if acl.permission == "ALLOW" and acl.operation == "WRITE":
             continue
