@@ -15,10 +15,15 @@ import ops
 import pytest
 from ops import testing
 
+from charm import KafkaK8sCharm
 from tests.unit.helpers import (
     LAGGING,
+    MODEL,
     PASSWORDS,
     SERVING_SOURCE_PASSWORD,
+    cluster,
+    container,
+    credentials_secret,
     host,
     mm2_resolved,
     serving,
@@ -114,3 +119,40 @@ def test_rotation_on_the_leader_gives_mirrormaker_the_new_password_at_once(ctx):
     assert out.get_container("kafka").service_statuses["mirrormaker"] == (
         ops.pebble.ServiceStatus.ACTIVE
     )
+
+
+def test_secret_changed_gives_mirrormaker_on_another_unit_the_new_password():
+    ctx = testing.Context(KafkaK8sCharm, unit_id=1)
+    # As in test_broker: scenario emits secret-changed only for a secret the unit observes.
+    internal = credentials_secret(owner=None)
+    source = testing.Secret(tracked_content={"username": "migrator", "password": "source-pw"})
+    ready = testing.CheckInfo(
+        "kafka-ready", level=ops.pebble.CheckLevel.READY, status=ops.pebble.CheckStatus.UP
+    )
+    running = json.dumps({"state": "running", "seq": 1, "at": 1, "by": "kafka-k8s/0"})
+    peers = dataclasses.replace(
+        cluster(internal, peers=(0, 2)), local_unit_data={"mirrormaker-request": running}
+    )
+    state = testing.State(
+        model=MODEL,
+        config={
+            "mirrormaker-source-bootstrap-servers": "old-0:9092",
+            "mirrormaker-source-credentials": source.id,
+        },
+        containers={container()},
+        relations={peers},
+        secrets={internal, source},
+    )
+    started = ctx.run(ctx.on.config_changed(), state)
+    broker = dataclasses.replace(started.get_container("kafka"), check_infos={ready})
+    before = ctx.run(ctx.on.config_changed(), dataclasses.replace(started, containers={broker}))
+    assert "old-mm-pw" in mm2_resolved(ctx, before)["target.sasl.jaas.config"]
+    rotated = dataclasses.replace(
+        internal, latest_content={**PASSWORDS, "mirrormaker-password": "new-mm-pw"}
+    )
+
+    after = ctx.run(
+        ctx.on.secret_changed(rotated), dataclasses.replace(before, secrets={rotated, source})
+    )
+
+    assert 'password="new-mm-pw"' in mm2_resolved(ctx, after)["target.sasl.jaas.config"]
