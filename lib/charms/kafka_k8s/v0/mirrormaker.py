@@ -2897,7 +2897,8 @@ class Migration(ops.Object):
             except SourceGoneError as error:
                 logger.warning("stopping the migration: %s", error.message)
                 self.service.stop()
-                self._request("stopped", reason=error.message)
+                if self._peers is not None:
+                    self._request("stopped", reason=error.message)
             except MigrationError as error:
                 logger.info("migration not applied: %s", error.message)
             else:
