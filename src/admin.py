@@ -67,12 +67,23 @@ class ClusterHealth:
 
 @dataclass(frozen=True)
 class Acl:
-    """One ALLOW ACL binding, in Kafka's terms."""
+    """One ACL binding, in Kafka's terms; ALLOW unless it says DENY."""
 
     resource: Literal["TOPIC", "GROUP", "CLUSTER", "TRANSACTIONAL_ID"]
     name: str
     pattern: Literal["LITERAL", "PREFIXED"]
-    operation: Literal["ALL", "READ", "WRITE", "CREATE", "DESCRIBE", "IDEMPOTENT_WRITE"]
+    operation: Literal[
+        "ALL",
+        "READ",
+        "WRITE",
+        "CREATE",
+        "DESCRIBE",
+        "IDEMPOTENT_WRITE",
+        "ALTER",
+        "DESCRIBE_CONFIGS",
+        "ALTER_CONFIGS",
+    ]
+    permission: Literal["ALLOW", "DENY"] = "ALLOW"
 
 
 def _binding(username: str, acl: Acl) -> ACL:
@@ -80,7 +91,7 @@ def _binding(username: str, acl: Acl) -> ACL:
         principal=f"User:{username}",
         host="*",
         operation=ACLOperation[acl.operation],
-        permission_type=ACLPermissionType.ALLOW,
+        permission_type=ACLPermissionType[acl.permission],
         resource_pattern=ResourcePattern(
             ResourceType[acl.resource], acl.name, ACLResourcePatternType[acl.pattern]
         ),
@@ -95,6 +106,7 @@ def _acl(binding: Any) -> Acl:
         name=pattern.resource_name,
         pattern=pattern.pattern_type.name,
         operation=binding.operation.name,
+        permission=binding.permission_type.name,
     )
 
 
@@ -174,7 +186,7 @@ class KafkaAdmin:
             raise AdminError(f"{what}: {errors[username]}")
 
     def acls_of(self, username: str) -> set[Acl]:
-        """The ALLOW ACLs bound to a user."""
+        """The ACLs bound to a user, ALLOW and DENY."""
         bindings, _ = self._request(
             f"describing the ACLs of {username}",
             lambda admin: admin.describe_acls(self._filter(username)),

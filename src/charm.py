@@ -17,12 +17,13 @@ import ops
 from charmlibs.rollingops import OperationResult, RollingOpsManager, RollingOpsStatus
 
 import rolling
+from acls import grant_mirrormaker
 from admin import AdminError, KafkaAdmin
 from charms.kafka_k8s.v0.mirrormaker import Migration, TargetCluster
 from client_provider import KafkaClients
 from cluster import ClusterState
 from config import BrokerConfig, InvalidConfigError
-from models import MIRRORMAKER_USER, Workload
+from models import MIRRORMAKER_USER, InternalCredentials, Workload
 from observability import Observability
 from rolling import RestartOutcome, apply_dynamic_options, apply_pending, restart_in_turn
 from workload import BrokerSettings, KafkaWorkload, WorkloadError
@@ -63,6 +64,8 @@ class KafkaK8sCharm(ops.CharmBase):
         )
         self._problem: ops.StatusBase | None = None
         self._rotation: ops.StatusBase | None = None
+        # New internal passwords this hook set, before the secret shows them (rotation).
+        self._rotated: InternalCredentials | None = None
 
         for event in (
             self.on.install,
@@ -128,7 +131,7 @@ class KafkaK8sCharm(ops.CharmBase):
 
     def _migration_target(self) -> TargetCluster | None:
         """This cluster as MirrorMaker reaches it, once the broker serves."""
-        credentials = self.cluster.credentials
+        credentials = self._rotated or self.cluster.credentials
         if credentials is None or not self.broker.can_connect() or not self.broker.is_ready():
             return None
         return TargetCluster(
@@ -161,6 +164,9 @@ class KafkaK8sCharm(ops.CharmBase):
             with self._admin(settings) as admin:
                 self._write_internal_users(admin, settings)
                 apply_dynamic_options(admin, settings.config)
+                grant_mirrormaker(
+                    admin, sync_topic_acls=bool(self.config.get("mirrormaker-sync-topic-acls"))
+                )
                 self._advance_rotation(admin, settings)
                 self.clients.reconcile(admin, endpoints)
         except AdminError as error:
@@ -223,7 +229,9 @@ class KafkaK8sCharm(ops.CharmBase):
         self.cluster.store_credentials(committed)
         logger.info("internal passwords rotated; the brokers restart one at a time")
         # Juju sends secret-changed to the other units, never to the leader that owns the
-        # secret: the leader applies the new passwords itself now.
+        # secret: the leader applies the new passwords itself now, MirrorMaker's too (the
+        # migration's reconcile follows in this hook; it reads them from `_rotated`).
+        self._rotated = committed
         self._apply(settings.model_copy(update={"credentials": committed}))
 
     def _on_secret_rotate(self, event: ops.SecretRotateEvent) -> None:

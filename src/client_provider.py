@@ -24,6 +24,7 @@ from data_platform_helpers.interfaces import (
 from data_platform_helpers.interfaces.utils import get_encoded_dict
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from acls import client_topic_problem, reserved_denials
 from admin import Acl, AdminError, KafkaAdmin
 from cluster import generate_password
 
@@ -70,15 +71,21 @@ def _topic_pattern(topic: str) -> tuple[str, Literal["LITERAL", "PREFIXED"]]:
 def client_acls(grant: ClientGrant) -> list[Acl]:
     """The ACLs a client user needs for its grant.
 
-    An `admin` gets every operation on every resource: the rights of a super-user, granted
-    without restarting brokers to change `super.users`.
+    An `admin` gets every operation on every topic, group and transactional id, and may create
+    topics and describe the cluster, granted without restarting brokers to change
+    `super.users`; it is denied everything on the reserved names (`acls`), and gets no CLUSTER
+    ALTER, with which it could change ACLs and users (its own denials, MirrorMaker's password).
     """
     if "admin" in grant.roles:
         return [
-            Acl(resource="CLUSTER", name="kafka-cluster", pattern="LITERAL", operation="ALL"),
+            *(
+                Acl(resource="CLUSTER", name="kafka-cluster", pattern="LITERAL", operation=op)
+                for op in ("CREATE", "DESCRIBE", "DESCRIBE_CONFIGS", "IDEMPOTENT_WRITE")
+            ),
             Acl(resource="TOPIC", name="*", pattern="LITERAL", operation="ALL"),
             Acl(resource="GROUP", name="*", pattern="LITERAL", operation="ALL"),
             Acl(resource="TRANSACTIONAL_ID", name="*", pattern="LITERAL", operation="ALL"),
+            *reserved_denials(),
         ]
     topic, pattern = _topic_pattern(grant.topic)
     acls = [Acl(resource="TOPIC", name=topic, pattern=pattern, operation="DESCRIBE")]
@@ -279,8 +286,13 @@ class KafkaClients(ops.Object):
     def grant_of(self, relation: ops.Relation, request: KafkaRequestModel) -> ClientGrant:
         """What the related application may do.
 
+        The consumer-group prefix is always the relation's own (`relation-<id>-`), whatever
+        the request asks: the response tells the client which it got.
+
         Raises:
-            ClientRequestError: if the request cannot be granted.
+            ClientRequestError: if the request cannot be granted: no topic, an unknown role,
+                a wildcard without a real prefix, or a topic reserved for Kafka and the
+                migration (`acls`). An `admin` gets every topic but the reserved ones.
         """
         if not request.resource:
             raise ClientRequestError("no topic requested")
@@ -288,11 +300,21 @@ class KafkaClients(ops.Object):
             roles = parse_roles(request.extra_user_roles)
         except ValueError as error:
             raise ClientRequestError(str(error)) from None
+        problem = client_topic_problem(request.resource)
+        if problem is not None and "admin" not in roles:
+            raise ClientRequestError(problem)
         username = relation_user(relation.id)
+        if request.consumer_group_prefix not in (None, "", f"{username}-"):
+            logger.info(
+                "relation %s asked for consumer-group prefix %r; it gets %r",
+                relation.id,
+                request.consumer_group_prefix,
+                f"{username}-",
+            )
         return ClientGrant(
             username=username,
             topic=request.resource,
-            consumer_group_prefix=request.consumer_group_prefix or f"{username}-",
+            consumer_group_prefix=f"{username}-",
             roles=roles,
         )
 

@@ -24,6 +24,8 @@ MIRRORMAKER_USER = "mirrormaker"
 # those not restarted yet still log in as the other (see README, "The broker").
 REPLICATION_USERS = ("replication-a", "replication-b")
 INTERNAL_USERS = (ADMIN_USER, CONTROLLER_USER, MIRRORMAKER_USER, *REPLICATION_USERS)
+# MirrorMaker is not one: the leader grants it only what it needs (`acls.mirrormaker_acls`).
+SUPER_USERS = (ADMIN_USER, CONTROLLER_USER, *REPLICATION_USERS)
 
 
 class WorkloadPaths(BaseModel):

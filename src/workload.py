@@ -25,8 +25,8 @@ from files import jaas_escape, properties_escape, push_if_changed, scram_jaas
 from models import (
     ADMIN_USER,
     CONTROLLER_USER,
-    INTERNAL_USERS,
     SCRAM_MECHANISM,
+    SUPER_USERS,
     BrokerNode,
     InternalCredentials,
     Workload,
@@ -84,7 +84,7 @@ def render_server_properties(settings: BrokerSettings) -> str:
         ports=settings.node.ports,
         config=settings.config,
         paths=settings.workload.paths,
-        super_users=";".join(f"User:{user}" for user in INTERNAL_USERS),
+        super_users=";".join(f"User:{user}" for user in SUPER_USERS),
         internal_jaas=properties_escape(
             scram_jaas(credentials.inter_broker_user, credentials.inter_broker_password)
         ),

@@ -30,6 +30,8 @@ import ops
 import ops.pebble
 from ops.jujucontext import JujuContext
 
+from acls import grant_mirrormaker
+from admin import KafkaAdmin
 from charms.kafka_k8s.v0.mirrormaker import MirrorMakerWorkload
 from config import BrokerConfig
 from models import (
@@ -386,7 +388,8 @@ class NewCluster:
     """N units of the charm's Kafka (KRaft, combined mode) on loopback, each under a real Pebble.
 
     The charm's own `KafkaWorkload.reconcile` writes the files, formats the storage and starts
-    the broker on every unit.
+    the broker on every unit; then the charm's `grant_mirrormaker` gives the `mirrormaker` user
+    its ACLs, as the leader does (it is no super user).
     """
 
     tmp: Path
@@ -396,6 +399,8 @@ class NewCluster:
     app: str = "kafka-k8s"
     start_timeout: float = 180.0
     cluster_id: str = field(default_factory=random_cluster_id)
+    # The charm's `mirrormaker-sync-topic-acls`: MirrorMaker's user may then create ACLs.
+    mirrormaker_sync_topic_acls: bool = False
     credentials: InternalCredentials = field(
         default_factory=lambda: InternalCredentials(
             admin_password=random_password(),
@@ -487,7 +492,9 @@ class NewCluster:
             self.wait_ready(timeout=self.start_timeout)
             if self.write_internal_users:
                 bootstrap = ",".join(node.internal_address for node in self.nodes)
-                ensure_internal_users(admin_client(bootstrap, self.credentials), self.credentials)
+                with admin_client(bootstrap, self.credentials) as admin:
+                    ensure_internal_users(admin, self.credentials)
+            self.grant_mirrormaker(self.mirrormaker_sync_topic_acls)
         except BaseException as error:
             tails = format_log_tails(self.log_files())
             self.stop()
@@ -495,6 +502,13 @@ class NewCluster:
                 raise SubstrateError(f"new cluster did not start: {error}\n{tails}") from error
             raise
         return self
+
+    def grant_mirrormaker(self, sync_topic_acls: bool = False) -> None:
+        """Give the `mirrormaker` user its ACLs with the charm's function, as the leader does."""
+        bootstrap = ",".join(node.internal_address for node in self.nodes)
+        with KafkaAdmin(bootstrap, ADMIN_USER, self.admin_password, timeout=30.0) as admin:
+            grant_mirrormaker(admin, sync_topic_acls=sync_topic_acls)
+        self.mirrormaker_sync_topic_acls = sync_topic_acls
 
     def wait_ready(self, timeout: float = 120.0, size: int | None = None) -> None:
         """Wait until every broker's client port answers and the cluster reports all brokers."""

@@ -41,8 +41,8 @@ def _logins(cluster: NewCluster) -> dict[str, bool]:
     answers = {}
     for unit in cluster.units:
         for user, password in cluster.credentials.scram_users.items():
-            admin = KafkaAdmin(unit.node.client_address, user, password, timeout=8)
-            answers[f"{unit.index}:{user}"] = admin.can_log_in()
+            with KafkaAdmin(unit.node.client_address, user, password, timeout=8) as admin:
+                answers[f"{unit.index}:{user}"] = admin.can_log_in()
     return answers
 
 
@@ -87,9 +87,9 @@ def _restart_two(cluster: NewCluster) -> None:
 
 def _in_sync(cluster: NewCluster) -> bool:
     bootstrap = ",".join(node.internal_address for node in cluster.nodes)
-    admin = KafkaAdmin(bootstrap, ADMIN_USER, cluster.admin_password, timeout=8)
     try:
-        health = admin.cluster_health()
+        with KafkaAdmin(bootstrap, ADMIN_USER, cluster.admin_password, timeout=8) as admin:
+            health = admin.cluster_health()
     except AdminError:
         return False
     return health.in_sync and len(health.brokers) == len(cluster.units)

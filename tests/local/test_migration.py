@@ -10,6 +10,7 @@ one dedicated cluster. The tests run in file order against one migration.
 from __future__ import annotations
 
 import gc
+import re
 import stat
 import time
 import urllib.request
@@ -19,8 +20,19 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaException
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ConfigResource,
+    NewTopic,
+    ResourcePatternType,
+    ResourceType,
+)
 
+from charms.kafka_k8s.v0 import mirrormaker as mm
 from charms.kafka_k8s.v0.mirrormaker import (
     MigrationConfig,
     SourceCluster,
@@ -66,6 +78,15 @@ LIVE_TOPIC = "events"
 LATE_TOPIC = "late-arrivals"
 CUTOVER_GROUP = "billing"
 CUTOVER_READ = 20_000
+ACL_FILTER = AclBindingFilter(
+    ResourceType.TOPIC,
+    None,  # pyright: ignore[reportArgumentType] - None matches any name
+    ResourcePatternType.ANY,
+    None,  # pyright: ignore[reportArgumentType] - None matches any principal
+    None,  # pyright: ignore[reportArgumentType] - None matches any host
+    AclOperation.ANY,
+    AclPermissionType.ANY,
+)
 
 
 def metrics(port: int) -> str:
@@ -372,6 +393,101 @@ def _unreachable(migration: Migration, bootstrap: str, password: str, timeout: f
     del report
     gc.collect()
     return seconds
+
+
+def _fragments(secret: str) -> set[bytes]:
+    """What of a password survives any encoding a topic could store it in (JSON, JAAS, ...).
+
+    The password itself, and each run of 6 or more characters that JSON, JAAS and `.properties`
+    never escape (not a quote, backslash, control or non-ASCII character).
+    """
+    runs = re.split(r'["\\\x00-\x1f\x7f-\U0010ffff]', secret)
+    return {secret.encode(), *(run.encode() for run in runs if len(run) >= 6)}
+
+
+def test_no_password_in_any_mirrormaker_topic(migration: Migration):
+    """Item 1 of issue 12: no secret is stored in any topic, on the target or the source.
+
+    MirrorMaker keeps the configs of its connectors and tasks in `mm2-configs.source.internal`
+    on the target. They hold `${file:...}` references to the secrets file, which Kafka's
+    FileConfigProvider resolves when a client is made: the migration copying (the other tests
+    of this module) shows the connectors' clients log in with them.
+    """
+    secrets = (
+        MIGRATOR_PASSWORD,
+        migration.target.password,
+        migration.new.admin_password,
+        migration.old.admin_password,
+        migration.new.credentials.controller_password,
+    )
+    needles = {fragment for secret in secrets for fragment in _fragments(secret)}
+    searched: dict[str, int] = {}
+    for name, config in (("target", migration.new_config), ("source", migration.old_config)):
+        topics = AdminClient(config).list_topics(timeout=30).topics
+        for topic in sorted(set(topics) - {*TOPICS, LIVE_TOPIC, LATE_TOPIC}):
+            stored = [item for items in records(config, topic).values() for item in items]
+            searched[f"{name}:{topic}"] = len(stored)
+            found = [needle for needle in needles for item in stored if needle in item]
+            assert not found, f"a password is in {topic} on the {name}"
+    print(f"\nsearched, records per topic: {searched}")
+    mirrormaker_topics = {
+        "target:mm2-configs.source.internal",
+        "target:mm2-offsets.source.internal",
+        "target:mm2-status.source.internal",
+        "target:mm2-offset-syncs.source.internal",
+        "target:source.checkpoints.internal",
+        "target:heartbeats",
+    }
+    assert mirrormaker_topics <= set(searched)
+    assert not [topic for topic in searched if topic.startswith("source:mm2-")]
+    configs = records(migration.new_config, "mm2-configs.source.internal")
+    stored = b"".join(item for items in configs.values() for item in items)
+    assert b"task-MirrorSourceConnector-0|" in stored  # task configs are in the topic too
+    assert stored.count(b"${file:") >= 8  # both clusters' references, per connector and task
+
+
+def test_mirrormaker_is_no_super_user(migration: Migration):
+    """It copies with the ACLs the charm grants it (`acls.mirrormaker_acls`), nothing more."""
+    for unit in migration.new.units:
+        properties = Path(str(unit.paths.server_properties)).read_text()
+        assert "User:mirrormaker" not in properties
+    user = {**migration.new_config, "sasl.username": "mirrormaker"}
+    user["sasl.password"] = migration.target.password
+    admin = AdminClient(user)
+    with pytest.raises(KafkaException, match="CLUSTER_AUTHORIZATION_FAILED"):
+        admin.describe_acls(ACL_FILTER).result(timeout=30)
+    with pytest.raises(KafkaException, match="TOPIC_AUTHORIZATION_FAILED"):
+        admin.delete_topics(["clicks"])["clicks"].result(timeout=30)
+
+
+def test_topic_acls_are_copied_but_not_those_of_relation_users(migration: Migration):
+    """Item 10 of issue 12: `User:relation-N` on the source is another application here."""
+    source = AdminClient(migration.old_config)
+    bindings = [
+        AclBinding(
+            ResourceType.TOPIC,
+            "payments",
+            ResourcePatternType.LITERAL,
+            principal,
+            "*",
+            AclOperation.READ,
+            AclPermissionType.ALLOW,
+        )
+        for principal in ("User:alice", "User:relation-3")
+    ]
+    for future in source.create_acls(bindings).values():
+        future.result(timeout=30)
+    migration.new.grant_mirrormaker(sync_topic_acls=True)
+    config = migration.config.model_copy(update={"sync_topic_acls": True})
+    try:
+        copied = mm._copy_topic_acls(migration.source, migration.target, config)
+    finally:
+        migration.new.grant_mirrormaker(sync_topic_acls=False)
+    on_target = AdminClient(migration.new_config).describe_acls(ACL_FILTER).result(timeout=30)
+    principals = {b.principal for b in on_target if b.name == "payments"}
+    assert "User:alice" in principals
+    assert "User:relation-3" not in principals
+    assert [acl.principal for acl in copied] == ["User:alice"]
 
 
 def test_no_secret_in_any_log(migration: Migration):

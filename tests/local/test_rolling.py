@@ -147,9 +147,30 @@ def writer(client: ClientConfig) -> Iterator[Writer]:
         running.stop()
 
 
+_ADMINS: list[KafkaAdmin] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_admins() -> Iterator[None]:
+    """The admin clients of this module keep their connections until it ends."""
+    yield
+    while _ADMINS:
+        _ADMINS.pop().close()
+
+
+def _kept(admin: KafkaAdmin) -> KafkaAdmin:
+    _ADMINS.append(admin)
+    return admin
+
+
 def _admin(cluster: NewCluster) -> KafkaAdmin:
     bootstrap = ",".join(node.internal_address for node in cluster.nodes)
-    return admin_client(bootstrap, cluster.credentials)
+    return _kept(admin_client(bootstrap, cluster.credentials))
+
+
+def _logs_in(bootstrap: str, password: str, timeout: float = 15.0) -> bool:
+    with KafkaAdmin(bootstrap, ADMIN_USER, password, timeout=timeout) as admin:
+        return admin.can_log_in()
 
 
 def _turns(cluster: NewCluster) -> list[RestartOutcome]:
@@ -219,11 +240,11 @@ def test_a_rotation_restarts_each_broker_in_turn_and_no_send_fails(
     rotating = current.model_copy(update={"pending": rotation_passwords(current)})
     bootstrap = ",".join(node.internal_address for node in new_cluster.nodes)
 
-    apply_pending(admin_client(bootstrap, rotating), rotating)
+    apply_pending(_kept(admin_client(bootstrap, rotating)), rotating)
     # Cut off here, before the secret made them current: Kafka refuses the current admin
     # password now, and the charm's admin client logs in with the pending one and goes on.
-    assert not KafkaAdmin(bootstrap, ADMIN_USER, old_admin, timeout=5).can_log_in()
-    recovered = admin_client(bootstrap, rotating)
+    assert not _logs_in(bootstrap, old_admin, timeout=5)
+    recovered = _kept(admin_client(bootstrap, rotating))
     assert recovered.can_log_in()
     apply_pending(recovered, rotating)
     committed = rotating.committed()
@@ -236,8 +257,8 @@ def test_a_rotation_restarts_each_broker_in_turn_and_no_send_fails(
     assert _turns(new_cluster) == [RestartOutcome.DONE] * 3
 
     _check(writer, new_cluster, f"rotation onto {committed.inter_broker_user}")
-    assert not KafkaAdmin(bootstrap, ADMIN_USER, old_admin, timeout=5).can_log_in()
-    assert KafkaAdmin(bootstrap, ADMIN_USER, committed.admin_password).can_log_in()
+    assert not _logs_in(bootstrap, old_admin, timeout=5)
+    assert _logs_in(bootstrap, committed.admin_password)
     for unit in new_cluster.units:
         record = unit.kafka.started_with()
         assert record is not None

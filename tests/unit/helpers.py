@@ -8,7 +8,8 @@
   `migration-source` relation and its secrets) and the passwords and CAs the tests look for.
 - Fakes: `FakeKafka` for the charm's admin, `FakeClusters` and `FakeClient` for the library's
   `_ClusterClient`; `conftest.py` installs them as fixtures.
-- `load_properties`, a reader of `.properties` files that follows `java.util.Properties.load`.
+- `load_properties`, a reader of `.properties` files that follows `java.util.Properties.load`,
+  and `resolve_references`, which resolves `${file:PATH:KEY}` as Kafka's `FileConfigProvider`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import re
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import ops
 import yaml
@@ -91,12 +93,25 @@ def read(ctx: testing.Context, state: testing.State, path: str) -> str:
     return (root / path.lstrip("/")).read_text()
 
 
+def mm2_resolved(ctx: testing.Context, state: testing.State) -> dict[str, str]:
+    """`mm2.properties` as MirrorMaker reads it, its references resolved from its secrets file."""
+    files = {MM2_SECRETS: read(ctx, state, MM2_SECRETS)}
+    return resolve_references(load_properties(read(ctx, state, MM2)), files)
+
+
 # The password of the source credentials secret that `serving` configures.
 SERVING_SOURCE_PASSWORD = "source-pw"
 
 
-def serving(ctx: testing.Context, **config: object) -> tuple[testing.State, testing.Secret]:
-    """A leader whose broker serves, with an external source configured."""
+def serving(
+    ctx: testing.Context, *, etc: Path | None = None, **config: Any
+) -> tuple[testing.State, testing.Secret]:
+    """A leader whose broker serves, with an external source configured.
+
+    With `etc`, the container's `/etc/kafka` is that directory and outlives the run: the
+    broker's start record in it tells later runs which replication user the broker runs with.
+    """
+    mounts = {} if etc is None else {"etc": testing.Mount(location="/etc/kafka", source=etc)}
     internal = credentials_secret()
     source = testing.Secret(
         tracked_content={"username": "migrator", "password": SERVING_SOURCE_PASSWORD}
@@ -110,7 +125,7 @@ def serving(ctx: testing.Context, **config: object) -> tuple[testing.State, test
         leader=True,
         model=MODEL,
         config=options,
-        containers={container()},
+        containers={container(mounts=mounts)},
         relations={cluster(internal)},
         secrets={internal, source},
     )
@@ -126,6 +141,7 @@ def serving(ctx: testing.Context, **config: object) -> tuple[testing.State, test
 # The migration library -------------------------------------------------------------------------
 
 MM2 = "/etc/kafka/mm2.properties"
+MM2_SECRETS = "/etc/kafka/mm2-secrets.properties"
 LAGGING = "migrating from {source}: 2 topics, lag 100 records, 1 group behind"
 RELATION_PASSWORD = "relation-secret-pw"
 # The CA of the source cluster: in the credentials secret, or sent on `migration-source`.
@@ -291,6 +307,9 @@ class FakeClusters:
         }
         self.members = {"billing": 2}
         self.connectors = list(RUNNING_CONNECTORS)
+        self.acls: dict[str, list[mm._TopicAcl]] = {"source": [], "target": []}
+        self.missing_rights: list[str] = []
+        self.rights_checked: list[tuple[list[str], bool, bool]] = []
         self.unreachable: set[str] = set()
         self.refused: set[str] = set()
         self.logins: list[tuple[str, str, str]] = []
@@ -372,6 +391,24 @@ class FakeClient:
         assert source_alias == "source"
         return self.clusters.connectors
 
+    def missing_rights(
+        self, topics: Collection[str], *, groups: bool = False, acls: bool = False
+    ) -> list[str]:
+        self._answer()
+        assert self.role == "source"
+        self.clusters.rights_checked.append((sorted(topics), groups, acls))
+        return list(self.clusters.missing_rights)
+
+    def topic_acls(self) -> list[mm._TopicAcl]:
+        self._answer()
+        return list(self.clusters.acls[self.role])
+
+    def create_topic_acls(self, acls: Sequence[mm._TopicAcl]) -> None:
+        self._answer()
+        self.clusters.acls[self.role] += [
+            a for a in acls if a not in self.clusters.acls[self.role]
+        ]
+
 
 # A reader of the .properties format, following java.util.Properties.load ----------------------
 
@@ -447,3 +484,33 @@ def load_properties(text: str) -> dict[str, str]:
             value_start += 1
         properties[_unescape(line[:key_end])] = _unescape(line[value_start:])
     return properties
+
+
+# Kafka's config references, as ConfigTransformer resolves them with FileConfigProvider --------
+
+FILE_PROVIDER = "org.apache.kafka.common.config.provider.FileConfigProvider"
+_REFERENCE = re.compile(r"\$\{([^}]*?):(([^}]*?):)?([^}]*?)\}")
+
+
+def resolve_references(properties: Mapping[str, str], files: Mapping[str, str]) -> dict[str, str]:
+    """`properties` with every `${file:PATH:KEY}` replaced by KEY of the properties file PATH.
+
+    As Kafka does: only providers named in `config.providers` with `FileConfigProvider` as
+    class resolve; a path outside `allowed.paths` or a missing key leaves the reference as is.
+    `files` holds the text of each file by its path.
+    """
+    names = [name.strip() for name in properties.get("config.providers", "").split(",")]
+    providers = {
+        name for name in names if properties.get(f"config.providers.{name}.class") == FILE_PROVIDER
+    }
+
+    def lookup(match: re.Match[str]) -> str:
+        provider, path, key = match.group(1), match.group(3), match.group(4)
+        allowed = properties.get(f"config.providers.{provider}.param.allowed.paths")
+        if provider not in providers or path is None or path not in files:
+            return match.group(0)
+        if allowed is not None and not any(path.startswith(a) for a in allowed.split(",")):
+            return match.group(0)
+        return load_properties(files[path]).get(key, match.group(0))
+
+    return {key: _REFERENCE.sub(lookup, value) for key, value in properties.items()}

@@ -249,6 +249,21 @@ CASES = [
         config(mirrormaker_source_bootstrap_servers="old-0:99999"), start, "'old-0:99999' is not"
     ),
     pytest.param(
+        config(mirrormaker_source_bootstrap_servers="old-0\nevil=1:9092"),
+        config_changed,
+        "'old-0\\nevil=1:9092' is not HOST:PORT",
+    ),
+    pytest.param(
+        config(mirrormaker_source_bootstrap_servers="old 0:9092"), start, "'old 0:9092' is not"
+    ),
+    pytest.param(config(mirrormaker_heap_mb=100), config_changed, "mirrormaker-heap-mb: input"),
+    pytest.param(config(mirrormaker_heap_mb=70000), start, "invalid config mirrormaker-heap-mb"),
+    pytest.param(
+        config(mirrormaker_source_role="owner"),
+        config_changed,
+        "mirrormaker-source-role: input should be 'consumer' or 'admin'",
+    ),
+    pytest.param(
         config(mirrormaker_source_credentials=None),
         config_changed,
         "mirrormaker-source-bootstrap-servers is set but mirrormaker-source-credentials is not",
@@ -335,6 +350,11 @@ CASES = [
     ),
     pytest.param(
         relation(response={"endpoints": "old-kafka-0"}),
+        start,
+        "old-kafka sent endpoints that are not HOST:PORT",
+    ),
+    pytest.param(
+        relation(response={"endpoints": "old-kafka-0:9092,old\tkafka-1:9092"}),
         start,
         "old-kafka sent endpoints that are not HOST:PORT",
     ),

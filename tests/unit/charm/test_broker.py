@@ -19,6 +19,7 @@ import ops
 import pytest
 from ops import testing
 
+from acls import reserved_denials
 from admin import Acl, AdminError
 from charm import KafkaK8sCharm
 from tests.unit.helpers import (
@@ -134,7 +135,7 @@ def test_fresh_leader_initialises_and_starts_the_broker(ctx, kafka, event):
     assert 'username="replication-a"' in props[INTERNAL_JAAS]
     assert content["replication-a-password"] in props[INTERNAL_JAAS]
     assert props["super.users"] == (
-        "User:admin;User:controller;User:mirrormaker;User:replication-a;User:replication-b"
+        "User:admin;User:controller;User:replication-a;User:replication-b"
     )
     assert content["controller-password"] in text
     assert mode(ctx, out, SERVER_PROPERTIES) == 0o600
@@ -671,10 +672,14 @@ PRODUCER_ACLS = {
     Acl(resource="CLUSTER", name="kafka-cluster", pattern="LITERAL", operation="IDEMPOTENT_WRITE"),
 }
 ADMIN_ACLS = {
-    Acl(resource="CLUSTER", name="kafka-cluster", pattern="LITERAL", operation="ALL"),
+    *(
+        Acl(resource="CLUSTER", name="kafka-cluster", pattern="LITERAL", operation=operation)
+        for operation in ("CREATE", "DESCRIBE", "DESCRIBE_CONFIGS", "IDEMPOTENT_WRITE")
+    ),
     Acl(resource="TOPIC", name="*", pattern="LITERAL", operation="ALL"),
     Acl(resource="GROUP", name="*", pattern="LITERAL", operation="ALL"),
     Acl(resource="TRANSACTIONAL_ID", name="*", pattern="LITERAL", operation="ALL"),
+    *reserved_denials(),
 }
 
 
@@ -751,7 +756,7 @@ def test_client_relation_broken_removes_the_user_and_acls(ctx, kafka):
     ctx.run(ctx.on.relation_broken(created.get_relation(client.id)), created)
 
     assert relation_users(kafka.users) == {}
-    assert kafka.acls == {}
+    assert set(kafka.acls) == {"mirrormaker"}
 
 
 def test_client_relation_waits_for_a_ready_broker(ctx, kafka):
@@ -779,7 +784,7 @@ def test_unknown_client_role_blocks_the_app_naming_the_relation(ctx, kafka):
 
 
 def test_one_refused_relation_blocks_no_other_and_removals_still_run(ctx, kafka):
-    # A wildcard without a prefix becomes an empty PREFIXED ACL, which Kafka refuses.
+    # A wildcard without a prefix is refused (it would cover MirrorMaker's topics).
     wildcard = testing.Relation(
         "kafka-client", remote_app_name="greedy", remote_app_data={"topic": "*"}
     )
@@ -794,7 +799,7 @@ def test_one_refused_relation_blocks_no_other_and_removals_still_run(ctx, kafka)
     assert "relation-999" not in kafka.users
     assert isinstance(out.app_status, testing.BlockedStatus)
     assert out.app_status.message.startswith(
-        f"kafka-client relation {wildcard.id}: the cluster refused it: "
+        f"kafka-client relation {wildcard.id}: topic '*': a wildcard needs a prefix"
     )
     assert out.unit_status == testing.ActiveStatus("broker and controller")
 

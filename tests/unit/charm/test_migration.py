@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Any
 
 import ops
 import pytest
 from ops import testing
 
+from charm import KafkaK8sCharm
 from tests.unit.helpers import (
     LAGGING,
-    MM2,
+    MODEL,
     PASSWORDS,
     SERVING_SOURCE_PASSWORD,
+    cluster,
+    container,
+    credentials_secret,
     host,
-    load_properties,
-    read,
+    mm2_resolved,
     serving,
 )
 
@@ -34,7 +38,7 @@ def test_start_migration_targets_this_cluster_as_the_mirrormaker_user(ctx):
 
     out = ctx.run(ctx.on.action("start-migration"), state)
 
-    properties = load_properties(read(ctx, out, MM2))
+    properties = mm2_resolved(ctx, out)
     assert properties["target.bootstrap.servers"] == ",".join(f"{host(n)}:19092" for n in range(3))
     assert 'username="mirrormaker"' in properties["target.sasl.jaas.config"]
     assert PASSWORDS["mirrormaker-password"] in properties["target.sasl.jaas.config"]
@@ -84,7 +88,8 @@ def test_the_broker_keeps_serving_after_stop_migration(ctx):
 
 
 def test_invalid_migration_option_blocks_the_unit(ctx):
-    state, _ = serving(ctx, **{"mirrormaker-tasks-max": 0})
+    options: dict[str, Any] = {"mirrormaker-tasks-max": 0}
+    state, _ = serving(ctx, **options)
 
     out = ctx.run(ctx.on.config_changed(), state)
 
@@ -100,3 +105,64 @@ def test_no_secret_value_in_status_or_action_output(ctx):
     shown = f"{out.unit_status.message} {ctx.action_results}"
     for secret in (SERVING_SOURCE_PASSWORD, *PASSWORDS.values()):
         assert secret not in shown
+
+
+def test_rotation_on_the_leader_gives_mirrormaker_the_new_password_at_once(ctx, tmp_path):
+    state, _ = serving(ctx, etc=tmp_path)
+    started = ctx.run(ctx.on.action("start-migration"), state)
+    [secret] = [s for s in started.secrets if s.label == "internal-credentials"]
+    # Every unit's broker runs with the current replication user: the rotation goes on at once.
+    on_current = {"broker-inter-broker-user": "replication-a"}
+    peers = dataclasses.replace(
+        started.get_relations("cluster")[0], peers_data={1: on_current, 2: on_current}
+    )
+    started = dataclasses.replace(
+        started, relations={peers, *started.relations} - {started.get_relations("cluster")[0]}
+    )
+
+    out = ctx.run(ctx.on.secret_rotate(secret), started)
+
+    new = out.get_secret(id=secret.id).latest_content["mirrormaker-password"]
+    assert new != PASSWORDS["mirrormaker-password"]
+    jaas = mm2_resolved(ctx, out)["target.sasl.jaas.config"]
+    assert f'password="{new}"' in jaas
+    assert out.get_container("kafka").service_statuses["mirrormaker"] == (
+        ops.pebble.ServiceStatus.ACTIVE
+    )
+
+
+def test_secret_changed_gives_mirrormaker_on_another_unit_the_new_password():
+    ctx = testing.Context(KafkaK8sCharm, unit_id=1)
+    # As in test_broker: scenario emits secret-changed only for a secret the unit observes.
+    internal = credentials_secret(owner=None)
+    source = testing.Secret(tracked_content={"username": "migrator", "password": "source-pw"})
+    ready = testing.CheckInfo(
+        "kafka-ready", level=ops.pebble.CheckLevel.READY, status=ops.pebble.CheckStatus.UP
+    )
+    running = json.dumps({"state": "running", "seq": 1, "at": 1, "by": "kafka-k8s/0"})
+    peers = dataclasses.replace(
+        cluster(internal, peers=(0, 2)), local_unit_data={"mirrormaker-request": running}
+    )
+    state = testing.State(
+        model=MODEL,
+        config={
+            "mirrormaker-source-bootstrap-servers": "old-0:9092",
+            "mirrormaker-source-credentials": source.id,
+        },
+        containers={container()},
+        relations={peers},
+        secrets={internal, source},
+    )
+    started = ctx.run(ctx.on.config_changed(), state)
+    broker = dataclasses.replace(started.get_container("kafka"), check_infos={ready})
+    before = ctx.run(ctx.on.config_changed(), dataclasses.replace(started, containers={broker}))
+    assert "old-mm-pw" in mm2_resolved(ctx, before)["target.sasl.jaas.config"]
+    rotated = dataclasses.replace(
+        internal, latest_content={**PASSWORDS, "mirrormaker-password": "new-mm-pw"}
+    )
+
+    after = ctx.run(
+        ctx.on.secret_changed(rotated), dataclasses.replace(before, secrets={rotated, source})
+    )
+
+    assert 'password="new-mm-pw"' in mm2_resolved(ctx, after)["target.sasl.jaas.config"]

@@ -9,6 +9,7 @@ instead of real clusters. How kafka-k8s itself wires the library is in `charm/te
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import stat
@@ -22,14 +23,16 @@ import pytest
 from ops import testing
 
 from charms.kafka_k8s.v0 import mirrormaker as mm
-from charms.kafka_k8s.v0.mirrormaker import Migration, TargetCluster
+from charms.kafka_k8s.v0.mirrormaker import Migration, TargetCluster, _MigrationRequest
 from tests.unit.helpers import (
     CHARMCRAFT,
     LAGGING,
     MM2,
+    MM2_SECRETS,
     RELATION_PASSWORD,
     SOURCE_CA,
     load_properties,
+    mm2_resolved,
     source_relation,
 )
 
@@ -162,7 +165,8 @@ def state(
 
 
 def properties(ctx: testing.Context, out: testing.State) -> dict[str, str]:
-    return load_properties(file(ctx, out, MM2).read_text())
+    """`mm2.properties` as MirrorMaker reads it: references resolved from the secrets file."""
+    return mm2_resolved(ctx, out)
 
 
 def file(ctx: testing.Context, out: testing.State, path: str) -> Path:
@@ -238,6 +242,11 @@ def test_start_with_external_source(ctx):
     assert rendered["listeners"] == f"http://{host(0)}:8083"
     assert rendered["replication.factor"] == "3"
     assert stat.S_IMODE(file(ctx, out, MM2).stat().st_mode) == 0o600
+    assert stat.S_IMODE(file(ctx, out, MM2_SECRETS).stat().st_mode) == 0o600
+    raw = file(ctx, out, MM2).read_text()
+    assert SOURCE_PASSWORD not in raw
+    assert TARGET_PASSWORD not in raw
+    assert "source.sasl.jaas.config" in load_properties(file(ctx, out, MM2_SECRETS).read_text())
     assert file(ctx, out, JMX).read_text() == mm._JMX_RULES
     plan = out.get_container("kafka").plan.services["mirrormaker"]
     assert plan.command == (
@@ -390,12 +399,16 @@ def test_start_without_source_fails(ctx):
     assert not_requested(failed.value.state)
 
 
-def test_requested_without_source_is_blocked(ctx):
+def test_requested_without_source_stops_and_says_why(ctx):
     cluster = peers({"mirrormaker-request": request("running", 1)}, {})
     out = ctx.run(ctx.on.config_changed(), state(cluster=cluster))
-    assert out.unit_status.name == "blocked"
-    assert out.unit_status.message.startswith("no source cluster to migrate from: relate")
+    assert out.unit_status == testing.BlockedStatus(
+        "MirrorMaker stopped: the source is gone: the migration-source relation was removed or "
+        "the mirrormaker-source-* options unset (copied data and offsets stay; start-migration "
+        "resumes, stop-migration clears this)"
+    )
     assert "mirrormaker" not in out.get_container("kafka").plan.services
+    assert unit_request(out)["state"] == "stopped"
 
 
 # Options -----------------------------------------------------------------------------------------
@@ -441,7 +454,7 @@ def test_bad_option_blocks_and_fails_the_action(ctx, option, value, reason):
         ("mirrormaker-tasks-max", 24, "tasks.max", "24"),
         ("mirrormaker-sync-group-offsets", False, "sync.group.offsets.enabled", "false"),
         ("mirrormaker-sync-topic-configs", False, "sync.topic.configs.enabled", "false"),
-        ("mirrormaker-sync-topic-acls", True, "sync.topic.acls.enabled", "true"),
+        ("mirrormaker-sync-topic-acls", True, "sync.topic.acls.enabled", "false"),
         ("mirrormaker-exactly-once", True, "target.exactly.once.source.support", "enabled"),
         ("mirrormaker-refresh-interval", 7, "refresh.topics.interval.seconds", "7"),
         ("mirrormaker-refresh-interval", 7, "sync.group.offsets.interval.seconds", "7"),
@@ -485,14 +498,18 @@ def test_bad_option_while_running_keeps_mirrormaker_running(ctx):
 # The relation path -------------------------------------------------------------------------------
 
 
-def test_relation_created_requests_admin_on_all_topics(ctx):
+@pytest.mark.parametrize(
+    ("config", "role"),
+    [({}, "consumer"), ({"mirrormaker-source-role": "admin"}, "admin")],
+)
+def test_relation_created_requests_the_configured_role_on_all_topics(ctx, config, role):
     relation = testing.Relation("migration-source", remote_app_name="old-kafka")
-    out = ctx.run(ctx.on.relation_created(relation), state(relations=(relation,)))
+    out = ctx.run(ctx.on.relation_created(relation), state(config=config, relations=(relation,)))
     data = out.get_relation(relation.id).local_app_data
     assert data["version"] == "v1"
     [sent] = json.loads(data["requests"])
     assert sent["resource"] == "*"
-    assert sent["extra-user-roles"] == "admin"
+    assert sent["extra-user-roles"] == role
 
 
 def test_start_with_relation_source(ctx):
@@ -526,9 +543,10 @@ def test_relation_waiting_for_credentials(ctx, running):
         ctx.on.relation_changed(relation),
         state(relations=(relation,), cluster=peers({}, {}, local=local)),
     )
-    if running:
-        assert out.unit_status == testing.WaitingStatus(
-            "waiting for old-kafka to send credentials on migration-source"
+    if running:  # it sent them before the migration started: they were revoked since
+        assert out.unit_status == testing.BlockedStatus(
+            "MirrorMaker stopped: migration-source: old-kafka no longer sends credentials "
+            "(copied data and offsets stay; start-migration resumes, stop-migration clears this)"
         )
     else:
         assert out.unit_status == testing.ActiveStatus("broker")
@@ -687,6 +705,206 @@ def test_service_not_active_is_maintenance(ctx):
     assert out.unit_status == testing.MaintenanceStatus(
         "starting MirrorMaker to migrate from old-0:9092"
     )
+
+
+# Rights MirrorMaker lacks on the source ----------------------------------------------------------
+
+CONFIGS = (
+    "source user migrator may not describe the configs of 2 topics (orders, payments): "
+    "MirrorMaker cannot create their copies; grant it DESCRIBE_CONFIGS on them"
+)
+GROUPS = (
+    "source user migrator may not describe every consumer group: no group's offsets migrate; "
+    "grant it DESCRIBE on the groups"
+)
+
+
+def test_a_right_mirrormaker_lacks_on_the_source_blocks_and_is_named(ctx, clusters):
+    clusters.missing_rights = [CONFIGS, GROUPS]
+    secret = credentials()
+    started = start(ctx, state(config=external(secret), secrets=(secret,)))
+
+    out = ctx.run(ctx.on.action("migration-status"), started)
+
+    assert started.unit_status == testing.BlockedStatus(CONFIGS)
+    results = ctx.action_results or {}
+    assert json.loads(results["reasons"])[:2] == [CONFIGS, GROUPS]
+    assert results["ready-for-cutover"] == "false"
+    assert out.unit_status == testing.BlockedStatus(CONFIGS)
+
+
+@pytest.mark.parametrize(
+    ("options", "checked"),
+    [
+        ({}, (["orders", "payments"], True, False)),
+        (
+            {"mirrormaker-sync-topic-configs": False, "mirrormaker-sync-group-offsets": False},
+            (["payments"], False, False),  # orders has its copy: its configs are not read
+        ),
+        ({"mirrormaker-sync-topic-acls": True}, (["orders", "payments"], True, True)),
+    ],
+)
+def test_the_rights_checked_follow_the_options(ctx, clusters, options, checked):
+    secret = credentials()
+    start(ctx, state(config=external(secret, **options), secrets=(secret,)))
+
+    assert clusters.rights_checked[-1] == checked
+
+
+def test_dry_run_names_the_rights_mirrormaker_lacks(ctx, clusters):
+    clusters.missing_rights = [GROUPS]
+    secret = credentials()
+    ctx.run(
+        ctx.on.action("start-migration", params={"dry-run": True}),
+        state(config=external(secret), secrets=(secret,)),
+    )
+    assert json.loads((ctx.action_results or {})["missing-rights"]) == [GROUPS]
+
+
+# Topic ACLs --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("leader", [True, False])
+def test_the_leader_copies_topic_acls_but_not_those_of_relation_users(ctx, clusters, leader):
+    clusters.acls["source"] = [
+        mm._TopicAcl(topic="orders", principal="User:alice", operation="READ"),
+        mm._TopicAcl(topic="orders", principal="User:relation-7", operation="READ"),
+    ]
+    secret = credentials()
+    config = external(secret, **{"mirrormaker-sync-topic-acls": True})
+
+    start(ctx, state(config=config, secrets=(secret,), leader=leader))
+
+    copied = [a.principal for a in clusters.acls["target"]]
+    assert copied == (["User:alice"] if leader else [])
+
+
+# A source that goes away stops MirrorMaker -------------------------------------------------------
+
+GONE = " (copied data and offsets stay; start-migration resumes, stop-migration clears this)"
+
+
+def assert_stopped(ctx: testing.Context, out: testing.State, reason: str) -> None:
+    """MirrorMaker stopped, its files gone, a stop recorded for every unit, the reason shown."""
+    assert service(out) == ops.pebble.ServiceStatus.INACTIVE
+    assert out.get_container("kafka").plan.services["mirrormaker"].startup == "disabled"
+    assert not file(ctx, out, MM2).exists()
+    assert not file(ctx, out, MM2_SECRETS).exists()
+    assert unit_request(out)["state"] == "stopped"
+    assert unit_request(out)["reason"] == reason
+    assert out.unit_status == testing.BlockedStatus(f"MirrorMaker stopped: {reason}{GONE}")
+    assert out.app_status == out.unit_status
+    assert_no_secret_leaked(ctx, out)
+
+
+def test_revoked_credentials_secret_stops_mirrormaker(ctx):
+    secret = credentials()
+    started = start(ctx, state(config=external(secret), secrets=(secret,)))
+
+    revoked = ctx.run(ctx.on.update_status(), dataclasses.replace(started, secrets=frozenset()))
+
+    assert_stopped(
+        ctx,
+        revoked,
+        f"mirrormaker-source-credentials: secret {secret.id} not found or not granted: run "
+        f"`juju grant-secret {secret.id} kafka-k8s`",
+    )
+
+
+def test_password_taken_out_of_the_secret_stops_mirrormaker(ctx):
+    secret = credentials()
+    started = start(ctx, state(config=external(secret), secrets=(secret,)))
+    content = {"username": "migrator"}
+    emptied = dataclasses.replace(secret, tracked_content=content, latest_content=content)
+
+    out = ctx.run(ctx.on.secret_changed(emptied), dataclasses.replace(started, secrets={emptied}))
+
+    assert service(out) == ops.pebble.ServiceStatus.INACTIVE
+    assert "has missing key password" in str(unit_request(out)["reason"])
+
+
+def test_unset_credentials_option_stops_mirrormaker(ctx):
+    secret = credentials()
+    started = start(ctx, state(config=external(secret), secrets=(secret,)))
+
+    out = ctx.run(ctx.on.config_changed(), dataclasses.replace(started, config=external()))
+
+    assert service(out) == ops.pebble.ServiceStatus.INACTIVE
+    assert str(unit_request(out)["reason"]).startswith(
+        "mirrormaker-source-bootstrap-servers is set but mirrormaker-source-credentials is not"
+    )
+
+
+def test_removed_source_relation_stops_mirrormaker(ctx):
+    relation, secrets = source_relation()
+    started = start(ctx, state(relations=(relation,), secrets=secrets))
+
+    out = ctx.run(ctx.on.relation_broken(started.get_relation(relation.id)), started)
+
+    assert_stopped(
+        ctx,
+        out,
+        "the source is gone: the migration-source relation was removed or the "
+        "mirrormaker-source-* options unset",
+    )
+
+
+def test_revoked_relation_credentials_stop_mirrormaker(ctx):
+    relation, secrets = source_relation()
+    started = start(ctx, state(relations=(relation,), secrets=secrets))
+
+    out = ctx.run(ctx.on.update_status(), dataclasses.replace(started, secrets=frozenset()))
+
+    assert_stopped(ctx, out, "migration-source: old-kafka no longer sends credentials")
+
+
+def test_a_peer_that_lost_the_source_stops_this_unit(ctx):
+    secret = credentials()
+    started = start(ctx, state(config=external(secret), secrets=(secret,)))
+    stop = _MigrationRequest(state="stopped", seq=2, at=2000, by="kafka-k8s/1", reason="gone")
+    cluster = dataclasses.replace(
+        started.get_relations("cluster")[0], peers_data={1: {"mirrormaker-request": stop.raw()}}
+    )
+
+    out = ctx.run(
+        ctx.on.relation_changed(cluster, remote_unit=1),
+        dataclasses.replace(started, relations={cluster}),
+    )
+
+    assert service(out) == ops.pebble.ServiceStatus.INACTIVE
+    assert out.unit_status == testing.BlockedStatus(f"MirrorMaker stopped: gone{GONE}")
+
+
+def test_after_a_stop_for_a_lost_source_start_resumes_and_stop_clears(ctx):
+    secret = credentials()
+    before = state(config=external(secret), secrets=(secret,))
+    started = start(ctx, before)
+    lost = ctx.run(ctx.on.update_status(), dataclasses.replace(started, secrets=frozenset()))
+    regranted = dataclasses.replace(lost, secrets={secret})
+
+    resumed = start(ctx, regranted)
+    cleared = ctx.run(ctx.on.action("stop-migration"), lost)
+
+    assert service(resumed) == ops.pebble.ServiceStatus.ACTIVE
+    assert unit_request(resumed)["state"] == "running"
+    assert "reason" not in unit_request(resumed)
+    assert "reason" not in unit_request(cleared)
+    assert cleared.unit_status.message.startswith("mirrormaker-source-credentials: secret")
+
+
+def test_a_typo_in_an_option_keeps_mirrormaker_running(ctx):
+    secret = credentials()
+    started = start(ctx, state(config=external(secret), secrets=(secret,)))
+    typo = credentials(**{"sasl-mechanisms": "PLAIN"})
+
+    out = ctx.run(
+        ctx.on.config_changed(),
+        dataclasses.replace(started, config=external(typo), secrets={secret, typo}),
+    )
+
+    assert service(out) == ops.pebble.ServiceStatus.ACTIVE
+    assert unit_request(out)["state"] == "running"
+    assert "unknown key sasl-mechanisms" in out.unit_status.message
 
 
 # stop-migration ----------------------------------------------------------------------------------

@@ -26,7 +26,13 @@ from charms.kafka_k8s.v0.mirrormaker import (
     UnitState,
     _MigrationRequest,
 )
-from tests.unit.helpers import REPO, load_properties, logical_lines
+from tests.unit.helpers import (
+    FILE_PROVIDER,
+    REPO,
+    load_properties,
+    logical_lines,
+    resolve_references,
+)
 
 CA = (
     "-----BEGIN CERTIFICATE-----\n"
@@ -116,7 +122,10 @@ def settings(**changes: object) -> MirrorMakerSettings:
 
 
 def rendered(**changes: object) -> dict[str, str]:
-    return load_properties(mm._render_mm2_properties(settings(**changes)))
+    """`mm2.properties` as MirrorMaker reads it: references resolved from the secrets file."""
+    chosen = settings(**changes)
+    files = {str(chosen.workload.mm2_secrets): chosen.mm2_secrets()}
+    return resolve_references(load_properties(chosen.mm2_properties()), files)
 
 
 # mm2.properties ----------------------------------------------------------------------------------
@@ -133,6 +142,9 @@ def test_default_properties_key_by_key():
         "target->source.emit.heartbeats.enabled": "false",
         "offset-syncs.topic.location": "target",
         "replication.policy.class": "org.apache.kafka.connect.mirror.IdentityReplicationPolicy",
+        "config.providers": "file",
+        "config.providers.file.class": FILE_PROVIDER,
+        "config.providers.file.param.allowed.paths": "/etc/kafka/mm2-secrets.properties",
         "dedicated.mode.enable.internal.rest": "true",
         "listeners": "http://kafka-k8s-0.kafka-k8s-endpoints.model.svc.cluster.local:8083",
         "rest.advertised.listener": "http",
@@ -179,7 +191,6 @@ def test_default_properties_key_by_key():
         "sync.topic.configs.enabled": "true",
         "sync.topic.configs.interval.seconds": "30",
         "sync.topic.acls.enabled": "false",
-        "sync.topic.acls.interval.seconds": "30",
         "emit.checkpoints.enabled": "true",
         "emit.checkpoints.interval.seconds": "30",
         "sync.group.offsets.enabled": "true",
@@ -251,7 +262,8 @@ def test_options_reach_the_properties():
     assert properties["tasks.max"] == "12"
     assert properties["sync.group.offsets.enabled"] == "false"
     assert properties["sync.topic.configs.enabled"] == "false"
-    assert properties["sync.topic.acls.enabled"] == "true"
+    # The library copies topic ACLs itself (`_acls_to_copy`): MirrorMaker cannot filter them.
+    assert properties["sync.topic.acls.enabled"] == "false"
     assert properties["target.exactly.once.source.support"] == "enabled"
     assert properties["replication.policy.class"] == (
         "org.apache.kafka.connect.mirror.DefaultReplicationPolicy"
@@ -262,7 +274,6 @@ def test_options_reach_the_properties():
         "sync.group.offsets.interval.seconds",
         "emit.checkpoints.interval.seconds",
         "sync.topic.configs.interval.seconds",
-        "sync.topic.acls.interval.seconds",
     ):
         assert properties[key] == "5"
 
@@ -370,6 +381,51 @@ def test_regexes_with_backslashes_survive():
     assert properties["groups"] == r"g\\x"
 
 
+@pytest.mark.parametrize("value", HOSTILE)
+def test_no_password_in_mm2_properties_only_references(value: str):
+    """The passwords are only in the secrets file: MirrorMaker stores references in its topics.
+
+    MirrorMaker copies `mm2.properties` into the connector configs it keeps in its config topic
+    on the target; Kafka resolves `${file:...}` references only when a client is made.
+    """
+    source = SourceCluster(name="old", bootstrap_servers=("h:1",), username="u", password=value)
+    target = TargetCluster(bootstrap_servers=("t:1",), username="mirrormaker", password=value)
+    chosen = settings(source=source, target=target)
+    text = chosen.mm2_properties()
+    raw = load_properties(text)
+    if value not in settings().mm2_properties():  # a lone backslash is in any rendering
+        assert value not in text
+        assert value not in "".join(raw.values())
+    secrets = chosen.workload.mm2_secrets
+    for alias in ("source", "target"):
+        assert raw[f"{alias}.sasl.jaas.config"] == f"${{file:{secrets}:{alias}.sasl.jaas.config}}"
+        _, _, options = parse_jaas(
+            load_properties(chosen.mm2_secrets())[f"{alias}.sasl.jaas.config"]
+        )
+        assert options["password"] == value
+    assert [key for key, item in raw.items() if item.startswith("${")] == [
+        "source.sasl.jaas.config",
+        "target.sasl.jaas.config",
+    ]
+
+
+def test_the_file_provider_may_read_only_the_secrets_file():
+    workload = MirrorMakerWorkload(root=PurePosixPath("/srv/unit-1"))
+    raw = load_properties(settings(workload=workload).mm2_properties())
+    assert raw["config.providers.file.param.allowed.paths"] == (
+        "/srv/unit-1/etc/kafka/mm2-secrets.properties"
+    )
+    assert raw["source.sasl.jaas.config"].startswith(
+        "${file:/srv/unit-1/etc/kafka/mm2-secrets.properties:"
+    )
+
+
+@pytest.mark.parametrize("root", ["/srv/a:b", "/srv/a}b", "/srv/a,b", "/srv/$a"])
+def test_a_root_that_references_cannot_name_is_refused(root: str):
+    with pytest.raises(ValidationError, match="config references cannot"):
+        MirrorMakerWorkload(root=PurePosixPath(root))
+
+
 def test_secrets_stay_out_of_model_reprs():
     rendering = repr(settings())
     assert "source-password" not in rendering
@@ -410,6 +466,25 @@ def test_layer_on_the_rock():
             }
         },
     }
+
+
+@pytest.mark.parametrize(
+    ("option", "workload_heap", "expected"),
+    [
+        (None, 1024, "-Xms256m -Xmx1024m"),
+        (2048, 1024, "-Xms256m -Xmx2048m"),
+        (256, 384, "-Xms256m -Xmx256m"),
+    ],
+)
+def test_mirrormaker_heap_mb_sets_the_heap(option, workload_heap, expected):
+    """`mirrormaker-heap-mb` wins; unset, the host's heap (1024 MiB in kafka-k8s) stays."""
+    config = MigrationConfig.from_options(
+        {} if option is None else {"mirrormaker-heap-mb": option}
+    )
+    workload = MirrorMakerWorkload(heap_mb=workload_heap)
+    layer = mm._mirrormaker_layer(settings(config=config, workload=workload))
+    environment = layer.get("services", {})["mirrormaker"].get("environment", {})
+    assert environment["KAFKA_HEAP_OPTS"] == expected
 
 
 def test_layer_and_properties_follow_the_workload_description():
@@ -475,7 +550,8 @@ def test_charmcraft_defaults_are_the_model_defaults():
         for name, option in options.items()
         if name.startswith("mirrormaker-") and "default" in option
     }
-    assert set(defaults) | {"mirrormaker-source-credentials"} == {
+    unset = {"mirrormaker-source-credentials", "mirrormaker-heap-mb"}
+    assert set(defaults) | unset == {
         str(field.validation_alias) for field in MigrationConfig.model_fields.values()
     }
     assert MigrationConfig.from_options(defaults) == MigrationConfig()
@@ -502,6 +578,14 @@ def test_charmcraft_defaults_are_the_model_defaults():
         ("mirrormaker-source-bootstrap-servers", "old-0:0", "'old-0:0' is not HOST:PORT"),
         ("mirrormaker-source-bootstrap-servers", "a:1,:9092", "':9092' is not HOST:PORT"),
         ("mirrormaker-source-bootstrap-servers", "old:99999", "'old:99999' is not HOST:PORT"),
+        ("mirrormaker-source-bootstrap-servers", "old\nx=1:9092", "is not HOST:PORT"),
+        ("mirrormaker-source-bootstrap-servers", "old\t1:9092", "is not HOST:PORT"),
+        ("mirrormaker-source-bootstrap-servers", "old\x001:9092", "is not HOST:PORT"),
+        ("mirrormaker-source-bootstrap-servers", "old\u20281:9092", "is not HOST:PORT"),
+        ("mirrormaker-source-bootstrap-servers", "old:90\u00b2", "is not HOST:PORT"),
+        ("mirrormaker-heap-mb", 255, "greater than or equal to 256"),
+        ("mirrormaker-heap-mb", 65537, "less than or equal to 65536"),
+        ("mirrormaker-source-role", "owner", "'consumer' or 'admin'"),
     ],
 )
 def test_bad_option_is_named(option: str, value: object, reason: str):
@@ -637,7 +721,7 @@ def test_topic_lags_of_end_offsets_alone_start_at_zero():
 def test_library_header():
     source = (REPO / "lib/charms/kafka_k8s/v0/mirrormaker.py").read_text()
     assert re.fullmatch(r"[0-9a-f]{32}", mm.LIBID)
-    assert (mm.LIBAPI, mm.LIBPATCH) == (0, 3)
+    assert (mm.LIBAPI, mm.LIBPATCH) == (0, 4)
     # One Kafka client library, pure Python: an adopting charm installs nothing else for Kafka.
     assert {dep.split(">")[0] for dep in mm.PYDEPS} == {
         "pydantic",
@@ -648,3 +732,44 @@ def test_library_header():
     assert not re.search(r"^(from|import) confluent_kafka\b", source, re.M)
     assert "from src" not in source
     assert not re.search(r"^(from|import) (workload|config|charm|cluster|admin)\b", source, re.M)
+
+
+# Topic ACLs --------------------------------------------------------------------------------------
+
+
+def acl(topic: str, principal: str, operation: str = "READ", permission: str = "ALLOW"):
+    return mm._TopicAcl.model_validate(
+        {"topic": topic, "principal": principal, "operation": operation, "permission": permission}
+    )
+
+
+def test_acls_of_relation_users_are_never_copied():
+    """`User:relation-7` on the source is another application than `relation-7` here."""
+    source = [
+        acl("orders", "User:alice"),
+        acl("orders", "User:relation-7"),
+        acl("orders", "User:relation-12-abc"),
+        acl("orders", "User:relation-ship"),
+    ]
+    copied = mm._acls_to_copy(source, MigrationConfig())
+    assert {a.principal for a in copied} == {"User:alice", "User:relation-ship"}
+
+
+def test_acls_are_copied_by_mirrormakers_rules():
+    config = MigrationConfig.from_options(
+        {"mirrormaker-topics": "orders, payments", "mirrormaker-replication-policy": "prefixed"}
+    )
+    source = [
+        acl("orders", "User:alice", "ALL"),
+        acl("orders", "User:bob", "WRITE"),
+        acl("orders", "User:eve", "READ", "DENY"),
+        acl("payments", "User:bob", "DESCRIBE"),
+        acl("clicks", "User:alice"),
+        acl("__consumer_offsets", "User:alice"),
+        acl("*", "User:alice"),  # every topic there; here it would reach mm2-configs.*
+    ]
+    assert mm._acls_to_copy(source, config) == [
+        acl("source.orders", "User:alice", "READ"),
+        acl("source.orders", "User:eve", "READ", "DENY"),
+        acl("source.payments", "User:bob", "DESCRIBE"),
+    ]

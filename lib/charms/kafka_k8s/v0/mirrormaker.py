@@ -47,6 +47,8 @@ config:
     mirrormaker-exactly-once: {type: boolean, default: false}
     mirrormaker-refresh-interval: {type: int, default: 30}
     mirrormaker-replication-policy: {type: string, default: identity}
+    mirrormaker-heap-mb: {type: int}
+    mirrormaker-source-role: {type: string, default: consumer}
 actions:
   start-migration:
     params: {dry-run: {type: boolean, default: false}}
@@ -59,7 +61,10 @@ actions:
 ```
 
 (kafka-k8s's own `charmcraft.yaml` has the same entries with their descriptions.) The host
-creates a SCRAM user for MirrorMaker on its own cluster, passes the library the cluster as that
+creates a SCRAM user for MirrorMaker on its own cluster and grants it the rights MirrorMaker
+needs there (kafka-k8s's `acls.mirrormaker_acls`; `MIRRORMAKER_NAMES` lists the topics, groups
+and transactional ids MirrorMaker uses, which no client of the host should be granted: its
+connector configs live in the `mm2-configs.*` topic), passes the library the cluster as that
 user reaches it, routes its state-changing events to one reconcile, and shows the library's
 status in collect-status. The library never sets a status itself:
 
@@ -146,7 +151,17 @@ from kafka import KafkaAdminClient, KafkaConsumer
 from kafka import errors as kafka_errors
 
 # pyright's bundled stubs describe kafka-python 2.3, which had neither.
-from kafka.admin import OffsetSpec  # pyright: ignore[reportAttributeAccessIssue]
+from kafka.admin import (
+    ACL,
+    ACLFilter,
+    ACLOperation,
+    ACLPermissionType,
+    ACLResourcePatternType,
+    OffsetSpec,  # pyright: ignore[reportAttributeAccessIssue]
+    ResourcePattern,
+    ResourcePatternFilter,
+    ResourceType,
+)
 from kafka.protocol.consumer import IsolationLevel  # pyright: ignore[reportMissingImports]
 from kafka.structs import TopicPartition
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -159,7 +174,7 @@ LIBAPI = 0
 
 # Increment this PATCH version before using `charmcraft publish-lib` or reset
 # to 0 if you are raising the major API version
-LIBPATCH = 3
+LIBPATCH = 4
 
 PYDEPS = [
     "pydantic>=2.7",
@@ -179,10 +194,14 @@ __all__ = [  # noqa: RUF022 - grouped by what each name is for
     "MirrorMakerWorkload",
     "MirrorMakerSettings",
     "MirrorMakerService",
+    # What MirrorMaker uses on the target: its user's rights, and what no client may get.
+    "MirrorMakerNames",
+    "MIRRORMAKER_NAMES",
     # What can go wrong; each error knows the status that shows it.
     "MigrationError",
     "InvalidOptionError",
     "SourceError",
+    "SourceGoneError",
     "NotReadyError",
     "ClusterUnreachableError",
     # The migration report, outside a charm too.
@@ -202,6 +221,10 @@ _STATE_KEY = "mirrormaker-state"
 _CLIENT_TIMEOUT = 10.0
 _STATUS_TIMEOUT = 5.0
 _MAX_LISTED = 200
+_GROUP_BATCH = 50
+_STATUS_READER_GROUP = "kafka-k8s-migration-status"
+# A group that need not exist: describing it tells whether the user may describe every group.
+_RIGHTS_PROBE_GROUP = "kafka-k8s-migration-rights-probe"
 _MAX_REASONS = 20
 _ERROR_CHARS = 240
 _STATUS_CHARS = 120
@@ -257,6 +280,15 @@ class SourceError(MigrationError):
     """The source cluster is not configured, configured twice, or its credentials are wrong."""
 
 
+class SourceGoneError(SourceError):
+    """The source, or access to it, was taken away: no source, credentials revoked or removed.
+
+    Unlike an option with a typo, this stops a running migration on every unit: MirrorMaker
+    must not keep copying with credentials it no longer has. The copied data and MirrorMaker's
+    offsets stay, so `start-migration` resumes once a source is back.
+    """
+
+
 class NotReadyError(MigrationError):
     """Something the migration needs is not there yet; it comes without operator action."""
 
@@ -308,9 +340,20 @@ def _check_regexes(patterns: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _check_servers(servers: tuple[str, ...]) -> tuple[str, ...]:
+    """Check each server is `HOST:PORT`, with no whitespace or control character anywhere.
+
+    A line break in a host would end the `bootstrap.servers` line of `mm2.properties` early if
+    it were ever written unescaped, and no host name holds one.
+    """
     for server in servers:
         host, _, port = server.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536 or " " in server:
+        printable = all(char.isprintable() and not char.isspace() for char in server)
+        if (
+            not host
+            or not (port.isascii() and port.isdigit())
+            or not 0 < int(port) < 65536
+            or not printable
+        ):
             raise ValueError(f"{server!r} is not HOST:PORT")
     return servers
 
@@ -444,6 +487,12 @@ class MigrationConfig(BaseModel):
     replication_policy: Literal["identity", "prefixed"] = Field(
         default="identity", validation_alias="mirrormaker-replication-policy"
     )
+    heap_mb: int | None = Field(
+        default=None, ge=256, le=65536, validation_alias="mirrormaker-heap-mb"
+    )
+    source_role: Literal["consumer", "admin"] = Field(
+        default="consumer", validation_alias="mirrormaker-source-role"
+    )
 
     _split_lists = field_validator(
         "source_bootstrap_servers",
@@ -502,6 +551,14 @@ class MirrorMakerWorkload(BaseModel):
     metrics_host: str = ""
     heap_mb: int = Field(default=1024, ge=128)
 
+    @field_validator("root")
+    @classmethod
+    def _referable(cls, root: PurePosixPath) -> PurePosixPath:
+        """A root `FileConfigProvider` references can name: `${file:PATH:KEY}`, a list."""
+        if any(char in str(root) for char in ":}$,"):
+            raise ValueError(f"{str(root)!r} holds one of ':}}$,', which config references cannot")
+        return root
+
     @property
     def opt(self) -> PurePosixPath:
         """Kafka's installation."""
@@ -519,8 +576,13 @@ class MirrorMakerWorkload(BaseModel):
 
     @property
     def mm2_properties(self) -> PurePosixPath:
-        """The MirrorMaker configuration; it holds passwords."""
+        """The MirrorMaker configuration; it refers to the passwords in `mm2_secrets`."""
         return self.etc / "mm2.properties"
+
+    @property
+    def mm2_secrets(self) -> PurePosixPath:
+        """The `sasl.jaas.config` of both clusters, read through Kafka's `FileConfigProvider`."""
+        return self.etc / "mm2-secrets.properties"
 
     @property
     def jmx_config(self) -> PurePosixPath:
@@ -567,12 +629,44 @@ class MirrorMakerSettings(BaseModel):
         return "enabled" if self.config.exactly_once else "disabled"
 
     def mm2_properties(self) -> str:
-        """This node's `mm2.properties`; every value is properties-escaped."""
+        """This node's `mm2.properties`; every value is properties-escaped, no password in it."""
         return _render_mm2_properties(self)
+
+    def mm2_secrets(self) -> str:
+        """The passwords `mm2.properties` refers to (`workload.mm2_secrets`, mode 0600)."""
+        return _render_mm2_secrets(self)
 
     def pebble_layer(self) -> ops.pebble.LayerDict:
         """The Pebble layer of this node's running `mirrormaker` service."""
         return _mirrormaker_layer(self)
+
+
+class MirrorMakerNames(BaseModel):
+    """The names MirrorMaker and the migration status use on the target cluster.
+
+    The host's MirrorMaker user needs rights on them (and on the topics it copies), and no
+    client of the target may be granted any: the config topic (`mm2-configs.*`) holds the
+    connector configs, the offsets, status, offset-syncs and checkpoints topics drive the copy.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    topic_prefixes: tuple[str, ...]
+    topics: tuple[str, ...]
+    groups: tuple[str, ...]
+    transactional_id_prefixes: tuple[str, ...]
+
+
+MIRRORMAKER_NAMES = MirrorMakerNames(
+    # mm2-configs., mm2-offsets., mm2-status. and mm2-offset-syncs.<source>.internal
+    topic_prefixes=("mm2-",),
+    # Heartbeats, the source's heartbeats under the prefixed policy, and checkpoints.
+    topics=("heartbeats", f"{_SOURCE_ALIAS}.heartbeats", f"{_SOURCE_ALIAS}.checkpoints.internal"),
+    # The worker group of the flow (`group.id`), and the migration status's reader.
+    groups=(f"{_SOURCE_ALIAS}-mm2", _STATUS_READER_GROUP),
+    # Exactly-once: the worker's and the tasks' transactional ids (KIP-618).
+    transactional_id_prefixes=(f"{_SOURCE_ALIAS}-mm2", f"connect-cluster-{_SOURCE_ALIAS}-mm2"),
+)
 
 
 # Rendering ------------------------------------------------------------------------------------
@@ -636,6 +730,13 @@ clusters={{ source }},{{ target }}
 offset-syncs.topic.location=target
 replication.policy.class={{ policy_class }}
 
+# No password is in this file: Kafka's FileConfigProvider reads them from
+# {{ workload.mm2_secrets }} (mode 0600) when a client connects. The connector configs that
+# MirrorMaker stores in its config topic on {{ target }} hold only these references.
+config.providers=file
+config.providers.file.class=org.apache.kafka.common.config.provider.FileConfigProvider
+config.providers.file.param.allowed.paths={{ workload.mm2_secrets }}
+
 # The nodes form one cluster through their internal REST servers (KIP-710).
 dedicated.mode.enable.internal.rest=true
 listeners=http://{{ unit_host }}:{{ workload.rest_port }}
@@ -647,7 +748,7 @@ rest.advertised.port={{ workload.rest_port }}
 {{ alias }}.bootstrap.servers={{ cluster.bootstrap }}
 {{ alias }}.security.protocol={{ cluster.security_protocol }}
 {{ alias }}.sasl.mechanism={{ cluster.sasl_mechanism }}
-{{ alias }}.sasl.jaas.config={{ cluster.jaas_config }}
+{{ alias }}.sasl.jaas.config=${file:{{ workload.mm2_secrets }}:{{ alias }}.sasl.jaas.config}
 {% if cluster.security_protocol == "SASL_SSL" and cluster.ca %}
 {{ alias }}.ssl.truststore.type=PEM
 {{ alias }}.ssl.truststore.certificates={{ cluster.ca }}
@@ -692,8 +793,9 @@ refresh.groups.enabled=true
 refresh.groups.interval.seconds={{ config.refresh_interval }}
 sync.topic.configs.enabled={{ config.sync_topic_configs }}
 sync.topic.configs.interval.seconds={{ config.refresh_interval }}
-sync.topic.acls.enabled={{ config.sync_topic_acls }}
-sync.topic.acls.interval.seconds={{ config.refresh_interval }}
+# MirrorMaker cannot leave out the ACLs of kafka_client relation users (`relation-N` names
+# another application here): with mirrormaker-sync-topic-acls the library copies them itself.
+sync.topic.acls.enabled=false
 emit.checkpoints.enabled=true
 emit.checkpoints.interval.seconds={{ config.refresh_interval }}
 sync.group.offsets.enabled={{ config.sync_group_offsets }}
@@ -776,6 +878,14 @@ _ENVIRONMENT = jinja2.Environment(
 _MM2 = _ENVIRONMENT.from_string(_MM2_TEMPLATE)
 
 
+def _render_mm2_secrets(settings: MirrorMakerSettings) -> str:
+    """The passwords `mm2.properties` refers to, as `FileConfigProvider` reads them."""
+    lines = ["# Rendered by the kafka_k8s mirrormaker charm library. Read by MirrorMaker only."]
+    for alias, cluster in ((_SOURCE_ALIAS, settings.source), (_TARGET_ALIAS, settings.target)):
+        lines.append(f"{alias}.sasl.jaas.config={_properties_escape(cluster.jaas_config)}")
+    return "\n".join(lines) + "\n"
+
+
 def _render_mm2_properties(settings: MirrorMakerSettings) -> str:
     """Render `mm2.properties` for one MirrorMaker node; every value is properties-escaped."""
     return _MM2.render(
@@ -797,7 +907,7 @@ def _mirrormaker_layer(settings: MirrorMakerSettings) -> ops.pebble.LayerDict:
     """
     workload = settings.workload
     metrics = f"{workload.metrics_host}:" if workload.metrics_host else ""
-    heap = workload.heap_mb
+    heap = settings.config.heap_mb or workload.heap_mb
     return {
         "summary": "MirrorMaker 2",
         "services": {
@@ -842,10 +952,16 @@ class _MigrationRequest(BaseModel):
     seq: int = 0
     at: int = 0
     by: str = ""
+    # Set when a unit stopped the migration itself because its source went away.
+    reason: str = ""
 
     def order(self) -> tuple[int, int, str]:
         """The sort key: newest last."""
         return (self.seq, self.at, self.by)
+
+    def raw(self) -> str:
+        """The request as a unit records it in its databag."""
+        return self.model_dump_json(exclude=None if self.reason else {"reason"})
 
 
 class UnitState(BaseModel):
@@ -933,18 +1049,26 @@ class MirrorMakerService:
         return current.value if isinstance(current, ops.pebble.ServiceStatus) else str(current)
 
     def configure(self, settings: MirrorMakerSettings) -> bool:
-        """Write the files MirrorMaker reads: `mm2.properties` (0600) and its JMX rules.
+        """Write the files MirrorMaker reads: `mm2.properties`, its secrets, its JMX rules.
+
+        The passwords go only into the secrets file (mode 0600); `mm2.properties` refers to them,
+        so the connector configs MirrorMaker stores in a topic hold no password.
 
         Returns:
-            Whether `mm2.properties` changed.
+            Whether `mm2.properties` or the secrets changed (MirrorMaker reads both at start).
         """
-        self._write(self.workload.jmx_config, _JMX_RULES, secret=False)
-        return self._write(
-            self.workload.mm2_properties, _render_mm2_properties(settings), secret=True
+        workload = self.workload
+        self._write(workload.jmx_config, _JMX_RULES, secret=False)
+        secrets = self._write(workload.mm2_secrets, _render_mm2_secrets(settings), secret=True)
+        config = self._write(
+            workload.mm2_properties, _render_mm2_properties(settings), secret=True
         )
+        return secrets or config
 
     def run(self, settings: MirrorMakerSettings) -> None:
         """Write the files and bring the service up; restart it when its files or layer changed.
+
+        A changed password (a rotation) changes only the secrets file: that restarts it too.
 
         Raises:
             ops.pebble.ChangeError: if Pebble cannot start the service.
@@ -970,8 +1094,9 @@ class MirrorMakerService:
             self.container.add_layer(_SERVICE, disabled, combine=True)
             if self.state() in ("active", "backoff"):
                 self.container.stop(_SERVICE)
-        if self.container.exists(self.workload.mm2_properties):
-            self.container.remove_path(self.workload.mm2_properties)
+        for path in (self.workload.mm2_properties, self.workload.mm2_secrets):
+            if self.container.exists(path):
+                self.container.remove_path(path)
 
 
 # Admin queries ---------------------------------------------------------------------------------
@@ -1141,7 +1266,9 @@ def _source_from_secret(
     if unknown or missing:
         problems = [f"missing key {', '.join(missing)}"] if missing else []
         problems += [f"unknown key {', '.join(unknown)}"] if unknown else []
-        raise SourceError(
+        # Credentials taken out of the secret stop a running migration; an unknown key does not.
+        error = SourceGoneError if missing else SourceError
+        raise error(
             f"{option}: secret {secret_id} has {' and '.join(problems)} (keys: username, "
             "password, optional sasl-mechanism, security-protocol, ca)"
         )
@@ -1478,6 +1605,124 @@ class _ClusterClient:
         answer = self._ask(lambda admin: admin.list_group_offsets(list(groups)), again=True)
         return {group: _commits_on(answer.get(group, {}), topics) for group in groups}
 
+    def missing_rights(
+        self, topics: Collection[str], *, groups: bool = False, acls: bool = False
+    ) -> list[str]:
+        """The rights MirrorMaker needs on this (the source) cluster that its user lacks.
+
+        Args:
+            topics: topics whose configs MirrorMaker reads: to create their copies (it fails
+                to without) and, with `sync.topic.configs`, to copy their configs.
+            groups: whether to check that the user may describe every consumer group, which
+                MirrorMaker needs to find the groups and translate their offsets.
+            acls: whether to check that the user may describe ACLs, to copy topic ACLs.
+
+        Raises:
+            ClusterUnreachableError: if the cluster does not answer in time.
+        """
+        user = self.cluster.username
+        missing = []
+        try:
+            described = (
+                self._answer(lambda admin: admin.describe_topics(sorted(topics))) if topics else []
+            )
+            blind = sorted(
+                topic["name"]
+                for topic in described
+                if topic.get("authorized_operations") is not None
+                and "DESCRIBE_CONFIGS" not in topic["authorized_operations"]
+            )
+            if blind:
+                named = ", ".join(blind[:3]) + (", ..." if len(blind) > 3 else "")
+                missing.append(
+                    f"source user {user} may not describe the configs of "
+                    f"{_count(len(blind), 'topic')} ({named}): MirrorMaker cannot create their "
+                    "copies; grant it DESCRIBE_CONFIGS on them"
+                )
+            if groups:
+                try:
+                    probe = self._answer(
+                        lambda admin: admin.describe_groups([_RIGHTS_PROBE_GROUP])
+                    )
+                    refused = "GroupAuthorizationFailed" in str(
+                        probe.get(_RIGHTS_PROBE_GROUP, {}).get("error") or ""
+                    )
+                except kafka_errors.GroupAuthorizationFailedError:
+                    refused = True
+                except kafka_errors.CoordinatorNotAvailableError:
+                    refused = False  # asked after the authorization passed: no coordinator yet
+                if refused:
+                    missing.append(
+                        f"source user {user} may not describe every consumer group: no group's"
+                        " offsets migrate; grant it DESCRIBE on the groups"
+                    )
+            operations = (
+                self._answer(lambda admin: admin.describe_cluster()).get("authorized_operations")
+                if acls
+                else None
+            )
+            if operations is not None and "DESCRIBE" not in operations:
+                missing.append(
+                    f"source user {user} may not describe ACLs: no topic ACL is copied; grant it"
+                    " DESCRIBE on the cluster"
+                )
+        except _QUERY_ERRORS as error:
+            raise self._unreachable(error) from None
+        return missing
+
+    def topic_acls(self) -> list[_TopicAcl]:
+        """Every literal topic ACL of the cluster.
+
+        Raises:
+            ClusterUnreachableError: if the cluster does not answer, or the user may not
+                describe ACLs (`refused`).
+        """
+        query = ACLFilter(
+            principal=None,
+            host=None,
+            operation=ACLOperation.ANY,
+            permission_type=ACLPermissionType.ANY,
+            resource_pattern=ResourcePatternFilter(
+                ResourceType.TOPIC, None, ACLResourcePatternType.LITERAL
+            ),
+        )
+        found, _ = self._ask(lambda admin: admin.describe_acls(query))
+        return [
+            _TopicAcl(
+                topic=acl.resource_pattern.resource_name,
+                principal=acl.principal,
+                host=acl.host,
+                operation=acl.operation.name,
+                permission=acl.permission_type.name,
+            )
+            for acl in found
+        ]
+
+    def create_topic_acls(self, acls: Sequence[_TopicAcl]) -> None:
+        """Create literal topic ACLs; creating one that exists changes nothing.
+
+        Raises:
+            ClusterUnreachableError: if the cluster does not answer or refuses one.
+        """
+        if not acls:
+            return
+        bindings = [
+            ACL(
+                principal=acl.principal,
+                host=acl.host,
+                operation=ACLOperation[acl.operation],
+                permission_type=ACLPermissionType[acl.permission],
+                resource_pattern=ResourcePattern(
+                    ResourceType.TOPIC, acl.topic, ACLResourcePatternType.LITERAL
+                ),
+            )
+            for acl in acls
+        ]
+        result = self._ask(lambda admin: admin.create_acls(bindings))
+        if result.get("failed"):
+            _, error = result["failed"][0]
+            raise self._unreachable(f"creating ACLs: {error}")
+
     def describe_groups(self, groups: Sequence[str]) -> dict[str, tuple[str, int]]:
         """The state (`stable`, `empty`, ...) and the number of members of each group.
 
@@ -1638,6 +1883,80 @@ def _listed(names: Sequence[str]) -> str:
     return f"{shown}, ... ({len(names) - _MAX_LISTED} more)" if len(names) > _MAX_LISTED else shown
 
 
+# Topic ACLs ------------------------------------------------------------------------------------
+#
+# MirrorMaker 3.9 copies the source's literal topic ACLs as they are (`sync.topic.acls`), with no
+# way to filter them by principal. The kafka_client interface names every relation user
+# `relation-<relation id>`, so the ACLs of the source's `User:relation-7` would give the target's
+# own, unrelated `relation-7` application the same rights. The library therefore copies the
+# ACLs itself, with MirrorMaker's rules, and skips those principals; MirrorMaker's own sync
+# stays off.
+
+
+class _TopicAcl(BaseModel):
+    """A literal topic ACL binding, in Kafka's names."""
+
+    model_config = ConfigDict(frozen=True)
+
+    topic: str
+    principal: str
+    host: str = "*"
+    operation: str
+    permission: Literal["ALLOW", "DENY"] = "ALLOW"
+
+
+# The principal of a kafka_client relation user: `relation-<id>`, or `relation-<id>-<request>`.
+_RELATION_PRINCIPAL = re.compile(r"User:relation-\d+(-.+)?")
+
+
+def _acls_to_copy(acls: Iterable[_TopicAcl], config: MigrationConfig) -> list[_TopicAcl]:
+    """The source ACLs to create on the target, renamed as the replication policy names topics.
+
+    MirrorMaker's rules (`MirrorSourceConnector.syncTopicAcls`): ACLs of migrated topics only,
+    no ALLOW WRITE (only MirrorMaker writes a copy), ALLOW ALL becomes ALLOW READ. And two more:
+    no ACL of a kafka_client relation user, whose name means another application on the target,
+    and no ACL on the wildcard topic `*`, which on the target would cover MirrorMaker's topics.
+    """
+    copied = set()
+    for acl in acls:
+        if _RELATION_PRINCIPAL.fullmatch(acl.principal) or _is_internal_topic(acl.topic):
+            continue
+        if acl.topic == "*":  # every topic of the source: here it would reach MirrorMaker's own
+            continue
+        if acl.permission == "ALLOW" and acl.operation == "WRITE":
+            continue
+        if not _select([acl.topic], config.topics, config.topics_exclude):
+            continue
+        operation = (
+            "READ" if (acl.permission, acl.operation) == ("ALLOW", "ALL") else acl.operation
+        )
+        copied.add(
+            acl.model_copy(
+                update={"topic": config.target_topic(acl.topic), "operation": operation}
+            )
+        )
+    return sorted(copied, key=lambda acl: (acl.topic, acl.principal, acl.operation, acl.host))
+
+
+def _copy_topic_acls(
+    source: KafkaCluster,
+    target: KafkaCluster,
+    config: MigrationConfig,
+    timeout: float = _CLIENT_TIMEOUT,
+) -> list[_TopicAcl]:
+    """Copy the source's topic ACLs to the target (`_acls_to_copy`); the ACLs created.
+
+    Raises:
+        ClusterUnreachableError: if a cluster does not answer, or refuses (the source user may
+            not describe ACLs, the target user may not create them).
+    """
+    with _ClusterClient(source, "source", timeout) as source_client:
+        acls = _acls_to_copy(source_client.topic_acls(), config)
+    with _ClusterClient(target, "target", timeout) as target_client:
+        target_client.create_topic_acls(acls)
+    return acls
+
+
 # Migration status ------------------------------------------------------------------------------
 #
 # `migration-status`, the unit status while migrating and the demo all show a `MigrationReport`.
@@ -1782,6 +2101,7 @@ class _MigrationSnapshot(BaseModel):
     connectors: list[_ConnectorState] | None = None
     units: dict[str, UnitState] | None = None
     problems: list[_ClusterProblem] = Field(default_factory=list)
+    missing_rights: list[str] = Field(default_factory=list)
 
 
 class MigrationReport(_ReportPart):
@@ -1792,6 +2112,7 @@ class MigrationReport(_ReportPart):
     topic: str | None
     sync_group_offsets: bool
     problems: list[_ClusterProblem]
+    missing_rights: list[str] = Field(default_factory=list)
     topics: list[_TopicLag]
     partitions: list[_PartitionLag]
     groups: list[_GroupLag]
@@ -1835,6 +2156,8 @@ class MigrationReport(_ReportPart):
         """The status to show while migrating: its kind and message."""
         if self.problems:
             return "blocked", self.problems[0].message
+        if self.missing_rights:
+            return "blocked", self.missing_rights[0]
         if failed := self.failed():
             return "blocked", _clip(f"MirrorMaker {failed.name} failed: {failed.error}")
         if self.ready_for_cutover:
@@ -2112,6 +2435,7 @@ def _build_report(
             detailed, snapshot.target_topics.get(config.target_topic(topic))
         )
     reasons = [problem.message for problem in snapshot.problems]
+    reasons += snapshot.missing_rights
     reasons += _worker_reasons(units, connectors)
     if not topics and not any(problem.role == "source" for problem in snapshot.problems):
         reasons.append("no source topic is selected for migration")
@@ -2122,6 +2446,7 @@ def _build_report(
         topic=topic,
         sync_group_offsets=config.sync_group_offsets,
         problems=snapshot.problems,
+        missing_rights=snapshot.missing_rights,
         topics=topics,
         partitions=partitions,
         groups=groups,
@@ -2211,6 +2536,12 @@ def _fetch_snapshot(
         )
     except (ClusterUnreachableError, *_QUERY_ERRORS) as error:
         problems.append(_problem(target, error))
+    missing_rights = []
+    if not any(problem.role == "source" for problem in problems):
+        try:
+            missing_rights = _missing_source_rights(source, config, source_topics, target_topics)
+        except ClusterUnreachableError as error:
+            problems.append(_problem(source, error))
     return _MigrationSnapshot(
         source_topics=source_topics,
         target_topics=target_topics,
@@ -2219,6 +2550,31 @@ def _fetch_snapshot(
         connectors=connectors,
         units=None if units is None else dict(units),
         problems=problems,
+        missing_rights=missing_rights,
+    )
+
+
+def _missing_source_rights(
+    source: _ClusterClient,
+    config: MigrationConfig,
+    source_topics: Collection[str],
+    target_topics: Collection[str],
+) -> list[str]:
+    """What MirrorMaker cannot do on the source with the options as they are.
+
+    It reads a topic's configs to create its copy, and to copy them (`sync_topic_configs`);
+    it describes every group to translate offsets, and ACLs to copy them.
+
+    Raises:
+        ClusterUnreachableError: if the source does not answer in time.
+    """
+    configs = [
+        topic
+        for topic in source_topics
+        if config.sync_topic_configs or config.target_topic(topic) not in target_topics
+    ]
+    return source.missing_rights(
+        configs, groups=config.sync_group_offsets, acls=config.sync_topic_acls
     )
 
 
@@ -2485,14 +2841,16 @@ class Migration(ops.Object):
         self.peer_relation = peer_relation
         self.source_relation = source_relation
         self.service = MirrorMakerService(charm.unit.get_container(container), workload)
-        # The kafka_client interface has no read-only role: `consumer` is scoped to one topic
-        # and one group prefix, while MirrorMaker must describe and read every topic, every
-        # group's offsets, topic configs and ACLs. `admin` on all topics is the only grant the
-        # providers give that covers it. MirrorMaker itself only reads from the source.
+        # The least the kafka_client interface offers that MirrorMaker needs: `consumer` on
+        # every topic (read and describe them). Canonical's Kafka grants no right to describe
+        # topic configs, other groups or ACLs with it; `admin` would (as a super user, with a
+        # rolling restart of the source). `mirrormaker-source-role` chooses; the README says
+        # what each migrates, and the status names a right MirrorMaker lacks.
+        role = "admin" if charm.config.get("mirrormaker-source-role") == "admin" else "consumer"
         self.requirer = _TolerantRequirer(
             charm,
             source_relation,
-            [KafkaRequestModel(resource="*", extra_user_roles="admin")],
+            [KafkaRequestModel(resource="*", extra_user_roles=role)],
             KafkaResponseModel,
         )
         framework = charm.framework
@@ -2539,7 +2897,7 @@ class Migration(ops.Object):
     def _external_source(self, config: MigrationConfig) -> SourceCluster:
         option = "mirrormaker-source-credentials"
         if config.source_credentials is None:
-            raise SourceError(
+            raise SourceGoneError(
                 "mirrormaker-source-bootstrap-servers is set but mirrormaker-source-credentials"
                 " is not: put username and password in a Juju secret, grant it to "
                 f"{self.model.app.name} and set its ID in {option}"
@@ -2548,7 +2906,7 @@ class Migration(ops.Object):
         try:
             content = self.model.get_secret(id=secret_id).get_content(refresh=True)
         except (ops.SecretNotFoundError, ops.ModelError):
-            raise SourceError(
+            raise SourceGoneError(
                 f"{option}: secret {secret_id} not found or not granted: run "
                 f"`juju grant-secret {secret_id} {self.model.app.name}`"
             ) from None
@@ -2566,20 +2924,29 @@ class Migration(ops.Object):
             )
         try:
             contract = self.requirer.interface.build_model(relation.id, component=relation.app)
-            responses = [r for r in contract.requests if r.username and r.password]
+            answers = list(contract.requests)
+        except ops.SecretNotFoundError:
+            # The secret the response names cannot be read: it was revoked or removed.
+            answers = []
         except (ValidationError, ValueError, ops.ModelError):
             raise SourceError(
                 f"{self.source_relation}: {name} sent data that is not a kafka_client response"
             ) from None
         asked = {request.resource for request in self.requirer.requests_made}
-        for answer in contract.requests:
+        for answer in answers:
             if answer.resource and answer.resource not in asked:
                 raise SourceError(
                     f"{self.source_relation}: {name} answered for topic {answer.resource[:60]!r}"
                     f", not the {', '.join(sorted(asked))!r} asked for"
                 )
+        responses = [answer for answer in answers if answer.username and answer.password]
         response = responses[0] if responses else None
         if response is None or not response.endpoints:
+            if self.requested_state == "running":
+                # It sent them before the migration could start: they were revoked since.
+                raise SourceGoneError(
+                    f"{self.source_relation}: {name} no longer sends credentials"
+                )
             raise NotReadyError(f"waiting for {name} to send credentials on {relation.name}")
         return _source_from_relation(
             name,
@@ -2609,7 +2976,7 @@ class Migration(ops.Object):
         if config.source_bootstrap_servers:
             return self._external_source(config)
         if config.source_credentials is not None:
-            raise SourceError(
+            raise SourceGoneError(
                 "mirrormaker-source-credentials is set but mirrormaker-source-bootstrap-servers"
                 " is empty: set the source's HOST:PORT list"
             )
@@ -2630,6 +2997,11 @@ class Migration(ops.Object):
         """
         config = MigrationConfig.from_options(self.model.config)
         source = self._source(config)
+        if source is None and self.requested_state == "running":
+            raise SourceGoneError(
+                f"the source is gone: the {self.source_relation} relation was removed or the "
+                "mirrormaker-source-* options unset"
+            )
         if source is None:
             raise self._no_source()
         target = self._target()
@@ -2653,8 +3025,10 @@ class Migration(ops.Object):
     def reconcile(self) -> None:
         """Bring this unit's MirrorMaker to the newest request, and publish its state.
 
-        A running migration whose inputs turn invalid keeps running as it was; `status()` says
-        what to fix.
+        A running migration whose options turn invalid keeps running as it was; `status()` says
+        what to fix. A source that is gone (no source, credentials revoked or removed) stops it:
+        this unit records a stop that every unit follows, with the reason `status()` shows.
+        The copied data and MirrorMaker's offsets stay; `start-migration` resumes.
         """
         if not self.service.container.can_connect():
             return
@@ -2665,6 +3039,11 @@ class Migration(ops.Object):
         else:
             try:
                 settings = self.settings()
+            except SourceGoneError as error:
+                logger.warning("stopping the migration: %s", error.message)
+                self.service.stop()
+                if self._peers is not None:
+                    self._request("stopped", reason=error.message)
             except MigrationError as error:
                 logger.info("migration not applied: %s", error.message)
             else:
@@ -2672,8 +3051,22 @@ class Migration(ops.Object):
                     self.service.run(settings)
                 except ops.pebble.ChangeError:
                     logger.warning("MirrorMaker did not start; Pebble retries it")
+                self._copy_topic_acls(settings)
         self._publish_state(settings.exactly_once_support if settings else None)
         self._refresh_summary(settings)
+
+    def _copy_topic_acls(self, settings: MirrorMakerSettings) -> None:
+        """On the leader, with `mirrormaker-sync-topic-acls`: copy the source's topic ACLs."""
+        if not settings.config.sync_topic_acls or not self.model.unit.is_leader():
+            return
+        try:
+            copied = _copy_topic_acls(
+                settings.source, settings.target, settings.config, _STATUS_TIMEOUT
+            )
+        except ClusterUnreachableError as error:
+            logger.warning("topic ACLs not copied: %s", error.message)
+            return
+        logger.info("copied %d topic ACLs from %s", len(copied), settings.source.name)
 
     def _refresh_summary(self, settings: MirrorMakerSettings | None) -> None:
         """Query both clusters for the status summary while this unit runs MirrorMaker."""
@@ -2694,7 +3087,7 @@ class Migration(ops.Object):
         request = _newest_request(self._requests())
         relation = self._peers
         if relation is not None and request.seq > 0:
-            raw = request.model_dump_json()
+            raw = request.raw()
             if relation.data[self.model.unit].get(_REQUEST_KEY) != raw:
                 relation.data[self.model.unit][_REQUEST_KEY] = raw
         return request
@@ -2714,7 +3107,13 @@ class Migration(ops.Object):
 
     def status(self) -> ops.StatusBase | None:
         """The status to show for the migration, or `None` when there is nothing to say."""
-        running = self.requested_state == "running"
+        newest = _newest_request(self._requests())
+        if newest.state == "stopped" and newest.reason:
+            return ops.BlockedStatus(
+                f"MirrorMaker stopped: {newest.reason} (copied data and offsets stay; "
+                "start-migration resumes, stop-migration clears this)"
+            )
+        running = newest.state == "running"
         try:
             config = MigrationConfig.from_options(self.model.config)
             source = self._source(config)
@@ -2740,8 +3139,10 @@ class Migration(ops.Object):
 
     # Actions -----------------------------------------------------------------------------------
 
-    def _request(self, state: _RequestedState) -> bool:
+    def _request(self, state: _RequestedState, reason: str = "") -> bool:
         """Record a request in this unit's databag, unless it is already what all follow.
+
+        A stop the units made themselves (`reason`) is replaced by the operator's own stop.
 
         Returns:
             Whether a new request was recorded.
@@ -2751,12 +3152,16 @@ class Migration(ops.Object):
             raise NotReadyError("the peer relation is not there yet: retry in a minute")
         requests = self._requests()
         newest = _newest_request(requests)
-        if newest.state == state and newest.seq > 0:
+        if newest.state == state and newest.seq > 0 and newest.reason == reason:
             return False
         request = _MigrationRequest(
-            state=state, seq=newest.seq + 1, at=time.time_ns(), by=self.model.unit.name
+            state=state,
+            seq=newest.seq + 1,
+            at=time.time_ns(),
+            by=self.model.unit.name,
+            reason=reason,
         )
-        relation.data[self.model.unit][_REQUEST_KEY] = request.model_dump_json()
+        relation.data[self.model.unit][_REQUEST_KEY] = request.raw()
         return True
 
     def _on_start_migration(self, event: ops.ActionEvent) -> None:
@@ -2808,18 +3213,21 @@ class Migration(ops.Object):
     def _dry_run(self, event: ops.ActionEvent) -> None:
         try:
             settings = self.settings()
+            config = settings.config
             with _ClusterClient(settings.source, "source") as source:
                 topics = source.topics()
                 groups = source.groups()
-            with _ClusterClient(settings.target, "target") as target:
-                target.topics()
+                with _ClusterClient(settings.target, "target") as target:
+                    existing = target.topics()
+                selected = _select(
+                    [t for t in topics if not _is_internal_topic(t)],
+                    config.topics,
+                    config.topics_exclude,
+                )
+                missing = _missing_source_rights(source, config, selected, existing)
         except MigrationError as error:
             event.fail(error.message)
             return
-        config = settings.config
-        selected = _select(
-            [t for t in topics if not _is_internal_topic(t)], config.topics, config.topics_exclude
-        )
         selected_groups = _select(groups, config.groups, config.groups_exclude)
         results: dict[str, object] = {
             "dry-run": "nothing was started",
@@ -2832,6 +3240,8 @@ class Migration(ops.Object):
             "group-count": str(len(selected_groups)),
             "groups": _listed(selected_groups),
         }
+        if missing:
+            results["missing-rights"] = json.dumps(missing)
         if not selected:
             results["warning"] = (
                 "no source topic matches mirrormaker-topics and mirrormaker-topics-exclude"
