@@ -16,6 +16,7 @@ import pytest
 from ops import testing
 
 from tests.unit.helpers import (
+    FENCED,
     LAGGING,
     MM2,
     PASSWORDS,
@@ -44,8 +45,8 @@ def test_start_migration_targets_this_cluster_as_the_mirrormaker_user(ctx):
     assert plan.command == (
         "/opt/kafka/bin/connect-mirror-maker.sh /etc/kafka/mm2.properties --clusters target"
     )
-    assert out.unit_status == testing.ActiveStatus(LAGGING.format(source="old-0:9092"))
-    assert out.app_status == testing.ActiveStatus(LAGGING.format(source="old-0:9092"))
+    lagging = testing.ActiveStatus(LAGGING.format(source="old-0:9092") + FENCED)
+    assert (out.unit_status, out.app_status) == (lagging, lagging)
 
 
 def test_unit_and_app_status_follow_the_migration_on_update_status(ctx, clusters):
@@ -62,7 +63,7 @@ def test_unit_and_app_status_follow_the_migration_on_update_status(ctx, clusters
     clusters.unreachable.add("source")
     cut_off = ctx.run(ctx.on.update_status(), synced)
 
-    ready = "in sync with old-0:9092: ready for cutover"
+    ready = "in sync with old-0:9092: ready for cutover" + FENCED
     assert (synced.unit_status, synced.app_status) == (
         testing.ActiveStatus(ready),
         testing.ActiveStatus(ready),
@@ -80,7 +81,8 @@ def test_the_broker_keeps_serving_after_stop_migration(ctx):
     services = out.get_container("kafka").service_statuses
     assert services["kafka"] == ops.pebble.ServiceStatus.ACTIVE
     assert services["mirrormaker"] != ops.pebble.ServiceStatus.ACTIVE
-    assert out.unit_status == testing.ActiveStatus("broker and controller")
+    # Stopped is not finished: the fence stays, and the status says so.
+    assert out.unit_status == testing.ActiveStatus("migration stopped" + FENCED)
 
 
 def test_invalid_migration_option_blocks_the_unit(ctx):

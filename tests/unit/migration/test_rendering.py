@@ -657,7 +657,7 @@ def test_client_config_is_bounded_and_carries_the_ca():
 def test_library_header():
     source = (REPO / "lib/charms/kafka_k8s/v0/mirrormaker.py").read_text()
     assert re.fullmatch(r"[0-9a-f]{32}", mm.LIBID)
-    assert (mm.LIBAPI, mm.LIBPATCH) == (0, 2)
+    assert (mm.LIBAPI, mm.LIBPATCH) == (0, 3)
     assert {dep.split(">")[0] for dep in mm.PYDEPS} >= {"pydantic", "jinja2", "confluent-kafka"}
     assert "from src" not in source
     assert not re.search(r"^(from|import) (workload|config|charm|cluster|admin)\b", source, re.M)
