@@ -38,6 +38,20 @@ class AdminError(Exception):
     """The cluster refused or did not answer an admin request."""
 
 
+Operation = Literal[
+    "ALL",
+    "READ",
+    "WRITE",
+    "CREATE",
+    "DELETE",
+    "ALTER",
+    "DESCRIBE",
+    "DESCRIBE_CONFIGS",
+    "ALTER_CONFIGS",
+    "IDEMPOTENT_WRITE",
+]
+
+
 @dataclass(frozen=True)
 class Acl:
     """One ALLOW ACL binding, in Kafka's terms."""
@@ -45,7 +59,7 @@ class Acl:
     resource: Literal["TOPIC", "GROUP", "CLUSTER", "TRANSACTIONAL_ID"]
     name: str
     pattern: Literal["LITERAL", "PREFIXED"]
-    operation: Literal["ALL", "READ", "WRITE", "CREATE", "DESCRIBE", "IDEMPOTENT_WRITE"]
+    operation: Operation
 
 
 # librdkafka calls Kafka's CLUSTER resource type BROKER.
