@@ -205,3 +205,64 @@ def test_the_position_skips_nothing_and_re_reads_the_least(seed):
         read = [item.content for item in target if item.offset >= position.offset]
         wanted = [item.content for item in source if item.offset >= committed]
         assert list(dict.fromkeys(c for c in read if c in set(wanted))) == wanted
+
+
+# The lag by content ---------------------------------------------------------------------------
+
+
+def copy_lags(clusters, source: dict, target: dict) -> dict:
+    """`_fetch_copy_lags` over `FakeClusters`, for topics with these end offsets."""
+    clusters.topics = {"source": source, "target": target}
+    client = clusters  # the fake `_ClusterClient` factory
+    source_offsets = {
+        t: mm._TopicOffsets(start=(0,) * len(e), end=tuple(e)) for t, e in source.items()
+    }
+    target_offsets = {
+        t: mm._TopicOffsets(start=(0,) * len(e), end=tuple(e)) for t, e in target.items()
+    }
+    return mm._fetch_copy_lags(
+        client(mm.KafkaCluster(bootstrap_servers=("s:1",), username="u", password="p"), "source"),
+        client(mm.KafkaCluster(bootstrap_servers=("t:1",), username="u", password="p"), "target"),
+        mm.MigrationConfig(),
+        source_offsets,
+        target_offsets,
+    )
+
+
+def test_a_sync_on_the_last_record_means_no_lag(clusters):
+    clusters.syncs = [mm._OffsetSync("orders", 0, 99, 120)]
+    assert copy_lags(clusters, {"orders": [100]}, {"orders": [121]}) == {"orders": [0]}
+
+
+def test_aborted_records_after_the_last_copy_do_not_lag(clusters):
+    # Source: records 0-9, then offsets 10-19 aborted and a marker, never copied.
+    clusters.records["source"][("orders", 0)] = source_log(list(range(10)))
+    clusters.records["target"][("orders", 0)] = copies(source_log(list(range(10))), [(0, 10)])
+    clusters.syncs = [mm._OffsetSync("orders", 0, 5, 5)]
+    assert copy_lags(clusters, {"orders": [21]}, {"orders": [10]}) == {"orders": [0]}
+
+
+def test_records_copied_twice_do_not_hide_missing_ones(clusters):
+    source = source_log(list(range(20)))
+    clusters.records["source"][("orders", 0)] = source
+    # 0-14 copied, then 10-14 again: as many target records as source ones, 5 missing.
+    clusters.records["target"][("orders", 0)] = copies(source, [(0, 15), (10, 15)])
+    clusters.syncs = [mm._OffsetSync("orders", 0, 0, 0)]
+    assert copy_lags(clusters, {"orders": [20]}, {"orders": [20]}) == {"orders": [5]}
+
+
+def test_far_behind_the_newest_sync_offsets_count_at_least_one(clusters):
+    far = mm._EXACT_LAG_WINDOW * 2
+    clusters.syncs = [mm._OffsetSync("orders", 0, 10, 10)]
+    lags = copy_lags(clusters, {"orders": [far]}, {"orders": [far]})
+    assert lags == {"orders": [1]}  # the target holds as many offsets; something still lacks
+
+
+def test_a_partition_the_target_lacks_lags_only_if_the_source_holds_records(clusters):
+    clusters.records["source"][("payments", 0)] = []  # only aborted records and markers
+    lags = copy_lags(clusters, {"payments": [30, 40]}, {})
+    assert lags == {"payments": [0, None]}
+
+
+def test_no_sync_counts_by_offsets(clusters):
+    assert copy_lags(clusters, {"orders": [100]}, {"orders": [90]}) == {"orders": [None]}

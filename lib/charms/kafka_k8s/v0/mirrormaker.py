@@ -701,8 +701,9 @@ rest.advertised.port={{ workload.rest_port }}
 # A group is translated to the newest offset sync at or before its offset. A task keeps one
 # pending sync per partition and drops older ones while ten are in flight, so at the default of
 # one sync per 100 records a fast copy loses a partition's first syncs and an idle group committed
-# before them is never translated. One sync per 1000 records, sent without linger, keeps them;
-# a consumer that moves reads again at most that many records per partition.
+# before them is never translated. One sync per 1000 records, sent without linger, keeps them.
+# MirrorMaker's own translation stays conservative (its checkpoints keep older syncs only at
+# growing distances); switch-group and finish-migration set exact offsets from the syncs.
 offset.lag.max=1000
 {{ source }}->{{ target }}.target.producer.linger.ms=0
 {{ target }}.exactly.once.source.support={{ settings.exactly_once_support }}
@@ -2727,10 +2728,12 @@ def _fetch_copy_lags(
 
     From MirrorMaker's newest offset sync of a partition (the copy of a source record), the
     records after it are compared on both clusters. When the sync is the source's last record,
-    nothing is read. A partition without a sync, with more than `_EXACT_LAG_WINDOW` offsets
-    after it, or whose sync does not hold, is None: offsets count it. A partition of which the
-    target holds nothing lags 0 if the source holds no committed record either (only aborted
-    ones, say), None otherwise.
+    nothing is read. With more than `_EXACT_LAG_WINDOW` offsets after it, the lag is 0 if no
+    committed record follows it on the source, else the offsets after it on the source minus
+    those after its copy on the target, at least 1. A partition without a sync, or whose sync
+    does not hold, is None: offsets count it. A partition of which the target holds nothing
+    lags 0 if the source holds no committed record either (only aborted ones, say), None
+    otherwise.
 
     Raises:
         ClusterUnreachableError: if a cluster does not answer in time.
@@ -2756,24 +2759,57 @@ def _fetch_copy_lags(
         syncs = target_logs.offset_syncs(dict.fromkeys(held))
         for (topic, number), (records, _) in source_logs.read(empty, limit=1).items():
             lags[topic][number] = None if records else 0
-        source_ranges: dict[_Partition, tuple[int, int]] = {}
-        target_ranges: dict[_Partition, tuple[int, int]] = {}
+        plan = _LagPlan.of(held, syncs, config)
+        for (topic, number), lag in plan.known.items():
+            lags[topic][number] = lag
+        for (topic, number), (records, _) in source_logs.read(plan.beyond, limit=1).items():
+            if not records:
+                lags[topic][number] = 0
+        source_read = source_logs.read(plan.source, limit=_EXACT_LAG_WINDOW)
+        target_read = target_logs.read(plan.target, limit=4 * _EXACT_LAG_WINDOW)
+    for (topic, number), (records, _) in source_read.items():
+        copied = target_read[(config.target_topic(topic), number)]
+        lags[topic][number] = _counted_lag(records, copied, syncs[(topic, number)])
+    return lags
+
+
+@dataclass
+class _LagPlan:
+    """How each partition with an offset sync gets its lag counted.
+
+    `known`: lags known without reading (0 when the sync is the source's last record; the
+    offset estimate beyond `_EXACT_LAG_WINDOW`, 0 if `beyond` finds no record); `source` and
+    `target`: the ranges from the sync on to compare by content.
+    """
+
+    known: dict[_Partition, int] = field(default_factory=dict)
+    beyond: dict[_Partition, tuple[int, int]] = field(default_factory=dict)
+    source: dict[_Partition, tuple[int, int]] = field(default_factory=dict)
+    target: dict[_Partition, tuple[int, int]] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        held: Mapping[_Partition, tuple[tuple[int, int], tuple[int, int]]],
+        syncs: Mapping[_Partition, _OffsetSync],
+        config: MigrationConfig,
+    ) -> _LagPlan:
+        """The plan for partitions with their bounds on both clusters and newest syncs."""
+        plan = cls()
         for (topic, number), sync in syncs.items():
             (start, end), (target_start, target_end) = held[(topic, number)]
             if not (start <= sync.upstream < end and target_start <= sync.downstream < target_end):
                 continue
             if sync.upstream + 1 == end:
-                lags[topic][number] = 0
+                plan.known[(topic, number)] = 0
             elif end - sync.upstream <= _EXACT_LAG_WINDOW:
-                source_ranges[(topic, number)] = (sync.upstream, end)
-                name = (config.target_topic(topic), number)
-                target_ranges[name] = (sync.downstream, target_end)
-        source_read = source_logs.read(source_ranges, limit=_EXACT_LAG_WINDOW)
-        target_read = target_logs.read(target_ranges, limit=4 * _EXACT_LAG_WINDOW)
-    for (topic, number), (records, _) in source_read.items():
-        copied = target_read[(config.target_topic(topic), number)]
-        lags[topic][number] = _counted_lag(records, copied, syncs[(topic, number)])
-    return lags
+                plan.source[(topic, number)] = (sync.upstream, end)
+                plan.target[(config.target_topic(topic), number)] = (sync.downstream, target_end)
+            else:
+                plan.beyond[(topic, number)] = (sync.upstream + 1, end)
+                copied = max(0, target_end - sync.downstream - 1)
+                plan.known[(topic, number)] = max(1, end - sync.upstream - 1 - copied)
+        return plan
 
 
 def _counted_lag(
