@@ -429,11 +429,11 @@ def test_finish_leaves_groups_in_use_and_names_them(ctx, clusters):
 
 
 def test_finish_with_cleanup_deletes_mirrormakers_topics(ctx, clusters):
-    for name in ("mm2-offset-syncs.target.internal", "source.checkpoints.internal", "heartbeats"):
+    for name in ("mm2-offset-syncs.source.internal", "source.checkpoints.internal", "heartbeats"):
         clusters.topics["target"][name] = [1]
     finished(ctx, clusters, cleanup=True)
     assert (ctx.action_results or {})["cleanup"] == (
-        "deleted heartbeats, mm2-offset-syncs.target.internal, source.checkpoints.internal"
+        "deleted heartbeats, mm2-offset-syncs.source.internal, source.checkpoints.internal"
     )
     assert "orders" not in clusters.deleted
 

@@ -1628,8 +1628,12 @@ class _OffsetSync(NamedTuple):
 
 
 def _offset_syncs_topic() -> str:
-    """MirrorMaker's offset-syncs topic, which `offset-syncs.topic.location=target` puts here."""
-    return f"mm2-offset-syncs.{_TARGET_ALIAS}.internal"
+    """MirrorMaker's offset-syncs topic, which `offset-syncs.topic.location=target` puts here.
+
+    Kafka names it after the cluster at the other end of the flow from where it lives
+    (`MirrorSourceConfig.offsetSyncsTopic`): on the target, after the source.
+    """
+    return f"mm2-offset-syncs.{_SOURCE_ALIAS}.internal"
 
 
 def _internal_topics(migrated: Collection[str]) -> list[str]:
