@@ -393,10 +393,15 @@ def test_groups_committed_at_many_points(cutover: Cutover):
             commit_offsets(cutover.old_config, group, offsets)
             cutover.groups[group] = offsets
     commit_offsets(cutover.old_config, "outside-only", {(OUTSIDE, 0): 5})
+    # For switch-group's refusals: a group that gets a consumer on the source later on.
+    commit_offsets(cutover.old_config, "busy-on-source", {(PLAIN, 0): 10})
 
     def translated() -> bool:
         cutover.mirrormaker = {g: committed(cutover.new_config, g) for g in cutover.groups}
-        return all(cutover.mirrormaker[g].keys() >= o.keys() for g, o in cutover.groups.items())
+        busy = committed(cutover.new_config, "busy-on-source")
+        return (PLAIN, 0) in busy and all(
+            cutover.mirrormaker[g].keys() >= o.keys() for g, o in cutover.groups.items()
+        )
 
     # MirrorMaker's checkpoints translate what they can within a few refresh intervals; a group
     # committed before every offset sync it kept is never translated.
@@ -548,7 +553,6 @@ def _refused(cutover: Cutover, group: str) -> str:
 
 
 def test_switch_group_refuses_and_changes_nothing(cutover: Cutover):
-    commit_offsets(cutover.old_config, "busy-on-source", {(PLAIN, 0): 10})
     target_before = {
         g: committed(cutover.new_config, g)
         for g in ("busy-on-source", f"{PLAIN}-03", "outside-only", "nobody")
