@@ -7,7 +7,10 @@ SASL_PLAINTEXT and SCRAM-SHA-512), loads it with topics, records and consumer gr
 three units of kafka-k8s, each under its own real Pebble daemon, configured by the charm's own
 code. Then the migration library renders `mm2.properties` and the `mirrormaker` Pebble layer on
 every unit, exactly as in Juju, and the demo shows the copy's progress until both clusters are in
-sync. Producers keep writing to the old cluster throughout. Everything runs on 127.0.0.1 and is
+sync. Producers keep writing to the old cluster meanwhile, and an application that moves its
+producer to the new cluster too early is refused: the migrated topics are fenced. It ends with
+the cutover, `finish-migration`: MirrorMaker stops, every consumer group moves to the offsets
+that match its old ones exactly, and the fence lifts. Everything runs on 127.0.0.1 and is
 removed at the end.
 
 Run it with `make demo` (or `uv run --all-groups python -m scripts.demo --help`).
@@ -35,7 +38,14 @@ from charms.kafka_k8s.v0.mirrormaker import (
     format_table,
     migration_report,
 )
-from substrate.migration import MirrorMakers, target_cluster
+from substrate.migration import (
+    MirrorMakers,
+    client_user,
+    grant_client,
+    produce_one,
+    switch_groups,
+    target_cluster,
+)
 from substrate.old_cluster import OldCluster
 from substrate.processes import ClientConfig, default_cache
 from substrate.units import NewCluster
@@ -49,7 +59,9 @@ TOPICS: dict[str, tuple[int, float, dict[str, str]]] = {
     "audit.log": (1, 0.05, {}),
 }
 LIVE_TOPIC = "orders"
-GROUPS = {"billing": "orders", "shipping": "payments", "analytics": "clicks"}
+# group: (topic, how far it has read: the share of each partition)
+GROUPS = {"billing": ("orders", 1.0), "shipping": ("payments", 1.0), "analytics": ("clicks", 0.5)}
+QUIET_SECONDS = 10
 
 
 def say(message: str) -> None:
@@ -93,16 +105,18 @@ def load(old: OldCluster, records: int) -> int:
         count = int(records * share)
         produce(config, name, 0, count)
         written += count
-    for group, topic in GROUPS.items():
+    for group, (topic, share) in GROUPS.items():
         consumer = Consumer({**quiet(config), "group.id": group, "enable.auto.commit": False})
         try:
-            ends = [
+            read = [
                 TopicPartition(
-                    topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p))[1]
+                    topic,
+                    p,
+                    int(consumer.get_watermark_offsets(TopicPartition(topic, p))[1] * share),
                 )
                 for p in range(TOPICS[topic][0])
             ]
-            consumer.commit(offsets=ends, asynchronous=False)  # the group has read it all
+            consumer.commit(offsets=read, asynchronous=False)  # how far the group has read
         finally:
             consumer.close()
     return written
@@ -171,19 +185,36 @@ def verdict(report: MigrationReport) -> None:
     print(format_table(report))
     print()
     if report.ready_for_cutover:
-        print("VERDICT: in sync, ready for cutover. Every record is on the new cluster and every")
-        print("consumer group has its offsets there: switch consumers, then producers.")
-        if reread := sum(group.lag for group in report.groups):
-            print(f"Switched consumers will re-read up to {reread:,} records: MirrorMaker")
-            print("translates offsets conservatively, never past what a group has read.")
+        print("VERDICT: in sync, ready for cutover. Every record a consumer of the old cluster")
+        print(f"reads is on the new one, and the old one took no write for {QUIET_SECONDS} s.")
     else:
         print("VERDICT: NOT ready for cutover yet:")
         for reason in report.reasons:
             print(f"  - {reason}")
 
 
+def groups_table(switches: list) -> str:
+    """Every group after the switch: what its consumers re-read and skip, and MirrorMaker's."""
+    rows = [("GROUP", "TOPIC", "RE-READ", "SKIPPED", "EXACT", "MIRRORMAKER'S OFFSETS: RE-READ")]
+    for switch in switches:
+        mirrormaker = switch.mirrormaker_re_read
+        rows.append(
+            (
+                switch.group,
+                ",".join(sorted({p.topic for p in switch.partitions})),
+                f"{switch.re_read:,}",
+                f"{switch.skip:,}",
+                "yes" if switch.exact else "no",
+                "no offsets" if mirrormaker is None else f"{mirrormaker:,}",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
 def run(records: int, timeout: float, keep: bool, lag_threshold: int) -> bool:
-    """The whole demo; returns whether the clusters ended in sync."""
+    """The whole demo; returns whether the cutover happened and skipped no record."""
     cache = default_cache()
     with tempfile.TemporaryDirectory(prefix="kafka-k8s-demo-") as tmp:
         say("starting the old cluster: ZooKeeper + 1 Kafka 3.9 broker, SASL_PLAINTEXT/SCRAM")
@@ -212,6 +243,8 @@ def migrate(
     nodes = MirrorMakers.on(new, source, target, config)
     nodes.run()
     say("start-migration: every unit runs one MirrorMaker process (Pebble service mirrormaker)")
+    early = client_user(new, 7, LIVE_TOPIC)
+    grant_client(new, early, set(TOPICS))
 
     def probe() -> MigrationReport:
         return migration_report(source, target, config, lag_threshold=lag_threshold)
@@ -219,11 +252,18 @@ def migrate(
     with LiveTraffic(old.admin_config(), LIVE_TOPIC, start=10**9):
         say("copying; producers keep writing to the old cluster")
         watch(probe, copied, timeout)
-    say("producers stopped; waiting for the last records and the group offsets")
-    # Group offsets follow at the next checkpoint and sync: a few refresh intervals.
-    report = watch(probe, lambda report: report.ready_for_cutover, 4 * config.refresh_interval)
+        refused = produce_one(early.config(new), LIVE_TOPIC, "too early")
+        say(
+            f"the migrated topics are fenced: an application that moves its {LIVE_TOPIC} producer"
+            f" to the new cluster now is refused ({refused}); reading is allowed"
+        )
+    say("producers stopped; waiting for the last records")
+    watch(probe, lambda report: report.ready_for_cutover, 4 * config.refresh_interval)
+    say(f"migration-status: checking that the old cluster takes no write for {QUIET_SECONDS} s")
+    report = migration_report(
+        source, target, config, lag_threshold=lag_threshold, quiet_seconds=QUIET_SECONDS
+    )
     verdict(report)
-    in_sync = report.ready_for_cutover
     if keep:
         print(f"\nold cluster: {old.bootstrap}  new cluster: {new.bootstrap}")
         print(f"new cluster admin: admin / {new.admin_password}")
@@ -232,9 +272,31 @@ def migrate(
             threading.Event().wait()
         except KeyboardInterrupt:
             pass
-    say("stop-migration: stopping MirrorMaker on every unit")
+    if not report.ready_for_cutover:
+        say("stop-migration: stopping MirrorMaker on every unit")
+        nodes.stop()
+        return False
+    say("finish-migration: MirrorMaker stops on every unit; every group moves exactly")
     nodes.stop()
-    return in_sync
+    switches = switch_groups(source, target, config)
+    grant_client(new, early, set())
+    print()
+    print(groups_table(switches))
+    print()
+    accepted = produce_one(early.config(new), LIVE_TOPIC, "after the cutover")
+    say(
+        "the fence is lifted: the early producer writes to the new cluster"
+        if accepted is None
+        else f"the early producer is still refused: {accepted}"
+    )
+    exact = all(switch.exact for switch in switches)
+    say(
+        "cutover done: every group resumes on the new cluster right after the records it read "
+        "on the old one"
+        if exact
+        else "cutover done; some partitions were not matched exactly (see the table)"
+    )
+    return accepted is None and not any(switch.skip for switch in switches)
 
 
 def main() -> int:
@@ -248,8 +310,8 @@ def main() -> int:
     parser.add_argument(
         "--lag-threshold",
         type=int,
-        default=10_000,
-        help="records a topic or a consumer group may lag and still be ready for cutover",
+        default=0,
+        help="records a topic may lag and still be ready for cutover",
     )
     parser.add_argument(
         "--keep", action="store_true", help="leave both clusters running until Ctrl-C"

@@ -52,6 +52,20 @@ class AdminError(Exception):
     """The cluster refused or did not answer an admin request."""
 
 
+Operation = Literal[
+    "ALL",
+    "READ",
+    "WRITE",
+    "CREATE",
+    "DELETE",
+    "ALTER",
+    "DESCRIBE",
+    "DESCRIBE_CONFIGS",
+    "ALTER_CONFIGS",
+    "IDEMPOTENT_WRITE",
+]
+
+
 @dataclass(frozen=True)
 class ClusterHealth:
     """Which brokers serve, and which partitions lack an in-sync replica."""
@@ -72,17 +86,7 @@ class Acl:
     resource: Literal["TOPIC", "GROUP", "CLUSTER", "TRANSACTIONAL_ID"]
     name: str
     pattern: Literal["LITERAL", "PREFIXED"]
-    operation: Literal[
-        "ALL",
-        "READ",
-        "WRITE",
-        "CREATE",
-        "DESCRIBE",
-        "IDEMPOTENT_WRITE",
-        "ALTER",
-        "DESCRIBE_CONFIGS",
-        "ALTER_CONFIGS",
-    ]
+    operation: Operation
     permission: Literal["ALLOW", "DENY"] = "ALLOW"
 
 

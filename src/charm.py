@@ -46,7 +46,7 @@ class KafkaK8sCharm(ops.CharmBase):
         workload = Workload()
         self.cluster = ClusterState(self)
         self.broker = KafkaWorkload(self.unit.get_container(CONTAINER), workload)
-        self.clients = KafkaClients(self)
+        self.clients = KafkaClients(self, fenced=lambda: self.migration.fenced_topics())
         self.migration = Migration(
             self,
             target=self._migration_target,
@@ -88,6 +88,7 @@ class KafkaK8sCharm(ops.CharmBase):
             self.on["migration-source"].relation_broken,
             self.migration.requirer.on.resource_created,
             self.migration.requirer.on.endpoints_changed,
+            self.migration.on.fence_changed,
             *self.observability.relation_events,
         ):
             framework.observe(event, self._reconcile)

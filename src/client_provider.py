@@ -5,14 +5,16 @@
 Reading and answering the relation goes through data-platform-helpers; the users and ACLs are
 made by `KafkaAdmin`. `reconcile` is idempotent: it brings the cluster's relation users and the
 relation responses to what the current relations ask for, and removes the users of relations
-that are gone.
+that are gone. While a migration copies into topics of this cluster, `fence` withholds the
+right to write them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import Literal
+from collections.abc import Callable, Collection
+from typing import Literal, get_args
 
 import ops
 from data_platform_helpers.interfaces import (
@@ -25,7 +27,7 @@ from data_platform_helpers.interfaces.utils import get_encoded_dict
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from acls import client_topic_problem, reserved_denials
-from admin import Acl, AdminError, KafkaAdmin
+from admin import Acl, AdminError, KafkaAdmin, Operation
 from cluster import generate_password
 
 logger = logging.getLogger(__name__)
@@ -113,6 +115,50 @@ def client_acls(grant: ClientGrant) -> list[Acl]:
     return acls
 
 
+# What a topic's ALL covers, but WRITE.
+_TOPIC_OPERATIONS: tuple[Operation, ...] = tuple(
+    operation
+    for operation in get_args(Operation)
+    if operation not in ("ALL", "WRITE", "IDEMPOTENT_WRITE")
+)
+
+
+def _covers(acl: Acl, topic: str) -> bool:
+    """Whether a TOPIC ACL applies to `topic`."""
+    if acl.pattern == "PREFIXED":
+        return topic.startswith(acl.name)
+    return acl.name in ("*", topic)
+
+
+def fence(acls: list[Acl], fenced: Collection[str]) -> list[Acl]:
+    """The ACLs without the right to write a fenced topic: a migration is copying into it.
+
+    ALLOW ACLs cannot carve a topic out of a prefix or of `*`, so a WRITE that covers a fenced
+    topic is withheld whole, and an ALL on topics becomes every topic operation but WRITE.
+    CREATE is withheld on a fenced topic named alone (creating it before MirrorMaker does
+    would give it other partitions). Reading stays allowed.
+    """
+    if not fenced:
+        return acls
+    kept: list[Acl] = []
+    for acl in acls:
+        covered = acl.resource == "TOPIC" and any(_covers(acl, topic) for topic in fenced)
+        if (
+            not covered
+            or acl.permission == "DENY"
+            or acl.operation not in ("WRITE", "CREATE", "ALL")
+        ):
+            kept.append(acl)
+        elif acl.operation == "ALL":
+            kept += [
+                Acl(resource="TOPIC", name=acl.name, pattern=acl.pattern, operation=operation)
+                for operation in _TOPIC_OPERATIONS
+            ]
+        elif acl.operation == "CREATE" and (acl.pattern == "PREFIXED" or acl.name == "*"):
+            kept.append(acl)
+    return kept
+
+
 def relation_user(relation_id: int) -> str:
     """The SCRAM user of a `kafka-client` relation."""
     return f"{USER_PREFIX}{relation_id}"
@@ -175,11 +221,15 @@ def _reason(error: Exception) -> str:
 
 
 class KafkaClients(ops.Object):
-    """The provider side of `kafka-client`."""
+    """The provider side of `kafka-client`.
 
-    def __init__(self, charm: ops.CharmBase):
+    `fenced` names the topics no client may write now (a migration copies into them).
+    """
+
+    def __init__(self, charm: ops.CharmBase, fenced: Callable[[], Collection[str]] = frozenset):
         super().__init__(charm, "kafka-clients")
         self.charm = charm
+        self.fenced = fenced
         self.handler = _TolerantProvider(charm, self._requests)
         self.framework.observe(charm.on[CLIENT_RELATION].relation_broken, self._on_broken)
 
@@ -352,9 +402,14 @@ class KafkaClients(ops.Object):
         return {key.replace("-", "_"): data[key] for key in keys if data.get(key)}
 
     def _serve(
-        self, admin: KafkaAdmin, relation: ops.Relation, endpoints: str, users: set[str]
+        self,
+        admin: KafkaAdmin,
+        relation: ops.Relation,
+        endpoints: str,
+        users: set[str],
+        fenced: Collection[str],
     ) -> None:
-        """Make one relation's user, ACLs and response.
+        """Make one relation's user, ACLs and response; no WRITE on the `fenced` topics.
 
         Raises:
             ClientRequestError: if the relation asks for what cannot be granted.
@@ -365,7 +420,7 @@ class KafkaClients(ops.Object):
             password = self._password(relation)
             if grant.username not in users:
                 admin.upsert_user(grant.username, password)
-            admin.grant(grant.username, client_acls(grant))
+            admin.grant(grant.username, fence(client_acls(grant), fenced))
             response = KafkaResponseModel(
                 salt=request.salt,
                 request_id=request.request_id,
@@ -395,9 +450,10 @@ class KafkaClients(ops.Object):
         """
         users = admin.list_users()
         refused: dict[int, str] = {}
+        fenced = self.fenced()
         for relation in self.relations:
             try:
-                self._serve(admin, relation, endpoints, users)
+                self._serve(admin, relation, endpoints, users, fenced)
             except ClientRequestError:
                 continue  # reported by `errors`, from the relation data
             except AdminError as error:

@@ -3,7 +3,8 @@
 """A migration on the local runtime: the source user, records, offsets, MirrorMaker on every unit.
 
 The local tier's test modules, the demo and the benchmarks build their migrations from these
-pieces.
+pieces, and the cutover from the last ones: a `kafka-client` user whose ACLs the charm's own
+code fences, and the group switch that `switch-group` and `finish-migration` run.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -35,6 +36,8 @@ from kafka import errors as kafka_errors
 from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as KafkaTopicPartition
 
+from admin import KafkaAdmin
+from charms.kafka_k8s.v0 import mirrormaker as mm
 from charms.kafka_k8s.v0.mirrormaker import (
     MigrationConfig,
     MirrorMakerService,
@@ -43,8 +46,10 @@ from charms.kafka_k8s.v0.mirrormaker import (
     TargetCluster,
     UnitState,
 )
+from client_provider import ClientGrant, client_acls, fence, parse_roles
+from cluster import generate_password
 from substrate.old_cluster import OldCluster
-from substrate.processes import LOOPBACK, ClientConfig, wait_until
+from substrate.processes import LOOPBACK, ClientConfig, sasl_config, wait_until
 from substrate.units import NewCluster
 
 _Acl = TypeVar("_Acl", bound=AclBinding)
@@ -435,3 +440,79 @@ class MirrorMakers:
             f"{self.new.app}/{unit.index}": UnitState(service=service.state())
             for unit, service in zip(self.new.units, self.services, strict=True)
         }
+
+
+# The cutover ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClientUser:
+    """A `kafka-client` relation user of the new cluster (producer and consumer of one topic)."""
+
+    grant: ClientGrant
+    password: str
+
+    def config(self, new: NewCluster) -> ClientConfig:
+        """The user's client configuration."""
+        return sasl_config(new.bootstrap, self.grant.username, self.password)
+
+
+def client_user(new: NewCluster, relation_id: int, topic: str) -> ClientUser:
+    """The user the charm makes for a relation asking for `topic`, with no ACLs yet."""
+    username = f"relation-{relation_id}"
+    grant = ClientGrant(
+        username=username,
+        topic=topic,
+        consumer_group_prefix=f"{username}-",
+        roles=parse_roles(None),
+    )
+    user = ClientUser(grant, generate_password())
+    KafkaAdmin(new.bootstrap, new.admin_username, new.admin_password).upsert_user(
+        username, user.password
+    )
+    return user
+
+
+def grant_client(new: NewCluster, user: ClientUser, fenced: Collection[str]) -> None:
+    """Give the user the ACLs the charm computes while `fenced` is fenced; wait for them."""
+    admin = KafkaAdmin(new.bootstrap, new.admin_username, new.admin_password)
+    acls = fence(client_acls(user.grant), fenced)
+    admin.grant(user.grant.username, acls)
+    # Brokers learn of ACLs from the controller's metadata log, a moment later.
+    wait_until(
+        lambda: admin.acls_of(user.grant.username) == set(acls),
+        timeout=30,
+        what=f"the ACLs of {user.grant.username}",
+    )
+
+
+def produce_one(config: ClientConfig, topic: str, value: str) -> str | None:
+    """Write one record; None if it was written, or the name of the error that refused it."""
+    errors: list[KafkaError] = []
+    producer = Producer({**config, "message.timeout.ms": 10_000, "log_level": 0})
+    producer.produce(
+        topic, value=value, on_delivery=lambda error, _: errors.append(error) if error else None
+    )
+    producer.flush(30)
+    return errors[0].name() if errors else None
+
+
+def switch_groups(
+    source: SourceCluster,
+    target: TargetCluster,
+    config: MigrationConfig,
+    groups: Sequence[str] | None = None,
+    *,
+    dry_run: bool = False,
+    use_syncs: bool = True,
+) -> list[mm._GroupSwitch]:
+    """What `switch-group` (named groups) and `finish-migration` (every group) run, here.
+
+    `use_syncs=False` anchors every partition by a content search from a timestamp, as when
+    MirrorMaker's offset syncs of a partition are missing.
+    """
+    clients = mm._Clients.of(source, target, 30.0)
+    try:
+        return mm._switch_groups(clients, config, groups, dry_run=dry_run, use_syncs=use_syncs)
+    finally:
+        clients.close()

@@ -6,8 +6,9 @@ One migration for the module: the ZooKeeper-mode old cluster, read by a user tha
 read and describe, is copied into three units by real MirrorMaker 2 nodes that the library's
 own `MirrorMakerService` runs under real Pebble. The report is the one `migration-status`
 computes (`migration_report`), with each unit's MirrorMaker state read from its Pebble. The
-tests run in file order: copying, in sync, a group behind, a source topic the user may no
-longer read, and last a task that fails for real.
+tests run in file order: copying, in sync, a group behind (which no longer holds up the cutover:
+`switch-group` and `finish-migration` set exact offsets, see `test_exact_cutover.py`), a source
+topic the user may no longer read, and last a task that fails for real.
 """
 
 from __future__ import annotations
@@ -188,9 +189,7 @@ def test_lag_while_copying_then_ready_for_cutover(cutover: Cutover):
     # arrive twice, and count on the target.
     assert ready.source_records == 103_000 <= ready.target_records
     print(f"copied twice: {ready.target_records - ready.source_records} records")
-    assert [(g.group, g.lag, g.synced, g.active) for g in ready.groups] == [
-        ("billing", 0, True, False)
-    ]
+    assert [(g.group, g.active) for g in ready.groups] == [("billing", False)]
     assert _states(ready) == {"RUNNING"}
     assert {c.connector for c in ready.connectors or ()} >= {
         "MirrorSourceConnector",
@@ -199,10 +198,10 @@ def test_lag_while_copying_then_ready_for_cutover(cutover: Cutover):
     assert [unit.service for unit in ready.units or ()] == ["active"] * 3
     results = ready.results()
     assert {key for key in results if not RESULT_KEY.match(key)} == set()
-    assert json.loads(results["groups"])[0]["synced"] is True
+    assert json.loads(results["groups"])[0]["group"] == "billing"
 
 
-def test_a_group_behind_on_the_target_is_not_ready(cutover: Cutover):
+def test_a_group_behind_on_the_target_does_not_hold_up_the_cutover(cutover: Cutover):
     produce(cutover.old_config, "orders", 100_000, 600)
     cutover.wait_for(
         lambda report: _topic(report, "orders").lag == 0, timeout=60, what="orders caught up"
@@ -212,19 +211,19 @@ def test_a_group_behind_on_the_target_is_not_ready(cutover: Cutover):
 
     behind = cutover.report()
     print(f"\nright after the commits on the source:\n{format_table(behind)}")
-    assert not behind.ready_for_cutover
+    # MirrorMaker's offsets lag or are missing until its next checkpoints; the report shows it,
+    # the verdict does not wait for it.
     assert _group_lags(behind)["billing"] == 600
-    assert "group billing: 600 records behind on the target" in behind.reasons
-    assert "group shipping: no offsets on the target yet for payments" in behind.reasons
-    assert behind.summary() == (
-        "active",
-        "migrating from old: 3 topics, lag 0 records, 2 groups behind",
-    )
+    assert [t.missing_partitions for t in behind.groups[1].topics] == [3]
+    assert not [reason for reason in behind.reasons if reason.startswith("group ")]
+    assert behind.ready_for_cutover
 
     synced = cutover.wait_for(
-        lambda report: report.ready_for_cutover, timeout=180, what="the groups synced"
+        lambda report: _group_lags(report) == {"billing": 0, "shipping": 0},
+        timeout=180,
+        what="MirrorMaker's offsets of both groups",
     )
-    assert _group_lags(synced) == {"billing": 0, "shipping": 0}
+    assert synced.ready_for_cutover
 
 
 def test_a_topic_the_source_user_may_no_longer_read_lags(cutover: Cutover):

@@ -56,6 +56,9 @@ def clusters(monkeypatch: pytest.MonkeyPatch) -> FakeClusters:
     """
     fake = FakeClusters()
     monkeypatch.setattr(mm, "_ClusterClient", fake)
+    monkeypatch.setattr(mm, "_LogClient", fake.logs)
+    monkeypatch.setattr(mm, "_pause", fake.pause)
+    monkeypatch.setattr(mm, "_now", fake.now)
     return fake
 
 

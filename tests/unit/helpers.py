@@ -4,10 +4,10 @@
 
 - kafka-k8s under ops.testing: `MODEL`, `PASSWORDS`, `host`, `container`, `credentials_secret`,
   `cluster`, `read`, and `serving`, a leader whose broker serves with an external source.
-- The migration library: `CHARMCRAFT`, `MM2`, `LAGGING`, `source_relation` (a
+- The migration library: `CHARMCRAFT`, `MM2`, `LAGGING`, `FENCED`, `source_relation` (a
   `migration-source` relation and its secrets) and the passwords and CAs the tests look for.
 - Fakes: `FakeKafka` for the charm's admin, `FakeClusters` and `FakeClient` for the library's
-  `_ClusterClient`; `conftest.py` installs them as fixtures.
+  `_ClusterClient`, `FakeLogs` for its `_LogClient`; `conftest.py` installs them as fixtures.
 - `load_properties`, a reader of `.properties` files that follows `java.util.Properties.load`,
   and `resolve_references`, which resolves `${file:PATH:KEY}` as Kafka's `FileConfigProvider`.
 """
@@ -104,7 +104,7 @@ SERVING_SOURCE_PASSWORD = "source-pw"
 
 
 def serving(
-    ctx: testing.Context, *, etc: Path | None = None, **config: Any
+    ctx: testing.Context, etc: Path | None = None, /, **config: Any
 ) -> tuple[testing.State, testing.Secret]:
     """A leader whose broker serves, with an external source configured.
 
@@ -142,7 +142,9 @@ def serving(
 
 MM2 = "/etc/kafka/mm2.properties"
 MM2_SECRETS = "/etc/kafka/mm2-secrets.properties"
-LAGGING = "migrating from {source}: 2 topics, lag 100 records, 1 group behind"
+LAGGING = "migrating from {source}: 2 topics, lag 100 records"
+# What the status adds while the migration fences the topics it copies into.
+FENCED = "; writes fenced on orders, payments"
 RELATION_PASSWORD = "relation-secret-pw"
 # The CA of the source cluster: in the credentials secret, or sent on `migration-source`.
 SOURCE_CA = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n"
@@ -306,6 +308,21 @@ class FakeClusters:
             "target": {},
         }
         self.members = {"billing": 2}
+        # What `FakeLogs` reads and writes: records (synthesized where none are given), offset
+        # syncs, MirrorMaker's committed source offsets, commits and deletions, waits.
+        self.records: dict[str, dict[tuple[str, int], list[mm._Record]]] = {
+            "source": {},
+            "target": {},
+        }
+        self.syncs: list[mm._OffsetSync] = []
+        self.mirrormaker_offsets: dict[tuple[str, int], int] | None = None
+        self.switched: list[tuple[str, dict[tuple[str, int], int]]] = []
+        self.deleted: list[str] = []
+        self.pauses: list[float] = []
+        self.written_while_watched: dict[str, list[int]] = {}
+        self.members_on_target: dict[str, int] = {}
+        self.clock = 1_000_000.0
+        self.tick = 60.0
         self.connectors = list(RUNNING_CONNECTORS)
         self.acls: dict[str, list[mm._TopicAcl]] = {"source": [], "target": []}
         self.missing_rights: list[str] = []
@@ -319,16 +336,37 @@ class FakeClusters:
     def __call__(self, cluster: mm.KafkaCluster, role: str, timeout: float = 10.0) -> FakeClient:
         self.logins.append((role, cluster.username, cluster.password))
         self.timeouts.append(timeout)
-        return FakeClient(self, role)
+        client = FakeClient(self, role)
+        client.cluster, client.timeout = cluster, timeout
+        return client
+
+    def logs(self, cluster: mm.KafkaCluster, role: str, timeout: float = 10.0) -> FakeLogs:
+        return FakeLogs(self, role)
+
+    def now(self) -> float:
+        """The library's clock: each reading is `tick` seconds after the last."""
+        self.clock += self.tick
+        return self.clock
+
+    def pause(self, seconds: float) -> None:
+        """The wait while the source is watched: the writes it saw happen now."""
+        self.pauses.append(seconds)
+        for topic, added in self.written_while_watched.items():
+            ends = self.topics["source"][topic]
+            self.topics["source"][topic] = [end + n for end, n in zip(ends, added, strict=True)]
 
     def in_sync(self) -> None:
-        """The target caught up with every topic, and `billing` is synced."""
+        """The target caught up with every topic, `billing` is synced and has no consumers."""
         for name in ("orders", "payments"):
             self.topics["target"][name] = list(self.topics["source"][name])
         self.commits["target"] = {"billing": {"orders": {0: 100, 1: 120}}}
+        self.members["billing"] = 0
 
 
 class FakeClient:
+    cluster: mm.KafkaCluster | None = None
+    timeout: float = 10.0
+
     def __init__(self, clusters: FakeClusters, role: str):
         self.clusters = clusters
         self.role = role
@@ -383,7 +421,9 @@ class FakeClient:
 
     def describe_groups(self, groups: Sequence[str]) -> dict[str, tuple[str, int]]:
         self._answer()
-        members = self.clusters.members
+        members = (
+            self.clusters.members if self.role == "source" else self.clusters.members_on_target
+        )
         return {g: ("stable" if members.get(g) else "empty", members.get(g, 0)) for g in groups}
 
     def connector_states(self, source_alias: str) -> list[mm._ConnectorState]:
@@ -514,3 +554,85 @@ def resolve_references(properties: Mapping[str, str], files: Mapping[str, str]) 
         return load_properties(files[path]).get(key, match.group(0))
 
     return {key: _REFERENCE.sub(lookup, value) for key, value in properties.items()}
+
+
+def record(offset: int, text: str, timestamp: int = 1_000) -> mm._Record:
+    """A record whose key and value are `text`."""
+    return mm._Record(offset, (text.encode(), text.encode(), (), timestamp))
+
+
+class FakeLogs:
+    """What `_LogClient` would read from one cluster, and the commits it would make.
+
+    A partition without records in `FakeClusters.records` holds, at every offset between its
+    start and end, a record named after the source partition and offset: the target's copy at
+    the same offset.
+    """
+
+    def __init__(self, clusters: FakeClusters, role: str):
+        self.clusters = clusters
+        self.role = role
+
+    def __enter__(self) -> FakeLogs:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        pass
+
+    def _records(self, partition: tuple[str, int]) -> list[mm._Record]:
+        given = self.clusters.records[self.role].get(partition)
+        if given is not None:
+            return given
+        topic, number = partition
+        ends = self.clusters.topics[self.role].get(topic)
+        if ends is None or number >= len(ends):
+            return []
+        starts = self.clusters.starts[self.role].get(topic, [0] * len(ends))
+        return [record(o, f"{topic}-{number}-{o}") for o in range(starts[number], ends[number])]
+
+    def read(self, ranges, limit: int = mm._WALK_LIMIT):
+        read = {}
+        for partition, (start, end) in ranges.items():
+            found = [r for r in self._records(partition) if start <= r.offset < end]
+            read[partition] = (found[:limit], len(found) <= limit)
+        return read
+
+    def first_offsets_at(self, times):
+        return {
+            partition: next(
+                (r.offset for r in self._records(partition) if r.content[3] >= at), None
+            )
+            for partition, at in times.items()
+        }
+
+    def offset_syncs(self, wanted):
+        found = {}
+        for sync in reversed(self.clusters.syncs):
+            key = (sync.topic, sync.partition)
+            if key in wanted and key not in found:
+                if wanted[key] is None or sync.upstream <= wanted[key]:
+                    found[key] = sync
+        return found
+
+    def source_offsets(self):
+        if self.clusters.mirrormaker_offsets is not None:
+            return dict(self.clusters.mirrormaker_offsets)
+        return {
+            (topic, number): end - 1
+            for topic, ends in self.clusters.topics["source"].items()
+            for number, end in enumerate(ends)
+        }
+
+    def commit(self, group: str, offsets) -> None:
+        self.clusters.switched.append((group, dict(offsets)))
+        commits = self.clusters.commits["target"].setdefault(group, {})
+        for (topic, number), offset in offsets.items():
+            commits.setdefault(topic, {})[number] = offset
+
+    def delete_topics(self, names) -> list[str]:
+        existing = sorted(set(names) & set(self.clusters.topics[self.role]))
+        self.clusters.deleted += existing
+        return existing

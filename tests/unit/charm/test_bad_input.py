@@ -149,6 +149,18 @@ def unchanged(state: testing.State, _: testing.Secret, __: FakeClusters) -> test
     return state
 
 
+def finished(state: testing.State, _: testing.Secret, __: FakeClusters) -> testing.State:
+    """The migration was finished (by this unit, as `finish-migration` records it)."""
+    done = {"at": "2026-01-02T03:04:05+00:00", "source": "old-0:9092", "records": 7}
+    request = {"state": "finished", "seq": 2, "at": 1, "by": "kafka-k8s/0", "finished": done}
+    peers = state.get_relations("cluster")[0]
+    data = {**peers.local_unit_data, "mirrormaker-request": json.dumps(request)}
+    return dataclasses.replace(
+        state,
+        relations={*(state.relations - {peers}), dataclasses.replace(peers, local_unit_data=data)},
+    )
+
+
 # What runs, and the message the operator reads ---------------------------------------------------
 
 
@@ -375,6 +387,39 @@ CASES = [
     pytest.param(
         unchanged, action_fails("migration-status", topic="nope"), "topic nope is not migrated"
     ),
+    # The cutover: switch-group and finish-migration, before and after the finish.
+    pytest.param(
+        unchanged,
+        action_fails("switch-group", group="nobody"),
+        "group nobody does not exist on the source cluster; nothing was changed",
+    ),
+    pytest.param(
+        unchanged,
+        action_fails("switch-group", group="billing"),
+        "group billing has 2 members on the source cluster: stop its consumers there first",
+    ),
+    pytest.param(
+        unchanged,
+        action_fails("switch-group", group="shipping"),
+        "group shipping has no committed offsets on the migrated topics; nothing was changed",
+    ),
+    pytest.param(
+        unchanged,
+        action_fails("finish-migration"),
+        "no migration to finish: start-migration was never run",
+    ),
+    pytest.param(
+        finished,
+        action_fails("finish-migration"),
+        "was finished at 2026-01-02T03:04:05+00:00: 0 topics, 7 records, 0 groups switched; it "
+        "finishes once, nothing was changed",
+    ),
+    pytest.param(
+        finished,
+        start,
+        "would be mixed with a fresh copy of the source. Nothing was changed; run "
+        "start-migration force=true",
+    ),
     # Clusters that do not answer, or refuse the credentials.
     pytest.param(
         cluster_fails("source", "unreachable"), dry_run, "source cluster at h:1 did not answer"
@@ -412,6 +457,7 @@ def test_bad_input_is_named_and_leaks_nothing(
     message = trigger(ctx, bad)
 
     assert cause in message
+    assert (clusters.switched, clusters.deleted) == ([], [])
     shown = [message, json.dumps(ctx.action_results or {})]
     shown += [log.message for log in ctx.juju_log]
     leaked = [value for value in SECRET_VALUES for text in shown if value in text]

@@ -71,6 +71,27 @@ def test_migration_actions_exist(raw):
     # private attribute), and the project model keeps actions as a plain dict: check by hand.
     actions = raw["actions"]
 
-    assert {"start-migration", "stop-migration", "migration-status"} <= set(actions)
+    assert {
+        "start-migration",
+        "stop-migration",
+        "migration-status",
+        "switch-group",
+        "finish-migration",
+    } <= set(actions)
     assert actions["start-migration"]["params"]["dry-run"]["type"] == "boolean"
+    assert actions["start-migration"]["params"]["force"]["default"] is False
+    assert actions["migration-status"]["params"]["quiet-seconds"]["default"] == 10
+    assert actions["switch-group"]["required"] == ["group"]
+    assert set(actions["finish-migration"]["params"]) == {"force", "cleanup"}
     assert all(action.get("description") for action in actions.values())
+    assert all(action.get("additionalProperties") is False for action in actions.values())
+
+
+def test_the_library_snippet_declares_what_charmcraft_yaml_declares(raw):
+    from charms.kafka_k8s.v0 import mirrormaker
+
+    snippet = yaml.safe_load((mirrormaker.__doc__ or "").split("```yaml")[1].split("```")[0])
+    assert set(snippet["actions"]) <= set(raw["actions"])
+    for name, action in snippet["actions"].items():
+        assert set(action.get("params", {})) == set(raw["actions"][name].get("params", {}))
+    assert set(snippet["config"]["options"]) <= set(raw["config"]["options"])

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
 
 import ops
 import pytest
@@ -18,6 +17,7 @@ from ops import testing
 
 from charm import KafkaK8sCharm
 from tests.unit.helpers import (
+    FENCED,
     LAGGING,
     MODEL,
     PASSWORDS,
@@ -48,8 +48,8 @@ def test_start_migration_targets_this_cluster_as_the_mirrormaker_user(ctx):
     assert plan.command == (
         "/opt/kafka/bin/connect-mirror-maker.sh /etc/kafka/mm2.properties --clusters target"
     )
-    assert out.unit_status == testing.ActiveStatus(LAGGING.format(source="old-0:9092"))
-    assert out.app_status == testing.ActiveStatus(LAGGING.format(source="old-0:9092"))
+    lagging = testing.ActiveStatus(LAGGING.format(source="old-0:9092") + FENCED)
+    assert (out.unit_status, out.app_status) == (lagging, lagging)
 
 
 def test_unit_and_app_status_follow_the_migration_on_update_status(ctx, clusters):
@@ -66,7 +66,7 @@ def test_unit_and_app_status_follow_the_migration_on_update_status(ctx, clusters
     clusters.unreachable.add("source")
     cut_off = ctx.run(ctx.on.update_status(), synced)
 
-    ready = "in sync with old-0:9092: ready for cutover"
+    ready = "in sync with old-0:9092: ready for cutover" + FENCED
     assert (synced.unit_status, synced.app_status) == (
         testing.ActiveStatus(ready),
         testing.ActiveStatus(ready),
@@ -84,12 +84,12 @@ def test_the_broker_keeps_serving_after_stop_migration(ctx):
     services = out.get_container("kafka").service_statuses
     assert services["kafka"] == ops.pebble.ServiceStatus.ACTIVE
     assert services["mirrormaker"] != ops.pebble.ServiceStatus.ACTIVE
-    assert out.unit_status == testing.ActiveStatus("broker and controller")
+    # Stopped is not finished: the fence stays, and the status says so.
+    assert out.unit_status == testing.ActiveStatus("migration stopped" + FENCED)
 
 
 def test_invalid_migration_option_blocks_the_unit(ctx):
-    options: dict[str, Any] = {"mirrormaker-tasks-max": 0}
-    state, _ = serving(ctx, **options)
+    state, _ = serving(ctx, **{"mirrormaker-tasks-max": 0})
 
     out = ctx.run(ctx.on.config_changed(), state)
 
@@ -108,7 +108,7 @@ def test_no_secret_value_in_status_or_action_output(ctx):
 
 
 def test_rotation_on_the_leader_gives_mirrormaker_the_new_password_at_once(ctx, tmp_path):
-    state, _ = serving(ctx, etc=tmp_path)
+    state, _ = serving(ctx, tmp_path)
     started = ctx.run(ctx.on.action("start-migration"), state)
     [secret] = [s for s in started.secrets if s.label == "internal-credentials"]
     # Every unit's broker runs with the current replication user: the rotation goes on at once.

@@ -26,6 +26,7 @@ from charms.kafka_k8s.v0 import mirrormaker as mm
 from charms.kafka_k8s.v0.mirrormaker import Migration, TargetCluster, _MigrationRequest
 from tests.unit.helpers import (
     CHARMCRAFT,
+    FENCED,
     LAGGING,
     MM2,
     MM2_SECRETS,
@@ -261,7 +262,8 @@ def test_start_with_external_source(ctx):
     assert "-Xmx" in plan.environment["KAFKA_HEAP_OPTS"]
     assert service(out) == ops.pebble.ServiceStatus.ACTIVE
     assert unit_state(out) == {"service": "active", "exactly-once": "disabled"}
-    assert out.unit_status == testing.ActiveStatus(LAGGING.format(source="old-0:9092"))
+    assert out.unit_status == testing.ActiveStatus(LAGGING.format(source="old-0:9092") + FENCED)
+    assert json.loads(results["fenced-topics"]) == ["orders", "payments"]
     assert_no_secret_leaked(ctx, out)
 
 
@@ -522,7 +524,7 @@ def test_start_with_relation_source(ctx):
         "org.apache.kafka.common.security.scram.ScramLoginModule required "
         f'username="relation-7" password="{RELATION_PASSWORD}";'
     )
-    assert out.unit_status == testing.ActiveStatus(LAGGING.format(source="old-kafka"))
+    assert out.unit_status == testing.ActiveStatus(LAGGING.format(source="old-kafka") + FENCED)
     assert (ctx.action_results or {})["source"] == "old-kafka"
     assert_no_secret_leaked(ctx, out)
 
@@ -923,7 +925,7 @@ def test_stop_migration(ctx):
     assert unit_request(out)["state"] == "stopped"
     assert unit_request(out)["seq"] == 2
     assert unit_state(out)["service"] == "inactive"
-    assert out.unit_status == testing.ActiveStatus("broker")
+    assert out.unit_status == testing.ActiveStatus("migration stopped" + FENCED)
     again = ctx.run(ctx.on.action("stop-migration"), out)
     assert "already stopped" in (ctx.action_results or {})["message"]
     assert unit_request(again) == unit_request(out)
@@ -1036,7 +1038,7 @@ def test_migration_status_while_lagging(ctx):
     assert json.loads(results["reasons"]) == [
         "topic orders: 50 records behind",
         "topic payments is not on the target yet",
-        "group billing: no offsets on the target yet for orders",
+        "group billing: 2 consumers still read from the source cluster",
     ]
     assert results["clusters"] == {"source": "reachable", "target": "reachable"}
     assert (results["lag"], results["lag-threshold"]) == ("100", "0")
@@ -1111,13 +1113,26 @@ def test_migration_status_lag_threshold(ctx, clusters):
     assert tolerant["lag"] == "30"
 
 
-def test_migration_status_group_behind(ctx, clusters):
+def test_migration_status_group_behind_does_not_hold_up_the_cutover(ctx, clusters):
     clusters.in_sync()
     clusters.commits["target"]["billing"] = {"orders": {0: 100, 1: 90}}
     _, results = migration_status(ctx, running())
-    assert json.loads(results["reasons"]) == ["group billing: 30 records behind on the target"]
-    assert (
-        results["summary"] == "migrating from old-0:9092: 2 topics, lag 0 records, 1 group behind"
+    [group] = json.loads(results["groups"])
+    assert (group["lag"], group["synced"]) == (30, False)
+    assert json.loads(results["reasons"]) == []
+    assert results["ready-for-cutover"] == "true"
+
+
+def test_migration_status_group_still_consumed_on_the_source(ctx, clusters):
+    clusters.in_sync()
+    clusters.members["billing"] = 2
+    _, results = migration_status(ctx, running())
+    assert json.loads(results["reasons"]) == [
+        "group billing: 2 consumers still read from the source cluster"
+    ]
+    assert results["summary"] == (
+        "migrating from old-0:9092: 2 topics, lag 0 records; group billing: 2 consumers still "
+        "read from the source cluster"
     )
 
 
@@ -1212,11 +1227,13 @@ def test_migration_status_as_a_table(ctx, clusters):
         "source",
         "units",
         "table",
+        "fence",
+        "fenced-topics",
     }
     lines = results["table"].splitlines()
     assert lines[:2] == ["in sync with old-0:9092: ready for cutover", "ready for cutover: yes"]
     assert re.search(r"^orders +2 +300 +300 +300 +300 +0$", results["table"], re.M)
-    assert re.search(r"^billing +yes +2 +orders +220 +220 +0 +yes$", results["table"], re.M)
+    assert re.search(r"^billing +no +0 +orders +220 +220 +0 +yes$", results["table"], re.M)
     assert re.search(r"^MirrorSourceConnector-1 +RUNNING$", results["table"], re.M)
     assert re.search(r"^kafka-k8s/2 +active +disabled$", results["table"], re.M)
 
@@ -1263,12 +1280,13 @@ def test_migration_status_when_stopped_says_why_it_is_not_ready(ctx, clusters):
 
 def test_status_while_lagging_is_refreshed_on_update_status(ctx, clusters):
     out = ctx.run(ctx.on.update_status(), running())
-    assert out.unit_status == testing.ActiveStatus(LAGGING.format(source="old-0:9092"))
-    assert out.app_status == testing.ActiveStatus(LAGGING.format(source="old-0:9092"))
+    lagging = testing.ActiveStatus(LAGGING.format(source="old-0:9092") + FENCED)
+    assert (out.unit_status, out.app_status) == (lagging, lagging)
     assert set(clusters.timeouts) == {mm._STATUS_TIMEOUT}
     clusters.in_sync()
     again = ctx.run(ctx.on.update_status(), out)
-    assert again.unit_status == testing.ActiveStatus("in sync with old-0:9092: ready for cutover")
+    ready = "in sync with old-0:9092: ready for cutover" + FENCED
+    assert again.unit_status == testing.ActiveStatus(ready)
 
 
 @pytest.mark.parametrize(
@@ -1309,4 +1327,4 @@ def test_status_does_not_query_the_clusters_in_collect_status(ctx, clusters):
 def test_status_summary_is_dropped_once_stopped(ctx, clusters):
     out = ctx.run(ctx.on.update_status(), running())
     stopped = ctx.run(ctx.on.action("stop-migration"), out)
-    assert stopped.unit_status == testing.ActiveStatus("broker")
+    assert stopped.unit_status == testing.ActiveStatus("migration stopped" + FENCED)

@@ -11,9 +11,17 @@ The source is either the `migration-source` relation (interface `kafka_client`, 
 `data_platform_helpers.interfaces`) or any reachable Kafka named by the
 `mirrormaker-source-bootstrap-servers` option plus a Juju user secret in
 `mirrormaker-source-credentials` (keys `username`, `password`, optional `sasl-mechanism`,
-`security-protocol`, `ca`). The actions `start-migration` (with `dry-run`), `stop-migration` and
-`migration-status` work from any unit: a request goes into the acting unit's peer databag, and
-every unit follows the newest request it sees.
+`security-protocol`, `ca`). The actions `start-migration` (with `dry-run`), `stop-migration`,
+`migration-status`, `switch-group` and `finish-migration` work from any unit: a request goes into
+the acting unit's peer databag, and every unit follows the newest request it sees.
+
+The cutover: while a migration is requested and not finished, the topics it copies into are
+fenced (`fenced_topics()`: the host withholds their WRITE from its client users). The verdict
+"ready for cutover" needs the target in sync by content (what a `read_committed` consumer reads)
+and the source quiet. `switch-group` and `finish-migration` move consumer groups exactly: from
+MirrorMaker's offset syncs, both clusters' records are matched by content, so a moved consumer
+reads every record it had not read on the source and none it had. `finish-migration` stops
+MirrorMaker, switches every group, lifts the fence and records the finished migration.
 
 ## Adopting it
 
@@ -49,15 +57,22 @@ config:
     mirrormaker-replication-policy: {type: string, default: identity}
     mirrormaker-heap-mb: {type: int}
     mirrormaker-source-role: {type: string, default: consumer}
+    mirrormaker-fence-target: {type: boolean, default: true}
 actions:
   start-migration:
-    params: {dry-run: {type: boolean, default: false}}
+    params: {dry-run: {type: boolean, default: false}, force: {type: boolean, default: false}}
   stop-migration: {}
   migration-status:
     params:
       format: {type: string, enum: [json, table], default: json}
       topic: {type: string}
       lag-threshold: {type: integer, minimum: 0, default: 0}
+      quiet-seconds: {type: integer, minimum: 1, maximum: 600, default: 10}
+  switch-group:
+    params: {group: {type: string}, dry-run: {type: boolean, default: false}}
+    required: [group]
+  finish-migration:
+    params: {force: {type: boolean, default: false}, cleanup: {type: boolean, default: false}}
 ```
 
 (kafka-k8s's own `charmcraft.yaml` has the same entries with their descriptions.) The host
@@ -65,7 +80,8 @@ creates a SCRAM user for MirrorMaker on its own cluster and grants it the rights
 needs there (kafka-k8s's `acls.mirrormaker_acls`; `MIRRORMAKER_NAMES` lists the topics, groups
 and transactional ids MirrorMaker uses, which no client of the host should be granted: its
 connector configs live in the `mm2-configs.*` topic), passes the library the cluster as that
-user reaches it, routes its state-changing events to one reconcile, and shows the library's
+user reaches it, routes its state-changing events (and `on.fence_changed`) to one reconcile,
+leaves WRITE out of its client users' grants on `fenced_topics()`, and shows the library's
 status in collect-status. The library never sets a status itself:
 
 ```python
@@ -85,7 +101,8 @@ class KafkaCharm(ops.CharmBase):
         )
         for event in (self.on.config_changed, self.on.update_status, self.on.secret_changed,
                       self.on["migration-source"].relation_changed,
-                      self.on["cluster"].relation_changed, self.on["kafka"].pebble_ready):
+                      self.on["cluster"].relation_changed, self.on["kafka"].pebble_ready,
+                      self.migration.on.fence_changed):
             framework.observe(event, self._reconcile)
         framework.observe(self.on.collect_unit_status, self._on_collect_status)
         framework.observe(self.on.collect_app_status, self._on_collect_status)
@@ -100,7 +117,7 @@ class KafkaCharm(ops.CharmBase):
         )
 
     def _reconcile(self, _: ops.EventBase) -> None:
-        ...  # the broker first
+        ...  # the broker first; clients get no WRITE on self.migration.fenced_topics()
         self.migration.reconcile()
 
     def _on_collect_status(self, event: ops.CollectStatusEvent) -> None:
@@ -128,17 +145,22 @@ Everything else is private and may change within `LIBAPI` 0.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import os
 import re
 import ssl
+import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import PurePosixPath
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, NamedTuple, TypeVar, cast
 
 import jinja2
 import ops
@@ -163,7 +185,7 @@ from kafka.admin import (
     ResourceType,
 )
 from kafka.protocol.consumer import IsolationLevel  # pyright: ignore[reportMissingImports]
-from kafka.structs import TopicPartition
+from kafka.structs import OffsetAndMetadata, TopicPartition
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 # The unique Charmhub library identifier, never change it
@@ -218,6 +240,7 @@ _SOURCE_ALIAS = "source"
 _TARGET_ALIAS = "target"
 _REQUEST_KEY = "mirrormaker-request"
 _STATE_KEY = "mirrormaker-state"
+_TOPICS_KEY = "mirrormaker-topics"
 _CLIENT_TIMEOUT = 10.0
 _STATUS_TIMEOUT = 5.0
 _MAX_LISTED = 200
@@ -228,11 +251,13 @@ _RIGHTS_PROBE_GROUP = "kafka-k8s-migration-rights-probe"
 _MAX_REASONS = 20
 _ERROR_CHARS = 240
 _STATUS_CHARS = 120
+# Seconds the source's end offsets must stay put before the migration is ready for cutover.
+_QUIET_SECONDS = 10.0
 
 _SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
 _SecurityProtocol = Literal["SASL_PLAINTEXT", "SASL_SSL"]
 _ExactlyOnceSupport = Literal["disabled", "preparing", "enabled"]
-_RequestedState = Literal["running", "stopped"]
+_RequestedState = Literal["running", "stopped", "finished"]
 
 _SASL_MECHANISMS: tuple[str, ...] = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 _SECURITY_PROTOCOLS: tuple[str, ...] = ("SASL_PLAINTEXT", "SASL_SSL")
@@ -493,6 +518,7 @@ class MigrationConfig(BaseModel):
     source_role: Literal["consumer", "admin"] = Field(
         default="consumer", validation_alias="mirrormaker-source-role"
     )
+    fence_target: bool = Field(default=True, validation_alias="mirrormaker-fence-target")
 
     _split_lists = field_validator(
         "source_bootstrap_servers",
@@ -771,8 +797,9 @@ rest.advertised.port={{ workload.rest_port }}
 # A group is translated to the newest offset sync at or before its offset. A task keeps one
 # pending sync per partition and drops older ones while ten are in flight, so at the default of
 # one sync per 100 records a fast copy loses a partition's first syncs and an idle group committed
-# before them is never translated. One sync per 1000 records, sent without linger, keeps them;
-# a consumer that moves reads again at most that many records per partition.
+# before them is never translated. One sync per 1000 records, sent without linger, keeps them.
+# MirrorMaker's own translation stays conservative (its checkpoints keep older syncs only at
+# growing distances); switch-group and finish-migration set exact offsets from the syncs.
 offset.lag.max=1000
 {{ source }}->{{ target }}.target.producer.linger.ms=0
 {{ target }}.exactly.once.source.support={{ settings.exactly_once_support }}
@@ -939,11 +966,32 @@ def _mirrormaker_layer(settings: MirrorMakerSettings) -> ops.pebble.LayerDict:
 # Peer state ------------------------------------------------------------------------------------
 
 
+class _FinishedMigration(BaseModel):
+    """What `finish-migration` recorded: when, from which source, what moved."""
+
+    model_config = ConfigDict(frozen=True)
+
+    at: str
+    source: str
+    topics: list[str] = Field(default_factory=list)
+    records: int = 0
+    groups: list[str] = Field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line about the finished migration."""
+        return (
+            f"the migration from {self.source} was finished at {self.at}: "
+            f"{_count(len(self.topics), 'topic')}, {_count(self.records, 'record')}, "
+            f"{_count(len(self.groups), 'group')} switched"
+        )
+
+
 class _MigrationRequest(BaseModel):
     """What an operator last asked for, as a unit recorded it in its peer databag.
 
     Requests are ordered by `seq` (one more than the newest the acting unit had seen), then by
-    time and unit name, so every unit picks the same newest request.
+    time and unit name, so every unit picks the same newest request. A `finished` request
+    carries what `finish-migration` recorded.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -954,6 +1002,12 @@ class _MigrationRequest(BaseModel):
     by: str = ""
     # Set when a unit stopped the migration itself because its source went away.
     reason: str = ""
+    finished: _FinishedMigration | None = None
+
+    @property
+    def fences(self) -> bool:
+        """Whether this request fences the migrated topics: a migration not finished."""
+        return self.seq > 0 and self.state != "finished"
 
     def order(self) -> tuple[int, int, str]:
         """The sort key: newest last."""
@@ -961,7 +1015,7 @@ class _MigrationRequest(BaseModel):
 
     def raw(self) -> str:
         """The request as a unit records it in its databag."""
-        return self.model_dump_json(exclude=None if self.reason else {"reason"})
+        return self.model_dump_json(exclude_none=True, exclude=None if self.reason else {"reason"})
 
 
 class UnitState(BaseModel):
@@ -1957,6 +2011,492 @@ def _copy_topic_acls(
     return acls
 
 
+# Records and offset syncs -----------------------------------------------------------------------
+#
+# MirrorMaker copies each partition in order and at least once: a task that restarts sends again
+# what it had sent since its last committed source offset, so a target partition holds runs of
+# the source's records, each in source order, a later run starting again before an earlier one
+# ended. Records a `read_committed` consumer never sees (aborted ones, transaction markers,
+# compacted-away offsets) are never copied, so offsets differ between the clusters. The offset
+# syncs MirrorMaker writes on the target are exact pairs: the source record at `upstream` was
+# written to the target at `downstream`. From such a pair, the records of both partitions,
+# walked in step and matched by content (key, value, headers and timestamp), say which source
+# record every target record copies; what a consumer switched at any offset would read follows.
+
+_Content = tuple[bytes | None, bytes | None, tuple[tuple[str, bytes | None], ...], int]
+"""What identifies a record across clusters: key, value, headers and timestamp."""
+
+_Partition = tuple[str, int]
+"""A topic and a partition number."""
+
+# How far one walk reads in a partition, on each cluster; what lies beyond is not looked at.
+_WALK_LIMIT = 200_000
+# How many records past a time `offsets_for_times` gave a content search reads at most.
+_SEARCH_LIMIT = 20_000
+# Offsets past the newest offset sync within which a partition's lag is counted record by record.
+_EXACT_LAG_WINDOW = 5_000
+# Records of the offset-syncs topic read at first, from its end; each further read doubles.
+_SYNC_CHUNK = 2_000
+_MIRRORMAKER_CONNECTOR = "MirrorSourceConnector"
+
+
+class _Record(NamedTuple):
+    """A record as a `read_committed` consumer reads it: its offset and its content."""
+
+    offset: int
+    content: _Content
+
+
+class _OffsetSync(NamedTuple):
+    """One of MirrorMaker's offset syncs: source `upstream` was copied to target `downstream`."""
+
+    topic: str
+    partition: int
+    upstream: int
+    downstream: int
+
+
+def _offset_syncs_topic() -> str:
+    """MirrorMaker's offset-syncs topic, which `offset-syncs.topic.location=target` puts here.
+
+    Kafka names it after the cluster at the other end of the flow from where it lives
+    (`MirrorSourceConfig.offsetSyncsTopic`): on the target, after the source.
+    """
+    return f"mm2-offset-syncs.{_SOURCE_ALIAS}.internal"
+
+
+def _internal_topics(migrated: Collection[str]) -> list[str]:
+    """The topics MirrorMaker made on the target for itself (`heartbeats` unless migrated)."""
+    names = [
+        _offset_syncs_topic(),
+        f"mm2-configs.{_SOURCE_ALIAS}.internal",
+        f"mm2-offsets.{_SOURCE_ALIAS}.internal",
+        f"mm2-status.{_SOURCE_ALIAS}.internal",
+        f"{_SOURCE_ALIAS}.checkpoints.internal",
+    ]
+    return names if "heartbeats" in migrated else [*names, "heartbeats"]
+
+
+def _decode_offset_sync(key: bytes | None, value: bytes | None) -> _OffsetSync | None:
+    """An offset-syncs record (Kafka's `OffsetSync` key and value schemas), or None if it is not.
+
+    The key is the source topic as a string (int16 length, UTF-8) and the partition (int32); the
+    value the upstream and downstream offsets (int64 each), all big-endian.
+    """
+    if not key or not value or len(key) < 6 or len(value) != 16:
+        return None
+    (length,) = struct.unpack_from(">h", key)
+    if length < 0 or len(key) != 2 + length + 4:
+        return None
+    (partition,) = struct.unpack_from(">i", key, 2 + length)
+    upstream, downstream = struct.unpack(">qq", value)
+    return _OffsetSync(
+        key[2 : 2 + length].decode(errors="replace"), partition, upstream, downstream
+    )
+
+
+def _decode_source_offset(key: bytes | None, value: bytes | None) -> tuple[_Partition, int] | None:
+    """A source offset MirrorMaker committed, from Kafka Connect's offsets topic, or None.
+
+    The key is `["MirrorSourceConnector", {"cluster": ..., "topic": ..., "partition": ...}]`, the
+    value `{"offset": N}`: the offset of the last source record whose copy was acknowledged.
+    """
+    try:
+        connector, partition = json.loads(key or b"null")
+        offset = json.loads(value)["offset"] if value else None
+    except (ValueError, TypeError, KeyError):
+        return None
+    if connector != _MIRRORMAKER_CONNECTOR or not isinstance(partition, dict):
+        return None
+    if partition.get("cluster") != _SOURCE_ALIAS or not isinstance(offset, int):
+        return None
+    topic, number = partition.get("topic"), partition.get("partition")
+    if not isinstance(topic, str) or not isinstance(number, int):
+        return None
+    return (topic, number), offset
+
+
+def _copies(source: Sequence[_Record], target: Sequence[_Record]) -> list[int | None]:
+    """For each target record, the index in `source` of the record it copies; None if unknown.
+
+    The target is walked in step with the source: a record that equals the source record after
+    the one the previous target record copied continues the run. Any other record starts a new
+    run (a re-send, or a gap where the target's own compaction removed records); of equal source
+    records, the one nearest to where the run stood is taken. A record the source does not hold
+    from the walk's first offset on (sent again from before it, or compacted away on the source
+    since) copies nothing known.
+    """
+    where: dict[_Content, list[int]] = {}
+    for index, record in enumerate(source):
+        where.setdefault(record.content, []).append(index)
+    copies: list[int | None] = []
+    expected = 0
+    for record in target:
+        if expected < len(source) and source[expected].content == record.content:
+            index = expected
+        elif candidates := where.get(record.content):
+            index = min(candidates, key=lambda candidate: (abs(candidate - expected), candidate))
+        else:
+            copies.append(None)
+            continue
+        copies.append(index)
+        expected = index + 1
+    return copies
+
+
+class _Position(NamedTuple):
+    """Where a consumer of the target resumes for a source offset, and what it then reads.
+
+    `re_read`: target records at or after `offset` that copy a record before the source offset
+    (or an unknown one); `skip`: source records at or after it whose every copy lies before.
+    """
+
+    offset: int
+    re_read: int
+    skip: int
+
+
+@dataclass(frozen=True)
+class _Walk:
+    """One partition on both clusters from an anchor on, and which target record copies which.
+
+    `source` holds the source's committed records from the anchor's upstream offset, `target`
+    the target's from the anchor's downstream offset (or from earlier, to judge an offset
+    there); `target_end` is the target's end offset when it was read. `complete` is whether
+    both were read to their ends.
+    """
+
+    source: Sequence[_Record]
+    target: Sequence[_Record]
+    target_end: int
+    complete: bool = True
+    how: str = "offset sync"
+    copies: list[int | None] = field(default_factory=list)
+
+    @classmethod
+    def of(
+        cls,
+        source: Sequence[_Record],
+        target: Sequence[_Record],
+        target_end: int,
+        *,
+        complete: bool = True,
+        how: str = "offset sync",
+    ) -> _Walk:
+        """The walk, with the copies computed."""
+        return cls(source, target, target_end, complete, how, _copies(source, target))
+
+    def _first_at_or_after(self, committed: int) -> int:
+        return bisect.bisect_left([record.offset for record in self.source], committed)
+
+    def copied_before(self, committed: int) -> bool:
+        """Whether the target holds the last source record before `committed` (or needs none)."""
+        first_new = self._first_at_or_after(committed)
+        return first_new == 0 or (first_new - 1) in set(self.copies)
+
+    def copied_up_to(self) -> int | None:
+        """One past the source offset of the furthest record copied, if any was."""
+        known = [index for index in self.copies if index is not None]
+        return self.source[max(known)].offset + 1 if known else None
+
+    def lag(self) -> int:
+        """Source records after the furthest one the target holds."""
+        known = [index for index in self.copies if index is not None]
+        return len(self.source) - 1 - max(known) if known else len(self.source)
+
+    def _last_copies(self, first_new: int) -> dict[int, int]:
+        """For each source record from `first_new` on that was copied, its last copy's index."""
+        last: dict[int, int] = {}
+        for position, index in enumerate(self.copies):
+            if index is not None and index >= first_new:
+                last[index] = position
+        return last
+
+    def judge(self, committed: int, offset: int) -> _Position:
+        """What a consumer resuming at target `offset` reads, against source offset `committed`."""
+        first_new = self._first_at_or_after(committed)
+        start = bisect.bisect_left([record.offset for record in self.target], offset)
+        re_read = sum(1 for index in self.copies[start:] if index is None or index < first_new)
+        last = self._last_copies(first_new)
+        return _Position(offset, re_read, sum(1 for at in last.values() if at < start))
+
+    def position(self, committed: int) -> _Position:
+        """The target offset matching source offset `committed`: the furthest that skips nothing.
+
+        Every source record at or after `committed` that the target holds keeps its last copy at
+        or after it, so nothing is skipped; past that, each record before it would be a re-read.
+        """
+        last = self._last_copies(self._first_at_or_after(committed))
+        first = min(last.values(), default=len(self.target))
+        offset = self.target[first].offset if first < len(self.target) else self.target_end
+        return self.judge(committed, offset)
+
+
+class _LogClient:
+    """Reads partitions record by record and commits group offsets, with kafka-python.
+
+    Records are read as a `read_committed` consumer reads them, with no consumer group: the
+    client commits nothing while it reads.
+    """
+
+    def __init__(self, cluster: KafkaCluster, role: str, timeout: float = _CLIENT_TIMEOUT):
+        self.cluster = cluster
+        self.role = role
+        self.timeout = timeout
+        self._config = _kafka_python_config(cluster, timeout)
+        self._reader: KafkaConsumer | None = None
+        self._admin_client: KafkaAdminClient | None = None
+        _quiet_kafka_logs()  # its DEBUG records carry its configuration, the password with it
+
+    def __enter__(self) -> _LogClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connections."""
+        reader, self._reader = self._reader, None
+        admin, self._admin_client = self._admin_client, None
+        if reader is not None:
+            reader.close(autocommit=False)
+        if admin is not None:
+            admin.close()
+
+    def _unreachable(self, error: object) -> ClusterUnreachableError:
+        where = f"{self.role} cluster at {self.cluster.bootstrap}"
+        if isinstance(error, kafka_errors.SaslAuthenticationFailedError):
+            return ClusterUnreachableError(
+                f"{where} refused the login of {self.cluster.username}", refused=True
+            )
+        if isinstance(error, kafka_errors.BrokerResponseError):
+            return ClusterUnreachableError(f"{where} refused the request: {error}")
+        return ClusterUnreachableError(f"{where} did not answer: {error or 'timed out'}")
+
+    def _consumer(self) -> KafkaConsumer:
+        if self._reader is None:
+            try:
+                self._reader = KafkaConsumer(
+                    **self._config,
+                    group_id=None,
+                    enable_auto_commit=False,
+                    isolation_level="read_committed",
+                    auto_offset_reset="earliest",
+                    fetch_max_wait_ms=50,
+                    max_poll_records=5000,
+                )
+            except (kafka_errors.KafkaError, OSError) as error:
+                raise self._unreachable(error) from None
+        return self._reader
+
+    def _admin(self) -> KafkaAdminClient:
+        if self._admin_client is None:
+            try:
+                self._admin_client = _AdminClient(**self._config)
+            except (kafka_errors.KafkaError, OSError) as error:
+                raise self._unreachable(error) from None
+        return self._admin_client
+
+    def bounds(self, partitions: Collection[_Partition]) -> dict[_Partition, tuple[int, int]]:
+        """The first offset and the end offset (last stable offset) of each partition.
+
+        Raises:
+            ClusterUnreachableError: if the cluster does not answer in time.
+        """
+        if not partitions:
+            return {}
+        # kafka-python 3's timeouts; the type stubs know an older release.
+        consumer = cast(Any, self._consumer())
+        wanted = [TopicPartition(topic, number) for topic, number in partitions]
+        timeout_ms = int(self.timeout * 1000)
+        try:
+            starts = consumer.beginning_offsets(wanted, timeout_ms=timeout_ms)
+            ends = consumer.end_offsets(wanted, timeout_ms=timeout_ms)
+        except (kafka_errors.KafkaError, OSError) as error:
+            raise self._unreachable(error) from None
+        return {(p.topic, p.partition): (starts[p], ends[p]) for p in wanted}
+
+    def read(
+        self, ranges: Mapping[_Partition, tuple[int, int]], limit: int = _WALK_LIMIT
+    ) -> dict[_Partition, tuple[list[_Record], bool]]:
+        """The committed records of each partition from `start` up to `end`, at most `limit`.
+
+        Returns, per partition, the records and whether the reading reached `end`.
+
+        Raises:
+            ClusterUnreachableError: if the cluster does not answer, or no record arrives for
+                the timeout.
+        """
+        read: dict[_Partition, tuple[list[_Record], bool]] = {p: ([], True) for p in ranges}
+        pending = {
+            TopicPartition(topic, number): (start, end)
+            for (topic, number), (start, end) in ranges.items()
+            if start < end
+        }
+        if not pending:
+            return read
+        consumer = self._consumer()
+        try:
+            consumer.assign(list(pending))
+            for partition, (start, _) in pending.items():
+                consumer.seek(partition, start)
+            self._poll(consumer, pending, read, limit)
+        except (kafka_errors.KafkaError, OSError) as error:
+            raise self._unreachable(error) from None
+        finally:
+            consumer.assign([])
+        return read
+
+    def _poll(
+        self,
+        consumer: KafkaConsumer,
+        pending: dict[TopicPartition, tuple[int, int]],
+        read: dict[_Partition, tuple[list[_Record], bool]],
+        limit: int,
+    ) -> None:
+        """Poll until every pending partition reached its end or its limit."""
+        deadline = time.monotonic() + self.timeout
+        while pending:
+            if time.monotonic() > deadline:
+                raise self._unreachable(f"timed out reading {', '.join(map(str, pending))}")
+            for partition, records in consumer.poll(timeout_ms=200).items():
+                if partition not in pending:
+                    continue
+                kept = read[(partition.topic, partition.partition)][0]
+                end = pending[partition][1]
+                kept += [_record(record) for record in records if record.offset < end]
+                deadline = time.monotonic() + self.timeout
+            for partition, (_, end) in list(pending.items()):
+                key = (partition.topic, partition.partition)
+                if len(read[key][0]) >= limit:
+                    read[key] = (read[key][0][:limit], False)
+                elif (consumer.position(partition) or 0) < end:
+                    continue
+                del pending[partition]
+                consumer.pause(partition)
+
+    def first_offsets_at(self, times: Mapping[_Partition, int]) -> dict[_Partition, int | None]:
+        """The first offset of each partition whose timestamp is at or after the given one.
+
+        Raises:
+            ClusterUnreachableError: if the cluster does not answer in time.
+        """
+        wanted = {TopicPartition(t, p): at for (t, p), at in times.items()}
+        try:
+            found = cast(Any, self._consumer()).offsets_for_times(
+                wanted, timeout_ms=int(self.timeout * 1000)
+            )
+        except (kafka_errors.KafkaError, OSError) as error:
+            raise self._unreachable(error) from None
+        return {
+            (p.topic, p.partition): (found[p].offset if found.get(p) else None) for p in wanted
+        }
+
+    def offset_syncs(
+        self, wanted: Mapping[_Partition, int | None]
+    ) -> dict[_Partition, _OffsetSync]:
+        """For each source partition, the newest offset sync at or before the given offset.
+
+        None wants the newest sync. The topic is read back from its end, in growing chunks,
+        until every partition has one or its beginning is reached.
+
+        Raises:
+            ClusterUnreachableError: if the cluster does not answer in time.
+        """
+        topic = _offset_syncs_topic()
+        if not wanted or topic not in self.topics():
+            return {}
+        start, high = self.bounds([(topic, 0)])[(topic, 0)]
+        found: dict[_Partition, _OffsetSync] = {}
+        chunk = _SYNC_CHUNK
+        while high > start and len(found) < len(wanted):
+            low = max(start, high - chunk)
+            records, _ = self.read({(topic, 0): (low, high)}, limit=high - low)[(topic, 0)]
+            for record in reversed(records):
+                sync = _decode_offset_sync(record.content[0], record.content[1])
+                if sync is None:
+                    continue
+                key = (sync.topic, sync.partition)
+                if key not in wanted or key in found:
+                    continue
+                at_most = wanted[key]
+                if at_most is None or sync.upstream <= at_most:
+                    found[key] = sync
+            high, chunk = low, chunk * 2
+        return found
+
+    def source_offsets(self) -> dict[_Partition, int]:
+        """The last source offset MirrorMaker committed per partition (Kafka Connect's record).
+
+        Raises:
+            ClusterUnreachableError: if the cluster does not answer in time.
+        """
+        topic = f"mm2-offsets.{_SOURCE_ALIAS}.internal"
+        partitions = self.topics().get(topic, 0)
+        bounds = self.bounds([(topic, number) for number in range(partitions)])
+        committed: dict[_Partition, int] = {}
+        for records, _ in self.read(bounds, limit=sys.maxsize).values():
+            for record in records:
+                if decoded := _decode_source_offset(record.content[0], record.content[1]):
+                    committed[decoded[0]] = decoded[1]
+        return committed
+
+    def topics(self) -> dict[str, int]:
+        """Every topic, with its number of partitions.
+
+        Raises:
+            ClusterUnreachableError: if the cluster does not answer in time.
+        """
+        consumer = self._consumer()
+        try:
+            names = consumer.topics()
+        except (kafka_errors.KafkaError, OSError) as error:
+            raise self._unreachable(error) from None
+        return {name: len(consumer.partitions_for_topic(name) or ()) for name in names}
+
+    def commit(self, group: str, offsets: Mapping[_Partition, int]) -> None:
+        """Commit a group's offsets; the group must have no members.
+
+        Raises:
+            ClusterUnreachableError: if the cluster does not answer, or refuses a partition.
+        """
+        request = {
+            TopicPartition(topic, number): OffsetAndMetadata(offset, "", -1)
+            for (topic, number), offset in offsets.items()
+        }
+        try:
+            errors = cast(Any, self._admin()).alter_group_offsets(group, request)
+        except (kafka_errors.KafkaError, OSError) as error:
+            raise self._unreachable(error) from None
+        refused = [
+            f"{p.topic}[{p.partition}]: {error.__name__}"
+            for p, error in errors.items()
+            if error is not kafka_errors.NoError
+        ]
+        if refused:
+            raise self._unreachable(kafka_errors.KafkaError(", ".join(refused)))
+
+    def delete_topics(self, names: Collection[str]) -> list[str]:
+        """Delete those of these topics that exist; the ones deleted.
+
+        Raises:
+            ClusterUnreachableError: if the cluster does not answer, or refuses.
+        """
+        existing = sorted(set(names) & set(self.topics()))
+        if existing:
+            try:
+                self._admin().delete_topics(existing, timeout_ms=int(self.timeout * 1000))
+            except (kafka_errors.KafkaError, OSError) as error:
+                raise self._unreachable(error) from None
+        return existing
+
+
+def _record(record: Any) -> _Record:
+    """kafka-python's consumer record as a `_Record`."""
+    headers = tuple((str(name), value) for name, value in record.headers or ())
+    return _Record(record.offset, (record.key, record.value, headers, record.timestamp))
+
+
 # Migration status ------------------------------------------------------------------------------
 #
 # `migration-status`, the unit status while migrating and the demo all show a `MigrationReport`.
@@ -1992,11 +2532,13 @@ class _PartitionLag(_ReportPart):
 class _TopicLag(_ReportPart):
     """How far the target is behind the source on one topic.
 
-    `lag` counts, per partition, the records the source holds (end minus start offset) that
-    the target does not: records the source deleted by retention before they were copied do
-    not count, so a topic whose old segments are gone can still reach zero. Where the source
-    has transaction markers or compacted records it keeps a small remainder: raise
-    `lag-threshold` for such topics.
+    `lag` counts, per partition, the records a `read_committed` consumer of the source would
+    read that the target does not hold yet: from MirrorMaker's newest offset sync on, the
+    records of both partitions are compared by content, so aborted records, transaction
+    markers, compacted-away offsets and records copied twice do not count. Where a partition
+    has no offset sync yet, or more than `_EXACT_LAG_WINDOW` offsets follow it, its offsets
+    are counted instead (end minus start on each cluster): an estimate while copying.
+    `source-records` and `target-records` count offsets.
     """
 
     topic: str
@@ -2021,12 +2563,14 @@ class _GroupTopicLag(_ReportPart):
 
 
 class _GroupLag(_ReportPart):
-    """A consumer group: how much further behind it would be on the target than on the source.
+    """A consumer group, and what MirrorMaker's own offsets would make its consumers re-read.
 
-    Per partition, `lag` is the records ahead of the group's committed offset on the target
-    minus those ahead of it on the source: what a consumer switched now would read again.
-    MirrorMaker translates offsets conservatively, so a group that stopped in the middle of a
-    topic may keep a small lag; a group that read to the end reaches zero.
+    Per partition, `lag` is the offsets ahead of MirrorMaker's translated offset on the target
+    minus those ahead of the group's committed offset on the source. MirrorMaker translates
+    conservatively, and keeps older offset syncs only at growing distances, so this can be
+    large; `switch-group` and `finish-migration` set exact offsets instead, so it does not
+    hold up the cutover. A group with members on the source does: its consumers still read
+    the old cluster.
     """
 
     group: str
@@ -2084,12 +2628,29 @@ class _GroupOffsets(BaseModel):
     offsets: _GroupCommits = Field(default_factory=dict)
 
 
+class _Quiet(BaseModel):
+    """How long the source's end offsets were watched, and what was written meanwhile.
+
+    `required` is how long they must stay put for the cutover, `watched` how long they did (or
+    the window they were compared over), `writes` the records that arrived per topic.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    required: float
+    watched: float
+    writes: dict[str, int] = Field(default_factory=dict)
+
+
 class _MigrationSnapshot(BaseModel):
     """What the migration status is computed from, as fetched from both clusters and the peers.
 
     `source_topics` holds the migrated topics only; `target_topics` the copies of those that
     exist, by their target names; `target_groups` the target's commits of the source groups.
     `connectors` is None when it could not be read; `units` is None outside a charm.
+    `copy_lags` holds, per source topic and partition, the records counted by content that
+    the target lacks (None where they could not be counted). `quiet` is None when the
+    source was not watched for writes.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -2102,6 +2663,15 @@ class _MigrationSnapshot(BaseModel):
     units: dict[str, UnitState] | None = None
     problems: list[_ClusterProblem] = Field(default_factory=list)
     missing_rights: list[str] = Field(default_factory=list)
+    copy_lags: dict[str, list[int | None]] = Field(default_factory=dict)
+    quiet: _Quiet | None = None
+
+
+class _SourceWrite(_ReportPart):
+    """Records written to a source topic while it was watched."""
+
+    topic: str
+    records: int
 
 
 class MigrationReport(_ReportPart):
@@ -2118,6 +2688,8 @@ class MigrationReport(_ReportPart):
     groups: list[_GroupLag]
     connectors: list[_ConnectorStatus] | None
     units: list[_UnitStatus] | None
+    quiet_seconds: float = 0
+    source_writes: list[_SourceWrite] | None = None
     reasons: list[str]
 
     @property
@@ -2166,10 +2738,7 @@ class MigrationReport(_ReportPart):
             f"migrating from {self.source}: {_count(len(self.topics), 'topic')}, "
             f"lag {_count(self.lag, 'record')}"
         )
-        behind = sum(1 for group in self.groups if not group.synced)
-        if self.sync_group_offsets and behind:
-            message += f", {_count(behind, 'group')} behind"
-        elif self.lag <= self.lag_threshold:
+        if self.lag <= self.lag_threshold:
             message += f"; {self.reasons[0]}"
         return "active", _clip(message)
 
@@ -2200,12 +2769,20 @@ def _trace_summary(trace: str | None) -> str | None:
     return _clip(summary, _ERROR_CHARS)
 
 
-def _partition_lags(source: _TopicOffsets, target: _TopicOffsets | None) -> list[_PartitionLag]:
-    """Per partition: the offsets on both clusters and the records the target lacks."""
+def _partition_lags(
+    source: _TopicOffsets,
+    target: _TopicOffsets | None,
+    counted: Sequence[int | None] = (),
+) -> list[_PartitionLag]:
+    """Per partition: the offsets on both clusters and the records the target lacks.
+
+    `counted` holds the lags counted by content; offsets count the others.
+    """
     lags = []
     for partition, (start, end) in enumerate(zip(source.start, source.end, strict=True)):
         present = target is not None and partition < len(target.end)
         copied = target.records(partition) if target is not None and present else 0
+        exact = counted[partition] if partition < len(counted) else None
         lags.append(
             _PartitionLag(
                 partition=partition,
@@ -2213,7 +2790,7 @@ def _partition_lags(source: _TopicOffsets, target: _TopicOffsets | None) -> list
                 source_end_offset=end,
                 target_start_offset=target.start[partition] if target and present else None,
                 target_end_offset=target.end[partition] if target and present else None,
-                lag=max(0, source.records(partition) - copied),
+                lag=exact if exact is not None else max(0, source.records(partition) - copied),
             )
         )
     return lags
@@ -2230,7 +2807,10 @@ def _offsets(offsets: _Offsets | None) -> _TopicOffsets | None:
 
 
 def _topic_lags(
-    source: Mapping[str, _Offsets], target: Mapping[str, _Offsets], config: MigrationConfig
+    source: Mapping[str, _Offsets],
+    target: Mapping[str, _Offsets],
+    config: MigrationConfig,
+    counted: Mapping[str, Sequence[int | None]] | None = None,
 ) -> list[_TopicLag]:
     """Per source topic: its offsets on both clusters and the records the target lacks."""
     lags = []
@@ -2247,7 +2827,10 @@ def _topic_lags(
                 target_end_offset=sum(copied.end) if copied is not None else None,
                 source_records=offsets.total_records,
                 target_records=copied.total_records if copied is not None else 0,
-                lag=sum(lag.lag for lag in _partition_lags(offsets, copied)),
+                lag=sum(
+                    lag.lag
+                    for lag in _partition_lags(offsets, copied, (counted or {}).get(topic, ()))
+                ),
             )
         )
     return lags
@@ -2393,14 +2976,42 @@ def _data_reasons(
         elif topic.lag > lag_threshold:
             reasons.append(f"topic {topic.topic}: {_count(topic.lag, 'record')} behind")
     for group in groups:
-        missing = [topic.topic for topic in group.topics if topic.missing_partitions]
-        if missing:
-            reasons.append(f"group {group.group}: no offsets on the target yet for {missing[0]}")
-        elif not group.synced:
+        if group.active:
             reasons.append(
-                f"group {group.group}: {_count(group.lag, 'record')} behind on the target"
+                f"group {group.group}: {_count(group.members, 'consumer')} still read from "
+                "the source cluster"
             )
     return reasons
+
+
+def _source_writes(quiet: _Quiet | None) -> list[_SourceWrite] | None:
+    if quiet is None:
+        return None
+    return [_SourceWrite(topic=t, records=n) for t, n in sorted(quiet.writes.items()) if n]
+
+
+def _quiet_reasons(quiet: _Quiet | None) -> list[str]:
+    """Why the source is not quiet yet: topics still written, or not watched long enough."""
+    if quiet is None:
+        return []
+    writes = _source_writes(quiet) or []
+    if writes:
+        first, *others = writes
+        written = ", ".join(
+            [f"{first.records:,} records arrived on {first.topic}"]
+            + [f"{w.records:,} on {w.topic}" for w in others[:4]]
+        )
+        more = f" and {len(others) - 4} more topics" if len(others) > 4 else ""
+        return [
+            f"the source is still written: {written}{more} in the last {quiet.watched:.0f} s; "
+            "stop its producers"
+        ]
+    if quiet.watched < quiet.required:
+        return [
+            f"the source has been quiet for {quiet.watched:.0f} s of the "
+            f"{quiet.required:.0f} s the cutover waits for"
+        ]
+    return []
 
 
 def _build_report(
@@ -2420,7 +3031,9 @@ def _build_report(
         lag_threshold: records a topic or a group may lag and still be ready for cutover.
         topic: the one source topic the snapshot was fetched for, to detail its partitions.
     """
-    topics = _topic_lags(snapshot.source_topics, snapshot.target_topics, config)
+    topics = _topic_lags(
+        snapshot.source_topics, snapshot.target_topics, config, snapshot.copy_lags
+    )
     groups = [
         _group_lag(group, snapshot, config, lag_threshold)
         for group in sorted(snapshot.source_groups, key=lambda group: group.group)
@@ -2432,14 +3045,18 @@ def _build_report(
     partitions = []
     if topic is not None and detailed is not None:
         partitions = _partition_lags(
-            detailed, snapshot.target_topics.get(config.target_topic(topic))
+            detailed,
+            snapshot.target_topics.get(config.target_topic(topic)),
+            snapshot.copy_lags.get(topic, ()),
         )
     reasons = [problem.message for problem in snapshot.problems]
     reasons += snapshot.missing_rights
     reasons += _worker_reasons(units, connectors)
     if not topics and not any(problem.role == "source" for problem in snapshot.problems):
         reasons.append("no source topic is selected for migration")
-    reasons += _data_reasons(topics, groups if config.sync_group_offsets else [], lag_threshold)
+    reasons += _data_reasons(topics, groups, lag_threshold)
+    if not any(problem.role == "source" for problem in snapshot.problems):
+        reasons += _quiet_reasons(snapshot.quiet)
     return MigrationReport(
         source=source,
         lag_threshold=lag_threshold,
@@ -2452,6 +3069,8 @@ def _build_report(
         groups=groups,
         connectors=connectors,
         units=units,
+        quiet_seconds=snapshot.quiet.watched if snapshot.quiet else 0,
+        source_writes=_source_writes(snapshot.quiet),
         reasons=_capped(reasons),
     )
 
@@ -2508,6 +3127,146 @@ def _problem(client: _ClusterClient, error: Exception) -> _ClusterProblem:
     return _ClusterProblem(role=client.role, message=error.message, refused=error.refused)
 
 
+def _pause(seconds: float) -> None:
+    """Wait while the source is watched for writes (unit tests replace it)."""
+    time.sleep(seconds)
+
+
+def _now() -> float:
+    """Seconds since the epoch, for how long the source stayed quiet (unit tests replace it)."""
+    return time.time()
+
+
+def _watch_source(
+    source: _ClusterClient, topics: Mapping[str, _TopicOffsets], seconds: float
+) -> tuple[dict[str, _TopicOffsets], _Quiet]:
+    """The topics' offsets `seconds` later, and what was written to them meanwhile.
+
+    Raises:
+        ClusterUnreachableError: if the source does not answer in time.
+    """
+    _pause(seconds)
+    later = source.end_offsets({name: len(offsets.end) for name, offsets in topics.items()})
+    writes = {name: sum(later[name]) - sum(offsets.end) for name, offsets in topics.items()}
+    offsets = {
+        name: _TopicOffsets(start=offsets.start, end=tuple(later[name]))
+        for name, offsets in topics.items()
+    }
+    return offsets, _Quiet(required=seconds, watched=seconds, writes=writes)
+
+
+def _fetch_copy_lags(
+    source: _ClusterClient,
+    target: _ClusterClient,
+    config: MigrationConfig,
+    source_topics: Mapping[str, _TopicOffsets],
+    target_topics: Mapping[str, _TopicOffsets],
+) -> dict[str, list[int | None]]:
+    """Per source topic and partition, the committed records the target lacks, by content.
+
+    From MirrorMaker's newest offset sync of a partition (the copy of a source record), the
+    records after it are compared on both clusters. When the sync is the source's last record,
+    nothing is read. With more than `_EXACT_LAG_WINDOW` offsets after it, the lag is 0 if no
+    committed record follows it on the source, else the offsets after it on the source minus
+    those after its copy on the target, at least 1. A partition without a sync, or whose sync
+    does not hold, is None: offsets count it. A partition of which the target holds nothing
+    lags 0 if the source holds no committed record either (only aborted ones, say), None
+    otherwise.
+
+    Raises:
+        ClusterUnreachableError: if a cluster does not answer in time.
+    """
+    lags: dict[str, list[int | None]] = {
+        topic: [None] * len(offsets.end) for topic, offsets in source_topics.items()
+    }
+    held: dict[_Partition, tuple[tuple[int, int], tuple[int, int]]] = {}
+    empty: dict[_Partition, tuple[int, int]] = {}
+    for topic, offsets in source_topics.items():
+        copy = target_topics.get(config.target_topic(topic))
+        for number, (start, end) in enumerate(zip(offsets.start, offsets.end, strict=True)):
+            if copy is not None and number < len(copy.end) and copy.records(number):
+                held[(topic, number)] = ((start, end), (copy.start[number], copy.end[number]))
+            elif 0 < end - start <= _EXACT_LAG_WINDOW:
+                empty[(topic, number)] = (start, end)
+            elif end == start:
+                lags[topic][number] = 0
+    with (
+        _LogClient(source.cluster, "source", source.timeout) as source_logs,
+        _LogClient(target.cluster, "target", target.timeout) as target_logs,
+    ):
+        syncs = target_logs.offset_syncs(dict.fromkeys(held))
+        for (topic, number), (records, _) in source_logs.read(empty, limit=1).items():
+            lags[topic][number] = None if records else 0
+        plan = _LagPlan.of(held, syncs, config)
+        for (topic, number), lag in plan.known.items():
+            lags[topic][number] = lag
+        for (topic, number), (records, _) in source_logs.read(plan.beyond, limit=1).items():
+            if not records:
+                lags[topic][number] = 0
+        source_read = source_logs.read(plan.source, limit=_EXACT_LAG_WINDOW)
+        target_read = target_logs.read(plan.target, limit=4 * _EXACT_LAG_WINDOW)
+    for (topic, number), (records, _) in source_read.items():
+        copied = target_read[(config.target_topic(topic), number)]
+        lags[topic][number] = _counted_lag(records, copied, syncs[(topic, number)])
+    return lags
+
+
+@dataclass
+class _LagPlan:
+    """How each partition with an offset sync gets its lag counted.
+
+    `known`: lags known without reading (0 when the sync is the source's last record; the
+    offset estimate beyond `_EXACT_LAG_WINDOW`, 0 if `beyond` finds no record); `source` and
+    `target`: the ranges from the sync on to compare by content.
+    """
+
+    known: dict[_Partition, int] = field(default_factory=dict)
+    beyond: dict[_Partition, tuple[int, int]] = field(default_factory=dict)
+    source: dict[_Partition, tuple[int, int]] = field(default_factory=dict)
+    target: dict[_Partition, tuple[int, int]] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        held: Mapping[_Partition, tuple[tuple[int, int], tuple[int, int]]],
+        syncs: Mapping[_Partition, _OffsetSync],
+        config: MigrationConfig,
+    ) -> _LagPlan:
+        """The plan for partitions with their bounds on both clusters and newest syncs."""
+        plan = cls()
+        for (topic, number), sync in syncs.items():
+            (start, end), (target_start, target_end) = held[(topic, number)]
+            if not (start <= sync.upstream < end and target_start <= sync.downstream < target_end):
+                continue
+            if sync.upstream + 1 == end:
+                plan.known[(topic, number)] = 0
+            elif end - sync.upstream <= _EXACT_LAG_WINDOW:
+                plan.source[(topic, number)] = (sync.upstream, end)
+                plan.target[(config.target_topic(topic), number)] = (sync.downstream, target_end)
+            else:
+                plan.beyond[(topic, number)] = (sync.upstream + 1, end)
+                copied = max(0, target_end - sync.downstream - 1)
+                plan.known[(topic, number)] = max(1, end - sync.upstream - 1 - copied)
+        return plan
+
+
+def _counted_lag(
+    records: Sequence[_Record], copied: tuple[Sequence[_Record], bool], sync: _OffsetSync
+) -> int | None:
+    """The source records from a sync on that the target's records from it do not copy.
+
+    None when the sync does not hold (its records differ) or the target was not read whole.
+    """
+    target, complete = copied
+    if not (complete and records and target):
+        return None
+    if (records[0].offset, target[0].offset) != (sync.upstream, sync.downstream):
+        return None
+    if records[0].content != target[0].content:
+        return None
+    return _Walk.of(records, target, sync.downstream).lag()
+
+
 def _fetch_snapshot(
     source: _ClusterClient,
     target: _ClusterClient,
@@ -2515,16 +3274,22 @@ def _fetch_snapshot(
     *,
     topic: str | None = None,
     units: Mapping[str, UnitState] | None = None,
+    quiet_seconds: float = 0,
 ) -> _MigrationSnapshot:
     """Query both clusters for a migration report; a cluster that fails is a problem in it.
 
-    Every query is bounded by the clients' timeouts; nothing here raises for a cluster.
+    With `quiet_seconds`, the source's end offsets are read again that much later, and what
+    arrived meanwhile is reported. Every query is bounded by the clients' timeouts; nothing
+    here raises for a cluster.
     """
     problems = []
     source_topics: dict[str, _TopicOffsets] = {}
     source_groups: list[_GroupOffsets] = []
+    quiet = None
     try:
         source_topics, source_groups = _fetch_source(source, config, topic)
+        if quiet_seconds > 0:
+            source_topics, quiet = _watch_source(source, source_topics, quiet_seconds)
     except (ClusterUnreachableError, *_QUERY_ERRORS) as error:
         problems.append(_problem(source, error))
     target_topics: dict[str, _TopicOffsets] = {}
@@ -2542,6 +3307,12 @@ def _fetch_snapshot(
             missing_rights = _missing_source_rights(source, config, source_topics, target_topics)
         except ClusterUnreachableError as error:
             problems.append(_problem(source, error))
+    copy_lags: dict[str, list[int | None]] = {}
+    if not problems:
+        try:
+            copy_lags = _fetch_copy_lags(source, target, config, source_topics, target_topics)
+        except ClusterUnreachableError as error:
+            logger.warning("lag counted by offsets: %s", error.message)
     return _MigrationSnapshot(
         source_topics=source_topics,
         target_topics=target_topics,
@@ -2551,6 +3322,8 @@ def _fetch_snapshot(
         units=None if units is None else dict(units),
         problems=problems,
         missing_rights=missing_rights,
+        copy_lags=copy_lags,
+        quiet=quiet,
     )
 
 
@@ -2587,6 +3360,7 @@ def migration_report(
     lag_threshold: int = 0,
     topic: str | None = None,
     timeout: float = _CLIENT_TIMEOUT,
+    quiet_seconds: float = 0,
 ) -> MigrationReport:
     """Query both clusters and report the migration, as `migration-status` does.
 
@@ -2595,9 +3369,11 @@ def migration_report(
         target: the cluster migrated into, with a user that may read MirrorMaker's topics.
         config: the migration options; the defaults when None.
         units: each unit's published MirrorMaker state, when there are units to report.
-        lag_threshold: records a topic or a group may lag and still be ready for cutover.
+        lag_threshold: records a topic may lag and still be ready for cutover.
         topic: report only this source topic, with the detail of its partitions.
         timeout: seconds each query may take.
+        quiet_seconds: seconds the source's end offsets must stay put for the migration to be
+            ready for cutover; the report takes that long. 0 does not watch the source.
     """
     config = config or MigrationConfig()
     name = source.name if isinstance(source, SourceCluster) else source.bootstrap
@@ -2605,8 +3381,532 @@ def migration_report(
         _ClusterClient(source, "source", timeout) as source_client,
         _ClusterClient(target, "target", timeout) as target_client,
     ):
-        snapshot = _fetch_snapshot(source_client, target_client, config, topic=topic, units=units)
+        snapshot = _fetch_snapshot(
+            source_client,
+            target_client,
+            config,
+            topic=topic,
+            units=units,
+            quiet_seconds=quiet_seconds,
+        )
     return _build_report(snapshot, config, source=name, lag_threshold=lag_threshold, topic=topic)
+
+
+# Switching consumer groups -----------------------------------------------------------------------
+#
+# `switch-group` and `finish-migration` commit, for a group that no consumer uses on either
+# cluster, the target offsets matching its source offsets exactly. Per partition, one walk from
+# an anchor serves every group: the newest offset sync at or before the smallest committed
+# offset, or, when there is none, the copy of a source record found by content from its
+# timestamp on (`offsets_for_times`). Both partitions are read from the anchor to their ends:
+# a re-send can put copies of records before a group's offset after the first copies of those
+# at it. A partition that cannot be matched keeps MirrorMaker's offset; no offset is guessed.
+
+_SwitchResult = Literal["exact", "re-reads", "kept", "not copied"]
+
+
+class _SwitchRefusedError(MigrationError):
+    """A group cannot be switched now; the message says why. Nothing was changed."""
+
+
+class _PartitionSwitch(_ReportPart):
+    """One partition of a switched group.
+
+    `result`: `exact` (nothing re-read, nothing skipped), `re-reads` (the target offset skips
+    nothing but some records before it come again later, where MirrorMaker sent them twice),
+    `kept` (no match: MirrorMaker's offset, if any, stays) or `not copied` (MirrorMaker has not
+    copied the partition up to the group's offset yet).
+    """
+
+    topic: str
+    partition: int
+    source_committed: int
+    target_offset: int | None
+    re_read: int | None
+    skip: int | None
+    result: _SwitchResult
+    matched_by: str | None = None
+    mirrormaker_offset: int | None = None
+    mirrormaker_re_read: int | None = None
+    mirrormaker_skip: int | None = None
+    note: str | None = None
+
+
+class _GroupSwitch(_ReportPart):
+    """A consumer group and where its consumers resume on the target.
+
+    `switched` is whether offsets were committed on the target; `note` says why a group was
+    left as it was.
+    """
+
+    group: str
+    switched: bool
+    note: str | None = None
+    partitions: list[_PartitionSwitch] = Field(default_factory=list)
+
+    @property
+    def re_read(self) -> int:
+        """Records the group's consumers will read again on the target."""
+        return sum(p.re_read or 0 for p in self.partitions)
+
+    @property
+    def skip(self) -> int:
+        """Records the group's consumers will not read on the target."""
+        return sum(p.skip or 0 for p in self.partitions)
+
+    @property
+    def exact(self) -> bool:
+        """Whether every partition was matched exactly."""
+        return bool(self.partitions) and all(p.result == "exact" for p in self.partitions)
+
+    @property
+    def mirrormaker_re_read(self) -> int | None:
+        """What MirrorMaker's offsets would make the consumers read again, where it set them."""
+        known = [
+            p.mirrormaker_re_read for p in self.partitions if p.mirrormaker_re_read is not None
+        ]
+        return sum(known) if known else None
+
+    def totals(self) -> dict[str, Any]:
+        """The group's sums, as action results."""
+        mirrormaker = self.mirrormaker_re_read
+        return {
+            "group": self.group,
+            "switched": self.switched,
+            "exact": self.exact,
+            "re-read": self.re_read,
+            "skip": self.skip,
+            "mirrormaker-re-read": mirrormaker,
+            "note": self.note,
+        }
+
+
+@dataclass
+class _Clients:
+    """The four clients a switch needs: admin queries and record reads on both clusters."""
+
+    source: _ClusterClient
+    target: _ClusterClient
+    source_logs: _LogClient
+    target_logs: _LogClient
+
+    @classmethod
+    def of(cls, source: KafkaCluster, target: KafkaCluster, timeout: float) -> _Clients:
+        """New clients of both clusters."""
+        return cls(
+            _ClusterClient(source, "source", timeout),
+            _ClusterClient(target, "target", timeout),
+            _LogClient(source, "source", timeout),
+            _LogClient(target, "target", timeout),
+        )
+
+    def close(self) -> None:
+        """Close the record readers (the admin clients close with their queries)."""
+        self.source_logs.close()
+        self.target_logs.close()
+
+
+def _anchor_by_time(
+    clients: _Clients,
+    partition: _Partition,
+    target_partition: _Partition,
+    committed: int,
+    source: tuple[int, int],
+    target: tuple[int, int],
+) -> tuple[int, int] | str:
+    """A source record next to `committed` and its first copy, searched from its timestamp.
+
+    The record is the last committed one before `committed`, or, if there is none, the first at
+    or after it. The target's first offset at the record's timestamp comes before every copy of
+    it (they all carry that timestamp), so the first record from there with the same content
+    is its first copy.
+
+    Returns:
+        The pair of offsets, or why none was found.
+    """
+    start, end = source
+    found: _Record | None = None
+    width = 64
+    while found is None and start < min(committed, end):
+        low = max(start, committed - width)
+        before, _ = clients.source_logs.read({partition: (low, min(committed, end))})[partition]
+        found = before[-1] if before else None
+        if low == start:
+            break
+        width *= 8
+    if found is None:
+        after, _ = clients.source_logs.read({partition: (max(start, committed), end)}, limit=1)[
+            partition
+        ]
+        if not after:
+            return "the source partition holds no record to match"
+        found = after[0]
+    at = clients.target_logs.first_offsets_at({target_partition: found.content[3]})
+    first = at[target_partition]
+    if first is None:
+        return f"no target record is as recent as source offset {found.offset:,}"
+    candidates, _ = clients.target_logs.read(
+        {target_partition: (max(first, target[0]), target[1])}, limit=_SEARCH_LIMIT
+    )[target_partition]
+    for candidate in candidates:
+        if candidate.content == found.content:
+            return found.offset, candidate.offset
+    return (
+        f"no copy of source offset {found.offset:,} in {len(candidates):,} target records "
+        "from its timestamp on"
+    )
+
+
+def _walk_from(
+    clients: _Clients,
+    partition: _Partition,
+    target_partition: _Partition,
+    anchor: tuple[int, int],
+    bounds: tuple[tuple[int, int], tuple[int, int]],
+    *,
+    also_from: int | None,
+    how: str,
+) -> _Walk | None:
+    """Both partitions read from an anchor to their ends; None if the anchor does not hold."""
+    (_, source_end), (target_start, target_end) = bounds
+    upstream, downstream = anchor
+    if upstream >= source_end or not target_start <= downstream < target_end:
+        return None
+    begin = downstream if also_from is None else max(target_start, min(downstream, also_from))
+    source, source_complete = clients.source_logs.read({partition: (upstream, source_end)})[
+        partition
+    ]
+    target, target_complete = clients.target_logs.read({target_partition: (begin, target_end)})[
+        target_partition
+    ]
+    at = {record.offset: record for record in target}
+    if not source or source[0].offset != upstream or downstream not in at:
+        return None
+    if at[downstream].content != source[0].content:
+        return None
+    return _Walk.of(
+        source, target, target_end, complete=source_complete and target_complete, how=how
+    )
+
+
+def _walk(
+    clients: _Clients,
+    partition: _Partition,
+    target_partition: _Partition,
+    committed: int,
+    sync: _OffsetSync | None,
+    bounds: tuple[tuple[int, int], tuple[int, int]],
+    also_from: int | None,
+) -> _Walk | str:
+    """The walk of one partition for offsets from `committed` on; or why there is none."""
+    (source_start, source_end), (_, target_end) = bounds
+    if source_start >= source_end:
+        return _Walk.of([], [], target_end, how="empty source partition")
+    if sync is not None:
+        anchor = (sync.upstream, sync.downstream)
+        walk = _walk_from(
+            clients,
+            partition,
+            target_partition,
+            anchor,
+            bounds,
+            also_from=also_from,
+            how="offset sync",
+        )
+        if walk is not None:
+            return walk
+    found = _anchor_by_time(clients, partition, target_partition, committed, bounds[0], bounds[1])
+    if isinstance(found, str):
+        return found
+    walk = _walk_from(
+        clients, partition, target_partition, found, bounds, also_from=also_from, how="timestamp"
+    )
+    return walk if walk is not None else "the record found by its timestamp did not match"
+
+
+def _partition_switch(
+    partition: _Partition, committed: int, walk: _Walk | str, mirrormaker: int | None
+) -> _PartitionSwitch:
+    """Where one partition of a group resumes, and what MirrorMaker's offset would do."""
+    topic, number = partition
+    common: dict[str, Any] = {
+        "topic": topic,
+        "partition": number,
+        "source_committed": committed,
+        "mirrormaker_offset": mirrormaker,
+    }
+    if isinstance(walk, str):
+        note = f"not matched: {walk}; " + (
+            f"MirrorMaker's offset {mirrormaker:,} stays"
+            if mirrormaker is not None
+            else "it has no offset on the target"
+        )
+        return _PartitionSwitch(
+            **common, target_offset=mirrormaker, re_read=None, skip=None, result="kept", note=note
+        )
+    if not walk.copied_before(committed):
+        copied = walk.copied_up_to()
+        note = f"MirrorMaker has not copied it up to offset {committed:,} yet" + (
+            f" (up to {copied:,})" if copied is not None else ""
+        )
+        return _PartitionSwitch(
+            **common,
+            target_offset=mirrormaker,
+            re_read=None,
+            skip=None,
+            result="not copied",
+            matched_by=walk.how,
+            note=note,
+        )
+    position = walk.position(committed)
+    judged = walk.judge(committed, mirrormaker) if mirrormaker is not None else None
+    exact = walk.complete and position.re_read == 0 and position.skip == 0
+    note = None
+    if not walk.complete:
+        note = f"compared {len(walk.target):,} target records; later ones were not read"
+    elif position.re_read:
+        note = "records before it come again later: MirrorMaker sent them twice"
+    return _PartitionSwitch(
+        **common,
+        target_offset=position.offset,
+        re_read=position.re_read,
+        skip=position.skip,
+        result="exact" if exact else "re-reads",
+        matched_by=walk.how,
+        mirrormaker_re_read=judged.re_read if judged else None,
+        mirrormaker_skip=judged.skip if judged else None,
+        note=note,
+    )
+
+
+def _groups_to_switch(
+    clients: _Clients, config: MigrationConfig, groups: Sequence[str] | None
+) -> tuple[dict[str, int], dict[str, _GroupCommits], list[_GroupSwitch]]:
+    """The migrated topics, the commits of the groups that can be switched, and those left.
+
+    Named groups that cannot be switched refuse; with `groups` None every selected group with
+    commits on the migrated topics is taken, and those in use on either cluster are left.
+
+    Raises:
+        _SwitchRefusedError: naming the group and why.
+    """
+    partitions = clients.source.topics()
+    topics = {
+        name: partitions[name]
+        for name in _select(
+            [t for t in partitions if not _is_internal_topic(t)],
+            config.topics,
+            config.topics_exclude,
+        )
+    }
+    known = clients.source.groups()
+    selected = _select(known, config.groups, config.groups_exclude)
+    for name in groups or ():
+        if name not in known:
+            raise _SwitchRefusedError(f"group {name} does not exist on the source cluster")
+        if name not in selected:
+            raise _SwitchRefusedError(
+                f"group {name} is not migrated: mirrormaker-groups and "
+                "mirrormaker-groups-exclude do not select it"
+            )
+    names = list(groups) if groups is not None else selected
+    commits = {g: c for g, c in clients.source.committed_offsets(names, topics).items() if c}
+    for name in groups or ():
+        if name not in commits:
+            raise _SwitchRefusedError(
+                f"group {name} has no committed offsets on the migrated topics"
+            )
+    on_source = clients.source.describe_groups(list(commits)) if commits else {}
+    on_target = clients.target.describe_groups(list(commits)) if commits else {}
+    left = []
+    for name in list(commits):
+        members = on_source.get(name, ("", 0))[1]
+        moved = on_target.get(name, ("", 0))[1]
+        if members:
+            why = (
+                f"group {name} has {_count(members, 'member')} on the source cluster: stop its "
+                "consumers there first"
+            )
+        elif moved:
+            why = (
+                f"group {name} has {_count(moved, 'member')} on the target cluster: its "
+                "consumers have moved already"
+            )
+        else:
+            continue
+        if groups is not None:
+            raise _SwitchRefusedError(why)
+        del commits[name]
+        left.append(_GroupSwitch(group=name, switched=False, note=why))
+    return topics, commits, left
+
+
+def _lowest(
+    commits: Mapping[str, _GroupCommits], keep: Callable[[str, int], bool] = lambda *_: True
+) -> dict[_Partition, int]:
+    """The lowest offset any of the groups committed on each partition."""
+    lowest: dict[_Partition, int] = {}
+    for offsets in commits.values():
+        for topic, committed in offsets.items():
+            for number, offset in committed.items():
+                if keep(topic, number):
+                    lowest[(topic, number)] = min(lowest.get((topic, number), offset), offset)
+    return lowest
+
+
+def _switch_groups(
+    clients: _Clients,
+    config: MigrationConfig,
+    groups: Sequence[str] | None = None,
+    *,
+    dry_run: bool = False,
+    use_syncs: bool = True,
+) -> list[_GroupSwitch]:
+    """Commit, on the target, the offsets matching each group's source offsets exactly.
+
+    Args:
+        clients: the clients of both clusters.
+        config: the migration options (selected topics and groups, replication policy).
+        groups: the groups to switch; every selected group when None (`finish-migration`).
+        dry_run: compute and report, commit nothing.
+        use_syncs: anchor on MirrorMaker's offset syncs; without them every partition is
+            anchored by a content search from a timestamp.
+
+    Raises:
+        _SwitchRefusedError: when a named group cannot be switched: nothing was committed.
+        ClusterUnreachableError: when a cluster does not answer.
+    """
+    topics, commits, switches = _groups_to_switch(clients, config, groups)
+    used = sorted({topic for offsets in commits.values() for topic in offsets})
+    source_offsets = clients.source.offsets({topic: topics[topic] for topic in used})
+    existing = clients.target.topics()
+    names = {config.target_topic(topic): topic for topic in used}
+    target_offsets = clients.target.offsets({n: existing[n] for n in names if n in existing})
+    mirrormaker = clients.target.committed_offsets(list(commits), list(target_offsets))
+    lowest = _lowest(
+        commits,
+        lambda topic, number: number < len(source_offsets[topic].end),
+    )
+    earliest = _lowest(
+        {
+            group: {names[name]: committed for name, committed in offsets.items()}
+            for group, offsets in mirrormaker.items()
+        }
+    )
+    syncs = clients.target_logs.offset_syncs(dict(lowest)) if use_syncs else {}
+    walks: dict[_Partition, _Walk | str] = {}
+    for (topic, number), offset in lowest.items():
+        name = config.target_topic(topic)
+        if name not in target_offsets or number >= len(target_offsets[name].end):
+            walks[(topic, number)] = f"{name}[{number}] is not on the target"
+            continue
+        source, target = source_offsets[topic], target_offsets[name]
+        bounds = (
+            (source.start[number], source.end[number]),
+            (target.start[number], target.end[number]),
+        )
+        walks[(topic, number)] = _walk(
+            clients,
+            (topic, number),
+            (name, number),
+            offset,
+            syncs.get((topic, number)),
+            bounds,
+            earliest.get((topic, number)),
+        )
+    for group, offsets in sorted(commits.items()):
+        parts = [
+            _partition_switch(
+                (topic, number),
+                offset,
+                walks.get((topic, number), "the source partition is gone"),
+                mirrormaker.get(group, {}).get(config.target_topic(topic), {}).get(number),
+            )
+            for topic, committed in sorted(offsets.items())
+            for number, offset in sorted(committed.items())
+        ]
+        behind = [p for p in parts if p.result == "not copied"]
+        if groups is not None and behind:
+            raise _SwitchRefusedError(
+                f"group {group}: {behind[0].topic}[{behind[0].partition}]: {behind[0].note}; "
+                "wait until migration-status shows no lag"
+            )
+        matched = {
+            (config.target_topic(p.topic), p.partition): p.target_offset
+            for p in parts
+            if p.result in ("exact", "re-reads") and p.target_offset is not None
+        }
+        if matched and not dry_run:
+            clients.target_logs.commit(group, matched)
+        switches.append(
+            _GroupSwitch(group=group, switched=bool(matched) and not dry_run, partitions=parts)
+        )
+    return sorted(switches, key=lambda switch: switch.group)
+
+
+def _unsettled(clients: _Clients, topics: Mapping[str, int]) -> list[str]:
+    """Source partitions with records after the last offset MirrorMaker committed as copied.
+
+    Stopping a MirrorMaker node moves its tasks to the others, which start again from those
+    offsets: records after them would be copied again, after the offsets a switch sets.
+    """
+    if not topics:
+        return []
+    ends = clients.source.offsets(dict(topics))
+    committed = clients.target_logs.source_offsets()
+    ranges = {}
+    for topic, offsets in ends.items():
+        for number, (start, end) in enumerate(zip(offsets.start, offsets.end, strict=True)):
+            done = committed.get((topic, number), start - 1) + 1
+            if max(start, done) < end:
+                ranges[(topic, number)] = (max(start, done), end)
+    after = clients.source_logs.read(ranges, limit=1)
+    return sorted(f"{topic}[{number}]" for (topic, number), (found, _) in after.items() if found)
+
+
+_SWITCH_HEADERS = (
+    "TOPIC|PARTITION|SOURCE COMMITTED|TARGET OFFSET|RE-READ|SKIP|RESULT|MIRRORMAKER OFFSET|"
+    "MIRRORMAKER RE-READ"
+)
+_GROUPS_HEADERS = "GROUP|SWITCHED|RE-READ|SKIP|EXACT|MIRRORMAKER RE-READ|NOTE"
+
+
+def _switch_table(switch: _GroupSwitch) -> str:
+    """A group's partitions as a table, with notes below."""
+    rows = [
+        (
+            p.topic,
+            p.partition,
+            p.source_committed,
+            _or_dash(p.target_offset),
+            _or_dash(p.re_read),
+            _or_dash(p.skip),
+            p.result,
+            _or_dash(p.mirrormaker_offset),
+            _or_dash(p.mirrormaker_re_read),
+        )
+        for p in switch.partitions
+    ]
+    lines = _table(_SWITCH_HEADERS.split("|"), rows)
+    lines += [f"{p.topic}[{p.partition}]: {p.note}" for p in switch.partitions if p.note]
+    return "\n".join(lines)
+
+
+def _groups_table(switches: Sequence[_GroupSwitch]) -> str:
+    """One row per group: whether it was switched, what its consumers re-read and skip."""
+    rows = [
+        (
+            s.group,
+            _yes(s.switched),
+            s.re_read,
+            s.skip,
+            _yes(s.exact),
+            _or_dash(s.mirrormaker_re_read),
+            s.note or "",
+        )
+        for s in switches
+    ]
+    return "\n".join(_table(_GROUPS_HEADERS.split("|"), rows))
 
 
 # Showing the report ------------------------------------------------------------------------------
@@ -2761,6 +4061,8 @@ def _report_results(report: MigrationReport, *, table: bool = False) -> dict[str
         "lag-threshold": str(report.lag_threshold),
         "source-records": str(report.source_records),
         "target-records": str(report.target_records),
+        "quiet-seconds": f"{report.quiet_seconds:g}",
+        "source-writes": _json(report.source_writes),
         "topics": _json(report.topics),
         "groups": _json(report.groups),
         "connectors": _json(report.connectors),
@@ -2799,16 +4101,31 @@ class _TolerantRequirer(ResourceRequirerEventHandler):
             )
 
 
+class _FenceChangedEvent(ops.EventBase):
+    """The target topics fenced from client writers may have changed: grant the clients again."""
+
+
+class _MigrationEvents(ops.ObjectEvents):
+    """What the migration tells its host."""
+
+    fence_changed = ops.EventSource(_FenceChangedEvent)
+
+
 class Migration(ops.Object):
     """The migration of a source cluster into the host charm's cluster.
 
-    It handles `start-migration`, `stop-migration` and `migration-status` itself, and requests
-    credentials on the source relation. The host calls `reconcile()` from its reconcile and shows
-    `status()` in collect-status. While MirrorMaker runs, `reconcile()` also queries both
-    clusters (bounded by `STATUS_TIMEOUT` per query) and keeps the summary in a stored state, so
-    `status()` never queries a cluster.
+    It handles `start-migration`, `stop-migration`, `migration-status`, `switch-group` and
+    `finish-migration` itself, and requests credentials on the source relation. The host calls
+    `reconcile()` from its reconcile and shows `status()` in collect-status. While MirrorMaker
+    runs, `reconcile()` also queries both clusters (bounded by `STATUS_TIMEOUT` per query) and
+    keeps the summary in a stored state, so `status()` never queries a cluster.
+
+    While a migration is requested and not finished, `fenced_topics()` names the target topics
+    no client of the host may write: the host withholds their WRITE from its client users, and
+    grants them again on `on.fence_changed`.
     """
 
+    on = _MigrationEvents()  # pyright: ignore[reportAssignmentType]
     _stored = ops.StoredState()
 
     def __init__(
@@ -2834,7 +4151,7 @@ class Migration(ops.Object):
             workload: paths, user, ports and heap of MirrorMaker; the rock's by default.
         """
         super().__init__(charm, "mirrormaker-migration")
-        self._stored.set_default(summary="")
+        self._stored.set_default(summary="", source_ends="", quiet_since=0.0)
         self.charm = charm
         self._target = target
         self._unit_host = unit_host
@@ -2857,6 +4174,8 @@ class Migration(ops.Object):
         framework.observe(charm.on["start-migration"].action, self._on_start_migration)
         framework.observe(charm.on["stop-migration"].action, self._on_stop_migration)
         framework.observe(charm.on["migration-status"].action, self._on_migration_status)
+        framework.observe(charm.on["switch-group"].action, self._on_switch_group)
+        framework.observe(charm.on["finish-migration"].action, self._on_finish_migration)
 
     # Reading the model -------------------------------------------------------------------------
 
@@ -2891,8 +4210,47 @@ class Migration(ops.Object):
 
     @property
     def requested_state(self) -> _RequestedState:
-        """Whether the operator last asked for the migration to run or to stop."""
+        """Whether the operator last asked for the migration to run, to stop, or finished it."""
         return _newest_request(self._requests()).state
+
+    def _fence_on(self) -> bool:
+        """Whether `mirrormaker-fence-target` fences; an invalid config fences too."""
+        try:
+            return MigrationConfig.from_options(self.model.config).fence_target
+        except InvalidOptionError:
+            return True
+
+    def _migrated_topics(self) -> list[str]:
+        """The target topics any unit last saw the migration select."""
+        names: set[str] = set()
+        for raw in self._unit_data(_TOPICS_KEY).values():
+            try:
+                listed = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(listed, list):
+                names.update(name for name in listed if isinstance(name, str))
+        return sorted(names)
+
+    def fenced_topics(self) -> frozenset[str]:
+        """The target topics no client of the host may write now.
+
+        They are the topics the migration copies into, while it is requested (running or
+        stopped) and not finished, unless `mirrormaker-fence-target` is false. Reading them
+        stays allowed. Computed from peer data: it queries no cluster.
+        """
+        if not _newest_request(self._requests()).fences or not self._fence_on():
+            return frozenset()
+        return frozenset(self._migrated_topics())
+
+    def _publish_topics(self, names: Iterable[str]) -> None:
+        """Publish the target topics this unit saw the migration select (the fence's list)."""
+        relation = self._peers
+        if relation is None:
+            return
+        raw = json.dumps(sorted(set(names)))
+        if relation.data[self.model.unit].get(_TOPICS_KEY) != raw:
+            relation.data[self.model.unit][_TOPICS_KEY] = raw
 
     def _external_source(self, config: MigrationConfig) -> SourceCluster:
         option = "mirrormaker-source-credentials"
@@ -3034,7 +4392,7 @@ class Migration(ops.Object):
             return
         request = self._follow_newest_request()
         settings = None
-        if request.state == "stopped":
+        if request.state != "running":
             self.service.stop()
         else:
             try:
@@ -3069,18 +4427,40 @@ class Migration(ops.Object):
         logger.info("copied %d topic ACLs from %s", len(copied), settings.source.name)
 
     def _refresh_summary(self, settings: MirrorMakerSettings | None) -> None:
-        """Query both clusters for the status summary while this unit runs MirrorMaker."""
+        """Query both clusters for the status summary while this unit runs MirrorMaker.
+
+        The source counts as quiet for as long as its end offsets have not moved between
+        refreshes; the selected topics are published for the fence.
+        """
         if settings is None or self.service.state() != "active":
             self._stored.summary = ""
             return
-        report = migration_report(
-            settings.source,
-            settings.target,
+        snapshot = _fetch_snapshot(
+            _ClusterClient(settings.source, "source", _STATUS_TIMEOUT),
+            _ClusterClient(settings.target, "target", _STATUS_TIMEOUT),
             settings.config,
             units=self._live_unit_states(),
-            timeout=_STATUS_TIMEOUT,
         )
+        if not any(problem.role == "source" for problem in snapshot.problems):
+            snapshot = snapshot.model_copy(update={"quiet": self._quiet(snapshot)})
+            self._publish_topics(settings.config.target_topic(t) for t in snapshot.source_topics)
+        report = _build_report(snapshot, settings.config, source=settings.source.name)
         self._stored.summary = json.dumps(report.summary())
+
+    def _quiet(self, snapshot: _MigrationSnapshot) -> _Quiet:
+        """How long the source's end offsets have stayed as they are now, across refreshes."""
+        ends = {topic: sum(offsets.end) for topic, offsets in snapshot.source_topics.items()}
+        now = _now()
+        try:
+            before = json.loads(self._stored.source_ends) if self._stored.source_ends else None
+        except ValueError:
+            before = None
+        if before == ends:
+            return _Quiet(required=_QUIET_SECONDS, watched=now - self._stored.quiet_since)
+        self._stored.source_ends = json.dumps(ends)
+        self._stored.quiet_since = now
+        writes = {t: n - before.get(t, n) for t, n in ends.items()} if before else {}
+        return _Quiet(required=_QUIET_SECONDS, watched=0, writes=writes)
 
     def _follow_newest_request(self) -> _MigrationRequest:
         """The newest request, copied into this unit's databag so it outlives its author."""
@@ -3105,9 +4485,15 @@ class Migration(ops.Object):
         if relation.data[self.model.unit].get(_STATE_KEY) != raw:
             relation.data[self.model.unit][_STATE_KEY] = raw
 
+    def _fence_text(self) -> str:
+        fenced = sorted(self.fenced_topics())
+        return f"writes fenced on {', '.join(fenced)}" if fenced else ""
+
     def status(self) -> ops.StatusBase | None:
         """The status to show for the migration, or `None` when there is nothing to say."""
         newest = _newest_request(self._requests())
+        if newest.state == "finished":
+            return None
         if newest.state == "stopped" and newest.reason:
             return ops.BlockedStatus(
                 f"MirrorMaker stopped: {newest.reason} (copied data and offsets stay; "
@@ -3122,7 +4508,8 @@ class Migration(ops.Object):
         except MigrationError as error:
             return error.status()
         if not running:
-            return None
+            fence = self._fence_text()
+            return ops.ActiveStatus(_clip(f"migration stopped; {fence}")) if fence else None
         if source is None:
             return self._no_source().status()
         if self._target() is None:
@@ -3135,11 +4522,19 @@ class Migration(ops.Object):
         if not self._stored.summary:
             return ops.ActiveStatus(f"migrating from {source.name}")
         kind, message = json.loads(self._stored.summary)
-        return ops.BlockedStatus(message) if kind == "blocked" else ops.ActiveStatus(message)
+        if kind == "blocked":
+            return ops.BlockedStatus(message)
+        fence = self._fence_text()
+        return ops.ActiveStatus(_clip(f"{message}; {fence}" if fence else message))
 
     # Actions -----------------------------------------------------------------------------------
 
-    def _request(self, state: _RequestedState, reason: str = "") -> bool:
+    def _request(
+        self,
+        state: _RequestedState,
+        reason: str = "",
+        finished: _FinishedMigration | None = None,
+    ) -> bool:
         """Record a request in this unit's databag, unless it is already what all follow.
 
         A stop the units made themselves (`reason`) is replaced by the operator's own stop.
@@ -3160,13 +4555,29 @@ class Migration(ops.Object):
             at=time.time_ns(),
             by=self.model.unit.name,
             reason=reason,
+            finished=finished,
         )
         relation.data[self.model.unit][_REQUEST_KEY] = request.raw()
         return True
 
+    def _finished(self) -> _FinishedMigration | None:
+        """What the finished migration recorded, if the newest request finished it."""
+        newest = _newest_request(self._requests())
+        if newest.state != "finished":
+            return None
+        return newest.finished or _FinishedMigration(at="an unknown time", source="the source")
+
     def _on_start_migration(self, event: ops.ActionEvent) -> None:
         if event.params.get("dry-run", False):
             self._dry_run(event)
+            return
+        finished = self._finished()
+        if finished is not None and not event.params.get("force", False):
+            event.fail(
+                f"{finished.summary()}: records written to this cluster since then would be "
+                "mixed with a fresh copy of the source. Nothing was changed; run start-migration "
+                "force=true to migrate again all the same"
+            )
             return
         try:
             settings = self.settings()
@@ -3174,12 +4585,16 @@ class Migration(ops.Object):
         except MigrationError as error:
             event.fail(error.message)
             return
+        if recorded:
+            self._publish_selection(settings)
         self.reconcile()
+        self.on.fence_changed.emit()
         event.set_results(
             {
                 "state": "running",
                 "source": settings.source.name,
                 "this-unit": self.service.state(),
+                "fenced-topics": json.dumps(sorted(self.fenced_topics())),
                 "message": (
                     f"migrating from {settings.source.name}: MirrorMaker runs on "
                     f"{self.model.unit.name}, and every other unit starts it as it sees the "
@@ -3190,7 +4605,27 @@ class Migration(ops.Object):
             }
         )
 
+    def _publish_selection(self, settings: MirrorMakerSettings) -> None:
+        """Publish the target topics the migration selects now, so the fence starts with it.
+
+        Best effort: while the source does not answer, the first status refresh publishes them.
+        """
+        config = settings.config
+        try:
+            topics = _ClusterClient(settings.source, "source").topics()
+        except ClusterUnreachableError as error:
+            logger.warning("fence waits for the source's topics: %s", error.message)
+            return
+        names = [t for t in topics if not _is_internal_topic(t)]
+        selected = _select(names, config.topics, config.topics_exclude)
+        self._publish_topics(config.target_topic(topic) for topic in selected)
+
     def _on_stop_migration(self, event: ops.ActionEvent) -> None:
+        if (finished := self._finished()) is not None:
+            event.set_results(
+                {"state": "finished", "message": f"{finished.summary()}; nothing to stop"}
+            )
+            return
         try:
             recorded = self._request("stopped")
         except MigrationError as error:
@@ -3263,14 +4698,41 @@ class Migration(ops.Object):
             )
         return {unit.name: state for unit, state in sorted(live.items(), key=lambda i: i[0].name)}
 
+    def _fence_results(self) -> dict[str, str]:
+        """What the fence does now, as action results."""
+        fenced = sorted(self.fenced_topics())
+        if fenced:
+            fence = f"writes fenced on {_count(len(fenced), 'topic')} until finish-migration"
+        elif not self._fence_on():
+            fence = "off: mirrormaker-fence-target is false"
+        else:
+            fence = "no topic fenced"
+        return {"fence": fence, "fenced-topics": json.dumps(fenced)}
+
     def _on_migration_status(self, event: ops.ActionEvent) -> None:
         topic = event.params.get("topic") or None
         units = self._live_unit_states()
+        if (finished := self._finished()) is not None:
+            event.set_results(
+                {
+                    "requested": "finished",
+                    "summary": finished.summary(),
+                    "ready-for-cutover": "false",
+                    "reasons": json.dumps([finished.summary()]),
+                    "finished": json.dumps(finished.model_dump(mode="json")),
+                    **self._fence_results(),
+                }
+            )
+            return
         try:
             settings = self.settings()
         except MigrationError as error:
             event.set_results(
-                {"requested": self.requested_state, **_unknown_results(error.message, units)}
+                {
+                    "requested": self.requested_state,
+                    **_unknown_results(error.message, units),
+                    **self._fence_results(),
+                }
             )
             return
         report = migration_report(
@@ -3280,6 +4742,7 @@ class Migration(ops.Object):
             units=units,
             lag_threshold=int(event.params.get("lag-threshold", 0)),
             topic=topic,
+            quiet_seconds=float(event.params.get("quiet-seconds", _QUIET_SECONDS)),
         )
         if topic and not report.topics and not report.problems:
             event.fail(
@@ -3289,5 +4752,183 @@ class Migration(ops.Object):
             return
         table = event.params.get("format") == "table"
         event.set_results(
-            {"requested": self.requested_state, **_report_results(report, table=table)}
+            {
+                "requested": self.requested_state,
+                **_report_results(report, table=table),
+                **self._fence_results(),
+            }
         )
+
+    def _on_switch_group(self, event: ops.ActionEvent) -> None:
+        group = str(event.params.get("group") or "")
+        dry_run = bool(event.params.get("dry-run", False))
+        if not group:
+            event.fail("name the consumer group to switch: group=NAME")
+            return
+        try:
+            settings = self.settings()
+            clients = _Clients.of(settings.source, settings.target, _CLIENT_TIMEOUT)
+            try:
+                [switch] = _switch_groups(clients, settings.config, [group], dry_run=dry_run)
+            finally:
+                clients.close()
+        except _SwitchRefusedError as error:
+            event.fail(f"{error.message}; nothing was changed")
+            return
+        except MigrationError as error:
+            event.fail(error.message)
+            return
+        event.set_results(_switch_results(switch, dry_run=dry_run))
+
+    def _on_finish_migration(self, event: ops.ActionEvent) -> None:
+        force = bool(event.params.get("force", False))
+        newest = _newest_request(self._requests())
+        if (finished := self._finished()) is not None:
+            event.fail(f"{finished.summary()}; it finishes once, nothing was changed")
+            return
+        if newest.seq == 0 or self._peers is None:
+            event.fail("no migration to finish: start-migration was never run; nothing changed")
+            return
+        try:
+            settings = self.settings()
+        except MigrationError as error:
+            event.fail(error.message)
+            return
+        clients = _Clients.of(settings.source, settings.target, _CLIENT_TIMEOUT)
+        try:
+            self._finish(event, settings, clients, force=force)
+        except ClusterUnreachableError as error:
+            self.reconcile()
+            event.fail(
+                f"{error.message}: the migration is not finished, MirrorMaker runs as requested "
+                "before; run finish-migration again"
+            )
+        finally:
+            clients.close()
+
+    def _finish(
+        self,
+        event: ops.ActionEvent,
+        settings: MirrorMakerSettings,
+        clients: _Clients,
+        *,
+        force: bool,
+    ) -> None:
+        """Check the cutover may happen; stop MirrorMaker; switch every group; record; lift.
+
+        A stopped migration is judged by its data alone: no MirrorMaker runs to be checked.
+
+        Raises:
+            ClusterUnreachableError: if a cluster does not answer; nothing is recorded then.
+        """
+        config, name = settings.config, settings.source.name
+        stopped = self.requested_state == "stopped"
+        snapshot = _fetch_snapshot(
+            clients.source,
+            clients.target,
+            config,
+            units=None if stopped else self._live_unit_states(),
+            quiet_seconds=_QUIET_SECONDS,
+        )
+        if stopped:
+            snapshot = snapshot.model_copy(update={"connectors": None})
+        report = _build_report(snapshot, config, source=name)
+        blockers = list(report.reasons)
+        if not report.problems and not stopped:
+            unsettled = _unsettled(clients, {t.topic: t.partitions for t in report.topics})
+            if unsettled:
+                blockers.append(
+                    "MirrorMaker has not yet recorded the copy of the last records of "
+                    f"{_listed(unsettled)} (it does every 10 s)"
+                )
+        if blockers and not force:
+            event.fail(
+                f"not ready for cutover: {'; '.join(blockers)}. Nothing was changed: wait or fix "
+                "what is listed, or run finish-migration force=true"
+            )
+            return
+        self.service.stop()
+        switches = _switch_groups(clients, config)
+        migrated = [topic.target_topic for topic in report.topics]
+        finished = _FinishedMigration(
+            at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            source=name,
+            topics=migrated,
+            records=report.source_records,
+            groups=[switch.group for switch in switches if switch.switched],
+        )
+        fenced = self.fenced_topics()
+        self._request("finished", finished=finished)
+        self.reconcile()
+        self.on.fence_changed.emit()
+        results: dict[str, str] = {
+            "state": "finished",
+            "source": name,
+            "finished-at": finished.at,
+            "mirrormaker": (
+                f"stopped on {self.model.unit.name}; every other unit stops it as it sees the "
+                "request"
+            ),
+            "fence": f"lifted from {_count(len(fenced), 'topic')}" if fenced else "none was on",
+            "re-read": str(sum(switch.re_read for switch in switches)),
+            "skip": str(sum(switch.skip for switch in switches)),
+            "groups": json.dumps(
+                [
+                    {**switch.totals(), "partitions": [p.as_json() for p in switch.partitions]}
+                    for switch in switches
+                ]
+            ),
+            "table": _groups_table(switches),
+            "summary": finished.summary(),
+        }
+        if blockers:
+            results["forced"] = json.dumps(blockers)
+        if event.params.get("cleanup", False):
+            results["cleanup"] = self._cleanup(clients, migrated)
+        event.set_results(results)
+
+    @staticmethod
+    def _cleanup(clients: _Clients, migrated: Collection[str]) -> str:
+        """Delete MirrorMaker's own topics on the target; what was deleted, or why not."""
+        try:
+            deleted = clients.target_logs.delete_topics(_internal_topics(migrated))
+        except ClusterUnreachableError as error:
+            return f"MirrorMaker's topics were not deleted: {error.message}"
+        return f"deleted {', '.join(deleted)}" if deleted else "none of MirrorMaker's topics left"
+
+
+def _switch_results(switch: _GroupSwitch, *, dry_run: bool) -> dict[str, str]:
+    """A switched group as `switch-group` results."""
+    kept = [p for p in switch.partitions if p.result == "kept"]
+    if dry_run:
+        message = "dry run: computed, nothing committed"
+    elif not switch.switched:
+        message = "no partition could be matched: nothing committed"
+    elif switch.exact:
+        message = (
+            f"group {switch.group} resumes on this cluster right after the records it read on "
+            "the source: 0 re-read, 0 skipped"
+        )
+    else:
+        message = (
+            f"group {switch.group} resumes on this cluster skipping nothing; "
+            f"{_count(switch.re_read, 'record')} come again where MirrorMaker copied them twice"
+        )
+    if kept:
+        message += (
+            f"; {_count(len(kept), 'partition')} not matched: MirrorMaker's offsets stay there "
+            "(see the notes)"
+        )
+    mirrormaker = switch.mirrormaker_re_read
+    return {
+        "group": switch.group,
+        "dry-run": "true" if dry_run else "false",
+        "switched": "true" if switch.switched else "false",
+        "exact": "true" if switch.exact else "false",
+        "re-read": str(switch.re_read),
+        "skip": str(switch.skip),
+        "mirrormaker-re-read": "unknown" if mirrormaker is None else str(mirrormaker),
+        "partitions": _json(switch.partitions),
+        "table": _switch_table(switch),
+        "message": message,
+    }
