@@ -172,15 +172,18 @@ class KafkaK8sCharm(ops.CharmBase):
     def _reconcile_external(self, config: BrokerConfig) -> None:
         """Services for expose-external (the leader's), and this unit's external address."""
         leader = self.unit.is_leader()
-        state, exposed = reconcile_external(
-            self.services,
-            config.expose_external,
-            port=self.cluster.this_node.ports.external,
-            number=self.cluster.this_node.node_id,
-            units=range(self.app.planned_units()) if leader else None,
-            recorded=self._recorded_external_address(),
-            exposed=self.cluster.external_services,
-        )
+        try:
+            state, exposed = reconcile_external(
+                self.services,
+                config.expose_external,
+                port=self.cluster.this_node.ports.external,
+                number=self.cluster.this_node.node_id,
+                units=range(self.app.planned_units()) if leader else None,
+                recorded=self._recorded_external_address(),
+                exposed=self.cluster.external_services,
+            )
+        finally:
+            self.services.close()
         if leader:
             self.cluster.record_external_services(exposed)
         self.cluster.record_external_address(state.address.address if state.address else None)
@@ -373,10 +376,11 @@ class KafkaK8sCharm(ops.CharmBase):
                 self._problem = ops.MaintenanceStatus("starting the broker")
             elif not self.broker.is_ready():
                 self._problem = ops.WaitingStatus("waiting for the broker to accept clients")
-        if self._problem is not None:
-            event.add_status(self._problem)
+        # What TLS and external access wait for comes first: it outlasts a broker's start.
         for status in (*self._tls_statuses(), *self._external_statuses()):
             event.add_status(status)
+        if self._problem is not None:
+            event.add_status(self._problem)
         if self._rotation is not None:
             event.add_status(self._rotation)
         if self.restarts.state.status in (RollingOpsStatus.WAITING, RollingOpsStatus.GRANTED):

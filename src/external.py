@@ -187,6 +187,12 @@ class KubeServices:
                 raise KubeUnavailableError(f"no Kubernetes API configuration: {error}") from None
         return self._client
 
+    def close(self) -> None:
+        """Close the client's connections; the next call opens new ones."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
     def _call(self, what: str, call: Callable[[], object]) -> object:
         """Run one API call, its errors made into the two the charm tells apart.
 

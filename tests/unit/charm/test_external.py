@@ -94,6 +94,9 @@ class FakeKube:
         self.objects["Service", name] = obj
         return obj
 
+    def close(self) -> None:
+        self.calls.append("close")
+
     def delete(self, resource, name, *, namespace=None):
         self.calls.append(f"delete Service {name}")
         del self.objects["Service", name]
