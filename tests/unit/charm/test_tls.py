@@ -293,3 +293,14 @@ def test_a_certificate_for_another_key_or_expired_is_refused():
         server_tls(certificate, provider.ca, [], key, now=later)
     with pytest.raises(TlsError, match="a CA certificate"):
         server_tls(provider.ca, provider.ca, [], provider.key)
+
+
+def test_after_the_removal_kafka_client_is_told_plain_text(ctx, etc, kafka, lock_worker):
+    client = client_relation()
+    on_tls = signed(ctx, etc, Provider(), relations=[client])
+
+    out = ctx.run(ctx.on.relation_broken(on_tls.get_relations("certificates")[0]), on_tls)
+
+    data = out.get_relation(client.id).local_app_data
+    assert data["endpoints"] == ",".join(f"{host(n)}:9092" for n in (0, 1, 2))
+    assert out.get_secret(id=data["secret-tls"]).latest_content == {"tls": "false"}
