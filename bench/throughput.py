@@ -19,14 +19,17 @@ On the local tier (real Kafka, ZooKeeper, Pebble, loopback only), in one run:
    the guide's (`connect-mirror-maker.sh mm2.properties`, no `--clusters`). Each run is timed
    from the service start until the target's end offsets equal the source's.
    A diagnosis run follows: the charm's defaults on 3 units with MirrorMaker on one of them, to
-   show what the extra MirrorMaker JVMs cost when every unit shares the same cores.
+   show what the extra MirrorMaker JVMs cost when every unit shares the same cores. Then the
+   charm's defaults on 3 units whose client listeners serve TLS (a certificate from a test CA,
+   as with the `certificates` relation), reported as a ratio against the same run without TLS;
+   and the raw write over SASL_SSL, against the raw write over SASL_PLAINTEXT.
 4. scale: the charm's defaults on 3 units for topics of 1, 12 and 48 partitions (a quarter of
    the records each), and the peak resident memory (VmHWM) of every MirrorMaker process.
 
 Rates are MiB of record values per second (as Kafka's perf tools count MB). CPU seconds per
 process role are recorded for every run, to show where time goes on this 2-core machine.
 
-Usage: `python -m bench throughput [--quick] [--records N] [--skip-scale]`. Writes
+Usage: `python -m bench throughput [--quick] [--records N] [--skip-scale] [--runs A,B]`. Writes
 `bench/results/latest.json`, a timestamped copy, `latest.md` and `latest.png`.
 """
 
@@ -60,6 +63,7 @@ from charms.kafka_k8s.v0.mirrormaker import (
     TargetCluster,
 )
 from files import properties_escape
+from substrate.certificates import CertificateAuthority
 from substrate.migration import MirrorMakers, source_cluster, source_user, target_cluster
 from substrate.old_cluster import OldCluster
 from substrate.processes import (
@@ -82,6 +86,7 @@ SCALE_PARTITIONS = (1, 12, 48)
 SCALE_SHARE = 4  # each scale topic holds records / SCALE_SHARE
 UNIT_COUNTS = (1, 3)
 ONE_NODE = "charm-one-node"  # the charm's defaults on 3 units, MirrorMaker on one of them
+CHARM_TLS = "charm-tls"  # the charm's defaults on 3 units whose client listeners serve TLS
 MM2_HEAP_MB = 512
 BROKER_HEAP_MB = 512
 TOOL_HEAP = "-Xms64m -Xmx512m"
@@ -108,12 +113,18 @@ def client_properties(config: ClientConfig) -> str:
         username=str(config["sasl.username"]),
         password=str(config["sasl.password"]),
     ).jaas_config
-    return (
+    text = (
         f"bootstrap.servers={config['bootstrap.servers']}\n"
         f"security.protocol={config['security.protocol']}\n"
         f"sasl.mechanism={config['sasl.mechanism']}\n"
         f"sasl.jaas.config={properties_escape(jaas)}\n"
     )
+    if "ssl.ca.pem" in config:
+        text += (
+            "ssl.truststore.type=PEM\n"
+            f"ssl.truststore.certificates={properties_escape(str(config['ssl.ca.pem']))}\n"
+        )
+    return text
 
 
 @dataclass
@@ -420,6 +431,8 @@ class Run:
     partitions: int
     records: int
     start: Starter
+    # The target's client listeners serve TLS (MirrorMaker still writes on the internal one).
+    tls: bool = False
 
 
 def wait_copied(admin: AdminClient, run: Run, began: float) -> tuple[float | None, float | None]:
@@ -483,7 +496,8 @@ def rate(records: int, seconds: float | None) -> float | None:
 
 def time_run(old: OldCluster, base: Path, run: Run, heap_mb: int) -> dict[str, Any]:
     """A fresh new cluster of `run.units` units, MirrorMaker started on each, timed to the end."""
-    with NewCluster(base / run.name, size=run.units, heap_mb=BROKER_HEAP_MB) as new:
+    ca = CertificateAuthority() if run.tls else None
+    with NewCluster(base / run.name, size=run.units, heap_mb=BROKER_HEAP_MB, ca=ca) as new:
         admin = AdminClient(new.admin_config())
         meter = cpu_meter(old, new)
         meter.start()
@@ -500,6 +514,7 @@ def time_run(old: OldCluster, base: Path, run: Run, heap_mb: int) -> dict[str, A
     return {
         "name": run.name,
         "config": run.config,
+        "tls": run.tls,
         "units": run.units,
         "topic": run.topic,
         "partitions": run.partitions,
@@ -531,6 +546,8 @@ class Options:
     quick: bool
     scale: bool
     heap_mb: int
+    # Only the main runs of these names (all when empty).
+    runs: tuple[str, ...] = ()
 
 
 @contextmanager
@@ -556,7 +573,15 @@ def measure_limits(old: OldCluster, base: Path, tools: Tools, records: int) -> d
             tools, new.admin_config(), TOPIC, records, RAW_PRODUCER_PROPS
         )
         produce["cores_used"] = meter.cores()  # type: ignore[assignment]
-    return {"consume": consume, "produce": produce}
+    ca = CertificateAuthority()
+    with NewCluster(base / "raw-produce-tls", size=3, heap_mb=BROKER_HEAP_MB, ca=ca) as new:
+        create_topic(new.admin_config(), TOPIC, PARTITIONS, 3)
+        meter = cpu_meter(old, new)
+        meter.start()
+        config = new.client_config(new.admin_username, new.admin_password)
+        produce_tls = producer_performance(tools, config, TOPIC, records, RAW_PRODUCER_PROPS)
+        produce_tls["cores_used"] = meter.cores()  # type: ignore[assignment]
+    return {"consume": consume, "produce": produce, "produce_tls": produce_tls}
 
 
 def main_runs(records: int) -> list[Run]:
@@ -568,6 +593,7 @@ def main_runs(records: int) -> list[Run]:
     runs.append(
         Run("charm-3-one-node", ONE_NODE, 3, TOPIC, PARTITIONS, records, start_charm_on_one_unit)
     )
+    runs.append(Run("charm-3-tls", CHARM_TLS, 3, TOPIC, PARTITIONS, records, start_charm, True))
     return runs
 
 
@@ -613,6 +639,8 @@ def measure(options: Options, measured: dict[str, Any]) -> None:
             log("raw read and write rates")
             measured["limits"] = measure_limits(old, base, tools, options.records)
             for run in main_runs(options.records):
+                if options.runs and run.name not in options.runs:
+                    continue
                 log(f"migration {run.name}")
                 measured["runs"].append(time_run(old, base, run, options.heap_mb))
                 log(f"  {measured['runs'][-1]['mb_s']} MB/s")
@@ -677,6 +705,8 @@ def summarize(options: Options, measured: dict[str, Any], notes: list[str]) -> d
     limit = min(consume, produce) if consume and produce else None
     seed, charm = by_units(runs, "seed"), by_units(runs, "charm")
     one_node = by_units(runs, ONE_NODE).get("3")
+    charm_tls = by_units(runs, CHARM_TLS).get("3")
+    produce_tls = limits.get("produce_tls", {}).get("mb_s")
     charm_rss = [
         rss for run in runs if run["config"] == "charm" for rss in run["mirrormaker_peak_rss_mb"]
     ]
@@ -699,6 +729,10 @@ def summarize(options: Options, measured: dict[str, Any], notes: list[str]) -> d
         "ratio_charm_vs_seed_1_unit": ratio(charm.get("1"), seed.get("1")),
         "charm_one_node_of_3_mb_s": one_node,
         "ratio_charm_one_node_of_3_vs_limit": ratio(one_node, limit),
+        "charm_tls_mb_s": charm_tls,
+        "ratio_charm_tls_vs_charm": ratio(charm_tls, charm.get("3")),
+        "raw_produce_tls_mb_s": produce_tls,
+        "ratio_raw_produce_tls_vs_plain": ratio(produce_tls, produce),
         "scale_mb_s": {
             str(run["partitions"]): run["mb_s"]
             for run in runs
@@ -767,6 +801,12 @@ def markdown(results: dict[str, Any]) -> str:
         "- diagnosis, charm's defaults on 3 units with MirrorMaker on one of them: "
         f"{_fmt(results['charm_one_node_of_3_mb_s'])} MB/s, "
         f"{_fmt(results['ratio_charm_one_node_of_3_vs_limit'])} of the limit",
+        "- TLS on the target's client listeners, charm's defaults on 3 units: "
+        f"{_fmt(results['charm_tls_mb_s'])} MB/s, "
+        f"**{_fmt(results['ratio_charm_tls_vs_charm'])}** of the same run without TLS "
+        "(MirrorMaker writes on the internal listener); raw write over SASL_SSL: "
+        f"{_fmt(results['raw_produce_tls_mb_s'])} MB/s, "
+        f"**{_fmt(results['ratio_raw_produce_tls_vs_plain'])}** of SASL_PLAINTEXT's",
         f"- peak resident memory of a MirrorMaker process (charm's defaults, -Xmx"
         f"{results['mirrormaker_heap_mb']}m): {_fmt(results['mirrormaker_peak_rss_mb'], ' MiB')}",
         "- scale, charm's defaults on 3 units, MB/s by partitions: "
@@ -876,9 +916,13 @@ def parse(argv: list[str]) -> Options:
     parser.add_argument("--records", type=int, help="records to load (overrides --quick)")
     parser.add_argument("--skip-scale", action="store_true", help="no 1/12/48-partition runs")
     parser.add_argument("--heap-mb", type=int, default=MM2_HEAP_MB, help="MirrorMaker -Xmx")
+    parser.add_argument(
+        "--runs", default="", help="only these main runs, e.g. charm-3,charm-3-tls (default: all)"
+    )
     args = parser.parse_args(argv)
     records = args.records or (QUICK_RECORDS if args.quick else FULL_RECORDS)
-    return Options(records, args.quick, not args.skip_scale, args.heap_mb)
+    runs = tuple(name.strip() for name in args.runs.split(",") if name.strip())
+    return Options(records, args.quick, not args.skip_scale, args.heap_mb, runs)
 
 
 def main(argv: list[str]) -> int:

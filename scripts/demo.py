@@ -38,6 +38,7 @@ from charms.kafka_k8s.v0.mirrormaker import (
     format_table,
     migration_report,
 )
+from substrate.certificates import CertificateAuthority
 from substrate.migration import (
     MirrorMakers,
     client_user,
@@ -213,7 +214,23 @@ def groups_table(switches: list) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def run(records: int, timeout: float, keep: bool, lag_threshold: int) -> bool:
+def switch_over_tls(new: NewCluster, topic: str) -> None:
+    """What a switched client does from outside Kubernetes: read over SASL_SSL, trusting the CA."""
+    config = new.client_config(new.admin_username, new.admin_password, external=True)
+    consumer = Consumer({**quiet(config), "group.id": "demo-tls", "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    read, deadline = 0, time.monotonic() + 60
+    try:
+        while read < 1000 and time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            read += message is not None and not message.error()
+    finally:
+        consumer.close()
+    say(f"a client outside Kubernetes read {read} records of {topic} over SASL_SSL from")
+    say(f"{new.external_bootstrap}, verifying the certificates against the CA")
+
+
+def run(records: int, timeout: float, keep: bool, lag_threshold: int, tls: bool) -> bool:
     """The whole demo; returns whether the cutover happened and skipped no record."""
     cache = default_cache()
     with tempfile.TemporaryDirectory(prefix="kafka-k8s-demo-") as tmp:
@@ -223,9 +240,15 @@ def run(records: int, timeout: float, keep: bool, lag_threshold: int) -> bool:
             written = load(old, records)
             say(f"loaded {written:,} records into {len(TOPICS)} topics, {len(GROUPS)} groups")
             say("starting 3 kafka-k8s units (KRaft), each under its own Pebble daemon")
-            with NewCluster(tmp=Path(tmp) / "new", cache=cache, size=3) as new:
-                say(f"new cluster at {new.bootstrap}")
-                return migrate(old, new, timeout, keep, lag_threshold)
+            ca = CertificateAuthority() if tls else None
+            with NewCluster(
+                tmp=Path(tmp) / "new", cache=cache, size=3, ca=ca, external=tls
+            ) as new:
+                say(f"new cluster at {new.bootstrap}" + (" (SASL_SSL)" if tls else ""))
+                in_sync = migrate(old, new, timeout, keep, lag_threshold)
+                if tls and in_sync:
+                    switch_over_tls(new, LIVE_TOPIC)
+                return in_sync
 
 
 def migrate(
@@ -316,9 +339,15 @@ def main() -> int:
     parser.add_argument(
         "--keep", action="store_true", help="leave both clusters running until Ctrl-C"
     )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="the new cluster serves SASL_SSL (a test CA's certificates) and external listeners",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
-    return 0 if run(args.records, args.timeout, args.keep, args.lag_threshold) else 1
+    in_sync = run(args.records, args.timeout, args.keep, args.lag_threshold, args.tls)
+    return 0 if in_sync else 1
 
 
 if __name__ == "__main__":

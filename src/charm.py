@@ -14,18 +14,27 @@ import json
 import logging
 
 import ops
+from charmlibs.interfaces.tls_certificates import CertificateRequestAttributes
 from charmlibs.rollingops import OperationResult, RollingOpsManager, RollingOpsStatus
 
 import rolling
 from acls import grant_mirrormaker
 from admin import AdminError, KafkaAdmin
 from charms.kafka_k8s.v0.mirrormaker import Migration, TargetCluster
-from client_provider import KafkaClients
+from client_provider import ClientEndpoints, KafkaClients
 from cluster import ClusterState
 from config import BrokerConfig, InvalidConfigError
+from external import ExternalAddress, ExternalState, KubeServices, kube_client, reconcile_external
 from models import MIRRORMAKER_USER, InternalCredentials, Workload
 from observability import Observability
 from rolling import RestartOutcome, apply_dynamic_options, apply_pending, restart_in_turn
+from tls import (
+    CERTIFICATES_RELATION,
+    ServerTls,
+    TlsCertificates,
+    certificate_request,
+    read_server_tls,
+)
 from workload import BrokerSettings, KafkaWorkload, WorkloadError
 
 logger = logging.getLogger(__name__)
@@ -57,6 +66,15 @@ class KafkaK8sCharm(ops.CharmBase):
         self.observability = Observability(
             self, nodes=lambda: self.cluster.nodes, this_host=lambda: self.cluster.this_node.host
         )
+        # The library also handles secret-remove for every secret this application owns: it
+        # removes the revision no unit reads any more, the internal credentials' too (a second
+        # removal of the same revision would fail the hook, so the charm does not do it itself).
+        self.tls = TlsCertificates(
+            self, self._certificate_request, refresh_events=[self.on.config_changed]
+        )
+        self.services = KubeServices(
+            lambda: kube_client(self.model.name), self.app.name, self.model.name
+        )
         self.restarts = RollingOpsManager(
             self,
             peer_relation_name=RESTART_RELATION,
@@ -66,6 +84,8 @@ class KafkaK8sCharm(ops.CharmBase):
         self._rotation: ops.StatusBase | None = None
         # New internal passwords this hook set, before the secret shows them (rotation).
         self._rotated: InternalCredentials | None = None
+        # This hook's look at the external Services; `None` until reconcile takes it.
+        self._external: ExternalState | None = None
 
         for event in (
             self.on.install,
@@ -89,11 +109,13 @@ class KafkaK8sCharm(ops.CharmBase):
             self.migration.requirer.on.resource_created,
             self.migration.requirer.on.endpoints_changed,
             self.migration.on.fence_changed,
+            self.tls.requirer.on.certificate_available,
+            self.on[CERTIFICATES_RELATION].relation_changed,
+            self.on[CERTIFICATES_RELATION].relation_broken,
             *self.observability.relation_events,
         ):
             framework.observe(event, self._reconcile)
         framework.observe(self.on.secret_rotate, self._on_secret_rotate)
-        framework.observe(self.on.secret_remove, self._on_secret_remove)
         framework.observe(self.on.collect_unit_status, self._on_collect_unit_status)
         framework.observe(self.on.collect_app_status, self._on_collect_app_status)
 
@@ -119,6 +141,85 @@ class KafkaK8sCharm(ops.CharmBase):
             cluster_id=cluster_id,
             credentials=credentials,
             config=config,
+            tls=self._server_tls(),
+            external=self._external_address(),
+        )
+
+    def _server_tls(self) -> ServerTls | None:
+        """This unit's certificate, while the `certificates` relation is there.
+
+        While the provider signs a changed or renewed request, the certificate the broker
+        serves stays (read back from the unit), so the listener never drops back to plain text.
+        """
+        if self.tls.relation is None:
+            return None
+        assigned = self.tls.assigned()
+        if assigned is not None or not self.broker.can_connect():
+            return assigned
+        chain, ca = self.broker.served_tls()
+        return read_server_tls(chain, ca, self.tls.private_key)
+
+    def _recorded_external_address(self) -> ExternalAddress | None:
+        recorded = self.cluster.external_addresses().get(self.cluster.this_node.node_id)
+        return ExternalAddress.parse(recorded) if recorded else None
+
+    def _external_address(self) -> ExternalAddress | None:
+        """The address outside clients reach this broker at.
+
+        From this hook's look at the Services, else the one this unit recorded: collect-status
+        and the restart callback never call the Kubernetes API.
+        """
+        if self._external is not None:
+            return self._external.address
+        return self._recorded_external_address()
+
+    def _reconcile_external(self, config: BrokerConfig) -> None:
+        """Services for expose-external (the leader's), and this unit's external address."""
+        leader = self.unit.is_leader()
+        try:
+            state, exposed = reconcile_external(
+                self.services,
+                config.expose_external,
+                port=self.cluster.this_node.ports.external,
+                number=self.cluster.this_node.node_id,
+                units=range(self.app.planned_units()) if leader else None,
+                recorded=self._recorded_external_address(),
+                exposed=self.cluster.external_services,
+            )
+        finally:
+            self.services.close()
+        if leader:
+            self.cluster.record_external_services(exposed)
+        self.cluster.record_external_address(state.address.address if state.address else None)
+        self._external = state
+        # A new external address is a new SAN: the library sends the changed request.
+        self.tls.sync()
+
+    def _certificate_request(self) -> CertificateRequestAttributes:
+        """What this unit asks the `certificates` provider to sign (read by the library)."""
+        external = self._recorded_external_address()
+        return certificate_request(
+            self.app.name,
+            self.cluster.this_node.node_id,
+            self.model.name,
+            [external.host] if external else [],
+        )
+
+    def _client_endpoints(self, settings: BrokerSettings) -> ClientEndpoints:
+        nodes = self.cluster.nodes
+        tls = settings.tls
+        internal = [node.client_tls_address if tls else node.client_address for node in nodes]
+        external = self.cluster.external_addresses()
+        unavailable = (
+            "waiting for the brokers' external addresses"
+            if settings.config.expose_external != "false"
+            else ClientEndpoints.model_fields["external_unavailable"].default
+        )
+        return ClientEndpoints(
+            internal=",".join(internal),
+            external=",".join(external[n.node_id] for n in nodes if n.node_id in external),
+            external_unavailable=unavailable,
+            tls_ca=tls.ca if tls else None,
         )
 
     def _admin(self, settings: BrokerSettings) -> KafkaAdmin:
@@ -153,6 +254,10 @@ class KafkaK8sCharm(ops.CharmBase):
             self._problem = ops.WaitingStatus("waiting for the kafka container")
             return
         self.cluster.initialise()
+        try:
+            self._reconcile_external(BrokerConfig.from_options(self.config))
+        except InvalidConfigError:
+            pass  # `_broker_settings` reports it
         settings = self._broker_settings()
         if settings is None:
             return
@@ -160,7 +265,7 @@ class KafkaK8sCharm(ops.CharmBase):
             return
         if not self.unit.is_leader() or not self.broker.is_ready():
             return
-        endpoints = ",".join(node.client_address for node in self.cluster.nodes)
+        endpoints = self._client_endpoints(settings)
         try:
             with self._admin(settings) as admin:
                 self._write_internal_users(admin, settings)
@@ -182,6 +287,10 @@ class KafkaK8sCharm(ops.CharmBase):
         Returns:
             Whether the workload took the settings (else `self._problem` says why).
         """
+        if settings.tls is None and self.tls.relation is not None and not self.broker.is_running():
+            # A broker that starts now would serve plain text beside brokers that serve TLS.
+            self._problem = self._tls_pending()
+            return False
         try:
             must_restart = self.broker.reconcile(settings)
         except WorkloadError as error:
@@ -269,11 +378,6 @@ class KafkaK8sCharm(ops.CharmBase):
             RestartOutcome.NOT_BACK_IN_SYNC: OperationResult.RETRY_HOLD,
         }[outcome]
 
-    def _on_secret_remove(self, event: ops.SecretRemoveEvent) -> None:
-        """Remove the internal credentials' revisions no unit reads any more."""
-        if self.unit.is_leader() and self.cluster.is_credentials_secret(event.secret):
-            event.remove_revision()
-
     def _on_collect_unit_status(self, event: ops.CollectStatusEvent) -> None:
         if self._problem is None and not self.broker.can_connect():
             self._problem = ops.WaitingStatus("waiting for the kafka container")
@@ -282,6 +386,9 @@ class KafkaK8sCharm(ops.CharmBase):
                 self._problem = ops.MaintenanceStatus("starting the broker")
             elif not self.broker.is_ready():
                 self._problem = ops.WaitingStatus("waiting for the broker to accept clients")
+        # What TLS and external access wait for comes first: it outlasts a broker's start.
+        for status in (*self._tls_statuses(), *self._external_statuses()):
+            event.add_status(status)
         if self._problem is not None:
             event.add_status(self._problem)
         if self._rotation is not None:
@@ -294,10 +401,48 @@ class KafkaK8sCharm(ops.CharmBase):
             event.add_status(migration)
         event.add_status(ops.ActiveStatus(self._role_message()))
 
+    def _tls_pending(self) -> ops.StatusBase:
+        refused = self.tls.refused()
+        if refused:
+            return ops.BlockedStatus(
+                f"the certificates provider refused this unit's request: {refused[:80]}"
+            )
+        return ops.WaitingStatus("waiting for this unit's certificate (certificates relation)")
+
+    def _tls_statuses(self) -> list[ops.StatusBase]:
+        """What TLS waits for: a certificate, or the restart that leaves it."""
+        if not self.broker.can_connect():
+            return []
+        if self.tls.relation is not None:
+            return [self._tls_pending()] if self._server_tls() is None else []
+        record = self.broker.started_with() if self.broker.is_running() else None
+        if record is not None and record.client_tls:
+            port = self.cluster.this_node.ports.client
+            return [
+                ops.MaintenanceStatus(
+                    "certificates relation removed: clients go back to SASL_PLAINTEXT on port "
+                    f"{port} at this unit's turn to restart"
+                )
+            ]
+        return []
+
+    def _external_statuses(self) -> list[ops.StatusBase]:
+        external = self._external
+        if external is None:
+            return []
+        if external.blocked:
+            return [ops.BlockedStatus(external.blocked)]
+        return [ops.WaitingStatus(external.waiting)] if external.waiting else []
+
     def _role_message(self) -> str:
         voters = self.cluster.voter_ids or []
         this = self.cluster.this_node.node_id
-        return "broker and controller" if this in voters else "broker"
+        role = "broker and controller" if this in voters else "broker"
+        record = self.broker.started_with() if self.broker.can_connect() else None
+        if record is not None and record.client_tls:
+            role += ", TLS"
+        external = self._recorded_external_address()
+        return f"{role}, external {external.address}" if external else role
 
     def _on_collect_app_status(self, event: ops.CollectStatusEvent) -> None:
         for relation_id, error in sorted(self.clients.errors.items()):

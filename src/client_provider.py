@@ -168,6 +168,44 @@ class ClientRequestError(Exception):
     """A related application asked for something this charm cannot grant."""
 
 
+class EndpointsUnavailableError(Exception):
+    """The endpoints a relation asks for are not there (yet); the message says why."""
+
+
+class ClientEndpoints(BaseModel):
+    """What a client is told to connect to: inside Kubernetes, or from outside, and with what CA.
+
+    `external` is empty while the brokers have no external address; `external_unavailable`
+    says why.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    internal: str
+    external: str = ""
+    external_unavailable: str = "expose-external is false: set it to nodeport or loadbalancer"
+    tls_ca: str | None = None
+
+    @property
+    def tls(self) -> bool:
+        """Whether the client-facing listeners serve TLS."""
+        return self.tls_ca is not None
+
+    def pick(self, external: bool) -> str:
+        """The endpoints for a request, which asks for external ones or not.
+
+        Raises:
+            EndpointsUnavailableError: if it asks for external endpoints and there are none.
+        """
+        if not external:
+            return self.internal
+        if not self.external:
+            raise EndpointsUnavailableError(
+                f"asks for external endpoints: {self.external_unavailable}"
+            )
+        return self.external
+
+
 # What a requirer may not change once a relation is made: data-platform-helpers refuses it too.
 _FIXED = {"resource": "topic", "extra-user-roles": "extra-user-roles"}
 ERRORS_KEY = "kafka-client-errors"
@@ -405,7 +443,7 @@ class KafkaClients(ops.Object):
         self,
         admin: KafkaAdmin,
         relation: ops.Relation,
-        endpoints: str,
+        endpoints: ClientEndpoints,
         users: set[str],
         fenced: Collection[str],
     ) -> None:
@@ -413,10 +451,12 @@ class KafkaClients(ops.Object):
 
         Raises:
             ClientRequestError: if the relation asks for what cannot be granted.
+            EndpointsUnavailableError: if it asks for external endpoints and there are none.
             AdminError: if the cluster refuses a request.
         """
         for request in self._requests(relation):
             grant = self.grant_of(relation, request)
+            addresses = endpoints.pick(request.external_node_connectivity)
             password = self._password(relation)
             if grant.username not in users:
                 admin.upsert_user(grant.username, password)
@@ -427,14 +467,15 @@ class KafkaClients(ops.Object):
                 resource=request.resource,
                 username=grant.username,
                 password=password,
-                endpoints=endpoints,
+                endpoints=addresses,
                 consumer_group_prefix=grant.consumer_group_prefix,
-                tls=False,
+                tls=endpoints.tls,
+                tls_ca=endpoints.tls_ca,
                 **self._secret_uris(relation),
             )
             self.handler.set_response(relation.id, response)
 
-    def reconcile(self, admin: KafkaAdmin, endpoints: str) -> None:
+    def reconcile(self, admin: KafkaAdmin, endpoints: ClientEndpoints) -> None:
         """On the leader: make relation users, ACLs and responses match the relations.
 
         Each relation is served or refused on its own: what one relation asks for, or what the
@@ -443,7 +484,7 @@ class KafkaClients(ops.Object):
 
         Args:
             admin: an admin client of the running cluster.
-            endpoints: the comma-separated client endpoints to hand out.
+            endpoints: the client endpoints to hand out, and the CA with TLS.
 
         Raises:
             AdminError: if the cluster does not answer.
@@ -456,6 +497,8 @@ class KafkaClients(ops.Object):
                 self._serve(admin, relation, endpoints, users, fenced)
             except ClientRequestError:
                 continue  # reported by `errors`, from the relation data
+            except EndpointsUnavailableError as error:
+                refused[relation.id] = str(error)
             except AdminError as error:
                 logger.warning("kafka-client relation %s not served: %s", relation.id, error)
                 refused[relation.id] = f"the cluster refused it: {error}"

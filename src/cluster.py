@@ -33,6 +33,10 @@ CREDENTIALS_LABEL = "internal-credentials"
 MAX_VOTERS = 3
 # In each unit's peer data: the inter-broker user its running broker logs in with.
 INTER_BROKER_KEY = "broker-inter-broker-user"
+# In each unit's peer data: `HOST:PORT` its broker advertises to clients outside Kubernetes.
+EXTERNAL_ADDRESS_KEY = "external-address"
+# In the application's peer data: whether the leader made external Services (expose-external).
+EXTERNAL_SERVICES_KEY = "external-services"
 
 
 def generate_password(length: int = 32) -> str:
@@ -258,6 +262,31 @@ class ClusterState:
         relation = self.relation
         if relation is not None and relation.data[self.unit].get(INTER_BROKER_KEY) != user:
             relation.data[self.unit][INTER_BROKER_KEY] = user or ""
+
+    def external_addresses(self) -> dict[int, str]:
+        """`HOST:PORT` each unit advertises to clients outside Kubernetes, by node id."""
+        relation = self.relation
+        if relation is None:
+            return {}
+        found = {node_id(u): relation.data[u].get(EXTERNAL_ADDRESS_KEY) for u in self.units}
+        return {number: address for number, address in sorted(found.items()) if address}
+
+    def record_external_address(self, address: str | None) -> None:
+        """Publish the address this unit's broker advertises outside Kubernetes (or none)."""
+        relation = self.relation
+        if relation is not None and relation.data[self.unit].get(EXTERNAL_ADDRESS_KEY) != address:
+            relation.data[self.unit][EXTERNAL_ADDRESS_KEY] = address or ""
+
+    @property
+    def external_services(self) -> bool:
+        """Whether the leader made external Services that it has not removed yet."""
+        return bool((self._app_data() or {}).get(EXTERNAL_SERVICES_KEY))
+
+    def record_external_services(self, exposed: bool) -> None:
+        """On the leader: record whether external Services may exist."""
+        data = self._app_data()
+        if data is not None and self.unit.is_leader():
+            data[EXTERNAL_SERVICES_KEY] = "true" if exposed else ""
 
     def is_credentials_secret(self, secret: ops.Secret) -> bool:
         """Whether a secret event concerns the internal credentials."""

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -28,6 +28,9 @@ class BrokerConfig(BaseModel):
     auto_create_topics: bool = Field(default=False, alias="auto-create-topics")
     log_retention_hours: int = Field(default=168, ge=-1, le=87600, alias="log-retention-hours")
     broker_heap_mb: int = Field(default=1024, ge=256, le=65536, alias="broker-heap-mb")
+    expose_external: Literal["false", "nodeport", "loadbalancer"] = Field(
+        default="false", alias="expose-external"
+    )
 
     # Options Kafka 3.9 changes at run time, as cluster-wide broker defaults: no restart for
     # them. Of the broker options only retention is: `log.retention.ms` is dynamic (its

@@ -66,6 +66,16 @@ class WorkloadPaths(BaseModel):
         return self.etc / "server.properties"
 
     @property
+    def tls_chain(self) -> PurePosixPath:
+        """The certificate chain the client listeners serve (PEM), while TLS is on."""
+        return self.etc / "tls-chain.pem"
+
+    @property
+    def tls_ca(self) -> PurePosixPath:
+        """The CA of that chain (PEM): what clients, also Kafka's bin scripts, verify with."""
+        return self.etc / "tls-ca.pem"
+
+    @property
     def client_properties(self) -> PurePosixPath:
         """Admin client configuration for Kafka's bin scripts on the unit."""
         return self.etc / "client.properties"
@@ -102,7 +112,11 @@ class WorkloadPorts(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     client: int = 9092
+    # The client listener with TLS (SASL_SSL), instead of `client`, while a certificate is set.
+    client_tls: int = 9093
     internal: int = 19092
+    # The listener that clients outside Kubernetes reach through a Service (expose-external).
+    external: int = 29092
     controller: int = 9097
     broker_metrics: int = 9101
     mirrormaker_metrics: int = 9099
@@ -150,6 +164,11 @@ class BrokerNode(BaseModel):
     def client_address(self) -> str:
         """`HOST:PORT` of the client listener."""
         return f"{self.host}:{self.ports.client}"
+
+    @property
+    def client_tls_address(self) -> str:
+        """`HOST:PORT` of the client listener with TLS."""
+        return f"{self.host}:{self.ports.client_tls}"
 
     @property
     def internal_address(self) -> str:

@@ -21,6 +21,7 @@ import ops
 from pydantic import BaseModel, ConfigDict, Field
 
 from config import BrokerConfig
+from external import ExternalAddress
 from files import jaas_escape, properties_escape, push_if_changed, scram_jaas
 from models import (
     ADMIN_USER,
@@ -32,6 +33,7 @@ from models import (
     Workload,
     WorkloadPaths,
 )
+from tls import ServerTls
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,26 @@ class BrokerSettings(BaseModel):
     credentials: InternalCredentials
     config: BrokerConfig = BrokerConfig()
     workload: Workload = Workload()
+    # The certificate of the client listeners: SASL_SSL with it, SASL_PLAINTEXT without.
+    tls: ServerTls | None = None
+    # The address clients outside Kubernetes reach this broker at (expose-external).
+    external: ExternalAddress | None = None
+
+    @property
+    def client_protocol(self) -> Literal["SASL_SSL", "SASL_PLAINTEXT"]:
+        """The security protocol of the client-facing listeners."""
+        return "SASL_SSL" if self.tls is not None else "SASL_PLAINTEXT"
+
+    @property
+    def client_port(self) -> int:
+        """The client listener's port: 9093 with TLS, 9092 without (Canonical's)."""
+        ports = self.node.ports
+        return ports.client_tls if self.tls is not None else ports.client
+
+    @property
+    def client_address(self) -> str:
+        """`HOST:PORT` of this broker's client listener."""
+        return f"{self.node.host}:{self.client_port}"
 
     @property
     def roles(self) -> Literal["broker,controller", "broker"]:
@@ -85,6 +107,10 @@ def render_server_properties(settings: BrokerSettings) -> str:
         config=settings.config,
         paths=settings.workload.paths,
         super_users=";".join(f"User:{user}" for user in SUPER_USERS),
+        tls=settings.tls,
+        keystore_chain=properties_escape(settings.tls.chain) if settings.tls else "",
+        keystore_key=properties_escape(settings.tls.key) if settings.tls else "",
+        external=settings.external,
         internal_jaas=properties_escape(
             scram_jaas(credentials.inter_broker_user, credentials.inter_broker_password)
         ),
@@ -147,7 +173,7 @@ def kafka_layer(settings: BrokerSettings) -> ops.pebble.LayerDict:
                 "period": "10s",
                 "timeout": "3s",
                 "threshold": 3,
-                "tcp": {"port": settings.node.ports.client},
+                "tcp": {"port": settings.client_port},
             },
         },
     }
@@ -168,6 +194,8 @@ class StartRecord(BaseModel):
 
     digest: str
     inter_broker_user: str
+    # Whether its client listeners serve TLS.
+    client_tls: bool = False
 
 
 class WorkloadError(Exception):
@@ -300,12 +328,39 @@ class KafkaWorkload:
         """
         paths = self.paths
         self.write(paths.broker_jmx_config, render_broker_jmx_rules())
+        self._write_tls(settings.tls)
         self.write(
             paths.client_properties,
             render_client_properties(ADMIN_USER, settings.credentials.admin_password),
             secret=True,
         )
         return self.write(paths.server_properties, render_server_properties(settings), secret=True)
+
+    def _write_tls(self, tls: ServerTls | None) -> None:
+        """The served chain and its CA as PEM files (no key: that is only in server.properties).
+
+        They are what Kafka's bin scripts on the unit verify with, and what the charm reads back
+        while the provider signs a new request (`served_tls`).
+        """
+        paths = self.paths
+        if tls is None:
+            for path in (paths.tls_chain, paths.tls_ca):
+                if self.container.exists(path):
+                    self.container.remove_path(path)
+            return
+        self.write(paths.tls_chain, tls.chain)
+        self.write(paths.tls_ca, tls.ca)
+
+    def served_tls(self) -> tuple[str, str]:
+        """The chain and CA the client listeners were last configured with (empty if none)."""
+        texts = []
+        for path in (self.paths.tls_chain, self.paths.tls_ca):
+            try:
+                with self.container.pull(path) as file:
+                    texts.append(file.read())
+            except (ops.pebble.PathError, ops.pebble.ConnectionError):
+                texts.append("")
+        return texts[0], texts[1]
 
     def started_with(self) -> StartRecord | None:
         """What the running broker was started with, as recorded when the charm started it.
@@ -323,6 +378,7 @@ class KafkaWorkload:
         record = StartRecord(
             digest=restart_digest(settings),
             inter_broker_user=settings.credentials.inter_broker_user,
+            client_tls=settings.tls is not None,
         )
         self.write(self.paths.start_record, record.model_dump_json(), secret=True)
 

@@ -382,9 +382,9 @@ def source_cluster(old: OldCluster) -> SourceCluster:
 
 
 def target_cluster(new: NewCluster) -> TargetCluster:
-    """The new cluster as MirrorMaker's user reaches it."""
+    """The new cluster as MirrorMaker's user reaches it: on the internal listener, as in Juju."""
     return TargetCluster(
-        bootstrap_servers=tuple(new.bootstrap.split(",")),
+        bootstrap_servers=tuple(new.internal_bootstrap.split(",")),
         username="mirrormaker",
         password=new.credentials.mirrormaker_password,
     )

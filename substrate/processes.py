@@ -217,6 +217,19 @@ def sasl_config(bootstrap: str, username: str, password: str) -> ClientConfig:
     }
 
 
+def tls_config(bootstrap: str, username: str, password: str, ca: str) -> ClientConfig:
+    """A confluent-kafka client configuration for SASL_SSL with SCRAM-SHA-512, trusting `ca`.
+
+    The broker's name is verified against its certificate (librdkafka's default, set here).
+    """
+    return {
+        **sasl_config(bootstrap, username, password),
+        "security.protocol": "SASL_SSL",
+        "ssl.ca.pem": ca,
+        "ssl.endpoint.identification.algorithm": "https",
+    }
+
+
 def broker_count(config: ClientConfig, timeout: float = 5.0) -> int:
     """How many brokers the cluster reports, or 0 when it does not answer."""
     admin = AdminClient({**config, "log_level": 3})

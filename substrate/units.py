@@ -28,12 +28,14 @@ from types import TracebackType
 
 import ops
 import ops.pebble
+from charmlibs.interfaces.tls_certificates import PrivateKey
 from ops.jujucontext import JujuContext
 
 from acls import grant_mirrormaker
 from admin import KafkaAdmin
 from charms.kafka_k8s.v0.mirrormaker import MirrorMakerWorkload
 from config import BrokerConfig
+from external import ExternalAddress
 from models import (
     ADMIN_USER,
     REPLICATION_USERS,
@@ -44,6 +46,7 @@ from models import (
     WorkloadPorts,
 )
 from rolling import admin_client, ensure_internal_users
+from substrate.certificates import CertificateAuthority
 from substrate.processes import (
     FETCH_SCRIPT,
     LOOPBACK,
@@ -63,6 +66,7 @@ from substrate.processes import (
     sasl_config,
     spawn,
     tail,
+    tls_config,
     wait_until,
 )
 from workload import BrokerSettings, KafkaWorkload
@@ -348,6 +352,8 @@ class Unit:
     workload: Workload
     settings: BrokerSettings
     pebble: PebbleDaemon
+    # The unit's private key, with TLS: made on the unit, it never leaves it.
+    key: PrivateKey | None = None
 
     @property
     def node(self) -> BrokerNode:
@@ -414,6 +420,12 @@ class NewCluster:
     # What the charm's leader does once the cluster serves: write the internal SCRAM users
     # through the admin API (`rolling.ensure_internal_users`). Off only to show why it must.
     write_internal_users: bool = True
+    # With a CA, the client listeners serve SASL_SSL with a certificate it signed, as with the
+    # certificates relation.
+    ca: CertificateAuthority | None = None
+    # With it, each broker also has the EXTERNAL listener, advertised at its own port on
+    # loopback (where, in Kubernetes, a node port would forward to it).
+    external: bool = False
 
     @property
     def nodes(self) -> tuple[BrokerNode, ...]:
@@ -422,8 +434,27 @@ class NewCluster:
 
     @property
     def bootstrap(self) -> str:
-        """Comma-separated client addresses of all units."""
-        return ",".join(node.client_address for node in self.nodes)
+        """Comma-separated client addresses of all units (SASL_SSL ones with a CA)."""
+        return ",".join(unit.settings.client_address for unit in self.units)
+
+    @property
+    def internal_bootstrap(self) -> str:
+        """Comma-separated internal addresses: the charm's admin client and MirrorMaker's."""
+        return ",".join(node.internal_address for node in self.nodes)
+
+    @property
+    def external_bootstrap(self) -> str:
+        """Comma-separated addresses the brokers advertise to clients outside Kubernetes."""
+        return ",".join(u.settings.external.address for u in self.units if u.settings.external)
+
+    def client_config(
+        self, username: str, password: str, *, ca: str | None = None, external: bool = False
+    ) -> ClientConfig:
+        """A client's configuration: SASL_SSL verifying `ca` (the cluster's own by default)."""
+        bootstrap = self.external_bootstrap if external else self.bootstrap
+        if self.ca is None:
+            return sasl_config(bootstrap, username, password)
+        return tls_config(bootstrap, username, password, ca or self.ca.pem)
 
     @property
     def admin_username(self) -> str:
@@ -436,8 +467,26 @@ class NewCluster:
         return self.credentials.admin_password
 
     def admin_config(self) -> ClientConfig:
-        """A confluent-kafka configuration logging in as the admin user."""
-        return sasl_config(self.bootstrap, self.admin_username, self.admin_password)
+        """A confluent-kafka configuration logging in as the admin user.
+
+        With TLS it goes through the internal listener, as the charm's own admin client does.
+        """
+        bootstrap = self.internal_bootstrap if self.ca is not None else self.bootstrap
+        return sasl_config(bootstrap, self.admin_username, self.admin_password)
+
+    def issue_certificates(self) -> None:
+        """Give every unit a new certificate from the CA, with the key it already has.
+
+        What a renewal on the relation does to the settings: the brokers restart to serve it
+        (`rolling.restart_in_turn`); nothing is restarted here.
+        """
+        if self.ca is None:
+            return
+        for unit in self.units:
+            if unit.key is None:
+                unit.key = PrivateKey.generate()
+            tls = self.ca.issue(self.app, unit.index, "local", [LOOPBACK], unit.key)
+            unit.settings = unit.settings.model_copy(update={"tls": tls})
 
     def settings_for(self, unit: Unit, config: BrokerConfig | None = None) -> BrokerSettings:
         """The unit's `BrokerSettings`, with another `BrokerConfig` if given."""
@@ -448,6 +497,8 @@ class NewCluster:
         paths = make_rock_root(root, self.cache)
         ports = WorkloadPorts(
             client=free_port(),
+            client_tls=free_port(),
+            external=free_port(),
             internal=free_port(),
             controller=free_port(),
             broker_metrics=free_port(),
@@ -470,6 +521,9 @@ class NewCluster:
             credentials=self.credentials,
             config=BrokerConfig.from_options({"broker-heap-mb": self.heap_mb}),
             workload=workload,
+            external=ExternalAddress(host=LOOPBACK, port=ports.external)
+            if self.external
+            else None,
         )
         return Unit(index, root.resolve(), paths, workload, settings, pebble)
 
@@ -487,12 +541,12 @@ class NewCluster:
             for unit in self.units:
                 unit.settings = unit.settings.model_copy(update={"voters": voters})
                 unit.pebble.start()
+            self.issue_certificates()
             with ThreadPoolExecutor(max_workers=self.size) as pool:
                 list(pool.map(lambda unit: unit.kafka.reconcile(unit.settings), self.units))
             self.wait_ready(timeout=self.start_timeout)
             if self.write_internal_users:
-                bootstrap = ",".join(node.internal_address for node in self.nodes)
-                with admin_client(bootstrap, self.credentials) as admin:
+                with admin_client(self.internal_bootstrap, self.credentials) as admin:
                     ensure_internal_users(admin, self.credentials)
             self.grant_mirrormaker(self.mirrormaker_sync_topic_acls)
         except BaseException as error:
@@ -505,8 +559,9 @@ class NewCluster:
 
     def grant_mirrormaker(self, sync_topic_acls: bool = False) -> None:
         """Give the `mirrormaker` user its ACLs with the charm's function, as the leader does."""
-        bootstrap = ",".join(node.internal_address for node in self.nodes)
-        with KafkaAdmin(bootstrap, ADMIN_USER, self.admin_password, timeout=30.0) as admin:
+        with KafkaAdmin(
+            self.internal_bootstrap, ADMIN_USER, self.admin_password, timeout=30.0
+        ) as admin:
             grant_mirrormaker(admin, sync_topic_acls=sync_topic_acls)
         self.mirrormaker_sync_topic_acls = sync_topic_acls
 
@@ -516,7 +571,7 @@ class NewCluster:
         config = self.admin_config()
         wait_until(
             lambda: (
-                all(port_open(node.ports.client) for node in self.nodes)
+                all(port_open(unit.settings.client_port) for unit in self.units)
                 and broker_count(config) >= expected
             ),
             timeout=timeout,

@@ -2,8 +2,9 @@
 # See LICENSE file for licensing details.
 """Fixtures of the local tier: real Kafka, ZooKeeper and Pebble processes on loopback.
 
-The session starts by running `substrate/runtime/fetch.sh`, which fills the cache (Kafka jars,
-Pebble) or says which tool is missing; a missing tool fails the session, it never skips it.
+The session starts by running `substrate/runtime/fetch.sh` and `fetch-kube.sh`, which fill the
+cache (Kafka jars, Pebble, kube-apiserver and etcd) or say which tool is missing; a missing tool
+fails the session, it never skips it.
 When a test fails, the tails of the log files of the clusters its fixtures started are added to
 its report.
 """
@@ -21,33 +22,44 @@ from typing import Any
 import pytest
 
 from substrate import processes
+from substrate.kube import FETCH_KUBE_SCRIPT, KubeApiServer
 from substrate.old_cluster import OldCluster
 from substrate.units import NewCluster
 
 FETCH_TIMEOUT = 1800
 
 
-@pytest.fixture(scope="session", autouse=True)
-def kafka_cache() -> Path:
-    """Run `fetch.sh` once per session and return the cache path; fail if it cannot fill it."""
+def _fetch(script: Path) -> str:
+    """Run one fetch script; its last line of output is the path it filled."""
     try:
         result = subprocess.run(
-            ["bash", str(processes.FETCH_SCRIPT)],
+            ["bash", str(script)],
             capture_output=True,
             text=True,
             timeout=FETCH_TIMEOUT,
             check=False,
         )
     except subprocess.TimeoutExpired:
-        pytest.fail(f"{processes.FETCH_SCRIPT} did not finish in {FETCH_TIMEOUT}s", pytrace=False)
+        pytest.fail(f"{script} did not finish in {FETCH_TIMEOUT}s", pytrace=False)
     if result.returncode != 0:
         pytest.fail(
-            f"the local tier cannot run: {processes.FETCH_SCRIPT} exited with "
+            f"the local tier cannot run: {script} exited with "
             f"{result.returncode}\n{result.stderr.strip()}",
             pytrace=False,
         )
     lines = result.stdout.strip().splitlines()
-    return Path(lines[-1]) if lines else processes.default_cache()
+    return lines[-1] if lines else ""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kafka_cache() -> Path:
+    """Run the fetch scripts once per session and return the cache path; fail if they cannot.
+
+    `fetch.sh` fills the Kafka jars and Pebble, `fetch-kube.sh` the Kubernetes API server.
+    """
+    cache = _fetch(processes.FETCH_SCRIPT)
+    _fetch(FETCH_KUBE_SCRIPT)
+    return Path(cache) if cache else processes.default_cache()
 
 
 @pytest.fixture(scope="session")
@@ -81,6 +93,13 @@ def new_cluster(kafka_cache: Path, local_tmp: Path) -> Iterator[NewCluster]:
     tmp = Path(tempfile.mkdtemp(prefix="new-", dir=local_tmp))
     with NewCluster(tmp, cache=kafka_cache, size=3) as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def kube_api(kafka_cache: Path, local_tmp: Path) -> Iterator[KubeApiServer]:
+    """One real kube-apiserver (and its etcd) for the session, started when a test needs it."""
+    with KubeApiServer(local_tmp / "kube", cache=kafka_cache) as server:
+        yield server
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -229,6 +229,11 @@ CASES = [
     ),
     pytest.param(config(broker_heap_mb=10), config_changed, "invalid config broker-heap-mb: "),
     pytest.param(config(broker_heap_mb=70000), config_changed, "invalid config broker-heap-mb"),
+    pytest.param(
+        config(expose_external="ingress"),
+        config_changed,
+        "invalid config expose-external: input should be 'false', 'nodeport' or 'loadbalancer'",
+    ),
     # Migration options.
     pytest.param(
         config(mirrormaker_topics="orders["), config_changed, "mirrormaker-topics: 'orders['"
@@ -359,6 +364,11 @@ CASES = [
         client({"topic": "orders", "extra-user-roles": "producer"}, granted=ORDERS),
         client_changed,
         "extra-user-roles changed from 'consumer' to 'producer' after the relation was made",
+    ),
+    pytest.param(
+        client({"topic": "orders", "external-node-connectivity": "true"}),
+        client_changed,
+        "asks for external endpoints: expose-external is false: set it to nodeport or",
     ),
     pytest.param(
         relation(response={"endpoints": "old-kafka-0"}),
