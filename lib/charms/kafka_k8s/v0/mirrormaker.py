@@ -3501,9 +3501,9 @@ class _Clients:
         )
 
     def close(self) -> None:
-        """Close the record readers (the admin clients close with their queries)."""
-        self.source_logs.close()
-        self.target_logs.close()
+        """Close every client's connections."""
+        for client in (self.source, self.target, self.source_logs, self.target_logs):
+            client.close()
 
 
 def _anchor_by_time(
@@ -4163,7 +4163,9 @@ class Migration(ops.Object):
         # topic configs, other groups or ACLs with it; `admin` would (as a super user, with a
         # rolling restart of the source). `mirrormaker-source-role` chooses; the README says
         # what each migrates, and the status names a right MirrorMaker lacks.
-        role = "admin" if charm.config.get("mirrormaker-source-role") == "admin" else "consumer"
+        role = (
+            "admin" if charm.model.config.get("mirrormaker-source-role") == "admin" else "consumer"
+        )
         self.requirer = _TolerantRequirer(
             charm,
             source_relation,
@@ -4435,12 +4437,13 @@ class Migration(ops.Object):
         if settings is None or self.service.state() != "active":
             self._stored.summary = ""
             return
-        snapshot = _fetch_snapshot(
-            _ClusterClient(settings.source, "source", _STATUS_TIMEOUT),
-            _ClusterClient(settings.target, "target", _STATUS_TIMEOUT),
-            settings.config,
-            units=self._live_unit_states(),
-        )
+        with (
+            _ClusterClient(settings.source, "source", _STATUS_TIMEOUT) as source,
+            _ClusterClient(settings.target, "target", _STATUS_TIMEOUT) as target,
+        ):
+            snapshot = _fetch_snapshot(
+                source, target, settings.config, units=self._live_unit_states()
+            )
         if not any(problem.role == "source" for problem in snapshot.problems):
             snapshot = snapshot.model_copy(update={"quiet": self._quiet(snapshot)})
             self._publish_topics(settings.config.target_topic(t) for t in snapshot.source_topics)
@@ -4612,7 +4615,8 @@ class Migration(ops.Object):
         """
         config = settings.config
         try:
-            topics = _ClusterClient(settings.source, "source").topics()
+            with _ClusterClient(settings.source, "source") as source:
+                topics = source.topics()
         except ClusterUnreachableError as error:
             logger.warning("fence waits for the source's topics: %s", error.message)
             return
