@@ -109,10 +109,12 @@ def mirrormaker_acls(*, sync_topic_acls: bool = False) -> list[Acl]:
     - Groups, any name: READ and DESCRIBE, to join its worker group and to commit and read
       the translated offsets of the source's groups.
     - Transactional ids of its worker and tasks (exactly-once), and idempotent writes.
+    - DELETE on its own topics only (`mm2-*`, heartbeats, checkpoints): `finish-migration
+      cleanup=true` removes them.
     - CLUSTER ALTER only with `sync_topic_acls`: creating ACLs needs it.
 
-    Not granted: deleting topics, records or groups, describing or changing ACLs or users
-    (unless `sync_topic_acls`), and broker configs.
+    Not granted: deleting any other topic, records or groups, describing or changing ACLs or
+    users (unless `sync_topic_acls`), and broker configs.
     """
     topic_operations = (
         "CREATE",
@@ -126,6 +128,14 @@ def mirrormaker_acls(*, sync_topic_acls: bool = False) -> list[Acl]:
     acls = [
         Acl(resource="TOPIC", name="*", pattern="LITERAL", operation=operation)
         for operation in topic_operations
+    ]
+    acls += [
+        Acl(resource="TOPIC", name=prefix, pattern="PREFIXED", operation="DELETE")
+        for prefix in MIRRORMAKER_NAMES.topic_prefixes
+    ]
+    acls += [
+        Acl(resource="TOPIC", name=topic, pattern="LITERAL", operation="DELETE")
+        for topic in MIRRORMAKER_NAMES.topics
     ]
     acls += [
         Acl(resource="GROUP", name="*", pattern="LITERAL", operation=operation)
