@@ -25,14 +25,19 @@ MirrorMaker, switches every group, lifts the fence and records the finished migr
 
 ## Adopting it
 
-Fetch the library (`charmcraft fetch-lib charms.kafka_k8s.v0.mirrormaker`), add its `PYDEPS`
-to the charm's dependencies (its one Kafka client is kafka-python, pure Python), and declare in
-`charmcraft.yaml` what it handles. Whenever it makes a client, the library sets the `kafka`
-logger (kafka-python's) to WARNING if it is lower: kafka-python logs the SASL password at DEBUG,
-and ops forwards DEBUG records to `juju debug-log`. The workload
-container must be a Kafka image with `/opt/kafka/bin/connect-mirror-maker.sh` and the JMX
-exporter agent at `/opt/kafka/libs/jmx_prometheus_javaagent.jar` (the charmed-kafka rock);
-a peer relation must exist (any name; `cluster` by default):
+Copy this file to `lib/charms/kafka_k8s/v0/mirrormaker.py` (it is not published on Charmhub:
+the `kafka_k8s` namespace there is Canonical's charm's, so `charmcraft fetch-lib` would look in
+theirs), add its `PYDEPS` to the charm's dependencies (its one Kafka client is kafka-python, pure
+Python), and declare in `charmcraft.yaml` what it handles. A charm with separate files puts
+`requires:` in `metadata.yaml`, the options under `options:` in `config.yaml` and the actions at
+the top level of `actions.yaml`. `type: secret` needs Juju 3.1 or later; on older Juju declare
+`mirrormaker-source-credentials` as `type: string` (the library reads a secret ID either
+way). Whenever it makes a client, the library sets the `kafka` logger (kafka-python's) to
+WARNING if it is lower: kafka-python logs the SASL password at DEBUG, and ops forwards DEBUG
+records to `juju debug-log`. The workload container must be a Kafka image with
+`/opt/kafka/bin/connect-mirror-maker.sh` and the JMX exporter agent at
+`/opt/kafka/libs/jmx_prometheus_javaagent.jar` (the charmed-kafka rock); a peer relation must
+exist (any name; `cluster` by default):
 
 ```yaml
 requires:
@@ -111,7 +116,7 @@ class KafkaCharm(ops.CharmBase):
         if not self.broker_ready():
             return None
         return TargetCluster(
-            bootstrap_servers=self.internal_addresses(),
+            bootstrap_servers=self.internal_addresses(),  # ("kafka-0.kafka-endpoints:19092",)
             username="mirrormaker",
             password=self.mirrormaker_password(),
         )
@@ -129,7 +134,23 @@ class KafkaCharm(ops.CharmBase):
 While MirrorMaker runs, the status says how far the migration is ("migrating from old: 5 topics,
 lag 1,204 records", "in sync with old: ready for cutover") or what is wrong (a cluster that does
 not answer or refuses the login, a failed MirrorMaker task). `reconcile()` computes it with
-bounded queries; `status()` only reads what it stored.
+bounded queries, once per hook however often the host calls it; `status()` only reads what it
+stored. The status is this unit's: add it to the unit status, and to the app status only on
+the leader if at all; add it before the charm's own `ActiveStatus`, since ops keeps the first
+of equal priority.
+
+What the host's callables must do: `target` is called on every hook, collect-status included,
+so it must be cheap, without side effects or network calls, and return `None` until the broker
+serves and the password (and CA) exist; it is read again on every reconcile, so a new password
+or CA reaches MirrorMaker at once. Its `bootstrap_servers` is a tuple of `HOST:PORT` (a
+comma-separated string is accepted too). `unit_host` is an address the other units reach and
+that MirrorMaker can bind its REST listener to (`listeners=http://<unit_host>:8083`).
+
+What the library keeps in the host's model: the unit keys `mirrormaker-request`,
+`mirrormaker-state` and `mirrormaker-topics` in the peer relation's unit databags, and the
+StoredState handle `mirrormaker-migration`. MirrorMaker's metrics are served on
+`MirrorMakerWorkload.metrics_port` (9099): add `*:9099` to the host's scrape jobs. On
+Kubernetes no port needs opening for the units to reach each other.
 
 ## The public API
 
@@ -265,7 +286,7 @@ _SECRET_KEYS = ("username", "password", "sasl-mechanism", "security-protocol", "
 # Where the CA that verifies each cluster's certificate comes from, for messages.
 _TLS_CA_SOURCES = {
     "source": "`ca` of mirrormaker-source-credentials, or tls-ca of migration-source",
-    "target": "the system's CAs",
+    "target": "`ca` of the host's TargetCluster, else the system's CAs",
 }
 _POLICY_CLASSES = {
     "identity": "org.apache.kafka.connect.mirror.IdentityReplicationPolicy",
@@ -4152,6 +4173,8 @@ class Migration(ops.Object):
         """
         super().__init__(charm, "mirrormaker-migration")
         self._stored.set_default(summary="", source_ends="", quiet_since=0.0)
+        # The status queries run once per hook, however often the host reconciles in it.
+        self._refreshed = False
         self.charm = charm
         self._target = target
         self._unit_host = unit_host
@@ -4180,6 +4203,18 @@ class Migration(ops.Object):
         framework.observe(charm.on["finish-migration"].action, self._on_finish_migration)
 
     # Reading the model -------------------------------------------------------------------------
+
+    def _target_cluster(self) -> TargetCluster | None:
+        """The host's `target`, or None while it cannot describe the cluster yet.
+
+        A host whose `target` builds a `TargetCluster` before it has every value (an empty
+        password, say) is waiting, not broken: the validation error is logged, not raised.
+        """
+        try:
+            return self._target()
+        except ValidationError as error:
+            logger.info("this cluster is not described yet: %s", error.error_count())
+            return None
 
     @property
     def _peers(self) -> ops.Relation | None:
@@ -4364,7 +4399,7 @@ class Migration(ops.Object):
             )
         if source is None:
             raise self._no_source()
-        target = self._target()
+        target = self._target_cluster()
         if target is None:
             raise NotReadyError("waiting for this cluster to serve before migrating into it")
         peers = self._peers
@@ -4437,6 +4472,9 @@ class Migration(ops.Object):
         if settings is None or self.service.state() != "active":
             self._stored.summary = ""
             return
+        if self._refreshed:
+            return
+        self._refreshed = True
         with (
             _ClusterClient(settings.source, "source", _STATUS_TIMEOUT) as source,
             _ClusterClient(settings.target, "target", _STATUS_TIMEOUT) as target,
@@ -4515,7 +4553,7 @@ class Migration(ops.Object):
             return ops.ActiveStatus(_clip(f"migration stopped; {fence}")) if fence else None
         if source is None:
             return self._no_source().status()
-        if self._target() is None:
+        if self._target_cluster() is None:
             return ops.WaitingStatus(f"waiting for this cluster to migrate from {source.name}")
         if not self.service.container.can_connect():
             return None
