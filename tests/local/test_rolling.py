@@ -211,7 +211,13 @@ def test_a_dynamic_option_restarts_nothing(new_cluster: NewCluster, topic: str):
     changed = apply_dynamic_options(_admin(new_cluster), config)
 
     assert changed == {"log.retention.ms": str(24 * 3_600_000)}
-    assert _admin(new_cluster).cluster_configs(["log.retention.ms"]) == changed
+    # Brokers apply a dynamic config from the controller's metadata log, a moment later.
+    admin = _admin(new_cluster)
+    wait_until(
+        lambda: admin.cluster_configs(["log.retention.ms"]) == changed,
+        timeout=30,
+        what="the brokers to apply the new retention",
+    )
     assert [unit.broker_pid() for unit in new_cluster.units] == pids
 
 
