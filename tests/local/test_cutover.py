@@ -211,9 +211,10 @@ def test_a_group_behind_on_the_target_does_not_hold_up_the_cutover(cutover: Cuto
 
     behind = cutover.report()
     print(f"\nright after the commits on the source:\n{format_table(behind)}")
-    # MirrorMaker's offsets lag or are missing until its next checkpoints; the report shows it,
-    # the verdict does not wait for it.
-    assert _group_lags(behind)["billing"] == 600
+    # MirrorMaker's offsets lag or are missing until its next checkpoints (at least the 600
+    # records since the last commit; more where its offset syncs are sparse): the report
+    # shows it, the verdict does not wait for it.
+    assert _group_lags(behind)["billing"] >= 600
     assert [t.missing_partitions for t in behind.groups[1].topics] == [3]
     assert not [reason for reason in behind.reasons if reason.startswith("group ")]
     assert behind.ready_for_cutover

@@ -404,7 +404,7 @@ def test_no_secret_in_any_output(run: Run, caplog: pytest.LogCaptureFixture):
     report = migration_report(run.source, run.nodes.settings[0].target, units=units)
     shown = [json.dumps(report.results(table=table)) for table in (False, True)]
     wrong = run.source.model_copy(update={"password": "wrong-pw-6502"})
-    refused = migration_report(wrong, run.nodes.settings[0].target, units=units, timeout=5)
+    refused = migration_report(wrong, run.nodes.settings[0].target, units=units, timeout=15)
     assert [problem.refused for problem in refused.problems] == [True]
     print(f"\nwith a wrong password: {refused.problems[0].message}")
     shown += [json.dumps(refused.results(table=table)) for table in (False, True)]

@@ -159,7 +159,7 @@ def test_a_client_with_another_ca_is_refused(new_cluster: NewCluster, client: Us
         "error_cb": lambda error: errors.append(str(error)),
     }
 
-    assert broker_count(config, timeout=5) == 0
+    assert broker_count(config, timeout=20) == 0
     assert any("certificate verify failed" in error for error in errors), errors
     with pytest.raises(ssl.SSLCertVerificationError):
         served_certificate(new_cluster.units[0].settings.client_port, other.pem)

@@ -224,6 +224,11 @@ PYDEPS = [
     "jinja2>=3.1",
     "data-platform-helpers>=1.1",
     "kafka-python>=3.0",
+    # The codecs kafka-python needs to read compressed records (the cutover compares records
+    # by content; MirrorMaker writes lz4 here, a source may use any): wheels, no system library.
+    "lz4>=4.3",
+    "zstandard>=0.23",
+    "python-snappy>=0.7",
 ]
 
 __all__ = [  # noqa: RUF022 - grouped by what each name is for
