@@ -12,6 +12,7 @@ SASL password and every request, out of the logs.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, cast
@@ -177,6 +178,18 @@ class KafkaAdmin:
             "listing users", lambda admin: admin.describe_user_scram_credentials()
         )
         return set(described)
+
+    def retire_user(self, username: str) -> None:
+        """Take every right and the password from a user, leaving its SCRAM credential record.
+
+        Its ACLs are removed and its credential is overwritten with a random password that is
+        never stored, so nobody can log in as it. The credential is not deleted: on Kafka 3.9
+        in KRaft mode, after a SCRAM credential was deleted, a restarted broker refused every
+        SCRAM login, the internal users' included (measured on the local tier, see README,
+        "The broker").
+        """
+        self.revoke_all(username)
+        self.upsert_user(username, secrets.token_urlsafe(32))
 
     def delete_user(self, username: str) -> None:
         """Remove a SCRAM user and every ACL naming it; nothing happens when it is gone."""

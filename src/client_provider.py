@@ -209,6 +209,7 @@ class ClientEndpoints(BaseModel):
 # What a requirer may not change once a relation is made: data-platform-helpers refuses it too.
 _FIXED = {"resource": "topic", "extra-user-roles": "extra-user-roles"}
 ERRORS_KEY = "kafka-client-errors"
+RETIRED_KEY = "kafka-client-retired-users"
 
 
 class _TolerantProvider(ResourceProviderEventHandler):
@@ -349,6 +350,23 @@ class KafkaClients(ops.Object):
             return {}
         live = {relation.id for relation in self.relations}
         return {int(k): str(v) for k, v in raw.items() if k.isdigit() and int(k) in live}
+
+    def _retired_users(self) -> set[str]:
+        """The users of relations that are gone, already without rights and password."""
+        relation = self.charm.model.get_relation("cluster")
+        raw = relation.data[self.charm.app].get(RETIRED_KEY) if relation else None
+        try:
+            users = json.loads(raw or "[]")
+        except ValueError:
+            return set()
+        return {str(user) for user in users} if isinstance(users, list) else set()
+
+    def _store_retired_users(self, users: set[str]) -> None:
+        relation = self.charm.model.get_relation("cluster")
+        if relation is not None:
+            raw = json.dumps(sorted(users)) if users else ""
+            if relation.data[self.charm.app].get(RETIRED_KEY, "") != raw:
+                relation.data[self.charm.app][RETIRED_KEY] = raw
 
     def _store_errors(self, errors: dict[int, str]) -> None:
         relation = self.charm.model.get_relation("cluster")
@@ -506,10 +524,14 @@ class KafkaClients(ops.Object):
         # A relation's user stays while the relation does, served or not: a refused change
         # leaves what was granted before.
         wanted = {relation_user(relation.id) for relation in self.relations}
+        retired = self._retired_users()
         for user in sorted(users):
-            if user.startswith(USER_PREFIX) and user not in wanted:
-                logger.info("removing %s: its relation is gone", user)
+            if user.startswith(USER_PREFIX) and user not in wanted | retired:
+                logger.info("retiring %s: its relation is gone", user)
                 try:
-                    admin.delete_user(user)
+                    admin.retire_user(user)
                 except AdminError as error:
-                    logger.warning("%s not removed yet: %s", user, error)
+                    logger.warning("%s not retired yet: %s", user, error)
+                    continue
+                retired.add(user)
+        self._store_retired_users(retired)

@@ -263,6 +263,10 @@ class FakeKafka:
         self.acls.pop(username, None)
         self.users.pop(username, None)
 
+    def retire_user(self, username: str) -> None:
+        self.revoke_all(username)
+        self.upsert_user(username, f"retired-{len(self.upserts)}")
+
     def acls_of(self, username: str) -> set[Acl]:
         self._answer()
         return set(self.acls.get(username, set()))

@@ -748,14 +748,15 @@ def test_client_relation_changed_again_keeps_the_credentials(ctx, kafka):
     assert {s.id for s in second.secrets} == {s.id for s in first.secrets}
 
 
-def test_client_relation_broken_removes_the_user_and_acls(ctx, kafka):
+def test_client_relation_broken_retires_the_user_and_removes_its_acls(ctx, kafka):
     client = client_relation()
     created = ctx.run(ctx.on.relation_changed(client, remote_unit=0), serving_state(client))
-    assert f"relation-{client.id}" in kafka.users
+    user = f"relation-{client.id}"
+    password = kafka.users[user]
 
     ctx.run(ctx.on.relation_broken(created.get_relation(client.id)), created)
 
-    assert relation_users(kafka.users) == {}
+    assert kafka.users[user] != password  # nobody holds its password now
     assert set(kafka.acls) == {"mirrormaker"}
 
 
@@ -796,7 +797,9 @@ def test_one_refused_relation_blocks_no_other_and_removals_still_run(ctx, kafka)
     assert f"relation-{fine.id}" in kafka.users
     assert kafka.acls[f"relation-{fine.id}"] == CONSUMER_ACLS | {group_acl(fine)}
     assert "secret-user" in out.get_relation(fine.id).local_app_data
-    assert "relation-999" not in kafka.users
+    # Retired, not deleted (see KafkaAdmin.retire_user): no rights, and not its password.
+    assert kafka.users["relation-999"] != "pw-of-a-relation-that-is-gone"
+    assert "relation-999" not in kafka.acls
     assert isinstance(out.app_status, testing.BlockedStatus)
     assert out.app_status.message.startswith(
         f"kafka-client relation {wildcard.id}: topic '*': a wildcard needs a prefix"
@@ -806,6 +809,23 @@ def test_one_refused_relation_blocks_no_other_and_removals_still_run(ctx, kafka)
     # The refusal is remembered for status on events that do not reconcile.
     again = ctx.run(ctx.on.start(), out)
     assert again.app_status == out.app_status
+
+
+def test_a_gone_relations_user_is_retired_once_not_deleted(ctx, kafka):
+    kafka.users["relation-999"] = "pw-of-a-relation-that-is-gone"
+    kafka.acls["relation-999"] = set(CONSUMER_ACLS)
+
+    out = ctx.run(ctx.on.update_status(), serving_state())
+    retired = kafka.users["relation-999"]
+    upserts = len(kafka.upserts)
+    ctx.run(ctx.on.update_status(), out)
+
+    # Deleting a SCRAM credential makes restarted brokers refuse every login (Kafka 3.9, KRaft):
+    # the user stays, without rights and with a password nobody holds, set once.
+    assert retired != "pw-of-a-relation-that-is-gone"
+    assert "relation-999" not in kafka.acls
+    assert len(kafka.upserts) == upserts
+    assert kafka.users["relation-999"] == retired
 
 
 def test_broken_relation_takes_its_secrets_along(ctx, kafka):
