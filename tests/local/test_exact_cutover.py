@@ -321,9 +321,10 @@ def test_lag_counts_what_a_read_committed_consumer_reads(cutover: Cutover):
         target.offsets({t: PARTITIONS[t] for t in MIGRATED}),
     )
     assert counted == {t: [0] * PARTITIONS[t] for t in MIGRATED}
-    # Markers and aborted records, compacted-away offsets: offsets the target never gets.
+    # Markers, aborted records and compacted-away offsets the target never gets, and records
+    # MirrorMaker sent again after the kill -9 above: the offsets differ, the lag is 0.
     for name in (TRANSACTIONAL, COMPACTED):
-        assert topics[name].source_records > topics[name].target_records
+        assert topics[name].source_records != topics[name].target_records
         assert topics[name].lag == 0
     # Records copied twice do not hide a lag, nor make one.
     twice = wait_copied(cutover.old_config, cutover.new_config, [PLAIN], timeout=60)
