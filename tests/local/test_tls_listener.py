@@ -160,6 +160,12 @@ def test_a_client_with_another_ca_is_refused(new_cluster: NewCluster, client: Us
     }
 
     assert broker_count(config, timeout=20) == 0
+    # librdkafka calls error_cb from poll(): a producer polls until the handshake's error comes.
+    producer = Producer(config)
+    deadline = time.monotonic() + 60
+    refused = "certificate verify failed"
+    while not any(refused in e for e in errors) and time.monotonic() < deadline:
+        producer.poll(1)
     assert any("certificate verify failed" in error for error in errors), errors
     with pytest.raises(ssl.SSLCertVerificationError):
         served_certificate(new_cluster.units[0].settings.client_port, other.pem)
