@@ -307,6 +307,11 @@ def migrate(
     print(groups_table(switches))
     print()
     accepted = produce_one(early.config(new), LIVE_TOPIC, "after the cutover")
+    # Each broker applies the new ACLs from the metadata log in its own moment.
+    deadline = time.monotonic() + 30
+    while accepted is not None and time.monotonic() < deadline:
+        time.sleep(1)
+        accepted = produce_one(early.config(new), LIVE_TOPIC, "after the cutover")
     say(
         "the fence is lifted: the early producer writes to the new cluster"
         if accepted is None

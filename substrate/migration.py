@@ -467,23 +467,22 @@ def client_user(new: NewCluster, relation_id: int, topic: str) -> ClientUser:
         roles=parse_roles(None),
     )
     user = ClientUser(grant, generate_password())
-    KafkaAdmin(new.bootstrap, new.admin_username, new.admin_password).upsert_user(
-        username, user.password
-    )
+    with KafkaAdmin(new.bootstrap, new.admin_username, new.admin_password) as admin:
+        admin.upsert_user(username, user.password)
     return user
 
 
 def grant_client(new: NewCluster, user: ClientUser, fenced: Collection[str]) -> None:
     """Give the user the ACLs the charm computes while `fenced` is fenced; wait for them."""
-    admin = KafkaAdmin(new.bootstrap, new.admin_username, new.admin_password)
     acls = fence(client_acls(user.grant), fenced)
-    admin.grant(user.grant.username, acls)
-    # Brokers learn of ACLs from the controller's metadata log, a moment later.
-    wait_until(
-        lambda: admin.acls_of(user.grant.username) == set(acls),
-        timeout=30,
-        what=f"the ACLs of {user.grant.username}",
-    )
+    with KafkaAdmin(new.bootstrap, new.admin_username, new.admin_password) as admin:
+        admin.grant(user.grant.username, acls)
+        # Brokers learn of ACLs from the controller's metadata log, a moment later.
+        wait_until(
+            lambda: admin.acls_of(user.grant.username) == set(acls),
+            timeout=30,
+            what=f"the ACLs of {user.grant.username}",
+        )
 
 
 def produce_one(config: ClientConfig, topic: str, value: str) -> str | None:

@@ -1198,7 +1198,7 @@ def _quiet_kafka_logs() -> None:
             if logging.NOTSET < known.level < logging.WARNING:
                 known.setLevel(logging.NOTSET)
     kafka_logger = logging.getLogger(_KAFKA_LOGGER)
-    if kafka_logger.level < logging.WARNING:
+    if kafka_logger.getEffectiveLevel() < logging.WARNING:
         kafka_logger.setLevel(logging.WARNING)
 
 
