@@ -159,8 +159,30 @@ def _create_topics(admin: AdminClient) -> None:
         future.result(timeout=60)
 
 
+def _warm_up_transactions(config: ClientConfig) -> None:
+    """Abort one transaction on the topic nobody migrates, until the old broker ends one.
+
+    Right after it starts, the old broker once answered the first EndTxn INVALID_TXN_STATE.
+    """
+    deadline = time.monotonic() + 120
+    for attempt in range(1, 1000):
+        settings = {"transactional.id": f"warm-up-{attempt}", "log_level": 0}
+        producer = Producer({**config, **settings})
+        try:
+            producer.init_transactions(30)
+            producer.begin_transaction()
+            producer.produce(OUTSIDE, key="warm-up", value="aborted", partition=0)
+            producer.abort_transaction(30)
+            return
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
 def _transactions(config: ClientConfig) -> None:
     """Write transactions to every partition of the transactional topic; abort every second."""
+    _warm_up_transactions(config)
     producer = Producer({**config, "transactional.id": "ledger-writer", "log_level": 0})
     producer.init_transactions(30)
     for number in range(TRANSACTIONS):
