@@ -7,9 +7,11 @@ On the local tier (real Kafka, ZooKeeper, Pebble, loopback only), in one run:
 1. load: the old cluster (ZooKeeper mode, one broker) gets N records of a fixed size in one topic
    of 12 partitions, written by Kafka's own `ProducerPerformance` (about 1 GiB; `--quick`
    about 100 MiB).
-2. limits: the old cluster's raw read rate (`ConsumerPerformance`), and the raw write rate into a
-   fresh 3-unit new cluster (`ProducerPerformance`, same record size, `acks=all`, RF 3). The
-   limit is the smaller of the two.
+2. limits: the old cluster's raw read rate (`ConsumerPerformance`), the raw write rate into a
+   fresh 3-unit new cluster (`ProducerPerformance`, same record size, `acks=all`, RF 3), and the
+   copy limit: both at the same time, the producer with the settings the library gives
+   MirrorMaker's (idempotence, lz4, its batching), into another fresh 3-unit cluster; the lower
+   of the two rates is what one copy can reach on this machine.
 3. migrations: the same data copied by MirrorMaker 2 on 1 and on 3 units of a fresh kafka-k8s
    cluster for each run, with the guide's `mm2.properties` (`bench/seed_mm2.properties`, changed
    only in addresses, credentials and replication factors) and with the properties the charm's
@@ -22,9 +24,16 @@ On the local tier (real Kafka, ZooKeeper, Pebble, loopback only), in one run:
    show what the extra MirrorMaker JVMs cost when every unit shares the same cores. Then the
    charm's defaults on 3 units whose client listeners serve TLS (a certificate from a test CA,
    as with the `certificates` relation), reported as a ratio against the same run without TLS;
-   and the raw write over SASL_SSL, against the raw write over SASL_PLAINTEXT.
+   and the raw write over SASL_SSL, against the raw write over SASL_PLAINTEXT. Last, Kafka's
+   legacy MirrorMaker (`kafka.tools.MirrorMaker`, one process, its own defaults) on the same
+   data: the simplest copier a user could pick.
 4. scale: the charm's defaults on 3 units for topics of 1, 12 and 48 partitions (a quarter of
    the records each), and the peak resident memory (VmHWM) of every MirrorMaker process.
+
+For every write into a new cluster (raw, copy limit, each migration) the benchmark records the
+target brokers' CPU seconds and what they were asked (produce and fetch requests, bytes and
+records in, from their JMX exporters) per GiB of record values: why one writer costs the brokers
+more than another.
 
 Rates are MiB of record values per second (as Kafka's perf tools count MB). CPU seconds per
 process role are recorded for every run, to show where time goes on this 2-core machine.
@@ -44,7 +53,9 @@ import string
 import subprocess
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -96,6 +107,9 @@ FIRST_RECORD_TIMEOUT = 300.0  # MirrorMaker's start, rebalance and first fetch
 STALL_TIMEOUT = 180.0  # no progress after the first record
 SEED_TEMPLATE = Path(__file__).resolve().parent / "seed_mm2.properties"
 MIRRORMAKER_MAIN = "org.apache.kafka.connect.mirror.MirrorMaker"
+# Kafka 3.9's legacy MirrorMaker: one consume-produce loop, no offset translation (gone in 4.0).
+LEGACY_MIRRORMAKER_MAIN = "kafka.tools.MirrorMaker"
+LEGACY = "legacy-mirrormaker"
 # The raw write rate is the limit, so its producer batches well; MirrorMaker's must reach it.
 RAW_PRODUCER_PROPS = ("acks=all", "batch.size=262144", "linger.ms=10")
 LOAD_PRODUCER_PROPS = ("acks=1", "batch.size=262144", "linger.ms=10")
@@ -204,7 +218,7 @@ def producer_performance(
 
 
 def consumer_performance(
-    tools: Tools, config: ClientConfig, topic: str, records: int
+    tools: Tools, config: ClientConfig, topic: str, records: int, group: str = "bench-raw-consume"
 ) -> dict[str, float]:
     """Read `records` records with `ConsumerPerformance`; its summary, by its column names."""
     output = tools.run(
@@ -217,9 +231,9 @@ def consumer_performance(
             "--messages",
             str(records),
             "--consumer.config",
-            str(tools.config_file("consumer", config)),
+            str(tools.config_file(f"consumer-{group}", config)),
             "--group",
-            "bench-raw-consume",
+            group,
             "--timeout",
             "120000",
         ],
@@ -294,22 +308,89 @@ class CpuMeter:
         self.machine = machine_busy_seconds()
         self.start_cpu = {pid: cpu_seconds(pid) for find in self.roles.values() for pid in find()}
 
+    def seconds(self) -> dict[str, float]:
+        """CPU seconds each role spent since `start`, `other` for the rest, and the wall time."""
+        spent: dict[str, float] = {}
+        for role, find in self.roles.items():
+            spent[role] = sum(cpu_seconds(pid) - self.start_cpu.get(pid, 0.0) for pid in find())
+        machine = machine_busy_seconds() - self.machine
+        spent["other"] = max(machine - sum(spent.values()), 0.0)
+        spent["machine"] = machine
+        spent["wall"] = max(time.monotonic() - self.began, 1e-6)
+        return spent
+
     def cores(self) -> dict[str, float]:
         """Cores each role used on average since `start`, and `other` for the rest."""
-        wall = max(time.monotonic() - self.began, 1e-6)
-        used: dict[str, float] = {}
-        for role, find in self.roles.items():
-            spent = sum(cpu_seconds(pid) - self.start_cpu.get(pid, 0.0) for pid in find())
-            used[role] = spent / wall
-        machine = (machine_busy_seconds() - self.machine) / wall
-        used["other"] = max(machine - sum(used.values()), 0.0)
-        used["machine"] = machine
-        return {role: round(value, 2) for role, value in used.items()}
+        spent = self.seconds()
+        wall = spent.pop("wall")
+        return {role: round(value / wall, 2) for role, value in spent.items()}
+
+    def per_gib(self, records: int) -> dict[str, float]:
+        """CPU seconds each role spent since `start` per GiB of record values."""
+        spent = self.seconds()
+        spent.pop("wall")
+        return {role: round(value / gib(records), 1) for role, value in spent.items()}
 
 
 def mirrormaker_pids(new: NewCluster) -> list[int]:
-    """The MirrorMaker JVMs of the new cluster's units."""
-    return [pid for unit in new.units for pid in find_processes(MIRRORMAKER_MAIN, unit.marker)]
+    """The MirrorMaker JVMs of the new cluster's units, and the legacy MirrorMaker beside them."""
+    legacy = find_processes(LEGACY_MIRRORMAKER_MAIN, f"{new.tmp.resolve()}/")
+    return [
+        *(pid for unit in new.units for pid in find_processes(MIRRORMAKER_MAIN, unit.marker)),
+        *legacy,
+    ]
+
+
+# What the target's brokers were asked: the JMX exporter's counters, summed over the brokers.
+BROKER_COUNTERS = {
+    "produce_requests": re.compile(
+        r'^kafka_network_requestmetrics_requests_total\{request="Produce",[^}]*\} (\S+)$'
+    ),
+    "fetch_requests": re.compile(
+        r'^kafka_network_requestmetrics_requests_total\{request="Fetch",[^}]*\} (\S+)$'
+    ),
+    "bytes_in": re.compile(r"^kafka_server_brokertopicmetrics_bytesin_total (\S+)$"),
+    "messages_in": re.compile(r"^kafka_server_brokertopicmetrics_messagesin_total (\S+)$"),
+}
+
+
+def broker_counters(new: NewCluster) -> dict[str, float]:
+    """Produce and fetch requests, bytes and records in, summed over the target's brokers."""
+    totals = dict.fromkeys(BROKER_COUNTERS, 0.0)
+    for unit in new.units:
+        url = f"http://{LOOPBACK}:{unit.workload.ports.broker_metrics}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:  # loopback only
+                text = response.read().decode()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            for name, pattern in BROKER_COUNTERS.items():
+                if match := pattern.match(line):
+                    totals[name] += float(match.group(1))
+    return totals
+
+
+def counters_per_gib(
+    before: dict[str, float], after: dict[str, float], records: int
+) -> dict[str, float]:
+    """What the brokers were asked per GiB of record values copied or written.
+
+    Bytes in are as stored (compressed, with batch headers): their ratio to the values is the
+    batches' shape and compression; records in are per broker that leads a partition.
+    """
+    per_gib = {name: (after[name] - before[name]) / gib(records) for name in BROKER_COUNTERS}
+    return {
+        "produce_requests_per_gib": round(per_gib["produce_requests"]),
+        "fetch_requests_per_gib": round(per_gib["fetch_requests"]),
+        "bytes_in_mib_per_gib": round(per_gib["bytes_in"] / MIB, 1),
+        "records_in_per_gib": round(per_gib["messages_in"]),
+    }
+
+
+def gib(records: int) -> float:
+    """GiB of record values in `records` records."""
+    return records * RECORD_BYTES / MIB / 1024
 
 
 def cpu_meter(old: OldCluster, new: NewCluster) -> CpuMeter:
@@ -417,7 +498,58 @@ def start_charm_topic(topic: str) -> Callable[[OldCluster, NewCluster, int], Non
     return start
 
 
-Starter = Callable[[OldCluster, NewCluster, int], None]
+def charm_producer_props(old: OldCluster, new: NewCluster) -> tuple[str, ...]:
+    """The settings of MirrorMaker's producer into the target, as the library renders them."""
+    settings = MirrorMakerSettings(
+        source=source_cluster(old),
+        target=target_cluster(new),
+        unit_host=LOOPBACK,
+        units=len(new.units),
+        workload=new.units[0].mirrormaker_workload(),
+    )
+    prefix = "target.producer."
+    return tuple(
+        line.removeprefix(prefix)
+        for line in settings.mm2_properties().splitlines()
+        if line.startswith(prefix)
+    )
+
+
+def start_legacy_mirrormaker(
+    old: OldCluster, new: NewCluster, heap_mb: int
+) -> subprocess.Popen[bytes]:
+    """Kafka's legacy MirrorMaker, one process beside the units: the simplest copier there is.
+
+    Its defaults, as a user who picks it would run it: one stream, its own producer settings
+    (`acks=all`), the topic created first with the charm's partitions and replication factor.
+    """
+    work = new.tmp / LEGACY
+    tools = Tools(old.bin, work)
+    create_topic(new.admin_config(), TOPIC, PARTITIONS, min(3, len(new.units)))
+    consumer = tools.config_file("legacy-consumer", old.admin_config())
+    with consumer.open("a") as file:
+        file.write("group.id=bench-legacy-mirrormaker\nauto.offset.reset=earliest\n")
+    producer = tools.config_file("legacy-producer", new.admin_config())
+    env = {
+        **os.environ,
+        "KAFKA_HEAP_OPTS": f"-Xms{min(heap_mb, 256)}m -Xmx{heap_mb}m",
+        "LOG_DIR": str(work / "logs"),
+    }
+    command = [
+        str(old.bin / "kafka-run-class.sh"),
+        LEGACY_MIRRORMAKER_MAIN,
+        "--consumer.config",
+        str(consumer),
+        "--producer.config",
+        str(producer),
+        "--include",
+        TOPIC,
+    ]
+    with (work / "legacy-mirrormaker.out").open("wb") as out:
+        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+Starter = Callable[[OldCluster, NewCluster, int], subprocess.Popen[bytes] | None]
 
 
 @dataclass(frozen=True)
@@ -500,17 +632,23 @@ def time_run(old: OldCluster, base: Path, run: Run, heap_mb: int) -> dict[str, A
     with NewCluster(base / run.name, size=run.units, heap_mb=BROKER_HEAP_MB, ca=ca) as new:
         admin = AdminClient(new.admin_config())
         meter = cpu_meter(old, new)
+        before = broker_counters(new)
         meter.start()
         began = time.monotonic()
-        run.start(old, new, heap_mb)
-        first, done = wait_copied(admin, run, began)
-        cores = meter.cores()
-        wall = time.monotonic() - began
-        rss = [round(peak_rss_mb(pid), 1) for pid in mirrormaker_pids(new)]
-        copied = total_end_offset(admin, run.topic, run.partitions)
-        errors = mirrormaker_errors(new)
+        process = run.start(old, new, heap_mb)
+        try:
+            first, done = wait_copied(admin, run, began)
+            cores = meter.cores()
+            per_gib = meter.per_gib(run.records)
+            requests = counters_per_gib(before, broker_counters(new), run.records)
+            rss = [round(peak_rss_mb(pid), 1) for pid in mirrormaker_pids(new)]
+            copied = total_end_offset(admin, run.topic, run.partitions)
+            errors = mirrormaker_errors(new)
+        finally:
+            if process is not None:
+                process.kill()
+                process.wait()
     copy_seconds = None if done is None or first is None else done - first
-    gib = run.records * RECORD_BYTES / MIB / 1024
     return {
         "name": run.name,
         "config": run.config,
@@ -527,9 +665,8 @@ def time_run(old: OldCluster, base: Path, run: Run, heap_mb: int) -> dict[str, A
         "copy_mb_s": rate(run.records, copy_seconds),
         "cores_used": cores,
         # CPU a role spent per GiB copied: less sensitive to other load than seconds are.
-        "cpu_seconds_per_gib": {
-            role: round(cores[role] * wall / gib, 1) for role in ("mirrormaker", "new-brokers")
-        },
+        "cpu_seconds_per_gib": per_gib,
+        "target_brokers_asked": requests,
         "mirrormaker_peak_rss_mb": rss,
         "mirrormaker_errors": errors,
     }
@@ -563,16 +700,22 @@ def workspace() -> Iterator[Path]:
 
 
 def measure_limits(old: OldCluster, base: Path, tools: Tools, records: int) -> dict[str, Any]:
-    """The old cluster's raw read rate and a fresh 3-unit new cluster's raw write rate."""
+    """The raw rates: the old cluster's read, fresh 3-unit new clusters' writes, the copy limit."""
     consume = consumer_performance(tools, old.admin_config(), TOPIC, records)
     with NewCluster(base / "raw-produce", size=3, heap_mb=BROKER_HEAP_MB) as new:
         create_topic(new.admin_config(), TOPIC, PARTITIONS, 3)
         meter = cpu_meter(old, new)
+        before = broker_counters(new)
         meter.start()
         produce = producer_performance(
             tools, new.admin_config(), TOPIC, records, RAW_PRODUCER_PROPS
         )
         produce["cores_used"] = meter.cores()  # type: ignore[assignment]
+        produce["cpu_seconds_per_gib"] = meter.per_gib(records)  # type: ignore[assignment]
+        produce["target_brokers_asked"] = counters_per_gib(  # type: ignore[assignment]
+            before, broker_counters(new), records
+        )
+    copy = measure_copy_limit(old, base, tools, records)
     ca = CertificateAuthority()
     with NewCluster(base / "raw-produce-tls", size=3, heap_mb=BROKER_HEAP_MB, ca=ca) as new:
         create_topic(new.admin_config(), TOPIC, PARTITIONS, 3)
@@ -581,7 +724,48 @@ def measure_limits(old: OldCluster, base: Path, tools: Tools, records: int) -> d
         config = new.client_config(new.admin_username, new.admin_password)
         produce_tls = producer_performance(tools, config, TOPIC, records, RAW_PRODUCER_PROPS)
         produce_tls["cores_used"] = meter.cores()  # type: ignore[assignment]
-    return {"consume": consume, "produce": produce, "produce_tls": produce_tls}
+    return {"consume": consume, "produce": produce, "copy": copy, "produce_tls": produce_tls}
+
+
+def measure_copy_limit(old: OldCluster, base: Path, tools: Tools, records: int) -> dict[str, Any]:
+    """What one copy may reach on this machine: read the old cluster and write a new one at once.
+
+    `ConsumerPerformance` on the old cluster and `ProducerPerformance` into a fresh 3-unit new
+    cluster run at the same time, same records, partitions and RF 3, the producer with the
+    settings the library gives MirrorMaker's (acks=all, idempotence, lz4, its batching): the
+    lower of the two rates is the copy limit.
+    """
+    with NewCluster(base / "copy-limit", size=3, heap_mb=BROKER_HEAP_MB) as new:
+        create_topic(new.admin_config(), TOPIC, PARTITIONS, 3)
+        props = charm_producer_props(old, new)
+        meter = cpu_meter(old, new)
+        before = broker_counters(new)
+        meter.start()
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            read = pool.submit(
+                consumer_performance,
+                tools,
+                old.admin_config(),
+                TOPIC,
+                records,
+                "bench-copy-limit",
+            )
+            write = pool.submit(
+                producer_performance, tools, new.admin_config(), TOPIC, records, props
+            )
+            consume, produce = read.result(), write.result()
+        cores = meter.cores()
+        per_gib = meter.per_gib(records)
+        asked = counters_per_gib(before, broker_counters(new), records)
+    return {
+        "mb_s": min(consume["mb_s"], produce["mb_s"]),
+        "consume": consume,
+        "produce": produce,
+        "producer_props": list(props),
+        "cores_used": cores,
+        "cpu_seconds_per_gib": per_gib,
+        "target_brokers_asked": asked,
+    }
 
 
 def main_runs(records: int) -> list[Run]:
@@ -594,6 +778,7 @@ def main_runs(records: int) -> list[Run]:
         Run("charm-3-one-node", ONE_NODE, 3, TOPIC, PARTITIONS, records, start_charm_on_one_unit)
     )
     runs.append(Run("charm-3-tls", CHARM_TLS, 3, TOPIC, PARTITIONS, records, start_charm, True))
+    runs.append(Run("legacy-3", LEGACY, 3, TOPIC, PARTITIONS, records, start_legacy_mirrormaker))
     return runs
 
 
@@ -674,17 +859,40 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     return round(numerator / denominator, 2)
 
 
-def status_seconds() -> float | None:
-    """`migration-status`'s total for 1,000 partitions and 200 groups, from its benchmark."""
+def status_case(partitions: int, groups: int) -> dict[str, Any]:
+    """`migration-status`'s measurement of one case, from its benchmark's latest results."""
     path = RESULTS / "status-latest.json"
     try:
         status = json.loads(path.read_text())
     except (OSError, ValueError):
-        return None
+        return {}
     for case in status.get("real", []):
-        if (case.get("partitions"), case.get("groups")) == (1_000, 200):
-            return case.get("total-median")
-    return None
+        if (case.get("partitions"), case.get("groups")) == (partitions, groups):
+            return case
+    return {}
+
+
+def named_run(runs: list[dict], name: str) -> dict[str, Any]:
+    """The run of that name, or an empty one."""
+    return next((run for run in runs if run["name"] == name), {})
+
+
+def broker_cpu(limits: dict[str, Any], runs: list[dict]) -> dict[str, Any]:
+    """The target brokers' CPU seconds and requests per GiB, for each way of writing to them."""
+    writers = {
+        "raw write (no compression)": limits.get("produce", {}),
+        "copy limit's write (MirrorMaker's producer settings)": limits.get("copy", {}),
+        "charm's MirrorMaker, 3 units": named_run(runs, "charm-3"),
+        "legacy MirrorMaker, 3 units": named_run(runs, "legacy-3"),
+    }
+    return {
+        name: {
+            "cpu_seconds_per_gib": measured.get("cpu_seconds_per_gib", {}).get("new-brokers"),
+            **measured.get("target_brokers_asked", {}),
+        }
+        for name, measured in writers.items()
+        if measured
+    }
 
 
 def by_units(runs: list[dict], config: str) -> dict[str, float | None]:
@@ -703,6 +911,9 @@ def summarize(options: Options, measured: dict[str, Any], notes: list[str]) -> d
     consume = limits.get("consume", {}).get("mb_s")
     produce = limits.get("produce", {}).get("mb_s")
     limit = min(consume, produce) if consume and produce else None
+    copy_limit = limits.get("copy", {}).get("mb_s")
+    charm_3, legacy = named_run(runs, "charm-3"), named_run(runs, "legacy-3")
+    status_10k = status_case(10_000, 1_000)
     seed, charm = by_units(runs, "seed"), by_units(runs, "charm")
     one_node = by_units(runs, ONE_NODE).get("3")
     charm_tls = by_units(runs, CHARM_TLS).get("3")
@@ -722,6 +933,18 @@ def summarize(options: Options, measured: dict[str, Any], notes: list[str]) -> d
         "raw_consume_mb_s": consume,
         "raw_produce_mb_s": produce,
         "limit_mb_s": limit,
+        "copy_limit_mb_s": copy_limit,
+        "ratio_charm_vs_copy_limit": ratio(charm_3.get("mb_s"), copy_limit),
+        "ratio_charm_steady_vs_copy_limit": ratio(charm_3.get("copy_mb_s"), copy_limit),
+        "first_record_seconds_3_units": charm_3.get("first_record_seconds"),
+        "legacy_mirrormaker_mb_s": legacy.get("mb_s"),
+        "ratio_charm_vs_legacy_mirrormaker": ratio(charm_3.get("mb_s"), legacy.get("mb_s")),
+        "ratio_charm_steady_vs_legacy_mirrormaker": ratio(
+            charm_3.get("copy_mb_s"), legacy.get("copy_mb_s")
+        ),
+        "status_seconds_10k": status_10k.get("total-median"),
+        "status_peak_memory_mib_10k": status_10k.get("peak-memory-mib"),
+        "target_broker_cost": broker_cpu(limits, runs),
         "seed_config_mb_s": seed,
         "charm_config_mb_s": charm,
         "ratio_charm_vs_seed": ratio(charm.get("3"), seed.get("3")),
@@ -741,10 +964,13 @@ def summarize(options: Options, measured: dict[str, Any], notes: list[str]) -> d
         "mirrormaker_peak_rss_mb": max(charm_rss, default=None),
         "mirrormaker_peak_rss_mb_any_config": max(all_rss, default=None),
         "mirrormaker_heap_mb": options.heap_mb,
-        "status_seconds": status_seconds(),
+        "status_seconds": status_case(1_000, 200).get("total-median"),
         "goals": {
-            "charm_vs_seed_at_least": 1.5,
-            "charm_vs_limit_at_least": 0.7,
+            "ratio_charm_vs_seed_at_least": 1.5,
+            "ratio_charm_steady_vs_copy_limit_at_least": 0.7,
+            "ratio_charm_vs_copy_limit_at_least": 0.5,
+            "first_record_seconds_3_units_at_most": 20,
+            "status_seconds_10k_at_most": 5,
         },
         "machine": {"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()[0]},
         "limits": limits,
@@ -778,13 +1004,15 @@ def markdown(results: dict[str, Any]) -> str:
         "record values per second, MirrorMaker timed from its start until the target's end "
         "offsets equal the source's.",
         "",
-        "| measure | MB/s | vs limit |",
+        "| measure | MB/s | vs copy limit |",
         "| --- | ---: | ---: |",
         f"| raw read, old cluster (ConsumerPerformance) | {_fmt(results['raw_consume_mb_s'])} | |",
         f"| raw write, new cluster, acks=all (ProducerPerformance) | "
         f"{_fmt(results['raw_produce_mb_s'])} | |",
+        f"| **copy limit**: read old and write new at once, MirrorMaker's producer settings | "
+        f"**{_fmt(results['copy_limit_mb_s'])}** | 1.00 |",
     ]
-    limit = results["limit_mb_s"]
+    limit = results["copy_limit_mb_s"]
     for name, values in (("guide's mm2.properties", seed), ("charm's defaults", charm)):
         for units in ("1", "3"):
             value = values.get(units)
@@ -792,12 +1020,24 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| MirrorMaker, {name}, {units} unit{'s' if units == '3' else ''} | "
                 f"{_fmt(value)} | {_fmt(ratio(value, limit))} |"
             )
+    legacy = results["legacy_mirrormaker_mb_s"]
     lines += [
+        f"| legacy MirrorMaker (`kafka.tools.MirrorMaker`), one process, 3 units | "
+        f"{_fmt(legacy)} | {_fmt(ratio(legacy, limit))} |",
         "",
+        f"- charm's defaults on 3 units vs the copy limit: **"
+        f"{_fmt(results['ratio_charm_vs_copy_limit'])}** over the run (goal 0.5), **"
+        f"{_fmt(results['ratio_charm_steady_vs_copy_limit'])}** after the first record (goal "
+        f"0.7); first record after **{_fmt(results['first_record_seconds_3_units'], ' s')}** "
+        "(goal 20 s)",
+        f"- charm vs the legacy MirrorMaker, 3 units: "
+        f"**{_fmt(results['ratio_charm_vs_legacy_mirrormaker'], 'x')}** over the run, "
+        f"{_fmt(results['ratio_charm_steady_vs_legacy_mirrormaker'], 'x')} after the first "
+        "record",
         f"- charm vs guide, 3 units: **{_fmt(results['ratio_charm_vs_seed'], 'x')}** "
         "(goal 1.5x); 1 unit: "
         f"{_fmt(results['ratio_charm_vs_seed_1_unit'], 'x')}",
-        f"- charm vs limit, 3 units: **{_fmt(results['ratio_charm_vs_limit'])}** (goal 0.70)",
+        f"- charm vs the raw write alone, 3 units: {_fmt(results['ratio_charm_vs_limit'])}",
         "- diagnosis, charm's defaults on 3 units with MirrorMaker on one of them: "
         f"{_fmt(results['charm_one_node_of_3_mb_s'])} MB/s, "
         f"{_fmt(results['ratio_charm_one_node_of_3_vs_limit'])} of the limit",
@@ -812,7 +1052,21 @@ def markdown(results: dict[str, Any]) -> str:
         "- scale, charm's defaults on 3 units, MB/s by partitions: "
         + ", ".join(f"{p}: {_fmt(v)}" for p, v in results["scale_mb_s"].items()),
         f"- migration-status, 1,000 partitions and 200 groups: "
-        f"{_fmt(results['status_seconds'], ' s')}",
+        f"{_fmt(results['status_seconds'], ' s')}; 10,000 partitions and 1,000 groups: **"
+        f"{_fmt(results['status_seconds_10k'], ' s')}** (goal 5 s), peak memory "
+        f"{_fmt(results['status_peak_memory_mib_10k'], ' MiB')}",
+        "",
+        "What the target's brokers spent and were asked, per GiB of record values written:",
+        "",
+        "| writer | broker CPU s | produce requests | fetch requests | MiB stored | records in |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        *(
+            f"| {name} | {_fmt(cost.get('cpu_seconds_per_gib'))} | "
+            f"{_fmt(cost.get('produce_requests_per_gib'))} | "
+            f"{_fmt(cost.get('fetch_requests_per_gib'))} | "
+            f"{_fmt(cost.get('bytes_in_mib_per_gib'))} | {_fmt(cost.get('records_in_per_gib'))} |"
+            for name, cost in results["target_broker_cost"].items()
+        ),
         "",
         "| run | units | partitions | seconds | first record s | MB/s | MB/s after first "
         "record | cores used | CPU s per GiB, MM2 / new brokers | MM2 peak RSS MiB |",
@@ -823,8 +1077,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {run['name']} | {run['units']} | {run['partitions']} | {_fmt(run['seconds'])} | "
             f"{_fmt(run['first_record_seconds'])} | {_fmt(run['mb_s'])} | "
             f"{_fmt(run['copy_mb_s'])} | {_cores(run)} | "
-            f"{run['cpu_seconds_per_gib']['mirrormaker']} / "
-            f"{run['cpu_seconds_per_gib']['new-brokers']} | "
+            f"{run['cpu_seconds_per_gib'].get('mirrormaker')} / "
+            f"{run['cpu_seconds_per_gib'].get('new-brokers')} | "
             f"{', '.join(str(rss) for rss in run['mirrormaker_peak_rss_mb'])} |"
         )
     lines += ["", *(f"- note: {note}" for note in results["notes"])]
@@ -868,28 +1122,43 @@ def chart(results: dict[str, Any], path: Path) -> str | None:
         charm.get("3"),
     ]
     colours = ["grey", "grey", "tab:orange", "tab:orange", "tab:blue", "tab:blue"]
+    if results.get("copy_limit_mb_s"):
+        labels.insert(2, "copy limit")
+        values.insert(2, results["copy_limit_mb_s"])
+        colours.insert(2, "dimgrey")
+    if results.get("legacy_mirrormaker_mb_s"):
+        labels.append("legacy MM\n3u")
+        values.append(results["legacy_mirrormaker_mb_s"])
+        colours.append("tab:green")
     if "charm_one_node_of_3_mb_s" in results:
         labels.append("charm 3u,\nMM on 1")
         values.append(results["charm_one_node_of_3_mb_s"])
         colours.append("lightsteelblue")
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), width_ratios=(2, 1))
+    scale = results["scale_mb_s"]
+    if scale:
+        figure, (left, right) = plt.subplots(1, 2, figsize=(13, 4.2), width_ratios=(2, 1))
+    else:
+        figure, left = plt.subplots(figsize=(10, 4.2))
     bars = left.bar(labels, [v or 0 for v in values], color=colours)
     left.bar_label(bars, labels=[f"{v:.1f}" if v else "did not finish" for v in values])
-    if results["limit_mb_s"]:
+    if results.get("copy_limit_mb_s"):
         left.axhline(
-            results["limit_mb_s"] * 0.7, color="tab:red", linestyle="--", label="70% of limit"
+            results["copy_limit_mb_s"] * 0.7,
+            color="tab:red",
+            linestyle="--",
+            label="70% of the copy limit",
         )
         left.legend()
     left.set_ylabel("MiB/s")
     left.set_title(f"{results['data_mb']:,} MiB, {results['partitions']} partitions")
-    scale = results["scale_mb_s"]
-    right.plot([int(p) for p in scale], [v or 0 for v in scale.values()], marker="o")
-    right.set_xscale("log")
-    right.set_xticks([int(p) for p in scale], labels=list(scale))
-    right.set_ylim(bottom=0)
-    right.set_xlabel("partitions")
-    right.set_ylabel("MiB/s")
-    right.set_title("charm's defaults, 3 units")
+    if scale:
+        right.plot([int(p) for p in scale], [v or 0 for v in scale.values()], marker="o")
+        right.set_xscale("log")
+        right.set_xticks([int(p) for p in scale], labels=list(scale))
+        right.set_ylim(bottom=0)
+        right.set_xlabel("partitions")
+        right.set_ylabel("MiB/s")
+        right.set_title("charm's defaults, 3 units")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -260,8 +260,14 @@ def test_far_behind_the_newest_sync_offsets_count_at_least_one(clusters):
 
 def test_a_partition_the_target_lacks_lags_only_if_the_source_holds_records(clusters):
     clusters.records["source"][("payments", 0)] = []  # only aborted records and markers
-    lags = copy_lags(clusters, {"payments": [30, 40]}, {})
+    lags = copy_lags(clusters, {"payments": [30, 40]}, {"payments": [0, 0]})
     assert lags == {"payments": [0, None]}
+
+
+def test_a_topic_not_on_the_target_is_counted_by_offsets_without_reading(clusters):
+    clusters.records["source"][("payments", 0)] = []  # would lag 0 if it were read
+    lags = copy_lags(clusters, {"payments": [30, 40]}, {})
+    assert lags == {"payments": [None, None]}
 
 
 def test_no_sync_counts_by_offsets(clusters):

@@ -145,6 +145,8 @@ def test_default_properties_key_by_key():
         "config.providers": "file",
         "config.providers.file.class": FILE_PROVIDER,
         "config.providers.file.param.allowed.paths": "/etc/kafka/mm2-secrets.properties",
+        "plugin.discovery": "service_load",
+        "target.plugin.discovery": "service_load",
         "dedicated.mode.enable.internal.rest": "true",
         "listeners": "http://kafka-k8s-0.kafka-k8s-endpoints.model.svc.cluster.local:8083",
         "rest.advertised.listener": "http",
@@ -721,7 +723,7 @@ def test_topic_lags_of_end_offsets_alone_start_at_zero():
 def test_library_header():
     source = (REPO / "lib/charms/kafka_k8s/v0/mirrormaker.py").read_text()
     assert re.fullmatch(r"[0-9a-f]{32}", mm.LIBID)
-    assert (mm.LIBAPI, mm.LIBPATCH) == (0, 4)
+    assert (mm.LIBAPI, mm.LIBPATCH) == (0, 5)
     # One Kafka client library, pure Python: an adopting charm installs nothing else for Kafka.
     assert {dep.split(">")[0] for dep in mm.PYDEPS} == {
         "pydantic",
