@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from admin import KafkaAdmin
@@ -107,6 +107,27 @@ def _stored(config: ClientConfig) -> int:
     return sum(high for _low, high in ends)
 
 
+def _writes_everywhere(config: ClientConfig) -> bool:
+    """Whether the user may write to every partition now, so to every leader.
+
+    Brokers apply new ACLs a moment after the controller has them: a producer refused in
+    between fails every later record with TOPIC_AUTHORIZATION_FAILED.
+    """
+    errors: list[KafkaError] = []
+    producer = Producer({**config, "message.timeout.ms": 10_000, "log_level": 0})
+    try:
+        for partition in range(PARTITIONS):
+            producer.produce(
+                TOPIC,
+                value=b"ready",
+                partition=partition,
+                on_delivery=lambda error, _: errors.append(error) if error else None,
+            )
+    except KafkaException:
+        return False
+    return producer.flush(30) == 0 and not errors
+
+
 @pytest.fixture(scope="module")
 def topic(new_cluster: NewCluster) -> str:
     admin = AdminClient(new_cluster.admin_config())
@@ -134,7 +155,11 @@ def client(new_cluster: NewCluster, topic: str) -> ClientConfig:
         timeout=30,
         what="the producer's ACLs",
     )
-    return sasl_config(new_cluster.bootstrap, grant.username, password)
+    config = sasl_config(new_cluster.bootstrap, grant.username, password)
+    wait_until(
+        lambda: _writes_everywhere(config), timeout=60, what="the producer's ACLs on every broker"
+    )
+    return config
 
 
 @pytest.fixture

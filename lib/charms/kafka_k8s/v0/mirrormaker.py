@@ -1737,8 +1737,12 @@ class _ClusterClient:
                     )
                 except kafka_errors.GroupAuthorizationFailedError:
                     refused = True
-                except kafka_errors.CoordinatorNotAvailableError:
-                    refused = False  # asked after the authorization passed: no coordinator yet
+                except (
+                    kafka_errors.CoordinatorNotAvailableError,
+                    kafka_errors.CoordinatorLoadInProgressError,
+                    kafka_errors.NotCoordinatorError,
+                ):
+                    refused = False  # answered after the authorization passed: not ready yet
                 if refused:
                     missing.append(
                         f"source user {user} may not describe every consumer group: no group's"
