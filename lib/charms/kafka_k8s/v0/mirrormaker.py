@@ -2071,8 +2071,9 @@ _Partition = tuple[str, int]
 _WALK_LIMIT = 200_000
 # How many records past a time `offsets_for_times` gave a content search reads at most.
 _SEARCH_LIMIT = 20_000
+# Partitions a record reader assigns at once.
+_READ_CHUNK = 1000
 # Offsets past the newest offset sync within which a partition's lag is counted record by record.
-_READ_CHUNK = 1000  # partitions a reader assigns at once
 _EXACT_LAG_WINDOW = 5_000
 # Records of the offset-syncs topic read at first, from its end; each further read doubles.
 _SYNC_CHUNK = 2_000
