@@ -723,7 +723,7 @@ def test_topic_lags_of_end_offsets_alone_start_at_zero():
 def test_library_header():
     source = (REPO / "lib/charms/kafka_k8s/v0/mirrormaker.py").read_text()
     assert re.fullmatch(r"[0-9a-f]{32}", mm.LIBID)
-    assert (mm.LIBAPI, mm.LIBPATCH) == (0, 5)
+    assert (mm.LIBAPI, mm.LIBPATCH) == (0, 6)
     # One Kafka client library, pure Python: an adopting charm installs nothing else for Kafka.
     assert {dep.split(">")[0] for dep in mm.PYDEPS} == {
         "pydantic",

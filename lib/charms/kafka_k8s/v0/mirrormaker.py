@@ -194,20 +194,16 @@ from data_platform_helpers.interfaces import (
 )
 from kafka import KafkaAdminClient, KafkaConsumer
 from kafka import errors as kafka_errors
-
-# pyright's bundled stubs describe kafka-python 2.3, which had neither.
 from kafka.admin import (
     ACL,
     ACLFilter,
     ACLOperation,
     ACLPermissionType,
     ACLResourcePatternType,
-    OffsetSpec,  # pyright: ignore[reportAttributeAccessIssue]
     ResourcePattern,
     ResourcePatternFilter,
     ResourceType,
 )
-from kafka.protocol.consumer import IsolationLevel  # pyright: ignore[reportMissingImports]
 from kafka.structs import OffsetAndMetadata, TopicPartition
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -219,7 +215,7 @@ LIBAPI = 0
 
 # Increment this PATCH version before using `charmcraft publish-lib` or reset
 # to 0 if you are raising the major API version
-LIBPATCH = 5
+LIBPATCH = 6
 
 PYDEPS = [
     "pydantic>=2.7",
@@ -1485,7 +1481,8 @@ class _AdminClient(KafkaAdminClient):
 class _ClusterClient:
     """Read-only queries against one cluster with kafka-python, each bounded by a timeout.
 
-    The client connects at its first query and keeps its connections until `close()`.
+    Topics and offsets come from a consumer that joins no group, the rest from the admin
+    client. The client connects at its first query and keeps its connections until `close()`.
     """
 
     def __init__(self, cluster: KafkaCluster, role: str, timeout: float = _CLIENT_TIMEOUT):
@@ -1497,6 +1494,7 @@ class _ClusterClient:
         )
         self._failures = _ConnectionFailures(self._config["client_id"])
         self._admin: KafkaAdminClient | None = None
+        self._offsets_reader: KafkaConsumer | None = None
 
     def __enter__(self) -> _ClusterClient:
         return self
@@ -1507,6 +1505,9 @@ class _ClusterClient:
     def close(self) -> None:
         """Close the connections; a later query connects again."""
         admin, self._admin = self._admin, None
+        reader, self._offsets_reader = self._offsets_reader, None
+        if reader is not None:
+            reader.close()
         if admin is not None:
             admin.close()
 
@@ -1602,17 +1603,17 @@ class _ClusterClient:
             time.sleep(0.2)
 
     def topics(self) -> dict[str, int]:
-        """Every topic this user may describe, with its number of partitions.
+        """Every topic this user may describe but Kafka's own, with its number of partitions.
 
         Raises:
             ClusterUnreachableError: if the cluster does not answer in time.
         """
-        described = self._ask(lambda admin: admin.describe_topics())
-        return {
-            topic["name"]: len(topic["partitions"])
-            for topic in described
-            if topic["error_code"] == 0
-        }
+
+        def query(_: Any) -> dict[str, int]:
+            reader = cast(Any, self._reader())
+            return {name: len(reader.partitions_for_topic(name)) for name in reader.topics()}
+
+        return self._ask(query)
 
     def groups(self) -> list[str]:
         """Every consumer group this user may describe.
@@ -1624,9 +1625,16 @@ class _ClusterClient:
         return sorted({group["group_id"] for group in listed})
 
     def _list_offsets(
-        self, topics: Mapping[str, int], specs: Sequence[OffsetSpec]
+        self, topics: Mapping[str, int], *, starts: bool
     ) -> list[dict[str, list[int]]]:
-        """The offsets of every partition of these topics at each spec, read committed."""
+        """The end offsets (last stable offsets) of these topics' partitions; first offsets too.
+
+        With `starts`, the first offsets come first in the list. The consumer that `topics()`
+        asks, not the admin client: kafka-python's admin fetches and converts the metadata of
+        every partition again for each spec it lists, which costs a second of CPU per 10,000
+        partitions; the consumer keeps what it learned (it asks for the metadata of all topics
+        at once if it lacks any of these) and sends only ListOffsets.
+        """
         partitions = [
             TopicPartition(topic, partition)
             for topic, count in topics.items()
@@ -1634,23 +1642,32 @@ class _ClusterClient:
         ]
         timeout_ms = int(self.timeout * 1000)
 
-        def query(admin: Any) -> list[dict[Any, Any]]:
-            return [
-                admin.list_partition_offsets(
-                    dict.fromkeys(partitions, spec),
-                    isolation_level=IsolationLevel.READ_COMMITTED,
-                    timeout_ms=timeout_ms,
-                )
-                for spec in specs
-            ]
+        def query(_: Any) -> list[dict[Any, int]]:
+            # kafka-python 3's timeouts; the type stubs know an older release.
+            reader = cast(Any, self._reader())
+            for topic in topics:
+                reader.partitions_for_topic(topic)
+            first = [reader.beginning_offsets(partitions, timeout_ms=timeout_ms)] if starts else []
+            return [*first, reader.end_offsets(partitions, timeout_ms=timeout_ms)]
 
         answers = []
         for answer in self._ask(query):
             offsets = {topic: [0] * count for topic, count in topics.items()}
-            for partition, result in answer.items():
-                offsets[partition.topic][partition.partition] = result.offset
+            for partition, offset in answer.items():
+                offsets[partition.topic][partition.partition] = offset
             answers.append(offsets)
         return answers
+
+    def _reader(self) -> KafkaConsumer:
+        """The consumer that lists offsets, read committed; it joins no group."""
+        if self._offsets_reader is None:
+            self._offsets_reader = KafkaConsumer(
+                **self._config,
+                group_id=None,
+                enable_auto_commit=False,
+                isolation_level="read_committed",
+            )
+        return self._offsets_reader
 
     def end_offsets(self, topics: Mapping[str, int]) -> dict[str, list[int]]:
         """The end offset (last stable offset) of every partition of these topics.
@@ -1660,7 +1677,7 @@ class _ClusterClient:
         """
         if not topics:
             return {}
-        return self._list_offsets(topics, [OffsetSpec.LATEST])[0]
+        return self._list_offsets(topics, starts=False)[0]
 
     def offsets(self, topics: Mapping[str, int]) -> dict[str, _TopicOffsets]:
         """Where every partition of these topics starts and ends; one request per leader each.
@@ -1670,7 +1687,7 @@ class _ClusterClient:
         """
         if not topics:
             return {}
-        starts, ends = self._list_offsets(topics, [OffsetSpec.EARLIEST, OffsetSpec.LATEST])
+        starts, ends = self._list_offsets(topics, starts=True)
         return {
             topic: _TopicOffsets(start=tuple(starts[topic]), end=tuple(ends[topic]))
             for topic in topics
