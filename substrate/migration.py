@@ -101,8 +101,10 @@ def _retrying(query: Callable[[], _T], timeout: float = 120) -> _T:
 
 # What a partition's leadership moving or a broker restarting answers for a while. librdkafka
 # does not always mark these retriable: a watermark query that meets a stale leader raises
-# `NOT_LEADER_FOR_PARTITION` with `retriable()` false.
+# `NOT_LEADER_FOR_PARTITION` with `retriable()` false, and one whose consumer learned of a new
+# topic from a broker that has not yet (the admin client asked another) `_UNKNOWN_PARTITION`.
 _TRANSIENT = {
+    KafkaError._UNKNOWN_PARTITION,
     KafkaError.NOT_LEADER_FOR_PARTITION,
     KafkaError.LEADER_NOT_AVAILABLE,
     KafkaError.UNKNOWN_TOPIC_OR_PART,
