@@ -1009,7 +1009,7 @@ def _first_record_cpu(results: dict[str, Any]) -> str:
     spent = results.get("cpu_seconds_to_first_record_3_units") or {}
     if not spent.get("wall"):
         return "no CPU measured until then"
-    cores = os.cpu_count() or 1
+    cores = results.get("machine", {}).get("cpus") or 1
     return (
         f"until then the machine spent {_fmt(spent.get('machine'))} CPU s of the "
         f"{_fmt(spent['wall'] * cores)} its {cores} cores had: MirrorMaker "
