@@ -559,3 +559,59 @@ def test_group_offsets_of_a_cluster_that_does_not_answer_are_bounded():
     assert raised.value.message.startswith(f"target cluster at {servers[0]} did not answer")
     assert not raised.value.refused
     assert client.committed_offsets([], {"orders": 12}) == {}
+
+
+class _LoadingCoordinators:
+    """An admin client whose brokers load the group offsets for the first two answers."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def list_groups(self) -> list[dict[str, str]]:
+        self.asked += 1
+        if self.asked <= 2:
+            raise kafka_errors.CoordinatorLoadInProgressError("COORDINATOR_LOAD_IN_PROGRESS")
+        return [{"group_id": "billing"}, {"group_id": "analytics"}]
+
+    def describe_groups(self, groups: list[str]) -> dict[str, dict[str, object]]:
+        self.asked += 1
+        loading = "[Error 14] CoordinatorLoadInProgressError: " if self.asked <= 2 else None
+        return {
+            group: {"error": loading, "group_state": "Stable", "members": [{}]} for group in groups
+        }
+
+
+def _client_of(admin: object) -> mm._ClusterClient:
+    cluster = mm.SourceCluster(name="old", bootstrap_servers=("h:1",), username="u", password="p")
+    client = mm._ClusterClient(cluster, "source", timeout=5)
+    client._answer = lambda query: query(admin)  # type: ignore[method-assign]
+    return client
+
+
+def test_groups_are_listed_again_while_a_coordinator_loads():
+    admin = _LoadingCoordinators()
+    assert _client_of(admin).groups() == ["analytics", "billing"]
+    assert admin.asked == 3
+
+
+def test_groups_are_described_again_while_their_coordinator_loads():
+    admin = _LoadingCoordinators()
+    assert _client_of(admin).describe_groups(["billing"]) == {"billing": ("stable", 1)}
+    assert admin.asked == 3
+
+
+def test_a_group_the_cluster_refuses_to_describe_is_not_asked_again():
+    class Refusing(_LoadingCoordinators):
+        def describe_groups(self, groups: list[str]) -> dict[str, dict[str, object]]:
+            self.asked += 1
+            return {
+                group: {"error": "[Error 30] GroupAuthorizationFailedError: "} for group in groups
+            }
+
+    admin = Refusing()
+    with pytest.raises(mm.ClusterUnreachableError) as raised:
+        _client_of(admin).describe_groups(["billing"])
+    assert admin.asked == 1
+    assert raised.value.message == (
+        "source cluster at h:1 refused the request: group authorization failed"
+    )

@@ -1259,12 +1259,15 @@ _T = TypeVar("_T")
 # kafka-python's errors that say a query could not be answered: the cluster's own error codes,
 # and its client's errors for connections, timeouts and the protocol.
 _QUERY_ERRORS = (kafka_errors.KafkaError, OSError)
+_ERRNO_TEXT = re.compile(r"(\d+) E[A-Z]+")
+_ERROR_CODE = re.compile(r"\[Error (-?\d+)\]")
 # librdkafka's names of the group states, which the report has always shown.
 _GROUP_STATES = {
     "PreparingRebalance": "preparing_rebalancing",
     "CompletingRebalance": "completing_rebalancing",
 }
 _ERRNO_TEXT = re.compile(r"(\d+) E[A-Z]+")
+_ERROR_CODE = re.compile(r"\[Error (-?\d+)\]")
 _SSL_LOCATION = re.compile(r"\s*\(_ssl\.c:\d+\)$")
 
 
@@ -1618,10 +1621,14 @@ class _ClusterClient:
     def groups(self) -> list[str]:
         """Every consumer group this user may describe.
 
+        A broker that is still loading its share of the group offsets answers "coordinator load
+        in progress" (every broker does for a while after it starts): asked again until the
+        timeout.
+
         Raises:
             ClusterUnreachableError: if the cluster does not answer in time.
         """
-        listed = self._ask(lambda admin: admin.list_groups())
+        listed = self._ask(lambda admin: admin.list_groups(), again=True)
         return sorted({group["group_id"] for group in listed})
 
     def _list_offsets(
@@ -1840,14 +1847,18 @@ class _ClusterClient:
         """
         if not groups:
             return {}
-        answer = self._ask(lambda admin: admin.describe_groups(list(groups)), again=True)
+
+        def query(admin: Any) -> dict[str, Any]:
+            # kafka-python puts each group's error in its answer as text: "[Error 14] ...".
+            answer = admin.describe_groups(list(groups))
+            for description in answer.values():
+                if error := str(description.get("error") or ""):
+                    code = _ERROR_CODE.match(error)
+                    raise kafka_errors.for_code(int(code.group(1)) if code else -1)(error)
+            return answer
+
         described: dict[str, tuple[str, int]] = {}
-        for group, description in answer.items():
-            if description.get("error"):
-                where = f"{self.role} cluster at {self.cluster.bootstrap}"
-                raise ClusterUnreachableError(
-                    f"{where} refused the request: {description['error']}"
-                )
+        for group, description in self._ask(query, again=True).items():
             state = str(description.get("group_state") or "unknown")
             described[group] = (
                 _GROUP_STATES.get(state, state.lower()),
