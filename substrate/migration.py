@@ -262,6 +262,55 @@ class LiveProducer:
         return self.written
 
 
+@dataclass
+class AckedWriter:
+    """Sends numbered records with acks=all and idempotence until stopped, as a live client does.
+
+    Counts the records delivered, the failures, and the slowest delivery (seconds from send to
+    acknowledgement). Each record has `timeout_ms` (`message.timeout.ms`) to be acknowledged.
+    """
+
+    config: ClientConfig
+    topic: str
+    timeout_ms: int = 15_000
+    delivered: int = 0
+    failed: list[str] = field(default_factory=list)
+    slowest: float = 0.0
+    stopped: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def start(self) -> AckedWriter:
+        """Start sending in a daemon thread."""
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        settings = {"acks": "all", "enable.idempotence": True, "linger.ms": 5}
+        producer = Producer({**self.config, **settings, "message.timeout.ms": self.timeout_ms})
+        sent = 0
+        while not self.stopped.is_set():
+            now = time.monotonic()
+
+            def done(error: KafkaError | None, _message: object, at: float = now) -> None:
+                if error is not None:
+                    self.failed.append(str(error))
+                    return
+                self.delivered += 1
+                self.slowest = max(self.slowest, time.monotonic() - at)
+
+            producer.produce(self.topic, key=str(sent), value=f"record-{sent}", on_delivery=done)
+            sent += 1
+            producer.poll(0.01)
+        producer.flush(self.timeout_ms / 1000 + 5)
+
+    def stop(self) -> None:
+        """Stop sending once every record sent is delivered or failed."""
+        self.stopped.set()
+        if self.thread is not None:
+            self.thread.join(timeout=60)
+
+
 def _kafka_python(config: ClientConfig) -> dict[str, Any]:
     """The cluster and login of a librdkafka client configuration, for kafka-python."""
     return {

@@ -17,10 +17,8 @@ fewer than two replicas in sync for that long fails, as it would if brokers rest
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -38,60 +36,13 @@ from rolling import (
     apply_pending,
     restart_in_turn,
 )
+from substrate.migration import AckedWriter
 from substrate.processes import ClientConfig, sasl_config, wait_until
 from substrate.units import NewCluster
 
 TOPIC = "rolling"
 PARTITIONS = 6
 RECORD_TIMEOUT_MS = 15_000
-
-
-@dataclass
-class Writer:
-    """Sends numbered records with acks=all until stopped; counts deliveries and failures."""
-
-    config: ClientConfig
-    delivered: int = 0
-    failed: list[str] = field(default_factory=list)
-    slowest: float = 0.0
-    stopped: threading.Event = field(default_factory=threading.Event)
-    thread: threading.Thread | None = None
-
-    def start(self) -> Writer:
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        return self
-
-    def _run(self) -> None:
-        producer = Producer(
-            {
-                **self.config,
-                "acks": "all",
-                "enable.idempotence": True,
-                "message.timeout.ms": RECORD_TIMEOUT_MS,
-                "linger.ms": 5,
-            }
-        )
-        sent = 0
-        while not self.stopped.is_set():
-            now = time.monotonic()
-
-            def done(error: KafkaError | None, _message: object, at: float = now) -> None:
-                if error is not None:
-                    self.failed.append(str(error))
-                    return
-                self.delivered += 1
-                self.slowest = max(self.slowest, time.monotonic() - at)
-
-            producer.produce(TOPIC, key=str(sent), value=f"record-{sent}", on_delivery=done)
-            sent += 1
-            producer.poll(0.01)
-        producer.flush(RECORD_TIMEOUT_MS / 1000 + 5)
-
-    def stop(self) -> None:
-        self.stopped.set()
-        if self.thread is not None:
-            self.thread.join(timeout=60)
 
 
 def _stored(config: ClientConfig) -> int:
@@ -163,8 +114,8 @@ def client(new_cluster: NewCluster, topic: str) -> ClientConfig:
 
 
 @pytest.fixture
-def writer(client: ClientConfig) -> Iterator[Writer]:
-    running = Writer(client).start()
+def writer(client: ClientConfig) -> Iterator[AckedWriter]:
+    running = AckedWriter(client, TOPIC, RECORD_TIMEOUT_MS).start()
     time.sleep(3)  # records flow before anything changes
     try:
         yield running
@@ -209,7 +160,7 @@ def _turns(cluster: NewCluster) -> list[RestartOutcome]:
     return outcomes
 
 
-def _check(writer: Writer, cluster: NewCluster, what: str) -> None:
+def _check(writer: AckedWriter, cluster: NewCluster, what: str) -> None:
     writer.stop()
     stored = _stored(cluster.admin_config())
     print(
@@ -247,7 +198,7 @@ def test_a_dynamic_option_restarts_nothing(new_cluster: NewCluster, topic: str):
 
 
 def test_a_config_change_restarts_each_broker_in_turn_and_no_send_fails(
-    new_cluster: NewCluster, writer: Writer
+    new_cluster: NewCluster, writer: AckedWriter
 ):
     pids = [unit.broker_pid() for unit in new_cluster.units]
     heap = new_cluster.heap_mb + 16
@@ -264,7 +215,7 @@ def test_a_config_change_restarts_each_broker_in_turn_and_no_send_fails(
 
 
 def test_a_rotation_restarts_each_broker_in_turn_and_no_send_fails(
-    new_cluster: NewCluster, writer: Writer
+    new_cluster: NewCluster, writer: AckedWriter
 ):
     current = new_cluster.credentials
     old_admin = current.admin_password

@@ -16,14 +16,13 @@ from __future__ import annotations
 import socket
 import ssl
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from cryptography import x509
 
@@ -33,6 +32,7 @@ from cluster import generate_password
 from rolling import RestartOutcome, admin_client, restart_in_turn
 from substrate.certificates import CertificateAuthority
 from substrate.migration import (
+    AckedWriter,
     MirrorMakers,
     produce,
     source_cluster,
@@ -172,49 +172,12 @@ def test_a_client_with_another_ca_is_refused(new_cluster: NewCluster, client: Us
     print(f"\nwith another CA: {errors[0]}")
 
 
-@dataclass
-class Writer:
-    """Sends with acks=all over SASL_SSL until stopped; counts deliveries and failures."""
-
-    config: ClientConfig
-    delivered: int = 0
-    failed: list[str] = field(default_factory=list)
-    stopped: threading.Event = field(default_factory=threading.Event)
-    thread: threading.Thread | None = None
-
-    def start(self) -> Writer:
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        return self
-
-    def _run(self) -> None:
-        settings = {"acks": "all", "enable.idempotence": True, "linger.ms": 5}
-        producer = Producer({**self.config, **settings, "message.timeout.ms": RECORD_TIMEOUT_MS})
-
-        def done(error: KafkaError | None, _message: object) -> None:
-            if error is not None:
-                self.failed.append(str(error))
-            else:
-                self.delivered += 1
-
-        sent = 0
-        while not self.stopped.is_set():
-            producer.produce(TOPIC, key=str(sent), value=f"renewal {sent}", on_delivery=done)
-            sent += 1
-            producer.poll(0.01)
-        producer.flush(RECORD_TIMEOUT_MS / 1000 + 5)
-
-    def stop(self) -> None:
-        self.stopped.set()
-        if self.thread is not None:
-            self.thread.join(timeout=60)
-
-
 def test_a_renewal_rolls_the_brokers_without_a_failed_send(
     new_cluster: NewCluster, client: User, ca: CertificateAuthority
 ):
     before = [served_certificate(u.settings.client_port, ca.pem) for u in new_cluster.units]
-    writer = Writer(new_cluster.client_config(client.username, client.password)).start()
+    config = new_cluster.client_config(client.username, client.password)
+    writer = AckedWriter(config, TOPIC, RECORD_TIMEOUT_MS).start()
     time.sleep(3)
     try:
         new_cluster.issue_certificates()  # the provider renewed every unit's certificate
