@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 import ssl
 import subprocess
 import time
@@ -25,18 +24,17 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 from lightkube import Client, KubeConfig
 
 from substrate.processes import (
     LOOPBACK,
+    Started,
     SubstrateError,
     default_cache,
     free_port,
-    keep_tmp,
     kill_group,
-    kill_processes,
+    remove_tmp,
     spawn,
     tail,
 )
@@ -48,7 +46,7 @@ NODE_PORT_RANGE = "30000-32767"
 
 
 @dataclass
-class KubeApiServer:
+class KubeApiServer(Started):
     """etcd and kube-apiserver on loopback, started and stopped as one."""
 
     tmp: Path
@@ -214,17 +212,4 @@ class KubeApiServer:
         """Stop kube-apiserver, then etcd, and remove the temporary directory."""
         for name in ("kube-apiserver", "etcd"):
             kill_group(self.processes.pop(name, None))
-        kill_processes(f"{self.tmp.resolve()}/")
-        if not keep_tmp():
-            shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def __enter__(self) -> KubeApiServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
+        remove_tmp(self.tmp)

@@ -15,7 +15,6 @@ import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 from confluent_kafka.admin import (
     AdminClient,
@@ -29,16 +28,16 @@ from models import ADMIN_USER, SCRAM_MECHANISM, WorkloadPaths
 from substrate.processes import (
     LOOPBACK,
     ClientConfig,
+    Started,
     SubstrateError,
     broker_count,
     default_cache,
     format_log_tails,
     free_port,
-    keep_tmp,
     kill_group,
-    kill_processes,
     port_open,
     random_password,
+    remove_tmp,
     sasl_config,
     spawn,
     wait_until,
@@ -138,7 +137,7 @@ class OldBroker:
 
 
 @dataclass
-class OldCluster:
+class OldCluster(Started):
     """A ZooKeeper-mode Kafka 3.9 cluster with SASL_PLAINTEXT, SCRAM-SHA-512 and ACLs.
 
     The foreign cluster of the migration guide: one ZooKeeper and `size` brokers, started as
@@ -388,17 +387,4 @@ class OldCluster:
         for broker in self.brokers:
             kill_group(broker.process)
         kill_group(self.zookeeper)
-        kill_processes(f"{self.tmp.resolve()}/")
-        if not keep_tmp():
-            shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def __enter__(self) -> OldCluster:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
+        remove_tmp(self.tmp)

@@ -14,6 +14,7 @@ import grp
 import os
 import pwd
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import cast
+from typing import TypeVar, cast
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
@@ -44,6 +45,37 @@ def default_cache() -> Path:
 def keep_tmp() -> bool:
     """Whether to keep temporary directories after stopping (`KAFKA_K8S_KEEP_TMP=1`)."""
     return os.environ.get("KAFKA_K8S_KEEP_TMP", "") not in ("", "0", "false")
+
+
+_Started = TypeVar("_Started", bound="Started")
+
+
+class Started:
+    """A piece of the runtime that `start` brings up and `stop` ends.
+
+    In a `with` block it is stopped on the way out, also when the block fails.
+    """
+
+    def start(self: _Started) -> _Started:
+        """Bring it up; itself."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """End every process it started."""
+        raise NotImplementedError
+
+    def __enter__(self: _Started) -> _Started:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def remove_tmp(tmp: Path) -> None:
+    """Kill what still runs from `tmp`, then remove it (kept with `KAFKA_K8S_KEEP_TMP=1`)."""
+    kill_processes(f"{tmp.resolve()}/")
+    if not keep_tmp():
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 class SubstrateError(Exception):

@@ -17,14 +17,12 @@ from __future__ import annotations
 import base64
 import os
 import shlex
-import shutil
 import signal
 import subprocess
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from types import TracebackType
 
 import ops
 import ops.pebble
@@ -51,6 +49,7 @@ from substrate.processes import (
     FETCH_SCRIPT,
     LOOPBACK,
     ClientConfig,
+    Started,
     SubstrateError,
     broker_count,
     current_user,
@@ -58,11 +57,11 @@ from substrate.processes import (
     find_processes,
     format_log_tails,
     free_port,
-    keep_tmp,
     kill_group,
     kill_processes,
     port_open,
     random_password,
+    remove_tmp,
     sasl_config,
     spawn,
     tail,
@@ -222,7 +221,7 @@ def _model_backend(unit_name: str) -> ops.model._ModelBackend:  # pyright: ignor
     )
 
 
-class PebbleDaemon:
+class PebbleDaemon(Started):
     """A real Pebble daemon (`pebble run --create-dirs`) and an `ops.Container` bound to it.
 
     Use it as a context manager: leaving it kills Pebble, every service process it started
@@ -319,17 +318,6 @@ class PebbleDaemon:
         self._client = None
         self._container = None
 
-    def __enter__(self) -> PebbleDaemon:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
 
 # The charm's cluster -----------------------------------------------------------------------------
 
@@ -390,7 +378,7 @@ class Unit:
 
 
 @dataclass
-class NewCluster:
+class NewCluster(Started):
     """N units of the charm's Kafka (KRaft, combined mode) on loopback, each under a real Pebble.
 
     The charm's own `KafkaWorkload.reconcile` writes the files, formats the storage and starts
@@ -602,17 +590,4 @@ class NewCluster:
         """Kill every unit's Pebble and processes, then remove the temporary directory."""
         for unit in self.units:
             unit.pebble.stop()
-        kill_processes(f"{self.tmp.resolve()}/")
-        if not keep_tmp():
-            shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def __enter__(self) -> NewCluster:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
+        remove_tmp(self.tmp)
