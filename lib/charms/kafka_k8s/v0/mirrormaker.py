@@ -1259,8 +1259,6 @@ _T = TypeVar("_T")
 # kafka-python's errors that say a query could not be answered: the cluster's own error codes,
 # and its client's errors for connections, timeouts and the protocol.
 _QUERY_ERRORS = (kafka_errors.KafkaError, OSError)
-_ERRNO_TEXT = re.compile(r"(\d+) E[A-Z]+")
-_ERROR_CODE = re.compile(r"\[Error (-?\d+)\]")
 # librdkafka's names of the group states, which the report has always shown.
 _GROUP_STATES = {
     "PreparingRebalance": "preparing_rebalancing",
