@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import resource
-import shutil
 import statistics
 import tempfile
 import time
@@ -58,8 +57,7 @@ from substrate.processes import (
     ClientConfig,
     SubstrateError,
     default_cache,
-    keep_tmp,
-    kill_processes,
+    remove_tmp,
 )
 from substrate.units import NewCluster
 
@@ -279,9 +277,7 @@ def real_clusters(partitions: int, groups: int) -> Iterator[Clusters]:
             load_connect_topics(new.admin_config())
             yield Clusters(old, new)
     finally:
-        kill_processes(f"{base.resolve()}/")
-        if not keep_tmp():
-            shutil.rmtree(base, ignore_errors=True)
+        remove_tmp(base)
 
 
 def time_report(

@@ -48,7 +48,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import string
 import subprocess
 import tempfile
@@ -83,8 +82,7 @@ from substrate.processes import (
     SubstrateError,
     default_cache,
     find_processes,
-    keep_tmp,
-    kill_processes,
+    remove_tmp,
 )
 from substrate.units import NewCluster
 
@@ -709,9 +707,7 @@ def workspace() -> Iterator[Path]:
     try:
         yield base
     finally:
-        kill_processes(f"{base.resolve()}/")
-        if not keep_tmp():
-            shutil.rmtree(base, ignore_errors=True)
+        remove_tmp(base)
 
 
 def measure_limits(old: OldCluster, base: Path, tools: Tools, records: int) -> dict[str, Any]:
