@@ -36,7 +36,7 @@ from kafka.admin import (
 )
 from kafka.protocol.admin.configs import DescribeConfigsRequest, IncrementalAlterConfigsRequest
 
-from charms.kafka_k8s.v0.mirrormaker import _AdminClient, _quiet_kafka_logs
+from charms.kafka_k8s.v0.mirrormaker import admin_client
 
 logger = logging.getLogger(__name__)
 
@@ -156,8 +156,7 @@ class KafkaAdmin:
         """
         try:
             if self._client is None:
-                _quiet_kafka_logs()
-                self._client = _AdminClient(**self._config)
+                self._client = admin_client(**self._config)
             return request(self._client)
         except (kafka_errors.KafkaError, OSError) as error:
             raise AdminError(f"{what}: {error}") from None

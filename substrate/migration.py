@@ -9,10 +9,11 @@ code fences, and the group switch that `switch-group` and `finish-migration` run
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -547,22 +548,7 @@ def produce_one(config: ClientConfig, topic: str, value: str) -> str | None:
     return errors[0].name() if errors else None
 
 
-def switch_groups(
-    source: SourceCluster,
-    target: TargetCluster,
-    config: MigrationConfig,
-    groups: Sequence[str] | None = None,
-    *,
-    dry_run: bool = False,
-    use_syncs: bool = True,
-) -> list[mm._GroupSwitch]:
-    """What `switch-group` (named groups) and `finish-migration` (every group) run, here.
-
-    `use_syncs=False` anchors every partition by a content search from a timestamp, as when
-    MirrorMaker's offset syncs of a partition are missing.
-    """
-    clients = mm._Clients.of(source, target, 30.0)
-    try:
-        return mm._switch_groups(clients, config, groups, dry_run=dry_run, use_syncs=use_syncs)
-    finally:
-        clients.close()
+# What `switch-group` (named groups) and `finish-migration` (every group) run, with the patience
+# a shared machine needs; `use_syncs=False` anchors every partition by a content search from a
+# timestamp, as when MirrorMaker's offset syncs of a partition are missing.
+switch_groups = functools.partial(mm.switch_groups, timeout=30.0)

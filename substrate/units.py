@@ -31,7 +31,9 @@ from ops.jujucontext import JujuContext
 
 from acls import grant_mirrormaker
 from admin import KafkaAdmin
-from charms.kafka_k8s.v0.mirrormaker import MirrorMakerWorkload
+from charms.kafka_k8s.v0.mirrormaker import (
+    MirrorMakerWorkload,
+)
 from config import BrokerConfig
 from external import ExternalAddress
 from models import (

@@ -19,7 +19,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from admin import KafkaAdmin
-from charms.kafka_k8s.v0.mirrormaker import KafkaCluster, migration_report
+from charms.kafka_k8s.v0.mirrormaker import (
+    KafkaCluster,
+    migration_report,
+)
 from client_provider import ClientGrant, client_acls, parse_roles
 from cluster import generate_password
 from substrate.migration import commit_offsets

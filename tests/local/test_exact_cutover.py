@@ -39,7 +39,15 @@ from confluent_kafka.admin import (
 )
 
 from charms.kafka_k8s.v0 import mirrormaker as mm
-from charms.kafka_k8s.v0.mirrormaker import MigrationConfig, MigrationReport, migration_report
+from charms.kafka_k8s.v0.mirrormaker import (
+    MigrationConfig,
+    MigrationReport,
+    _clients,
+    _display,
+    _queries,
+    _switch,
+    migration_report,
+)
 from substrate.migration import (
     LiveProducer,
     MirrorMakers,
@@ -333,9 +341,9 @@ def test_lag_counts_what_a_read_committed_consumer_reads(cutover: Cutover):
     topics = {topic.topic: topic for topic in report.topics}
     assert report.lag == 0, mm.format_table(report)
     # Counted by content on every partition, from MirrorMaker's offset syncs.
-    source = mm._ClusterClient(cutover.source, "source")
-    target = mm._ClusterClient(cutover.target, "target")
-    counted = mm._fetch_copy_lags(
+    source = _clients.ClusterClient(cutover.source, "source")
+    target = _clients.ClusterClient(cutover.target, "target")
+    counted = _queries._fetch_copy_lags(
         source,
         target,
         cutover.config,
@@ -509,7 +517,7 @@ def test_switch_group_resumes_exactly_after_the_source_offset(cutover: Cutover):
             )
     assert totals["how"].get("offset sync", 0) > len(rows) / 2, totals["how"]
     headers = ["GROUP", "PARTITION", "SOURCE", "WHERE", "TARGET", "OURS RE-READ/SKIP", "MM2'S"]
-    print("\n" + "\n".join(mm._table(headers, rows)))
+    print("\n" + "\n".join(_display._table(headers, rows)))
     print(
         f"\n{len(rows)} group partitions: switched exactly, 0 re-read, 0 skipped (by content). "
         f"MirrorMaker's own offsets: {totals['mirrormaker'][0]} re-read, "
@@ -571,7 +579,7 @@ def _busy(config: ClientConfig, group: str, topic: str, stop: threading.Event) -
 
 
 def _members(cluster: mm.KafkaCluster, group: str) -> int:
-    return mm._ClusterClient(cluster, "either").describe_groups([group])[group][1]
+    return _clients.ClusterClient(cluster, "either").describe_groups([group])[group][1]
 
 
 def _refused(cutover: Cutover, group: str) -> str:
@@ -632,14 +640,17 @@ def test_the_fence_refuses_an_early_producer_until_finish(cutover: Cutover):
     )
 
     # finish-migration: MirrorMaker has recorded its whole copy; it stops; every group moves.
-    clients = mm._Clients.of(cutover.source, cutover.target, 30.0)
+    clients = _switch.Clients.of(cutover.source, cutover.target, 30.0)
     try:
-        assert mm._unsettled(clients, {topic: PARTITIONS[topic] for topic in MIGRATED}) == []
+        assert (
+            _switch.unsettled_topics(clients, {topic: PARTITIONS[topic] for topic in MIGRATED})
+            == []
+        )
     finally:
         clients.close()
     cutover.nodes.stop()
     switches = switch_groups(cutover.source, cutover.target, cutover.config)
-    print(f"\nfinish-migration:\n{mm._groups_table(switches)}")
+    print(f"\nfinish-migration:\n{_display.groups_table(switches)}")
     moved = {s.group for s in switches if s.switched}
     assert moved >= set(cutover.groups)
     assert all(s.exact and s.re_read == 0 and s.skip == 0 for s in switches if s.switched)

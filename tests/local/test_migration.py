@@ -32,11 +32,11 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from charms.kafka_k8s.v0 import mirrormaker as mm
 from charms.kafka_k8s.v0.mirrormaker import (
     MigrationConfig,
     SourceCluster,
     TargetCluster,
+    _acls,
     migration_report,
 )
 from substrate.migration import (
@@ -481,7 +481,7 @@ def test_topic_acls_are_copied_but_not_those_of_relation_users(migration: Migrat
     migration.new.grant_mirrormaker(sync_topic_acls=True)
     config = migration.config.model_copy(update={"sync_topic_acls": True})
     try:
-        copied = mm._copy_topic_acls(migration.source, migration.target, config)
+        copied = _acls.copy_topic_acls(migration.source, migration.target, config)
     finally:
         migration.new.grant_mirrormaker(sync_topic_acls=False)
     target_admin = AdminClient(migration.new_config)  # kept: a dropped handle ends its requests

@@ -29,7 +29,11 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from charms.kafka_k8s.v0.mirrormaker import MigrationConfig, SourceCluster, migration_report
+from charms.kafka_k8s.v0.mirrormaker import (
+    MigrationConfig,
+    SourceCluster,
+    migration_report,
+)
 from substrate.migration import (
     MirrorMakers,
     commit_offsets,

@@ -26,7 +26,9 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from cryptography import x509
 
-from charms.kafka_k8s.v0.mirrormaker import MigrationConfig
+from charms.kafka_k8s.v0.mirrormaker import (
+    MigrationConfig,
+)
 from client_provider import ClientGrant, client_acls, parse_roles
 from cluster import generate_password
 from rolling import RestartOutcome, admin_client, restart_in_turn

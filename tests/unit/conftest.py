@@ -2,10 +2,14 @@
 # See LICENSE file for licensing details.
 """Fixtures of the unit tests: the charm's context, a pretend Kafka and pretend clusters.
 
-The fakes themselves are in `helpers.py`.
+The fakes themselves are in `helpers.py`; `etc` is the container's `/etc/kafka`, kept between
+runs. The migration library's tests run their own host charm (`migration/conftest.py`).
 """
 
 from __future__ import annotations
+
+import pathlib
+import tempfile
 
 import pytest
 from charmlibs.rollingops._peer._worker import PeerRollingOpsAsyncWorker
@@ -14,7 +18,7 @@ from ops import testing
 import charm
 import client_provider
 from charm import KafkaK8sCharm
-from charms.kafka_k8s.v0 import mirrormaker as mm
+from charms.kafka_k8s.v0.mirrormaker import _clients, _queries, _records
 from tests.unit.helpers import FakeClusters, FakeKafka
 
 
@@ -52,16 +56,23 @@ def clusters(monkeypatch: pytest.MonkeyPatch) -> FakeClusters:
 
     Modules that run the library in a charm use it for every test, with
     `pytestmark = pytest.mark.usefixtures("clusters")`; the report's tests call the real
-    `_ClusterClient`, so it is not autouse.
+    `ClusterClient`, so it is not autouse.
     """
     fake = FakeClusters()
-    monkeypatch.setattr(mm, "_ClusterClient", fake)
-    monkeypatch.setattr(mm, "_LogClient", fake.logs)
-    monkeypatch.setattr(mm, "_pause", fake.pause)
-    monkeypatch.setattr(mm, "_now", fake.now)
+    monkeypatch.setattr(_clients, "ClusterClient", fake)
+    monkeypatch.setattr(_records, "LogClient", fake.logs)
+    monkeypatch.setattr(_queries, "_pause", fake.pause)
+    monkeypatch.setattr(_queries, "now", fake.now)
     return fake
 
 
 @pytest.fixture
 def ctx() -> testing.Context[KafkaK8sCharm]:
     return testing.Context(KafkaK8sCharm)
+
+
+@pytest.fixture
+def etc():
+    """/etc/kafka of the container, kept between runs as the pod's filesystem is."""
+    with tempfile.TemporaryDirectory() as directory:
+        yield pathlib.Path(directory)

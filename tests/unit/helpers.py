@@ -3,13 +3,21 @@
 """What more than one unit test module uses: state builders, fakes, readers and constants.
 
 - kafka-k8s under ops.testing: `MODEL`, `PASSWORDS`, `host`, `container`, `credentials_secret`,
-  `cluster`, `read`, and `serving`, a leader whose broker serves with an external source.
+  `cluster`, `read`, `serving`, a leader whose broker serves with an external source, and
+  `running`, a unit whose broker runs (with `RESTARTS`, `restart_queued`, `client_relation` and
+  `properties`, a plain reader of the files the charm renders).
 - The migration library: `CHARMCRAFT`, `MM2`, `LAGGING`, `FENCED`, `source_relation` (a
-  `migration-source` relation and its secrets) and the passwords and CAs the tests look for.
+  `migration-source` relation and its secrets), the passwords and CAs the tests look for, and
+  `settings`, one MirrorMaker node's `MirrorMakerSettings`. Its host charm under ops.testing is
+  in `migration/host.py`.
+- The migration report without clusters: `snapshot` and `report` (an in-sync migration of
+  `orders`, judged by `build_report`), `offsets`, `RUNNING` connectors and a failed task's `TRACE`.
 - Fakes: `FakeKafka` for the charm's admin, `FakeClusters` and `FakeClient` for the library's
-  `_ClusterClient`, `FakeLogs` for its `_LogClient`; `conftest.py` installs them as fixtures.
+  `ClusterClient`, `FakeLogs` for its `LogClient`; `conftest.py` installs them as fixtures.
+  `record`, `source_log` and `copies` build logs the way MirrorMaker copies them.
 - `load_properties`, a reader of `.properties` files that follows `java.util.Properties.load`,
   and `resolve_references`, which resolves `${file:PATH:KEY}` as Kafka's `FileConfigProvider`.
+- `closed_port`, a loopback address where nothing listens, for real clients.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import socket
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +36,14 @@ from ops import testing
 
 from admin import Acl, AdminError, ClusterHealth
 from charms.kafka_k8s.v0 import mirrormaker as mm
-from charms.kafka_k8s.v0.mirrormaker import ClusterUnreachableError
+from charms.kafka_k8s.v0.mirrormaker import (
+    ClusterUnreachableError,
+    _clients,
+    _connectors,
+    _records,
+    _report,
+)
+from charms.kafka_k8s.v0.mirrormaker._report import GroupOffsets, MigrationSnapshot
 
 REPO = Path(__file__).resolve().parents[2]
 CHARMCRAFT = yaml.safe_load((REPO / "charmcraft.yaml").read_text())
@@ -138,6 +154,47 @@ def serving(
     return dataclasses.replace(started, containers={broker}), source
 
 
+RESTARTS = testing.PeerRelation("restart")
+# What the peers of `running` publish: their broker runs with replication user `replication-a`.
+ON_A = {"broker-inter-broker-user": "replication-a"}
+
+
+def running(ctx, etc: Path, *, leader: bool = True, peers=(1, 2), unit_data=ON_A, **kw):
+    """A unit whose broker runs, started by the charm (its start record is in /etc/kafka)."""
+    secret = kw.pop("secret", None) or credentials_secret(rotate=ops.SecretRotate.MONTHLY)
+    relation = dataclasses.replace(
+        cluster(secret, peers=peers), peers_data={n: dict(unit_data) for n in peers}
+    )
+    state = testing.State(
+        leader=leader,
+        model=MODEL,
+        containers={container(mounts={"etc": testing.Mount(location="/etc/kafka", source=etc)})},
+        relations={relation, RESTARTS, *kw.pop("relations", ())},
+        secrets={secret, *kw.pop("secrets", ())},
+        **kw,
+    )
+    return ctx.run(ctx.on.config_changed(), state), secret
+
+
+def restart_queued(out: testing.State) -> bool:
+    queue = out.get_relations("restart")[0].local_unit_data.get("operations") or "[]"
+    return bool(json.loads(queue))
+
+
+def client_relation(roles: str = "consumer") -> testing.Relation:
+    return testing.Relation(
+        "kafka-client",
+        remote_app_name="orders-app",
+        remote_app_data={"topic": "orders", "extra-user-roles": roles},
+    )
+
+
+def properties(text: str) -> dict[str, str]:
+    """A `.properties` file as a dict (keys here never hold an escaped `=`)."""
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
+
+
 # The migration library -------------------------------------------------------------------------
 
 MM2 = "/etc/kafka/mm2.properties"
@@ -174,6 +231,73 @@ def source_relation(*, tls: bool = False, data: dict[str, str] | None = None):
         "migration-source", remote_app_name="old-kafka", remote_app_data=remote
     )
     return relation, tuple(secrets)
+
+
+def settings(**changes: object) -> mm.MirrorMakerSettings:
+    """One node's settings: an external source, a two-broker target, three units."""
+    base: dict[str, object] = {
+        "source": mm.SourceCluster(
+            name="old-kafka",
+            bootstrap_servers=("10.0.0.5:9092", "10.0.0.6:9092"),
+            username="migrator",
+            password="source-password",
+        ),
+        "target": mm.TargetCluster(
+            bootstrap_servers=("kafka-k8s-0.svc:19092", "kafka-k8s-1.svc:19092"),
+            username="mirrormaker",
+            password="target-password",
+        ),
+        "unit_host": "kafka-k8s-0.kafka-k8s-endpoints.model.svc.cluster.local",
+        "units": 3,
+    }
+    base.update(changes)
+    return mm.MirrorMakerSettings.model_validate(base)
+
+
+# The migration report, judged from a snapshot without clusters ---------------------------------
+
+CONFIG = mm.MigrationConfig()
+RUNNING = [
+    _connectors.ConnectorState(connector="MirrorSourceConnector", state="RUNNING"),
+    _connectors.ConnectorState(connector="MirrorSourceConnector", task=0, state="RUNNING"),
+]
+# The trace Kafka Connect records for a task that failed.
+TRACE = (
+    "org.apache.kafka.connect.errors.ConnectException: Unrecoverable exception from producer "
+    "send callback\n\tat org.apache.kafka.connect.runtime.WorkerSourceTask.x(W.java:343)\n"
+    "Caused by: org.apache.kafka.common.errors.RecordTooLargeException: The message is 1500087 "
+    "bytes\n\tat y(Y.java:1)\n"
+)
+
+
+def offsets(*ends: int, starts: tuple[int, ...] | None = None) -> _clients.TopicOffsets:
+    return _clients.TopicOffsets(start=starts or (0,) * len(ends), end=ends)
+
+
+def snapshot(**fields: object) -> MigrationSnapshot:
+    """An in-sync migration of `orders` (two partitions) with group `billing` at its end."""
+    defaults: dict[str, object] = {
+        "source_topics": {"orders": offsets(100, 200)},
+        "target_topics": {"orders": offsets(100, 200)},
+        "source_groups": [GroupOffsets(group="billing", offsets={"orders": {0: 100, 1: 200}})],
+        "target_groups": {"billing": {"orders": {0: 100, 1: 200}}},
+        "connectors": RUNNING,
+        "units": {"kafka-k8s/0": mm.UnitState(service="active")},
+    }
+    return MigrationSnapshot.model_validate(defaults | fields)
+
+
+def report(config: mm.MigrationConfig = CONFIG, /, **fields: object) -> mm.MigrationReport:
+    """The report on `snapshot(**fields)`; `lag_threshold` and `topic` go to the report."""
+    threshold = fields.pop("lag_threshold", 0)
+    topic = fields.pop("topic", None)
+    return _report.build_report(
+        snapshot(**fields),
+        config,
+        source="old",
+        lag_threshold=int(threshold),  # type: ignore[arg-type]
+        topic=topic,  # type: ignore[arg-type]
+    )
 
 
 # Fakes -----------------------------------------------------------------------------------------
@@ -285,11 +409,11 @@ class FakeKafka:
 
 
 RUNNING_CONNECTORS = (
-    mm._ConnectorState(connector="MirrorCheckpointConnector", state="RUNNING"),
-    mm._ConnectorState(connector="MirrorCheckpointConnector", task=0, state="RUNNING"),
-    mm._ConnectorState(connector="MirrorSourceConnector", state="RUNNING"),
-    mm._ConnectorState(connector="MirrorSourceConnector", task=0, state="RUNNING"),
-    mm._ConnectorState(connector="MirrorSourceConnector", task=1, state="RUNNING"),
+    _connectors.ConnectorState(connector="MirrorCheckpointConnector", state="RUNNING"),
+    _connectors.ConnectorState(connector="MirrorCheckpointConnector", task=0, state="RUNNING"),
+    _connectors.ConnectorState(connector="MirrorSourceConnector", state="RUNNING"),
+    _connectors.ConnectorState(connector="MirrorSourceConnector", task=0, state="RUNNING"),
+    _connectors.ConnectorState(connector="MirrorSourceConnector", task=1, state="RUNNING"),
 )
 
 
@@ -307,18 +431,18 @@ class FakeClusters:
         }
         self.starts: dict[str, dict[str, list[int]]] = {"source": {}, "target": {}}
         self.groups = {"source": ["billing", "console-consumer-1", "shipping"], "target": []}
-        self.commits: dict[str, dict[str, mm._GroupCommits]] = {
+        self.commits: dict[str, dict[str, _clients.GroupCommits]] = {
             "source": {"billing": {"orders": {0: 100, 1: 120}}},
             "target": {},
         }
         self.members = {"billing": 2}
         # What `FakeLogs` reads and writes: records (synthesized where none are given), offset
         # syncs, MirrorMaker's committed source offsets, commits and deletions, waits.
-        self.records: dict[str, dict[tuple[str, int], list[mm._Record]]] = {
+        self.records: dict[str, dict[tuple[str, int], list[_records.Record]]] = {
             "source": {},
             "target": {},
         }
-        self.syncs: list[mm._OffsetSync] = []
+        self.syncs: list[_records.OffsetSync] = []
         self.mirrormaker_offsets: dict[tuple[str, int], int] | None = None
         self.switched: list[tuple[str, dict[tuple[str, int], int]]] = []
         self.deleted: list[str] = []
@@ -328,7 +452,7 @@ class FakeClusters:
         self.clock = 1_000_000.0
         self.tick = 60.0
         self.connectors = list(RUNNING_CONNECTORS)
-        self.acls: dict[str, list[mm._TopicAcl]] = {"source": [], "target": []}
+        self.acls: dict[str, list[_clients.TopicAcl]] = {"source": [], "target": []}
         self.missing_rights: list[str] = []
         self.rights_checked: list[tuple[list[str], bool, bool]] = []
         self.unreachable: set[str] = set()
@@ -405,17 +529,19 @@ class FakeClient:
         self._answer()
         return {name: self.clusters.topics[self.role][name] for name in topics}
 
-    def offsets(self, topics: Mapping[str, int]) -> dict[str, mm._TopicOffsets]:
+    def offsets(self, topics: Mapping[str, int]) -> dict[str, _clients.TopicOffsets]:
         ends = self.end_offsets(topics)
         starts = self.clusters.starts[self.role]
         return {
-            name: mm._TopicOffsets(start=tuple(starts.get(name, [0] * len(end))), end=tuple(end))
+            name: _clients.TopicOffsets(
+                start=tuple(starts.get(name, [0] * len(end))), end=tuple(end)
+            )
             for name, end in ends.items()
         }
 
     def committed_offsets(
         self, groups: Sequence[str], topics: Collection[str]
-    ) -> dict[str, mm._GroupCommits]:
+    ) -> dict[str, _clients.GroupCommits]:
         self._answer()
         commits = self.clusters.commits[self.role]
         return {
@@ -430,7 +556,7 @@ class FakeClient:
         )
         return {g: ("stable" if members.get(g) else "empty", members.get(g, 0)) for g in groups}
 
-    def connector_states(self, source_alias: str) -> list[mm._ConnectorState]:
+    def connector_states(self, source_alias: str) -> list[_connectors.ConnectorState]:
         self._answer()
         assert source_alias == "source"
         return self.clusters.connectors
@@ -443,11 +569,11 @@ class FakeClient:
         self.clusters.rights_checked.append((sorted(topics), groups, acls))
         return list(self.clusters.missing_rights)
 
-    def topic_acls(self) -> list[mm._TopicAcl]:
+    def topic_acls(self) -> list[_clients.TopicAcl]:
         self._answer()
         return list(self.clusters.acls[self.role])
 
-    def create_topic_acls(self, acls: Sequence[mm._TopicAcl]) -> None:
+    def create_topic_acls(self, acls: Sequence[_clients.TopicAcl]) -> None:
         self._answer()
         self.clusters.acls[self.role] += [
             a for a in acls if a not in self.clusters.acls[self.role]
@@ -560,13 +686,26 @@ def resolve_references(properties: Mapping[str, str], files: Mapping[str, str]) 
     return {key: _REFERENCE.sub(lookup, value) for key, value in properties.items()}
 
 
-def record(offset: int, text: str, timestamp: int = 1_000) -> mm._Record:
+def record(offset: int, text: str, timestamp: int = 1_000) -> _records.Record:
     """A record whose key and value are `text`."""
-    return mm._Record(offset, (text.encode(), text.encode(), (), timestamp))
+    return _records.Record(offset, (text.encode(), text.encode(), (), timestamp))
+
+
+def source_log(offsets: list[int]) -> list[_records.Record]:
+    return [record(offset, f"r{offset}") for offset in offsets]
+
+
+def copies(source: list[_records.Record], runs: list[tuple[int, int]], first: int = 0):
+    """The target: each run copies source[start:end], written from target offset `first` on."""
+    target = []
+    for start, end in runs:
+        for item in source[start:end]:
+            target.append(_records.Record(first + len(target), item.content))
+    return target
 
 
 class FakeLogs:
-    """What `_LogClient` would read from one cluster, and the commits it would make.
+    """What `LogClient` would read from one cluster, and the commits it would make.
 
     A partition without records in `FakeClusters.records` holds, at every offset between its
     start and end, a record named after the source partition and offset: the target's copy at
@@ -586,7 +725,7 @@ class FakeLogs:
     def close(self) -> None:
         pass
 
-    def _records(self, partition: tuple[str, int]) -> list[mm._Record]:
+    def _partition_records(self, partition: tuple[str, int]) -> list[_records.Record]:
         given = self.clusters.records[self.role].get(partition)
         if given is not None:
             return given
@@ -597,17 +736,17 @@ class FakeLogs:
         starts = self.clusters.starts[self.role].get(topic, [0] * len(ends))
         return [record(o, f"{topic}-{number}-{o}") for o in range(starts[number], ends[number])]
 
-    def read(self, ranges, limit: int = mm._WALK_LIMIT):
+    def read(self, ranges, limit: int = _records._WALK_LIMIT):
         read = {}
         for partition, (start, end) in ranges.items():
-            found = [r for r in self._records(partition) if start <= r.offset < end]
+            found = [r for r in self._partition_records(partition) if start <= r.offset < end]
             read[partition] = (found[:limit], len(found) <= limit)
         return read
 
     def first_offsets_at(self, times):
         return {
             partition: next(
-                (r.offset for r in self._records(partition) if r.content[3] >= at), None
+                (r.offset for r in self._partition_records(partition) if r.content[3] >= at), None
             )
             for partition, at in times.items()
         }
@@ -640,3 +779,13 @@ class FakeLogs:
         existing = sorted(set(names) & set(self.clusters.topics[self.role]))
         self.clusters.deleted += existing
         return existing
+
+
+# Real clients on loopback ----------------------------------------------------------------------
+
+
+def closed_port() -> str:
+    """`127.0.0.1:PORT` where nothing listens: a client's connection is refused at once."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{closed.getsockname()[1]}"

@@ -16,7 +16,9 @@ from ops import testing
 
 from acls import client_topic_problem, mirrormaker_acls, reserved_denials
 from admin import Acl
-from charms.kafka_k8s.v0.mirrormaker import MIRRORMAKER_NAMES
+from charms.kafka_k8s.v0.mirrormaker import (
+    MIRRORMAKER_NAMES,
+)
 from tests.unit.helpers import (
     MODEL,
     cluster,

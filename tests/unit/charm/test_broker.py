@@ -26,15 +26,19 @@ from tests.unit.helpers import (
     CLUSTER_ID,
     MODEL,
     PASSWORDS,
+    RESTARTS,
+    client_relation,
     cluster,
     container,
     credentials_secret,
     host,
+    properties,
     read,
+    restart_queued,
+    running,
 )
 
 SERVER_PROPERTIES = "/etc/kafka/server.properties"
-RESTARTS = testing.PeerRelation("restart")
 INTERNAL_USERS = {
     "admin": PASSWORDS["admin-password"],
     "mirrormaker": PASSWORDS["mirrormaker-password"],
@@ -53,23 +57,9 @@ CLIENT_PROPERTIES = "/etc/kafka/client.properties"
 INTERNAL_JAAS = "listener.name.internal.scram-sha-512.sasl.jaas.config"
 
 
-def client_relation(roles: str = "consumer") -> testing.Relation:
-    return testing.Relation(
-        "kafka-client",
-        remote_app_name="orders-app",
-        remote_app_data={"topic": "orders", "extra-user-roles": roles},
-    )
-
-
 def mode(ctx: testing.Context, state: testing.State, path: str) -> int:
     root = state.get_container("kafka").get_filesystem(ctx)
     return stat.S_IMODE((root / path.lstrip("/")).stat().st_mode)
-
-
-def properties(text: str) -> dict[str, str]:
-    """A `.properties` file as a dict (keys here never hold an escaped `=`)."""
-    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
-    return dict(line.split("=", 1) for line in lines)
 
 
 def format_commands(ctx: testing.Context) -> list[list[str]]:
@@ -361,40 +351,9 @@ def test_non_leader_waits_for_the_leader():
 
 # --- rotating the internal passwords --------------------------------------------------------
 
-ON_A = {"broker-inter-broker-user": "replication-a"}
-
-
-@pytest.fixture
-def etc():
-    """/etc/kafka of the container, kept between runs as the pod's filesystem is."""
-    with tempfile.TemporaryDirectory() as directory:
-        yield pathlib.Path(directory)
-
-
-def running(ctx, etc: pathlib.Path, *, leader: bool = True, peers=(1, 2), unit_data=ON_A, **kw):
-    """A unit whose broker runs, started by the charm (its start record is in /etc/kafka)."""
-    secret = kw.pop("secret", None) or credentials_secret(rotate=ops.SecretRotate.MONTHLY)
-    relation = dataclasses.replace(
-        cluster(secret, peers=peers), peers_data={n: dict(unit_data) for n in peers}
-    )
-    state = testing.State(
-        leader=leader,
-        model=MODEL,
-        containers={container(mounts={"etc": testing.Mount(location="/etc/kafka", source=etc)})},
-        relations={relation, RESTARTS, *kw.pop("relations", ())},
-        secrets={secret, *kw.pop("secrets", ())},
-        **kw,
-    )
-    return ctx.run(ctx.on.config_changed(), state), secret
-
 
 def content(out: testing.State, secret: testing.Secret) -> dict[str, str]:
     return dict(out.get_secret(id=secret.id).latest_content)
-
-
-def restart_queued(out: testing.State) -> bool:
-    queue = out.get_relations("restart")[0].local_unit_data.get("operations") or "[]"
-    return bool(json.loads(queue))
 
 
 def test_the_leader_writes_the_internal_users_through_the_api_once(ctx, kafka, etc):

@@ -23,6 +23,7 @@ import pytest
 from ops import testing
 
 from charms.kafka_k8s.v0 import mirrormaker as mm
+from charms.kafka_k8s.v0.mirrormaker import _clients
 from tests.unit.helpers import (
     PASSWORDS,
     RELATION_PASSWORD,
@@ -32,7 +33,7 @@ from tests.unit.helpers import (
 )
 
 # The library's real cluster client: the `clusters` fixture replaces it inside the tests.
-REAL_CLUSTER_CLIENT = mm._ClusterClient
+REAL_CLUSTER_CLIENT = _clients.ClusterClient
 CLOSED_PORT_PASSWORD = "closed-port-pw-4711"
 
 

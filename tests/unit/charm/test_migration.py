@@ -2,8 +2,8 @@
 # See LICENSE file for licensing details.
 """The migration library as kafka-k8s wires it: target user, addresses, status, actions.
 
-The library on its own, in a minimal host charm, is in `migration/test_host_charm.py`; the
-library's admin queries go to `helpers.FakeClusters`.
+The library on its own, in a minimal host charm (`migration/host.py`), is in `migration/`, one
+test module for each of its modules; the library's admin queries go to `helpers.FakeClusters`.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ import yaml
 from ops import testing
 
 import charm
+from charms.kafka_k8s.v0 import mirrormaker
 
 root = Path(sys.argv[1])
 meta, config, actions = (
@@ -65,8 +66,17 @@ state = testing.State(
 for event in ("install", "config_changed"):
     state = ctx.run(getattr(ctx.on, event)(), state)
 fs = state.get_container("kafka").get_filesystem(ctx)
+settings = mirrormaker.MirrorMakerSettings(
+    source=mirrormaker.SourceCluster(
+        name="old", bootstrap_servers="old:9092", username="u", password="p"
+    ),
+    target=mirrormaker.TargetCluster(bootstrap_servers="new:19092", username="u", password="p"),
+    unit_host="kafka-0.kafka-endpoints",
+)
 print(json.dumps({
     "charm_file": charm.__file__,
+    "library_file": mirrormaker.__file__,
+    "mm2_properties": settings.mm2_properties(),
     "status": [state.unit_status.name, state.unit_status.message],
     "server_properties": (fs / "etc/kafka/server.properties").read_text(),
     "jmx": (fs / "etc/kafka/jmx_prometheus.yaml").read_text(),
@@ -125,7 +135,12 @@ def test_the_parts_stage_the_templates(packed: Path):
         p.name for p in (REPO / "templates").iterdir()
     )
     assert (packed / "src/charm.py").exists()
-    assert (packed / "lib/charms/kafka_k8s/v0/mirrormaker.py").exists()
+    library = packed / "lib/charms/kafka_k8s/v0/mirrormaker"
+    assert sorted(p.name for p in library.iterdir() if p.name != "__pycache__") == sorted(
+        p.name
+        for p in (REPO / "lib/charms/kafka_k8s/v0/mirrormaker").iterdir()
+        if p.name != "__pycache__"
+    )
     assert not (packed / "tests").exists()
     assert not (packed / "substrate").exists()
 
@@ -149,6 +164,9 @@ def test_install_and_config_changed_run_from_the_packed_copy(packed: Path):
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["charm_file"].startswith(str(packed))
+    # The migration library is a package: its modules and its template load from the copy.
+    assert out["library_file"] == str(packed / "lib/charms/kafka_k8s/v0/mirrormaker/__init__.py")
+    assert "source.bootstrap.servers=old:9092" in out["mm2_properties"]
     assert out["status"] == ["waiting", "waiting for the broker to accept clients"]
     assert "process.roles=broker,controller" in out["server_properties"]
     assert "kafka_server" in out["jmx"]

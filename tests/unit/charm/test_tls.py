@@ -11,9 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-import pathlib
 import stat
-import tempfile
 
 import pytest
 from charmlibs.interfaces.tls_certificates import (
@@ -24,24 +22,18 @@ from charmlibs.interfaces.tls_certificates import (
 )
 from ops import testing
 
-from tests.unit.charm.test_broker import (
+from tests.unit.helpers import (
     RESTARTS,
     client_relation,
+    host,
+    load_properties,
     properties,
     restart_queued,
     running,
 )
-from tests.unit.helpers import host, load_properties
 from tls import TlsError, certificate_request, server_tls
 
 DAY = datetime.timedelta(days=1)
-
-
-@pytest.fixture
-def etc():
-    """/etc/kafka of the container, kept between runs as the pod's filesystem is."""
-    with tempfile.TemporaryDirectory() as directory:
-        yield pathlib.Path(directory)
 
 
 class Provider:

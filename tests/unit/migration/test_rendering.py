@@ -1,9 +1,10 @@
 # Copyright 2025 The kafka-k8s authors.
 # See LICENSE file for licensing details.
-"""Pure functions of the MirrorMaker charm library: rendering, layer, validation, peer logic.
+"""Rendering (`_rendering`): `mm2.properties`, its secrets file and the Pebble layer of one node.
 
-Rendered files are read back with `helpers.load_properties`, which parses `.properties` as
-Java does, and JAAS entries with `parse_jaas`, which parses them as Kafka does.
+Pure functions of `MirrorMakerSettings` (built by `helpers.settings`). Rendered files are read
+back with `helpers.load_properties`, which parses `.properties` as Java does, and JAAS entries
+with `parse_jaas`, which parses them as Kafka does.
 """
 
 from __future__ import annotations
@@ -13,25 +14,20 @@ from pathlib import PurePosixPath
 
 import pytest
 import yaml
-from pydantic import ValidationError
 
-from charms.kafka_k8s.v0 import mirrormaker as mm
 from charms.kafka_k8s.v0.mirrormaker import (
-    InvalidOptionError,
     MigrationConfig,
-    MirrorMakerSettings,
     MirrorMakerWorkload,
     SourceCluster,
     TargetCluster,
-    UnitState,
-    _MigrationRequest,
+    _rendering,
 )
 from tests.unit.helpers import (
     FILE_PROVIDER,
-    REPO,
     load_properties,
     logical_lines,
     resolve_references,
+    settings,
 )
 
 CA = (
@@ -40,7 +36,6 @@ CA = (
     "AbCdEf0123456789+/==\n"
     "-----END CERTIFICATE-----\n"
 )
-
 HOSTILE = [
     'p"q',
     "back\\slash\\",
@@ -60,7 +55,7 @@ HOSTILE = [
 ]
 
 
-# A reader of JAAS entries, following Kafka's JaasConfig --------------------------------------
+# A reader of JAAS entries, following Kafka's JaasConfig ------------------------------------------
 
 
 def parse_jaas(config: str) -> tuple[str, str, dict[str, str]]:
@@ -98,27 +93,7 @@ def parse_jaas(config: str) -> tuple[str, str, dict[str, str]]:
     return match.group(1), match.group(2), options
 
 
-# Fixtures --------------------------------------------------------------------------------------
-
-
-def settings(**changes: object) -> MirrorMakerSettings:
-    base: dict[str, object] = {
-        "source": SourceCluster(
-            name="old-kafka",
-            bootstrap_servers=("10.0.0.5:9092", "10.0.0.6:9092"),
-            username="migrator",
-            password="source-password",
-        ),
-        "target": TargetCluster(
-            bootstrap_servers=("kafka-k8s-0.svc:19092", "kafka-k8s-1.svc:19092"),
-            username="mirrormaker",
-            password="target-password",
-        ),
-        "unit_host": "kafka-k8s-0.kafka-k8s-endpoints.model.svc.cluster.local",
-        "units": 3,
-    }
-    base.update(changes)
-    return MirrorMakerSettings.model_validate(base)
+# Rendering `helpers.settings` --------------------------------------------------------------------
 
 
 def rendered(**changes: object) -> dict[str, str]:
@@ -223,7 +198,7 @@ def test_throughput_defaults_keep_durability_and_order():
 
 def test_throughput_defaults_follow_the_aliases_not_the_flow_options():
     """The tuning lines name the source's consumer and the target's producer, whatever is set."""
-    text = mm._render_mm2_properties(
+    text = _rendering.render_mm2_properties(
         settings(config=MigrationConfig(tasks_max=24, exactly_once=True))
     )
     lines = set(logical_lines(text))
@@ -234,7 +209,7 @@ def test_throughput_defaults_follow_the_aliases_not_the_flow_options():
 
 
 def test_properties_file_is_ascii_and_has_no_duplicate_keys():
-    text = mm._render_mm2_properties(settings())
+    text = _rendering.render_mm2_properties(settings())
     text.encode("ascii")
     keys = [line.split("=", 1)[0] for line in logical_lines(text)]
     assert len(keys) == len(set(keys))
@@ -352,13 +327,13 @@ def test_any_secret_value_survives_properties_and_jaas(value: str):
 
 @pytest.mark.parametrize("value", HOSTILE)
 def test_properties_escape_round_trips(value: str):
-    assert load_properties(f"key={mm._properties_escape(value)}\n") == {"key": value}
-    assert load_properties(f"key = {mm._properties_escape(value)}") == {"key": value}
+    assert load_properties(f"key={_rendering._properties_escape(value)}\n") == {"key": value}
+    assert load_properties(f"key = {_rendering._properties_escape(value)}") == {"key": value}
 
 
 def test_properties_escape_keeps_plain_values_readable():
-    assert mm._properties_escape("http://host:8083") == "http://host:8083"
-    assert mm._properties_escape("a=b") == "a=b"
+    assert _rendering._properties_escape("http://host:8083") == "http://host:8083"
+    assert _rendering._properties_escape("a=b") == "a=b"
 
 
 def test_ca_with_line_breaks_survives():
@@ -422,23 +397,11 @@ def test_the_file_provider_may_read_only_the_secrets_file():
     )
 
 
-@pytest.mark.parametrize("root", ["/srv/a:b", "/srv/a}b", "/srv/a,b", "/srv/$a"])
-def test_a_root_that_references_cannot_name_is_refused(root: str):
-    with pytest.raises(ValidationError, match="config references cannot"):
-        MirrorMakerWorkload(root=PurePosixPath(root))
-
-
-def test_secrets_stay_out_of_model_reprs():
-    rendering = repr(settings())
-    assert "source-password" not in rendering
-    assert "target-password" not in rendering
-
-
 # Layer -------------------------------------------------------------------------------------------
 
 
 def test_layer_on_the_rock():
-    layer = mm._mirrormaker_layer(settings())
+    layer = _rendering.mirrormaker_layer(settings())
     assert layer == {
         "summary": "MirrorMaker 2",
         "services": {
@@ -484,7 +447,7 @@ def test_mirrormaker_heap_mb_sets_the_heap(option, workload_heap, expected):
         {} if option is None else {"mirrormaker-heap-mb": option}
     )
     workload = MirrorMakerWorkload(heap_mb=workload_heap)
-    layer = mm._mirrormaker_layer(settings(config=config, workload=workload))
+    layer = _rendering.mirrormaker_layer(settings(config=config, workload=workload))
     environment = layer.get("services", {})["mirrormaker"].get("environment", {})
     assert environment["KAFKA_HEAP_OPTS"] == expected
 
@@ -500,7 +463,7 @@ def test_layer_and_properties_follow_the_workload_description():
         heap_mb=384,
     )
     current = settings(workload=workload, unit_host="127.0.0.1")
-    service = mm._mirrormaker_layer(current).get("services", {})["mirrormaker"]
+    service = _rendering.mirrormaker_layer(current).get("services", {})["mirrormaker"]
     assert service.get("command") == (
         "/srv/unit-1/opt/kafka/bin/connect-mirror-maker.sh /srv/unit-1/etc/kafka/mm2.properties "
         "--clusters target"
@@ -515,13 +478,13 @@ def test_layer_and_properties_follow_the_workload_description():
         ),
         "LOG_DIR": "/srv/unit-1/var/log/kafka",
     }
-    properties = load_properties(mm._render_mm2_properties(current))
+    properties = load_properties(_rendering.render_mm2_properties(current))
     assert properties["listeners"] == "http://127.0.0.1:18083"
     assert properties["rest.advertised.port"] == "18083"
 
 
 def test_jmx_rules_parse_and_cover_mirrormaker_metrics():
-    rules = yaml.safe_load(mm._JMX_RULES)
+    rules = yaml.safe_load(_rendering.JMX_RULES)
     patterns = [re.compile(rule["pattern"]) for rule in rules["rules"]]
     bean = (
         "kafka.connect.mirror<type=MirrorSourceConnector, target=target, topic=orders, "
@@ -540,241 +503,3 @@ def test_jmx_rules_parse_and_cover_mirrormaker_metrics():
         "<>status: running"
     )
     assert any(p.fullmatch(status) for p in patterns)
-
-
-# Config validation -------------------------------------------------------------------------------
-
-
-def test_charmcraft_defaults_are_the_model_defaults():
-    options = yaml.safe_load((REPO / "charmcraft.yaml").read_text())["config"]["options"]
-    defaults = {
-        name: option["default"]
-        for name, option in options.items()
-        if name.startswith("mirrormaker-") and "default" in option
-    }
-    unset = {"mirrormaker-source-credentials", "mirrormaker-heap-mb"}
-    assert set(defaults) | unset == {
-        str(field.validation_alias) for field in MigrationConfig.model_fields.values()
-    }
-    assert MigrationConfig.from_options(defaults) == MigrationConfig()
-
-
-@pytest.mark.parametrize(
-    ("option", "value", "reason"),
-    [
-        ("mirrormaker-topics", "orders[", "'orders[' is not a valid regular expression"),
-        ("mirrormaker-topics", "", "needs at least one regular expression"),
-        ("mirrormaker-topics", " , ", "needs at least one regular expression"),
-        ("mirrormaker-topics-exclude", "a, (b", "'(b' is not a valid regular expression"),
-        ("mirrormaker-groups", "*", "'*' is not a valid regular expression"),
-        ("mirrormaker-groups", "", "needs at least one regular expression"),
-        ("mirrormaker-groups-exclude", "x{2,3}", "'x{2' is not a valid regular expression"),
-        ("mirrormaker-topics", "{orders}", "a '{' must open a {n} or {n,} quantifier"),
-        ("mirrormaker-tasks-max", 0, "greater than or equal to 1"),
-        ("mirrormaker-tasks-max", 1001, "less than or equal to 1000"),
-        ("mirrormaker-refresh-interval", 4, "greater than or equal to 5"),
-        ("mirrormaker-refresh-interval", 86401, "less than or equal to 86400"),
-        ("mirrormaker-replication-policy", "mirror", "'identity' or 'prefixed'"),
-        ("mirrormaker-replication-policy", "", "'identity' or 'prefixed'"),
-        ("mirrormaker-source-bootstrap-servers", "old-0", "'old-0' is not HOST:PORT"),
-        ("mirrormaker-source-bootstrap-servers", "old-0:0", "'old-0:0' is not HOST:PORT"),
-        ("mirrormaker-source-bootstrap-servers", "a:1,:9092", "':9092' is not HOST:PORT"),
-        ("mirrormaker-source-bootstrap-servers", "old:99999", "'old:99999' is not HOST:PORT"),
-        ("mirrormaker-source-bootstrap-servers", "old\nx=1:9092", "is not HOST:PORT"),
-        ("mirrormaker-source-bootstrap-servers", "old\t1:9092", "is not HOST:PORT"),
-        ("mirrormaker-source-bootstrap-servers", "old\x001:9092", "is not HOST:PORT"),
-        ("mirrormaker-source-bootstrap-servers", "old\u20281:9092", "is not HOST:PORT"),
-        ("mirrormaker-source-bootstrap-servers", "old:90\u00b2", "is not HOST:PORT"),
-        ("mirrormaker-heap-mb", 255, "greater than or equal to 256"),
-        ("mirrormaker-heap-mb", 65537, "less than or equal to 65536"),
-        ("mirrormaker-source-role", "owner", "'consumer' or 'admin'"),
-    ],
-)
-def test_bad_option_is_named(option: str, value: object, reason: str):
-    with pytest.raises(InvalidOptionError) as caught:
-        MigrationConfig.from_options({option: value})
-    assert caught.value.option == option
-    assert reason in caught.value.reason
-    assert str(caught.value).startswith(f"invalid config {option}: ")
-    assert caught.value.status().name == "blocked"
-
-
-def test_options_are_split_and_trimmed_and_others_ignored():
-    config = MigrationConfig.from_options(
-        {
-            "mirrormaker-topics": " a , b,,",
-            "mirrormaker-source-bootstrap-servers": "old-0:9092, old-1:9092",
-            "mirrormaker-source-credentials": "",
-            "num-partitions": 3,
-        }
-    )
-    assert config.topics == ("a", "b")
-    assert config.source_bootstrap_servers == ("old-0:9092", "old-1:9092")
-    assert config.source_credentials is None
-
-
-def test_target_topic_follows_the_policy():
-    assert MigrationConfig().target_topic("orders") == "orders"
-    assert MigrationConfig(replication_policy="prefixed").target_topic("orders") == (
-        "source.orders"
-    )
-
-
-@pytest.mark.parametrize("servers", ["", "host", "host:port", "host:1 2", "[::1]", "host:70000"])
-def test_cluster_models_refuse_bad_bootstrap_servers(servers: str):
-    with pytest.raises(ValidationError):
-        TargetCluster.model_validate(
-            {"bootstrap_servers": servers, "username": "u", "password": "p"}
-        )
-
-
-def test_cluster_models_split_comma_separated_servers():
-    cluster = TargetCluster.model_validate(
-        {"bootstrap_servers": "[::1]:9092, 10.0.0.1:9092", "username": "u", "password": "p"}
-    )
-    assert cluster.bootstrap_servers == ("[::1]:9092", "10.0.0.1:9092")
-    assert cluster.bootstrap == "[::1]:9092,10.0.0.1:9092"
-
-
-# Peer logic, selection, lag -----------------------------------------------------------------
-
-
-def test_newest_request_wins_by_sequence_then_time_then_unit():
-    older = _MigrationRequest(state="running", seq=1, at=200, by="kafka-k8s/2")
-    newer = _MigrationRequest(state="stopped", seq=2, at=100, by="kafka-k8s/0")
-    tie = _MigrationRequest(state="running", seq=2, at=100, by="kafka-k8s/1")
-    assert mm._newest_request([]) == _MigrationRequest(state="stopped")
-    assert mm._newest_request([newer, older]) == newer
-    assert mm._newest_request([older, newer, tie]) == tie
-
-
-def test_exactly_once_prepares_while_a_peer_runs_without_it():
-    disabled = UnitState(service="active", exactly_once="disabled")
-    preparing = UnitState(service="active", exactly_once="preparing")
-    stopped = UnitState(service="inactive", exactly_once="disabled")
-    assert mm._exactly_once_mode(False, [preparing]) == "disabled"
-    assert mm._exactly_once_mode(True, []) == "enabled"
-    assert mm._exactly_once_mode(True, [stopped, preparing]) == "enabled"
-    assert mm._exactly_once_mode(True, [preparing, disabled]) == "preparing"
-
-
-def test_unit_state_json_uses_hyphens():
-    state = UnitState(service="active", exactly_once="enabled")
-    assert state.model_dump_json(by_alias=True) == '{"service":"active","exactly-once":"enabled"}'
-    assert UnitState.model_validate_json(state.model_dump_json(by_alias=True)) == state
-
-
-def test_select_matches_whole_names():
-    names = ["orders", "orders.v2", "orders-internal", "payments", "xorders", "__consumer_offsets"]
-    assert mm._select(names, [r"orders.*", "payments"], [r".*[\-\.]internal"]) == [
-        "orders",
-        "orders.v2",
-        "payments",
-    ]
-    assert mm._select(names, ["order"], []) == []
-    assert mm._select(names, [".*"], ["__.*"]) == sorted(set(names) - {"__consumer_offsets"})
-
-
-def test_internal_topics_are_never_selected():
-    assert mm._is_internal_topic("__consumer_offsets")
-    assert mm._is_internal_topic("mm2-offsets.source.internal")
-    assert mm._is_internal_topic("source.checkpoints.internal")
-    assert not mm._is_internal_topic("orders")
-
-
-def test_topic_lags():
-    config = MigrationConfig(replication_policy="prefixed")
-    source = {
-        "orders": mm._TopicOffsets(start=(0, 0), end=(10, 20)),
-        "new": mm._TopicOffsets(start=(0,), end=(5,)),
-    }
-    lags = mm._topic_lags(
-        source, {"source.orders": mm._TopicOffsets(start=(0, 0), end=(10, 15))}, config
-    )
-    assert [lag.model_dump() for lag in lags] == [
-        {
-            "topic": "new",
-            "target_topic": "source.new",
-            "partitions": 1,
-            "source_end_offset": 5,
-            "target_end_offset": None,
-            "source_records": 5,
-            "target_records": 0,
-            "lag": 5,
-        },
-        {
-            "topic": "orders",
-            "target_topic": "source.orders",
-            "partitions": 2,
-            "source_end_offset": 30,
-            "target_end_offset": 25,
-            "source_records": 30,
-            "target_records": 25,
-            "lag": 5,
-        },
-    ]
-
-
-def test_topic_lags_of_end_offsets_alone_start_at_zero():
-    lags = mm._topic_lags({"orders": [10, 20]}, {"orders": [10, 15]}, MigrationConfig())
-    assert [(lag.lag, lag.source_records, lag.target_records) for lag in lags] == [(5, 30, 25)]
-
-
-def test_library_header():
-    source = (REPO / "lib/charms/kafka_k8s/v0/mirrormaker.py").read_text()
-    assert re.fullmatch(r"[0-9a-f]{32}", mm.LIBID)
-    assert (mm.LIBAPI, mm.LIBPATCH) == (0, 6)
-    # One Kafka client library, pure Python: an adopting charm installs nothing else for Kafka.
-    assert {dep.split(">")[0] for dep in mm.PYDEPS} == {
-        "pydantic",
-        "jinja2",
-        "data-platform-helpers",
-        "kafka-python",
-        "lz4",
-        "zstandard",
-        "python-snappy",
-    }
-    assert not re.search(r"^(from|import) confluent_kafka\b", source, re.M)
-    assert "from src" not in source
-    assert not re.search(r"^(from|import) (workload|config|charm|cluster|admin)\b", source, re.M)
-
-
-# Topic ACLs --------------------------------------------------------------------------------------
-
-
-def acl(topic: str, principal: str, operation: str = "READ", permission: str = "ALLOW"):
-    return mm._TopicAcl.model_validate(
-        {"topic": topic, "principal": principal, "operation": operation, "permission": permission}
-    )
-
-
-def test_acls_of_relation_users_are_never_copied():
-    """`User:relation-7` on the source is another application than `relation-7` here."""
-    source = [
-        acl("orders", "User:alice"),
-        acl("orders", "User:relation-7"),
-        acl("orders", "User:relation-12-abc"),
-        acl("orders", "User:relation-ship"),
-    ]
-    copied = mm._acls_to_copy(source, MigrationConfig())
-    assert {a.principal for a in copied} == {"User:alice", "User:relation-ship"}
-
-
-def test_acls_are_copied_by_mirrormakers_rules():
-    config = MigrationConfig.from_options(
-        {"mirrormaker-topics": "orders, payments", "mirrormaker-replication-policy": "prefixed"}
-    )
-    source = [
-        acl("orders", "User:alice", "ALL"),
-        acl("orders", "User:bob", "WRITE"),
-        acl("orders", "User:eve", "READ", "DENY"),
-        acl("payments", "User:bob", "DESCRIBE"),
-        acl("clicks", "User:alice"),
-        acl("__consumer_offsets", "User:alice"),
-        acl("*", "User:alice"),  # every topic there; here it would reach mm2-configs.*
-    ]
-    assert mm._acls_to_copy(source, config) == [
-        acl("source.orders", "User:alice", "READ"),
-        acl("source.orders", "User:eve", "READ", "DENY"),
-        acl("source.payments", "User:bob", "DESCRIBE"),
-    ]

@@ -20,7 +20,7 @@ from ops import testing
 
 import observability
 from charm import KafkaK8sCharm
-from charms.kafka_k8s.v0.mirrormaker import _JMX_RULES
+from charms.kafka_k8s.v0.mirrormaker._rendering import JMX_RULES
 from observability import MetricsTarget, decode_dashboard, scrape_jobs
 from tests.unit.helpers import MODEL, REPO, host
 
@@ -387,7 +387,7 @@ BROKER_BEANS = {
 @pytest.mark.parametrize(
     ("rules", "beans"),
     [
-        (_JMX_RULES, MIRRORMAKER_BEANS),
+        (JMX_RULES, MIRRORMAKER_BEANS),
         ((REPO / "templates/jmx_broker.yaml").read_text(), BROKER_BEANS),
     ],
     ids=["mirrormaker", "broker"],

@@ -1,0 +1,251 @@
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
+r"""Migrate an existing Kafka cluster into this one with MirrorMaker 2.
+
+Every unit of the host charm runs one MirrorMaker 2 node (dedicated mode, KIP-710) as a Pebble
+service in its Kafka workload container; together the nodes form one distributed MirrorMaker
+cluster that copies topics, records, topic configs, topic ACLs and consumer-group offsets from a
+source cluster into the local one, without writing to the source.
+
+The source is either the `migration-source` relation (interface `kafka_client`, requirer side of
+`data_platform_helpers.interfaces`) or any reachable Kafka named by the
+`mirrormaker-source-bootstrap-servers` option plus a Juju user secret in
+`mirrormaker-source-credentials` (keys `username`, `password`, optional `sasl-mechanism`,
+`security-protocol`, `ca`). The actions `start-migration` (with `dry-run`), `stop-migration`,
+`migration-status`, `switch-group` and `finish-migration` work from any unit: a request goes into
+the acting unit's peer databag, and every unit follows the newest request it sees.
+
+The cutover: while a migration is requested and not finished, the topics it copies into are
+fenced (`fenced_topics()`: the host withholds their WRITE from its client users). The verdict
+"ready for cutover" needs the target in sync by content (what a `read_committed` consumer reads)
+and the source quiet. `switch-group` and `finish-migration` move consumer groups exactly: from
+MirrorMaker's offset syncs, both clusters' records are matched by content, so a moved consumer
+reads every record it had not read on the source and none it had. `finish-migration` stops
+MirrorMaker, switches every group, lifts the fence and records the finished migration.
+
+## Adopting it
+
+Copy this folder, whole, to `lib/charms/kafka_k8s/v0/mirrormaker/`: its modules, its
+`mm2.properties.j2` template and its `jmx_mirrormaker.yaml` rules. (It is not published on
+Charmhub: the `kafka_k8s` namespace there is Canonical's charm's, so `charmcraft fetch-lib` would
+look in theirs, and fetch-lib takes single files.) Add its `PYDEPS` to the charm's dependencies
+(its one Kafka client is kafka-python, pure Python), and declare in `charmcraft.yaml` what it
+handles. A charm with separate files puts `requires:` in `metadata.yaml`, the options under
+`options:` in `config.yaml` and the actions at the top level of `actions.yaml`. `type: secret`
+needs Juju 3.1 or later; on older Juju declare `mirrormaker-source-credentials` as `type: string`
+(the library reads a secret ID either way). Whenever it makes a client, the library sets the
+`kafka` logger (kafka-python's) to WARNING if it is lower: kafka-python logs the SASL password at
+DEBUG, and ops forwards DEBUG records to `juju debug-log`. The workload container must be a Kafka
+image with `/opt/kafka/bin/connect-mirror-maker.sh` and the JMX exporter agent at
+`/opt/kafka/libs/jmx_prometheus_javaagent.jar` (the charmed-kafka rock); a peer relation must exist
+(any name; `cluster` by default):
+
+```yaml
+requires:
+  migration-source:
+    interface: kafka_client
+    limit: 1
+    optional: true
+config:
+  options:
+    mirrormaker-source-bootstrap-servers: {type: string, default: ""}
+    mirrormaker-source-credentials: {type: secret}
+    mirrormaker-topics: {type: string, default: ".*"}
+    mirrormaker-topics-exclude: {type: string, default: ".*[\\-\\.]internal, .*\\.replica, __.*"}
+    mirrormaker-groups: {type: string, default: ".*"}
+    mirrormaker-groups-exclude: {type: string, default: "console-consumer-.*, connect-.*, __.*"}
+    mirrormaker-tasks-max: {type: int, default: 6}
+    mirrormaker-sync-group-offsets: {type: boolean, default: true}
+    mirrormaker-sync-topic-configs: {type: boolean, default: true}
+    mirrormaker-sync-topic-acls: {type: boolean, default: false}
+    mirrormaker-exactly-once: {type: boolean, default: false}
+    mirrormaker-refresh-interval: {type: int, default: 30}
+    mirrormaker-replication-policy: {type: string, default: identity}
+    mirrormaker-heap-mb: {type: int}
+    mirrormaker-source-role: {type: string, default: consumer}
+    mirrormaker-fence-target: {type: boolean, default: true}
+actions:
+  start-migration:
+    params: {dry-run: {type: boolean, default: false}, force: {type: boolean, default: false}}
+  stop-migration: {}
+  migration-status:
+    params:
+      format: {type: string, enum: [json, table], default: json}
+      topic: {type: string}
+      lag-threshold: {type: integer, minimum: 0, default: 0}
+      quiet-seconds: {type: integer, minimum: 1, maximum: 600, default: 10}
+  switch-group:
+    params: {group: {type: string}, dry-run: {type: boolean, default: false}}
+    required: [group]
+  finish-migration:
+    params: {force: {type: boolean, default: false}, cleanup: {type: boolean, default: false}}
+```
+
+(kafka-k8s's own `charmcraft.yaml` has the same entries with their descriptions.) The host
+creates a SCRAM user for MirrorMaker on its own cluster and grants it the rights MirrorMaker
+needs there (kafka-k8s's `acls.mirrormaker_acls`; `MIRRORMAKER_NAMES` lists the topics, groups
+and transactional ids MirrorMaker uses, which no client of the host should be granted: its
+connector configs live in the `mm2-configs.*` topic), passes the library the cluster as that
+user reaches it, routes its state-changing events (and `on.fence_changed`) to one reconcile,
+leaves WRITE out of its client users' grants on `fenced_topics()`, and shows the library's
+status in collect-status. The library never sets a status itself:
+
+```python
+from charms.kafka_k8s.v0.mirrormaker import Migration, MirrorMakerWorkload, TargetCluster
+
+
+class KafkaCharm(ops.CharmBase):
+    def __init__(self, framework: ops.Framework):
+        super().__init__(framework)
+        self.migration = Migration(
+            self,
+            target=self._migration_target,  # None until the broker serves
+            unit_host=self._host,  # the address the other units reach this one at
+            container="kafka",
+            peer_relation="cluster",
+            workload=MirrorMakerWorkload(rest_port=8083, metrics_port=9099),
+        )
+        for event in (self.on.config_changed, self.on.update_status, self.on.secret_changed,
+                      self.on["migration-source"].relation_changed,
+                      self.on["cluster"].relation_changed, self.on["kafka"].pebble_ready,
+                      self.migration.on.fence_changed):
+            framework.observe(event, self._reconcile)
+        framework.observe(self.on.collect_unit_status, self._on_collect_status)
+        framework.observe(self.on.collect_app_status, self._on_collect_status)
+
+    def _migration_target(self) -> TargetCluster | None:
+        if not self.broker_ready():
+            return None
+        return TargetCluster(
+            bootstrap_servers=self.internal_addresses(),  # ("kafka-0.kafka-endpoints:19092",)
+            username="mirrormaker",
+            password=self.mirrormaker_password(),
+        )
+
+    def _reconcile(self, _: ops.EventBase) -> None:
+        ...  # the broker first; clients get no WRITE on self.migration.fenced_topics()
+        self.migration.reconcile()
+
+    def _on_collect_status(self, event: ops.CollectStatusEvent) -> None:
+        if status := self.migration.status():
+            event.add_status(status)  # before the charm's own ActiveStatus
+        event.add_status(ops.ActiveStatus())
+```
+
+While MirrorMaker runs, the status says how far the migration is ("migrating from old: 5 topics,
+lag 1,204 records", "in sync with old: ready for cutover") or what is wrong (a cluster that does
+not answer or refuses the login, a failed MirrorMaker task). `reconcile()` computes it with
+bounded queries, once per hook however often the host calls it; `status()` only reads what it
+stored. The status is this unit's: add it to the unit status, and to the app status only on
+the leader if at all; add it before the charm's own `ActiveStatus`, since ops keeps the first
+of equal priority.
+
+What the host's callables must do: `target` is called on every hook, collect-status included,
+so it must be cheap, without side effects or network calls, and return `None` until the broker
+serves and the password (and CA) exist; it is read again on every reconcile, so a new password
+or CA reaches MirrorMaker at once. Its `bootstrap_servers` is a tuple of `HOST:PORT` (a
+comma-separated string is accepted too). `unit_host` is an address the other units reach and
+that MirrorMaker can bind its REST listener to (`listeners=http://<unit_host>:8083`).
+
+What the library keeps in the host's model: the unit keys `mirrormaker-request`,
+`mirrormaker-state` and `mirrormaker-topics` in the peer relation's unit databags, and the
+StoredState handle `mirrormaker-migration`. MirrorMaker's metrics are served on
+`MirrorMakerWorkload.metrics_port` (9099): add `*:9099` to the host's scrape jobs. On
+Kubernetes no port needs opening for the units to reach each other.
+
+## The public API
+
+`__all__` is the API: `Migration` for a host charm; the cluster and option models;
+`MirrorMakerWorkload` (where the container keeps Kafka, its user, MirrorMaker's ports and
+heap), `MirrorMakerSettings` (everything one node's `mm2.properties` and Pebble layer are made
+from) and `MirrorMakerService` (applies them to an `ops.Container`, also a real Pebble's outside
+Juju); the `MigrationError` family, each error with the status that shows it; the report:
+`migration_report(source, target, config)` queries both clusters as `migration-status` does,
+`MigrationReport.results()` gives the action's results and `format_table(report)` prints it;
+`switch_groups(source, target, config, groups)` moves groups as `switch-group` does, each
+`GroupSwitch` saying what moved; and `admin_client(**config)`, a kafka-python admin client
+that keeps kafka-python's loggers quiet and closes when it cannot connect, for a host that asks
+its own cluster with the same client. The modules (`_options`, `_clients`, ...) are private
+and may change within `LIBAPI` 0.
+"""
+
+from ._clients import admin_client
+from ._display import format_table
+from ._errors import (
+    ClusterUnreachableError,
+    InvalidOptionError,
+    MigrationError,
+    NotReadyError,
+    SourceError,
+    SourceGoneError,
+)
+from ._migration import Migration
+from ._names import MIRRORMAKER_NAMES, MirrorMakerNames
+from ._options import (
+    KafkaCluster,
+    MigrationConfig,
+    MirrorMakerSettings,
+    MirrorMakerWorkload,
+    SourceCluster,
+    TargetCluster,
+)
+from ._peers import UnitState
+from ._queries import migration_report
+from ._report import MigrationReport
+from ._service import MirrorMakerService
+from ._switch import GroupSwitch, switch_groups
+
+# The unique Charmhub library identifier, never change it
+LIBID = "73df6b64b18841119bd7003567f919fd"
+
+# Increment this major API version when introducing breaking changes
+LIBAPI = 0
+
+# Increment this PATCH version before using `charmcraft publish-lib` or reset
+# to 0 if you are raising the major API version
+LIBPATCH = 6
+
+PYDEPS = [
+    "pydantic>=2.7",
+    "jinja2>=3.1",
+    "data-platform-helpers>=1.1",
+    "kafka-python>=3.0",
+    # The codecs kafka-python needs to read compressed records (the cutover compares records
+    # by content; MirrorMaker writes lz4 here, a source may use any): wheels, no system library.
+    "lz4>=4.3",
+    "zstandard>=0.23",
+    "python-snappy>=0.7",
+]
+
+
+__all__ = [  # noqa: RUF022 - grouped by what each name is for
+    # The host charm's object.
+    "Migration",
+    # The clusters, the options, and how the host's container runs MirrorMaker.
+    "KafkaCluster",
+    "SourceCluster",
+    "TargetCluster",
+    "MigrationConfig",
+    "MirrorMakerWorkload",
+    "MirrorMakerSettings",
+    "MirrorMakerService",
+    # What MirrorMaker uses on the target: its user's rights, and what no client may get.
+    "MirrorMakerNames",
+    "MIRRORMAKER_NAMES",
+    # What can go wrong; each error knows the status that shows it.
+    "MigrationError",
+    "InvalidOptionError",
+    "SourceError",
+    "SourceGoneError",
+    "NotReadyError",
+    "ClusterUnreachableError",
+    # The migration report and the group switch, outside a charm too.
+    "UnitState",
+    "MigrationReport",
+    "migration_report",
+    "format_table",
+    "GroupSwitch",
+    "switch_groups",
+    # kafka-python's admin client as the library makes it, for the host's own queries.
+    "admin_client",
+]

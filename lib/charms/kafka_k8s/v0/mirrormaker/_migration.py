@@ -1,0 +1,465 @@
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
+"""The host charm's object: it routes the host's reconcile and the actions to the modules.
+
+Reading Juju is done by `_source` (the source cluster), `_peers` (requests and unit states),
+`_fence` (the fenced topics) and `_summary` (the stored status); the work by `_service`
+(MirrorMaker in its container), `_queries` and `_report` (migration-status), `_preflight`
+(dry-run), `_switch` (switch-group) and `_cutover` (finish-migration).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+
+import ops
+from pydantic import ValidationError
+
+from . import _cutover, _switch
+from ._acls import copy_topic_acls
+from ._clients import CLIENT_TIMEOUT, STATUS_TIMEOUT
+from ._display import report_results, switch_results
+from ._errors import (
+    ClusterUnreachableError,
+    MigrationError,
+    NotReadyError,
+    SourceGoneError,
+)
+from ._fence import Fence
+from ._options import MigrationConfig, MirrorMakerSettings, MirrorMakerWorkload, TargetCluster
+from ._peers import PeerData, RequestedState, UnitState, exactly_once_for
+from ._preflight import dry_run
+from ._queries import migration_report
+from ._report import QUIET_SECONDS, unknown_results
+from ._service import MirrorMakerService
+from ._source import SourceReader
+from ._summary import StatusSummary
+from ._switch import Clients, SwitchRefusedError
+from ._text import clip
+
+logger = logging.getLogger(__name__)
+
+
+class _FenceChangedEvent(ops.EventBase):
+    """The target topics fenced from client writers may have changed: grant the clients again."""
+
+
+class _MigrationEvents(ops.ObjectEvents):
+    """What the migration tells its host."""
+
+    fence_changed = ops.EventSource(_FenceChangedEvent)
+
+
+class Migration(ops.Object):
+    """The migration of a source cluster into the host charm's cluster.
+
+    It handles `start-migration`, `stop-migration`, `migration-status`, `switch-group` and
+    `finish-migration` itself, and requests credentials on the source relation. The host calls
+    `reconcile()` from its reconcile and shows `status()` in collect-status. While MirrorMaker
+    runs, `reconcile()` also queries both clusters (bounded by `STATUS_TIMEOUT` per query) and
+    keeps the summary in a stored state, so `status()` never queries a cluster.
+
+    While a migration is requested and not finished, `fenced_topics()` names the target topics
+    no client of the host may write: the host withholds their WRITE from its client users, and
+    grants them again on `on.fence_changed`.
+    """
+
+    on = _MigrationEvents()  # pyright: ignore[reportAssignmentType]
+    _stored = ops.StoredState()
+
+    def __init__(
+        self,
+        charm: ops.CharmBase,
+        *,
+        target: Callable[[], TargetCluster | None],
+        unit_host: Callable[[], str],
+        container: str = "kafka",
+        peer_relation: str = "cluster",
+        source_relation: str = "migration-source",
+        workload: MirrorMakerWorkload | None = None,
+    ):
+        """Wire the migration into the host charm.
+
+        Args:
+            charm: the host charm.
+            target: the local cluster as MirrorMaker's user reaches it; `None` until it serves.
+            unit_host: the address of this unit the other units reach (its MirrorMaker REST).
+            container: the workload container that has Kafka's `bin/connect-mirror-maker.sh`.
+            peer_relation: the host's peer relation.
+            source_relation: the `kafka_client` requirer endpoint for a Juju-managed source.
+            workload: paths, user, ports and heap of MirrorMaker; the rock's by default.
+        """
+        super().__init__(charm, "mirrormaker-migration")
+        self.summary = StatusSummary(self._stored)
+        # The status queries run once per hook, however often the host reconciles in it.
+        self._refreshed = False
+        self.charm = charm
+        self._target = target
+        self._unit_host = unit_host
+        self.service = MirrorMakerService(charm.unit.get_container(container), workload)
+        self.peers = PeerData(charm.model, peer_relation)
+        self.fence = Fence(charm.model, self.peers)
+        self.sources = SourceReader(charm, source_relation)
+        self.requirer = self.sources.requirer
+        framework = charm.framework
+        framework.observe(charm.on["start-migration"].action, self._on_start_migration)
+        framework.observe(charm.on["stop-migration"].action, self._on_stop_migration)
+        framework.observe(charm.on["migration-status"].action, self._on_migration_status)
+        framework.observe(charm.on["switch-group"].action, self._on_switch_group)
+        framework.observe(charm.on["finish-migration"].action, self._on_finish_migration)
+
+    # Reading the model -------------------------------------------------------------------------
+
+    def _target_cluster(self) -> TargetCluster | None:
+        """The host's `target`, or None while it cannot describe the cluster yet.
+
+        A host whose `target` builds a `TargetCluster` before it has every value (an empty
+        password, say) is waiting, not broken: the validation error is logged, not raised.
+        """
+        try:
+            return self._target()
+        except ValidationError as error:
+            logger.info("this cluster is not described yet: %s", error.error_count())
+            return None
+
+    @property
+    def requested_state(self) -> RequestedState:
+        """Whether the operator last asked for the migration to run, to stop, or finished it."""
+        return self.peers.newest().state
+
+    def fenced_topics(self) -> frozenset[str]:
+        """The target topics no client of the host may write now (see `Fence.topics`).
+
+        Computed from the options and peer data: it queries no cluster.
+        """
+        return self.fence.topics()
+
+    def settings(self) -> MirrorMakerSettings:
+        """This unit's MirrorMaker settings from config, source, target and peers.
+
+        Raises:
+            MigrationError: saying what is wrong or missing.
+        """
+        config = MigrationConfig.from_options(self.model.config)
+        running = self.requested_state == "running"
+        source = self.sources.source(config, running=running)
+        if source is None and running:
+            raise SourceGoneError(
+                f"the source is gone: the {self.sources.relation_name} relation was removed or "
+                "the mirrormaker-source-* options unset"
+            )
+        if source is None:
+            raise self.sources.no_source()
+        target = self._target_cluster()
+        if target is None:
+            raise NotReadyError("waiting for this cluster to serve before migrating into it")
+        states = self.peers.unit_states()
+        states.pop(self.model.unit, None)
+        return MirrorMakerSettings(
+            source=source,
+            target=target,
+            config=config,
+            unit_host=self._unit_host(),
+            units=self.peers.units(),
+            exactly_once_mode=exactly_once_for(config.exactly_once, states.values()),
+            workload=self.service.workload,
+        )
+
+    def _live_unit_states(self) -> dict[str, UnitState]:
+        """Every unit's published MirrorMaker state, this unit's read from Pebble now."""
+        can_connect = self.service.container.can_connect()
+        return self.peers.live_unit_states(self.service.state() if can_connect else None)
+
+    # Reconcile and status ----------------------------------------------------------------------
+
+    def reconcile(self) -> None:
+        """Bring this unit's MirrorMaker to the newest request, and publish its state.
+
+        A running migration whose options turn invalid keeps running as it was; `status()` says
+        what to fix. A source that is gone (no source, credentials revoked or removed) stops it:
+        this unit records a stop that every unit follows, with the reason `status()` shows.
+        The copied data and MirrorMaker's offsets stay; `start-migration` resumes.
+        """
+        if not self.service.container.can_connect():
+            return
+        request = self.peers.follow_newest()
+        settings = None
+        if request.state != "running":
+            self.service.stop()
+        else:
+            try:
+                settings = self.settings()
+            except SourceGoneError as error:
+                logger.warning("stopping the migration: %s", error.message)
+                self.service.stop()
+                if self.peers.relation is not None:
+                    self.peers.record("stopped", reason=error.message)
+            except MigrationError as error:
+                logger.info("migration not applied: %s", error.message)
+            else:
+                try:
+                    self.service.run(settings)
+                except ops.pebble.ChangeError:
+                    logger.warning("MirrorMaker did not start; Pebble retries it")
+                self._copy_topic_acls(settings)
+        self.peers.publish_state(
+            self.service.state(), settings.exactly_once_support if settings else None
+        )
+        self._refresh_summary(settings)
+
+    def _copy_topic_acls(self, settings: MirrorMakerSettings) -> None:
+        """On the leader, with `mirrormaker-sync-topic-acls`: copy the source's topic ACLs."""
+        if not settings.config.sync_topic_acls or not self.model.unit.is_leader():
+            return
+        try:
+            copied = copy_topic_acls(
+                settings.source, settings.target, settings.config, STATUS_TIMEOUT
+            )
+        except ClusterUnreachableError as error:
+            logger.warning("topic ACLs not copied: %s", error.message)
+            return
+        logger.info("copied %d topic ACLs from %s", len(copied), settings.source.name)
+
+    def _refresh_summary(self, settings: MirrorMakerSettings | None) -> None:
+        """Refresh the status summary once per hook while this unit runs MirrorMaker.
+
+        The target topics the source selects are published for the fence.
+        """
+        if settings is None or self.service.state() != "active":
+            self.summary.clear()
+            return
+        if self._refreshed:
+            return
+        self._refreshed = True
+        selected = self.summary.refresh(settings, self._live_unit_states())
+        if selected is not None:
+            self.peers.publish_topics(selected)
+
+    def status(self) -> ops.StatusBase | None:
+        """The status to show for the migration, or `None` when there is nothing to say."""
+        newest = self.peers.newest()
+        if newest.state == "finished":
+            return None
+        if newest.state == "stopped" and newest.reason:
+            return ops.BlockedStatus(
+                f"MirrorMaker stopped: {newest.reason} (copied data and offsets stay; "
+                "start-migration resumes, stop-migration clears this)"
+            )
+        running = newest.state == "running"
+        try:
+            config = MigrationConfig.from_options(self.model.config)
+            source = self.sources.source(config, running=running)
+        except NotReadyError as error:
+            return error.status() if running else None
+        except MigrationError as error:
+            return error.status()
+        fence = self.fence.text()
+        if not running:
+            return ops.ActiveStatus(clip(f"migration stopped; {fence}")) if fence else None
+        if source is None:
+            return self.sources.no_source().status()
+        if self._target_cluster() is None:
+            return ops.WaitingStatus(f"waiting for this cluster to migrate from {source.name}")
+        if not self.service.container.can_connect():
+            return None
+        if self.service.state() != "active":
+            return ops.MaintenanceStatus(f"starting MirrorMaker to migrate from {source.name}")
+        if (shown := self.summary.shown()) is None:
+            return ops.ActiveStatus(f"migrating from {source.name}")
+        kind, message = shown
+        if kind == "blocked":
+            return ops.BlockedStatus(message)
+        return ops.ActiveStatus(clip(f"{message}; {fence}" if fence else message))
+
+    # Actions -----------------------------------------------------------------------------------
+
+    def _on_start_migration(self, event: ops.ActionEvent) -> None:
+        if event.params.get("dry-run", False):
+            try:
+                event.set_results(dry_run(self.settings()))
+            except MigrationError as error:
+                event.fail(error.message)
+            return
+        finished = self.peers.finished()
+        if finished is not None and not event.params.get("force", False):
+            event.fail(
+                f"{finished.summary()}: records written to this cluster since then would be "
+                "mixed with a fresh copy of the source. Nothing was changed; run start-migration "
+                "force=true to migrate again all the same"
+            )
+            return
+        try:
+            settings = self.settings()
+            recorded = self.peers.record("running")
+        except MigrationError as error:
+            event.fail(error.message)
+            return
+        if recorded:
+            self.fence.publish_selection(settings)
+        self.reconcile()
+        self.on.fence_changed.emit()
+        name = settings.source.name
+        event.set_results(
+            {
+                "state": "running",
+                "source": name,
+                "this-unit": self.service.state(),
+                "fenced-topics": json.dumps(sorted(self.fenced_topics())),
+                "message": (
+                    f"migrating from {name}: MirrorMaker runs on {self.model.unit.name}, and "
+                    "every other unit starts it as it sees the request"
+                    if recorded
+                    else f"the migration from {name} was already requested"
+                ),
+            }
+        )
+
+    def _on_stop_migration(self, event: ops.ActionEvent) -> None:
+        if (finished := self.peers.finished()) is not None:
+            event.set_results(
+                {"state": "finished", "message": f"{finished.summary()}; nothing to stop"}
+            )
+            return
+        try:
+            recorded = self.peers.record("stopped")
+        except MigrationError as error:
+            event.fail(error.message)
+            return
+        self.reconcile()
+        event.set_results(
+            {
+                "state": "stopped",
+                "this-unit": self.service.state(),
+                "message": (
+                    f"MirrorMaker stopped on {self.model.unit.name}; every other unit stops it "
+                    "as it sees the request; migrated data stays"
+                    if recorded
+                    else "the migration was already stopped"
+                ),
+            }
+        )
+
+    def _on_migration_status(self, event: ops.ActionEvent) -> None:
+        topic = event.params.get("topic") or None
+        units = self._live_unit_states()
+        if (finished := self.peers.finished()) is not None:
+            summary = finished.summary()
+            event.set_results(
+                {
+                    "requested": "finished",
+                    "summary": summary,
+                    "ready-for-cutover": "false",
+                    "reasons": json.dumps([summary]),
+                    "finished": json.dumps(finished.model_dump(mode="json")),
+                    **self.fence.results(),
+                }
+            )
+            return
+        requested = {"requested": self.requested_state}
+        try:
+            settings = self.settings()
+        except MigrationError as error:
+            results = unknown_results(error.message, units)
+            event.set_results({**requested, **results, **self.fence.results()})
+            return
+        report = migration_report(
+            settings.source,
+            settings.target,
+            settings.config,
+            units=units,
+            lag_threshold=int(event.params.get("lag-threshold", 0)),
+            topic=topic,
+            quiet_seconds=float(event.params.get("quiet-seconds", QUIET_SECONDS)),
+        )
+        if topic and not report.topics and not report.problems:
+            event.fail(
+                f"topic {topic} is not migrated: the source has no such topic, or the "
+                "mirrormaker-topics options do not select it"
+            )
+            return
+        results = report_results(report, table=event.params.get("format") == "table")
+        event.set_results({**requested, **results, **self.fence.results()})
+
+    def _on_switch_group(self, event: ops.ActionEvent) -> None:
+        group = str(event.params.get("group") or "")
+        dry_run = bool(event.params.get("dry-run", False))
+        if not group:
+            event.fail("name the consumer group to switch: group=NAME")
+            return
+        try:
+            settings = self.settings()
+            clients = Clients.of(settings.source, settings.target, CLIENT_TIMEOUT)
+            try:
+                [switch] = _switch.switch_groups_with(
+                    clients, settings.config, [group], dry_run=dry_run
+                )
+            finally:
+                clients.close()
+        except SwitchRefusedError as error:
+            event.fail(f"{error.message}; nothing was changed")
+            return
+        except MigrationError as error:
+            event.fail(error.message)
+            return
+        event.set_results(switch_results(switch, dry_run=dry_run))
+
+    def _on_finish_migration(self, event: ops.ActionEvent) -> None:
+        if (finished := self.peers.finished()) is not None:
+            event.fail(f"{finished.summary()}; it finishes once, nothing was changed")
+            return
+        if self.peers.newest().seq == 0 or self.peers.relation is None:
+            event.fail("no migration to finish: start-migration was never run; nothing changed")
+            return
+        try:
+            settings = self.settings()
+        except MigrationError as error:
+            event.fail(error.message)
+            return
+        clients = Clients.of(settings.source, settings.target, CLIENT_TIMEOUT)
+        try:
+            self._finish(event, settings, clients)
+        except ClusterUnreachableError as error:
+            self.reconcile()
+            event.fail(
+                f"{error.message}: the migration is not finished, MirrorMaker runs as requested "
+                "before; run finish-migration again"
+            )
+        finally:
+            clients.close()
+
+    def _finish(
+        self, event: ops.ActionEvent, settings: MirrorMakerSettings, clients: Clients
+    ) -> None:
+        """Check the cutover may happen; stop MirrorMaker; switch every group; record; lift.
+
+        A stopped migration is judged by its data alone: no MirrorMaker runs to be checked.
+
+        Raises:
+            ClusterUnreachableError: if a cluster does not answer; nothing is recorded then.
+        """
+        stopped = self.requested_state == "stopped"
+        check = _cutover.check_cutover(
+            clients, settings, None if stopped else self._live_unit_states()
+        )
+        if check.blockers and not event.params.get("force", False):
+            event.fail(check.refusal())
+            return
+        self.service.stop()
+        switches = _switch.switch_groups_with(clients, settings.config)
+        finished = _cutover.finished_migration(settings.source.name, check.report, switches)
+        fenced = self.fenced_topics()
+        self.peers.record("finished", finished=finished)
+        self.reconcile()
+        self.on.fence_changed.emit()
+        results = _cutover.finish_results(
+            self.model.unit.name,
+            finished,
+            fenced=fenced,
+            switches=switches,
+            blockers=check.blockers,
+        )
+        if event.params.get("cleanup", False):
+            results["cleanup"] = _cutover.clean_up(clients, finished.topics)
+        event.set_results(results)

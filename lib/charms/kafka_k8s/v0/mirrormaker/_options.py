@@ -1,0 +1,463 @@
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
+"""The typed inputs: the clusters, the `mirrormaker-*` options, the workload, the settings.
+
+Each is a frozen pydantic model; a value from outside (an option, a secret's content, a
+relation's response) is checked when it becomes one, and what is wrong is raised as a
+`MigrationError` that names the option, the key or the relation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import PurePosixPath
+from typing import Literal
+
+import ops
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ._errors import InvalidOptionError, SourceError, SourceGoneError
+from ._names import SOURCE_ALIAS, TARGET_ALIAS
+from ._rendering import jaas_escape, mirrormaker_layer, render_mm2_properties, render_mm2_secrets
+
+_SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
+_SecurityProtocol = Literal["SASL_PLAINTEXT", "SASL_SSL"]
+ExactlyOnceSupport = Literal["disabled", "preparing", "enabled"]
+_SASL_MECHANISMS: tuple[str, ...] = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+_SECURITY_PROTOCOLS: tuple[str, ...] = ("SASL_PLAINTEXT", "SASL_SSL")
+_SECRET_KEYS = ("username", "password", "sasl-mechanism", "security-protocol", "ca")
+
+
+def _split(value: object) -> object:
+    """Split a comma-separated option into its stripped, non-empty items."""
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    return value
+
+
+_JAVA_BRACE = re.compile(r"\\.|\[(?:\\.|[^\]])*\]|\{(?!\d+(?:,\d*)?\})")
+
+
+def _check_regexes(patterns: tuple[str, ...]) -> tuple[str, ...]:
+    """Check each pattern compiles, and that Java would take it too.
+
+    MirrorMaker compiles the patterns with `java.util.regex`, which, unlike Python, refuses a
+    `{` that does not open a `{n}`, `{n,}` or `{n,m}` quantifier. The list is split on commas
+    (by MirrorMaker too), so `{n,m}` itself cannot be used.
+    """
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ValueError(f"{pattern!r} is not a valid regular expression ({error})") from None
+        if any(match.group() == "{" for match in _JAVA_BRACE.finditer(pattern)):
+            raise ValueError(
+                f"{pattern!r} is not a valid regular expression (a '{{' must open a {{n}} or "
+                "{n,} quantifier; commas separate expressions)"
+            )
+    return patterns
+
+
+def _check_servers(servers: tuple[str, ...]) -> tuple[str, ...]:
+    """Check each server is `HOST:PORT`, with no whitespace or control character anywhere.
+
+    A line break in a host would end the `bootstrap.servers` line of `mm2.properties` early if
+    it were ever written unescaped, and no host name holds one.
+    """
+    for server in servers:
+        host, _, port = server.rpartition(":")
+        printable = all(char.isprintable() and not char.isspace() for char in server)
+        if (
+            not host
+            or not (port.isascii() and port.isdigit())
+            or not 0 < int(port) < 65536
+            or not printable
+        ):
+            raise ValueError(f"{server!r} is not HOST:PORT")
+    return servers
+
+
+class KafkaCluster(BaseModel):
+    """How to reach and log in to a Kafka cluster."""
+
+    model_config = ConfigDict(frozen=True)
+
+    bootstrap_servers: tuple[str, ...] = Field(min_length=1)
+    username: str = Field(min_length=1)
+    password: str = Field(min_length=1, repr=False)
+    sasl_mechanism: _SaslMechanism = "SCRAM-SHA-512"
+    security_protocol: _SecurityProtocol = "SASL_PLAINTEXT"
+    ca: str | None = Field(default=None, repr=False)
+
+    _split_servers = field_validator("bootstrap_servers", mode="before")(_split)
+    _valid_servers = field_validator("bootstrap_servers")(_check_servers)
+
+    @property
+    def bootstrap(self) -> str:
+        """The `bootstrap.servers` value."""
+        return ",".join(self.bootstrap_servers)
+
+    @property
+    def login_module(self) -> str:
+        """The JAAS login module of the SASL mechanism."""
+        if self.sasl_mechanism == "PLAIN":
+            return "org.apache.kafka.common.security.plain.PlainLoginModule"
+        return "org.apache.kafka.common.security.scram.ScramLoginModule"
+
+    @property
+    def jaas_config(self) -> str:
+        """The `sasl.jaas.config` value, quoted for the JAAS parser."""
+        return (
+            f'{self.login_module} required username="{jaas_escape(self.username)}" '
+            f'password="{jaas_escape(self.password)}";'
+        )
+
+
+class SourceCluster(KafkaCluster):
+    """The cluster to migrate from; `name` is how status messages call it."""
+
+    name: str = Field(min_length=1)
+
+    @classmethod
+    def from_secret(
+        cls,
+        content: Mapping[str, str],
+        bootstrap_servers: Sequence[str],
+        *,
+        secret_id: str,
+        option: str = "mirrormaker-source-credentials",
+    ) -> SourceCluster:
+        """An external source from its credentials secret's content, checked key by key.
+
+        Raises:
+            SourceError: naming `option` and the key that is missing, unknown or invalid.
+        """
+        return source_from_secret(content, bootstrap_servers, secret_id=secret_id, option=option)
+
+    @classmethod
+    def from_relation(
+        cls,
+        name: str,
+        *,
+        endpoints: str,
+        username: str,
+        password: str,
+        tls: bool,
+        tls_ca: str | None,
+        relation_name: str = "migration-source",
+    ) -> SourceCluster:
+        """A related source from its `kafka_client` response, checked field by field.
+
+        Raises:
+            SourceError: if the endpoints are not `HOST:PORT` or the CA is not a PEM certificate.
+        """
+        return source_from_relation(
+            name,
+            endpoints=endpoints,
+            username=username,
+            password=password,
+            tls=tls,
+            tls_ca=tls_ca,
+            relation_name=relation_name,
+        )
+
+
+class TargetCluster(KafkaCluster):
+    """The local cluster, reached with the host charm's MirrorMaker user."""
+
+
+class MigrationConfig(BaseModel):
+    """The `mirrormaker-*` options, by their option names."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    source_bootstrap_servers: tuple[str, ...] = Field(
+        default=(), validation_alias="mirrormaker-source-bootstrap-servers"
+    )
+    source_credentials: str | None = Field(
+        default=None, validation_alias="mirrormaker-source-credentials"
+    )
+    topics: tuple[str, ...] = Field(
+        default=(".*",), min_length=1, validation_alias="mirrormaker-topics"
+    )
+    topics_exclude: tuple[str, ...] = Field(
+        default=(r".*[\-\.]internal", r".*\.replica", "__.*"),
+        validation_alias="mirrormaker-topics-exclude",
+    )
+    groups: tuple[str, ...] = Field(
+        default=(".*",), min_length=1, validation_alias="mirrormaker-groups"
+    )
+    groups_exclude: tuple[str, ...] = Field(
+        default=("console-consumer-.*", "connect-.*", "__.*"),
+        validation_alias="mirrormaker-groups-exclude",
+    )
+    tasks_max: int = Field(default=6, ge=1, le=1000, validation_alias="mirrormaker-tasks-max")
+    sync_group_offsets: bool = Field(
+        default=True, validation_alias="mirrormaker-sync-group-offsets"
+    )
+    sync_topic_configs: bool = Field(
+        default=True, validation_alias="mirrormaker-sync-topic-configs"
+    )
+    sync_topic_acls: bool = Field(default=False, validation_alias="mirrormaker-sync-topic-acls")
+    exactly_once: bool = Field(default=False, validation_alias="mirrormaker-exactly-once")
+    refresh_interval: int = Field(
+        default=30, ge=5, le=86400, validation_alias="mirrormaker-refresh-interval"
+    )
+    replication_policy: Literal["identity", "prefixed"] = Field(
+        default="identity", validation_alias="mirrormaker-replication-policy"
+    )
+    heap_mb: int | None = Field(
+        default=None, ge=256, le=65536, validation_alias="mirrormaker-heap-mb"
+    )
+    source_role: Literal["consumer", "admin"] = Field(
+        default="consumer", validation_alias="mirrormaker-source-role"
+    )
+    fence_target: bool = Field(default=True, validation_alias="mirrormaker-fence-target")
+
+    _split_lists = field_validator(
+        "source_bootstrap_servers",
+        "topics",
+        "topics_exclude",
+        "groups",
+        "groups_exclude",
+        mode="before",
+    )(_split)
+    _valid_servers = field_validator("source_bootstrap_servers")(_check_servers)
+    _valid_regexes = field_validator("topics", "topics_exclude", "groups", "groups_exclude")(
+        _check_regexes
+    )
+
+    @field_validator("source_credentials", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return value or None
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, object]) -> MigrationConfig:
+        """Validate Juju config options; other options are ignored.
+
+        Raises:
+            InvalidOptionError: naming the first option that is wrong, and why.
+        """
+        known = {str(field.validation_alias) for field in cls.model_fields.values()}
+        try:
+            return cls.model_validate({k: v for k, v in options.items() if k in known})
+        except ValidationError as error:
+            first = error.errors()[0]
+            option = str(first["loc"][0]) if first["loc"] else "mirrormaker"
+            reason = first["msg"].removeprefix("Value error, ")
+            if first["type"] == "too_short":
+                reason = "needs at least one regular expression"
+            raise InvalidOptionError(option, reason[:1].lower() + reason[1:]) from None
+
+    def target_topic(self, topic: str) -> str:
+        """The name a source topic gets on the target under the replication policy."""
+        return topic if self.replication_policy == "identity" else f"{SOURCE_ALIAS}.{topic}"
+
+
+class MirrorMakerWorkload(BaseModel):
+    """Where MirrorMaker's files are, as whom it runs, its ports and heap.
+
+    Defaults are the charmed-kafka rock's; the local test tier moves `root` and the ports.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    root: PurePosixPath = PurePosixPath("/")
+    user: str = "kafka"
+    group: str = "kafka"
+    rest_port: int = Field(default=8083, gt=0, lt=65536)
+    metrics_port: int = Field(default=9099, gt=0, lt=65536)
+    metrics_host: str = ""
+    heap_mb: int = Field(default=1024, ge=128)
+
+    @field_validator("root")
+    @classmethod
+    def _referable(cls, root: PurePosixPath) -> PurePosixPath:
+        """A root `FileConfigProvider` references can name: `${file:PATH:KEY}`, a list."""
+        if any(char in str(root) for char in ":}$,"):
+            raise ValueError(f"{str(root)!r} holds one of ':}}$,', which config references cannot")
+        return root
+
+    @property
+    def opt(self) -> PurePosixPath:
+        """Kafka's installation."""
+        return self.root / "opt/kafka"
+
+    @property
+    def etc(self) -> PurePosixPath:
+        """Configuration files the workload reads."""
+        return self.root / "etc/kafka"
+
+    @property
+    def logs(self) -> PurePosixPath:
+        """The workload's log directory."""
+        return self.root / "var/log/kafka"
+
+    @property
+    def mm2_properties(self) -> PurePosixPath:
+        """The MirrorMaker configuration; it refers to the passwords in `mm2_secrets`."""
+        return self.etc / "mm2.properties"
+
+    @property
+    def mm2_secrets(self) -> PurePosixPath:
+        """The `sasl.jaas.config` of both clusters, read through Kafka's `FileConfigProvider`."""
+        return self.etc / "mm2-secrets.properties"
+
+    @property
+    def jmx_config(self) -> PurePosixPath:
+        """JMX exporter rules for MirrorMaker."""
+        return self.etc / "jmx_mirrormaker.yaml"
+
+    @property
+    def jmx_agent(self) -> PurePosixPath:
+        """The Prometheus JMX exporter java agent."""
+        return self.opt / "libs/jmx_prometheus_javaagent.jar"
+
+    @property
+    def command(self) -> str:
+        """The service command: this node runs only the flows into the target."""
+        return (
+            f"{self.opt}/bin/connect-mirror-maker.sh {self.mm2_properties} "
+            f"--clusters {TARGET_ALIAS}"
+        )
+
+
+class MirrorMakerSettings(BaseModel):
+    """Everything `mm2.properties` and the Pebble layer of one unit are made from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: SourceCluster
+    target: TargetCluster
+    config: MigrationConfig = MigrationConfig()
+    unit_host: str = Field(min_length=1)
+    units: int = Field(default=1, ge=1)
+    exactly_once_mode: ExactlyOnceSupport | None = None
+    workload: MirrorMakerWorkload = MirrorMakerWorkload()
+
+    @property
+    def replication_factor(self) -> int:
+        """Replication factor of everything MirrorMaker creates on the target."""
+        return min(3, self.units)
+
+    @property
+    def exactly_once_support(self) -> ExactlyOnceSupport:
+        """The worker's `exactly.once.source.support`."""
+        if self.exactly_once_mode is not None:
+            return self.exactly_once_mode
+        return "enabled" if self.config.exactly_once else "disabled"
+
+    def mm2_properties(self) -> str:
+        """This node's `mm2.properties`; every value is properties-escaped, no password in it."""
+        return render_mm2_properties(self)
+
+    def mm2_secrets(self) -> str:
+        """The passwords `mm2.properties` refers to (`workload.mm2_secrets`, mode 0600)."""
+        return render_mm2_secrets(self)
+
+    def pebble_layer(self) -> ops.pebble.LayerDict:
+        """The Pebble layer of this node's running `mirrormaker` service."""
+        return mirrormaker_layer(self)
+
+
+def is_internal_topic(topic: str) -> bool:
+    """Topics MirrorMaker never replicates, whatever the filters say."""
+    return topic.startswith(("__", ".")) or topic.endswith((".internal", "-internal"))
+
+
+def select(names: Iterable[str], include: Sequence[str], exclude: Sequence[str]) -> list[str]:
+    """The names the include patterns match in full and the exclude patterns do not, sorted."""
+    included = re.compile("|".join(f"(?:{p})" for p in include)) if include else None
+    excluded = re.compile("|".join(f"(?:{p})" for p in exclude)) if exclude else None
+    return sorted(
+        name
+        for name in names
+        if included is not None
+        and included.fullmatch(name)
+        and not (excluded is not None and excluded.fullmatch(name))
+    )
+
+
+def source_from_secret(
+    content: Mapping[str, str],
+    bootstrap_servers: Sequence[str],
+    *,
+    secret_id: str,
+    option: str = "mirrormaker-source-credentials",
+) -> SourceCluster:
+    """The external source cluster from its credentials secret's content.
+
+    Raises:
+        SourceError: naming `option` and the key that is missing, unknown or invalid.
+    """
+    unknown = sorted(set(content) - set(_SECRET_KEYS))
+    missing = [key for key in ("username", "password") if not content.get(key)]
+    if unknown or missing:
+        problems = [f"missing key {', '.join(missing)}"] if missing else []
+        problems += [f"unknown key {', '.join(unknown)}"] if unknown else []
+        # Credentials taken out of the secret stop a running migration; an unknown key does not.
+        error = SourceGoneError if missing else SourceError
+        raise error(
+            f"{option}: secret {secret_id} has {' and '.join(problems)} (keys: username, "
+            "password, optional sasl-mechanism, security-protocol, ca)"
+        )
+    mechanism = content.get("sasl-mechanism", "SCRAM-SHA-512")
+    protocol = content.get("security-protocol", "SASL_PLAINTEXT")
+    ca = content.get("ca") or None
+    if mechanism not in _SASL_MECHANISMS:
+        raise SourceError(f"{option}: sasl-mechanism must be one of {', '.join(_SASL_MECHANISMS)}")
+    if protocol not in _SECURITY_PROTOCOLS:
+        raise SourceError(
+            f"{option}: security-protocol must be one of {', '.join(_SECURITY_PROTOCOLS)}"
+        )
+    if ca is not None and "-----BEGIN CERTIFICATE-----" not in ca:
+        raise SourceError(f"{option}: ca must be a PEM certificate")
+    if ca is not None and protocol != "SASL_SSL":
+        raise SourceError(f"{option}: ca is set, so security-protocol must be SASL_SSL")
+    return SourceCluster.model_validate(
+        {
+            "name": bootstrap_servers[0],
+            "bootstrap_servers": tuple(bootstrap_servers),
+            "username": content["username"],
+            "password": content["password"],
+            "sasl_mechanism": mechanism,
+            "security_protocol": protocol,
+            "ca": ca,
+        }
+    )
+
+
+def source_from_relation(
+    name: str,
+    *,
+    endpoints: str,
+    username: str,
+    password: str,
+    tls: bool,
+    tls_ca: str | None,
+    relation_name: str = "migration-source",
+) -> SourceCluster:
+    """The related source cluster from its `kafka_client` response.
+
+    Raises:
+        SourceError: if the endpoints are not `HOST:PORT` or the CA is not a PEM certificate.
+    """
+    if tls_ca and "-----BEGIN CERTIFICATE-----" not in tls_ca:
+        raise SourceError(f"{relation_name}: {name} sent a tls-ca that is not a PEM certificate")
+    try:
+        return SourceCluster.model_validate(
+            {
+                "name": name,
+                "bootstrap_servers": endpoints,
+                "username": username,
+                "password": password,
+                "security_protocol": "SASL_SSL" if tls else "SASL_PLAINTEXT",
+                "ca": tls_ca or None,
+            }
+        )
+    except ValidationError:
+        raise SourceError(
+            f"{relation_name}: {name} sent endpoints that are not HOST:PORT"
+        ) from None

@@ -1,0 +1,145 @@
+# Copyright 2025 The kafka-k8s authors.
+# See LICENSE file for licensing details.
+"""Peer state (`_peers`): the operator's requests and each unit's MirrorMaker.
+
+The newest request wins and every unit follows it; exactly-once support goes through
+`preparing` while a peer runs without it. Under ops.testing in `host.HostCharm`, a request made
+on one unit is followed and copied by the others.
+"""
+
+from __future__ import annotations
+
+import json
+
+import ops
+import pytest
+from ops import testing
+
+from charms.kafka_k8s.v0.mirrormaker import UnitState, _peers
+from charms.kafka_k8s.v0.mirrormaker._peers import MigrationRequest
+from tests.unit.migration.host import (
+    credentials,
+    external,
+    peers,
+    properties,
+    request,
+    running_container,
+    service,
+    start,
+    state,
+    unit_request,
+    unit_state,
+)
+
+pytestmark = pytest.mark.usefixtures("clusters")
+
+
+# Requests and unit states ------------------------------------------------------------------------
+
+
+def test_newest_request_wins_by_sequence_then_time_then_unit():
+    older = MigrationRequest(state="running", seq=1, at=200, by="kafka-k8s/2")
+    newer = MigrationRequest(state="stopped", seq=2, at=100, by="kafka-k8s/0")
+    tie = MigrationRequest(state="running", seq=2, at=100, by="kafka-k8s/1")
+    assert _peers.newest_request([]) == MigrationRequest(state="stopped")
+    assert _peers.newest_request([newer, older]) == newer
+    assert _peers.newest_request([older, newer, tie]) == tie
+
+
+def test_exactly_once_prepares_while_a_peer_runs_without_it():
+    disabled = UnitState(service="active", exactly_once="disabled")
+    preparing = UnitState(service="active", exactly_once="preparing")
+    stopped = UnitState(service="inactive", exactly_once="disabled")
+    assert _peers.exactly_once_for(False, [preparing]) == "disabled"
+    assert _peers.exactly_once_for(True, []) == "enabled"
+    assert _peers.exactly_once_for(True, [stopped, preparing]) == "enabled"
+    assert _peers.exactly_once_for(True, [preparing, disabled]) == "preparing"
+
+
+def test_unit_state_json_uses_hyphens():
+    state = UnitState(service="active", exactly_once="enabled")
+    assert state.model_dump_json(by_alias=True) == '{"service":"active","exactly-once":"enabled"}'
+    assert UnitState.model_validate_json(state.model_dump_json(by_alias=True)) == state
+
+
+# Peers under ops.testing -------------------------------------------------------------------------
+
+
+def test_a_peer_request_starts_this_unit_and_is_copied(ctx):
+    secret = credentials()
+    cluster = peers({"mirrormaker-request": request("running", 3, by="kafka-k8s/1")}, {})
+    out = ctx.run(
+        ctx.on.relation_changed(cluster, remote_unit=1),
+        state(config=external(secret), secrets=(secret,), cluster=cluster),
+    )
+    assert service(out) == ops.pebble.ServiceStatus.ACTIVE
+    assert unit_request(out) == {"state": "running", "seq": 3, "at": 1000, "by": "kafka-k8s/1"}
+
+
+def test_a_newer_peer_stop_stops_this_unit(ctx):
+    secret = credentials()
+    cluster = peers(
+        {"mirrormaker-request": request("stopped", 2, by="kafka-k8s/1")},
+        {},
+        local={"mirrormaker-request": request("running", 1, by="kafka-k8s/0")},
+    )
+    container = running_container()
+    out = ctx.run(
+        ctx.on.relation_changed(cluster, remote_unit=1),
+        state(config=external(secret), secrets=(secret,), cluster=cluster, container=container),
+    )
+    assert service(out) == ops.pebble.ServiceStatus.INACTIVE
+    assert out.get_container("kafka").plan.services["mirrormaker"].startup == "disabled"
+    assert unit_request(out)["state"] == "stopped"
+    assert out.unit_status == testing.ActiveStatus("broker")
+
+
+def test_start_from_a_non_leader_bumps_the_newest_sequence(ctx):
+    secret = credentials()
+    cluster = peers({"mirrormaker-request": request("stopped", 4, by="kafka-k8s/1")}, {})
+    out = start(
+        ctx, state(config=external(secret), secrets=(secret,), cluster=cluster, leader=False)
+    )
+    assert unit_request(out)["seq"] == 5
+    assert unit_request(out)["state"] == "running"
+    assert service(out) == ops.pebble.ServiceStatus.ACTIVE
+
+
+@pytest.mark.parametrize(("others", "factor"), [(0, "1"), (1, "2"), (2, "3"), (4, "3")])
+def test_replication_factor_follows_the_units(ctx, others, factor):
+    secret = credentials()
+    cluster = peers(*([{}] * others))
+    out = start(ctx, state(config=external(secret), secrets=(secret,), cluster=cluster))
+    rendered = properties(ctx, out)
+    assert rendered["replication.factor"] == factor
+    assert rendered["config.storage.replication.factor"] == factor
+
+
+@pytest.mark.parametrize(
+    ("peer_states", "mode"),
+    [
+        ([], "enabled"),
+        ([{"service": "active", "exactly-once": "preparing"}], "enabled"),
+        ([{"service": "active", "exactly-once": "disabled"}], "preparing"),
+        ([{"service": "inactive", "exactly-once": "disabled"}], "enabled"),
+    ],
+)
+def test_exactly_once_goes_through_preparing(ctx, peer_states, mode):
+    secret = credentials()
+    cluster = peers(*({"mirrormaker-state": json.dumps(s)} for s in peer_states))
+    config = external(secret, **{"mirrormaker-exactly-once": True})
+    out = start(ctx, state(config=config, secrets=(secret,), cluster=cluster))
+    assert properties(ctx, out)["target.exactly.once.source.support"] == mode
+    assert unit_state(out)["exactly-once"] == mode
+
+
+def test_no_peer_relation_fails_the_action(ctx):
+    secret = credentials()
+    before = testing.State(
+        config=external(secret),  # type: ignore[arg-type]
+        secrets={secret},
+        containers={testing.Container("kafka", can_connect=True)},
+    )
+    with pytest.raises(testing.ActionFailed) as failed:
+        start(ctx, before)
+    assert "peer relation" in failed.value.message
