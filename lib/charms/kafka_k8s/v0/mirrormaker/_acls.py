@@ -17,7 +17,8 @@ from collections.abc import Iterable
 
 from . import _clients
 from ._clients import CLIENT_TIMEOUT, TopicAcl
-from ._options import KafkaCluster, MigrationConfig, is_internal_topic, select
+from ._clusters import KafkaCluster
+from ._options import MigrationConfig, is_internal_topic, select
 
 # The principal of a kafka_client relation user: `relation-<id>`, or `relation-<id>-<request>`.
 _RELATION_PRINCIPAL = re.compile(r"User:relation-\d+(-.+)?")

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from . import _cutover, _switch
 from ._acls import copy_topic_acls
 from ._clients import CLIENT_TIMEOUT, STATUS_TIMEOUT
+from ._clusters import TargetCluster
 from ._display import report_results, switch_results
 from ._errors import (
     ClusterUnreachableError,
@@ -28,7 +29,7 @@ from ._errors import (
     SourceGoneError,
 )
 from ._fence import Fence
-from ._options import MigrationConfig, MirrorMakerSettings, MirrorMakerWorkload, TargetCluster
+from ._options import MigrationConfig, MirrorMakerSettings, MirrorMakerWorkload
 from ._peers import PeerData, RequestedState, UnitState, exactly_once_for
 from ._preflight import dry_run
 from ._queries import migration_report
@@ -40,6 +41,9 @@ from ._switch import Clients, SwitchRefusedError
 from ._text import clip
 
 logger = logging.getLogger(__name__)
+
+# What the status adds while MirrorMaker reads a PLAINTEXT source.
+_UNPROTECTED = "source PLAINTEXT: unauthenticated, unencrypted"
 
 
 class _FenceChangedEvent(ops.EventBase):
@@ -266,12 +270,12 @@ class Migration(ops.Object):
             return None
         if self.service.state() != "active":
             return ops.MaintenanceStatus(f"starting MirrorMaker to migrate from {source.name}")
-        if (shown := self.summary.shown()) is None:
-            return ops.ActiveStatus(f"migrating from {source.name}")
+        shown = self.summary.shown() or ("active", f"migrating from {source.name}")
         kind, message = shown
         if kind == "blocked":
             return ops.BlockedStatus(message)
-        return ops.ActiveStatus(clip(f"{message}; {fence}" if fence else message))
+        notes = [message, _UNPROTECTED if source.unprotected else "", fence]
+        return ops.ActiveStatus(clip("; ".join(note for note in notes if note)))
 
     # Actions -----------------------------------------------------------------------------------
 
@@ -301,8 +305,10 @@ class Migration(ops.Object):
         self.reconcile()
         self.on.fence_changed.emit()
         name = settings.source.name
+        warning = {"warning": settings.source.unprotected} if settings.source.unprotected else {}
         event.set_results(
             {
+                **warning,
                 "state": "running",
                 "source": name,
                 "this-unit": self.service.state(),

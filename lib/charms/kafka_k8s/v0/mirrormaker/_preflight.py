@@ -43,8 +43,11 @@ def dry_run(settings: MirrorMakerSettings) -> dict[str, object]:
     }
     if missing:
         results["missing-rights"] = json.dumps(missing)
+    warnings = [settings.source.unprotected] if settings.source.unprotected else []
     if not selected:
-        results["warning"] = (
+        warnings.append(
             "no source topic matches mirrormaker-topics and mirrormaker-topics-exclude"
         )
+    if warnings:
+        results["warning"] = "; ".join(warnings)
     return results

@@ -21,8 +21,9 @@ from pydantic import Field
 
 from . import _clients, _records
 from ._clients import CLIENT_TIMEOUT, GroupCommits
+from ._clusters import KafkaCluster
 from ._errors import MigrationError
-from ._options import KafkaCluster, MigrationConfig, is_internal_topic, select
+from ._options import MigrationConfig, is_internal_topic, select
 from ._records import SEARCH_LIMIT, OffsetSync, Partition, Record, Walk
 from ._report import ReportPart
 from ._text import plural
