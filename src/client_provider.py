@@ -266,8 +266,10 @@ class ClientEndpoints(BaseModel):
 _FIXED = {"resource": "topic", "extra-user-roles": "extra-user-roles"}
 
 
-def _change(before: Mapping[str, object], request: KafkaRequestModel) -> str | None:
+def _change(before: Mapping[str, object] | None, request: KafkaRequestModel) -> str | None:
     """What changed in a request that may not change after the relation was made, or None."""
+    if not before:
+        return None
     now = request.model_dump(mode="json", by_alias=True, exclude_none=True)
     for key, name in _FIXED.items():
         if key in before and before[key] != now.get(key):
@@ -458,8 +460,7 @@ class KafkaClients(ops.Object):
         try:
             self._readable_secrets(request)
             before = self._first_made(relation, request)
-            change = _change(before, request) if before else None
-            if before and change is not None:
+            if (change := _change(before, request)) is not None:
                 return _Request(name, request, error=change, kept=self._kept(relation, before))
             return _Request(name, request, grant=self.grant_of(relation, request))
         except ClientRequestError as error:
@@ -500,10 +501,12 @@ class KafkaClients(ops.Object):
         before = stored.get(request.request_id) if request.request_id else stored
         return before if isinstance(before, dict) and before else None
 
-    def _kept(self, relation: ops.Relation, before: Mapping[str, object]) -> ClientGrant | None:
+    def _kept(
+        self, relation: ops.Relation, before: Mapping[str, object] | None
+    ) -> ClientGrant | None:
         """The grant of a request as first made, which a refused change keeps."""
         try:
-            return self.grant_of(relation, KafkaRequestModel.model_validate(dict(before)))
+            return self.grant_of(relation, KafkaRequestModel.model_validate(dict(before or {})))
         except (ClientRequestError, *UNREADABLE):
             return None
 
@@ -566,9 +569,7 @@ class KafkaClients(ops.Object):
             except ClientRequestError as error:
                 refused = [str(error)]
             if refused:
-                errors[relation.id] = "; ".join([*refused, errors.get(relation.id, "")]).strip(
-                    "; "
-                )
+                errors[relation.id] = "; ".join(filter(None, [*refused, errors.get(relation.id)]))
         return errors
 
     @property

@@ -253,3 +253,21 @@ def test_hostile_data_is_named_and_every_other_relation_is_served(ctx, kafka, da
     assert reason in out.app_status.message
     assert ("audit", "LITERAL", "READ") in named(kafka, good, "TOPIC")
     assert f"relation-{bad.id}" not in kafka.users
+
+
+def test_a_refused_change_keeps_what_was_granted_before(ctx, kafka):
+    stored = {"data": json.dumps({"resource": "orders", "extra-user-roles": "consumer"})}
+    changed = testing.Relation(
+        "kafka-client",
+        remote_app_name="orders-app",
+        remote_app_data={"topic": "payments", "extra-user-roles": "consumer"},
+        local_app_data=stored,
+    )
+    state = with_relations(serving(ctx)[0], changed)
+
+    out = ctx.run(ctx.on.update_status(), state)
+
+    assert out.app_status.message.startswith(
+        f"kafka-client relation {changed.id}: topic changed from 'orders' to 'payments'"
+    )
+    assert {name for name, _, _ in named(kafka, changed, "TOPIC")} == {"orders"}

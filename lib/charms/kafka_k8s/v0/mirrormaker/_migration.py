@@ -99,7 +99,7 @@ class Migration(ops.Object):
             source_relation: the `kafka_client` requirer endpoint for a Juju-managed source.
             workload: paths, user, ports and heap of MirrorMaker; the rock's by default.
             clients: the host's client users and the operator's map of their identities on
-                the source; cheap, no network. None by default.
+                the source; cheap, no network (none by default).
         """
         super().__init__(charm, "mirrormaker-migration")
         self.summary = StatusSummary(self._stored)
