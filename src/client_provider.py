@@ -768,8 +768,9 @@ class KafkaClients(ops.Object):
                 logger.warning("kafka-client relation %s not served: %s", relation.id, error)
                 refused[relation.id] = f"the cluster refused it: {error}"
             except UNREADABLE as error:
-                logger.warning("kafka-client relation %s not served: %r", relation.id, error)
-                refused[relation.id] = f"unreadable data ({type(error).__name__})"
+                reason = _reason(error)
+                logger.warning("kafka-client relation %s not served: %s", relation.id, reason)
+                refused[relation.id] = reason
         self._store_errors(refused)
         # A relation's user stays while the relation does, served or not: a refused change
         # leaves what was granted before.
