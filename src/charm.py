@@ -55,13 +55,18 @@ class KafkaK8sCharm(ops.CharmBase):
         workload = Workload()
         self.cluster = ClusterState(self)
         self.broker = KafkaWorkload(self.unit.get_container(CONTAINER), workload)
-        self.clients = KafkaClients(self, fenced=lambda: self.migration.fenced_topics())
+        self.clients = KafkaClients(
+            self,
+            fenced=lambda: self.migration.fenced_topics(),
+            copied=lambda: self.migration.copied_acls(),
+        )
         self.migration = Migration(
             self,
             target=self._migration_target,
             unit_host=lambda: self.cluster.this_node.host,
             container=CONTAINER,
             workload=workload.mirrormaker(),
+            clients=self.clients.access,
         )
         self.observability = Observability(
             self, nodes=lambda: self.cluster.nodes, this_host=lambda: self.cluster.this_node.host
@@ -391,6 +396,8 @@ class KafkaK8sCharm(ops.CharmBase):
             event.add_status(status)
         if self._problem is not None:
             event.add_status(self._problem)
+        if identities := self.clients.identities_problem:
+            event.add_status(ops.BlockedStatus(identities))
         if self._rotation is not None:
             event.add_status(self._rotation)
         if self.restarts.state.status in (RollingOpsStatus.WAITING, RollingOpsStatus.GRANTED):
@@ -447,6 +454,11 @@ class KafkaK8sCharm(ops.CharmBase):
     def _on_collect_app_status(self, event: ops.CollectStatusEvent) -> None:
         for relation_id, error in sorted(self.clients.errors.items()):
             event.add_status(ops.BlockedStatus(f"kafka-client relation {relation_id}: {error}"))
+        if identities := self.clients.identities_problem:
+            event.add_status(ops.BlockedStatus(identities))
+        # The operator's map of client identities, before the migration's own active status.
+        if mapped := self.clients.access().summary():
+            event.add_status(ops.ActiveStatus(mapped))
         if migration := self.migration.status():
             event.add_status(migration)
         event.add_status(ops.ActiveStatus())
