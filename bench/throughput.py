@@ -29,6 +29,11 @@ On the local tier (real Kafka, ZooKeeper, Pebble, loopback only), in one run:
    data: the simplest copier a user could pick.
 4. scale: the charm's defaults on 3 units for topics of 1, 12 and 48 partitions (a quarter of
    the records each), and the peak resident memory (VmHWM) of every MirrorMaker process.
+5. throttle: the charm's defaults on 3 units with `mirrormaker-throttle-mb-per-second` set
+   (`THROTTLE_MB_S`), applied as the charm's leader applies it (`acls.throttle_mirrormaker`, a
+   quota on MirrorMaker's user). Measured is what the quota counts: the bytes the target's
+   brokers took in from producers (`BytesInPerSec`, compressed batches as sent), from the first
+   record to the last, against the cap.
 
 For every write into a new cluster (raw, copy limit, each migration) the benchmark records the
 target brokers' CPU seconds and what they were asked (produce and fetch requests, bytes and
@@ -38,7 +43,8 @@ more than another.
 Rates are MiB of record values per second (as Kafka's perf tools count MB). CPU seconds per
 process role are recorded for every run, to show where time goes on this 2-core machine.
 
-Usage: `python -m bench throughput [--quick] [--records N] [--skip-scale] [--runs A,B]`. Writes
+Usage: `python -m bench throughput [--quick] [--records N] [--skip-scale] [--runs A,B]
+[--skip-limits]`; `--runs throttle --skip-limits --skip-scale` measures only the throttle. Writes
 `bench/results/latest.json`, a timestamped copy, `latest.md` and `latest.png`.
 """
 
@@ -64,6 +70,8 @@ from typing import Any, cast
 from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
+from acls import throttle_mirrormaker
+from admin import KafkaAdmin
 from bench import RESULTS
 from charms.kafka_k8s.v0.mirrormaker import (
     MigrationConfig,
@@ -73,6 +81,7 @@ from charms.kafka_k8s.v0.mirrormaker import (
     TargetCluster,
 )
 from files import properties_escape
+from models import ADMIN_USER
 from substrate.certificates import CertificateAuthority
 from substrate.migration import MirrorMakers, source_cluster, source_user, target_cluster
 from substrate.old_cluster import OldCluster
@@ -112,6 +121,8 @@ LEGACY = "legacy-mirrormaker"
 RAW_PRODUCER_PROPS = ("acks=all", "batch.size=262144", "linger.ms=10")
 LOAD_PRODUCER_PROPS = ("acks=1", "batch.size=262144", "linger.ms=10")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+THROTTLE = "throttle"
+THROTTLE_MB_S = 2
 
 
 # Kafka's own tools -------------------------------------------------------------------------------
@@ -696,8 +707,9 @@ class Options:
     quick: bool
     scale: bool
     heap_mb: int
-    # Only the main runs of these names (all when empty).
+    # Only the main runs of these names (all when empty); `throttle` names the throttled run.
     runs: tuple[str, ...] = ()
+    limits: bool = True
 
 
 @contextmanager
@@ -832,8 +844,9 @@ def measure(options: Options, measured: dict[str, Any]) -> None:
             measured["load"][TOPIC] = producer_performance(
                 tools, old.admin_config(), TOPIC, options.records, LOAD_PRODUCER_PROPS
             )
-            log("raw read and write rates")
-            measured["limits"] = measure_limits(old, base, tools, options.records)
+            if options.limits:
+                log("raw read and write rates")
+                measured["limits"] = measure_limits(old, base, tools, options.records)
             for run in main_runs(options.records):
                 if options.runs and run.name not in options.runs:
                     continue
@@ -842,6 +855,10 @@ def measure(options: Options, measured: dict[str, Any]) -> None:
                 log(f"  {measured['runs'][-1]['mb_s']} MB/s")
             if options.scale:
                 measure_scale(old, base, tools, options, measured["runs"])
+            if not options.runs or THROTTLE in options.runs:
+                log(f"migration throttled to {THROTTLE_MB_S} MB/s")
+                measured["throttle"] = measure_throttle(old, base, options)
+                log(f"  {measured['throttle']['measured_mb_s']} MB/s")
 
 
 def measure_scale(
@@ -858,6 +875,46 @@ def measure_scale(
         log(f"migration {run.name}")
         runs.append(time_run(old, base, run, options.heap_mb))
         log(f"  {runs[-1]['mb_s']} MB/s")
+
+
+def measure_throttle(old: OldCluster, base: Path, options: Options) -> dict[str, Any]:
+    """The charm's defaults on 3 units, capped at `THROTTLE_MB_S` as the charm's leader caps it.
+
+    The cap is what the brokers' quota counts, the bytes producers send them: measured from
+    their `BytesInPerSec` between the first record's arrival and the last's.
+    """
+    run = Run("charm-3-throttled", "charm", 3, TOPIC, PARTITIONS, options.records, start_charm)
+    with NewCluster(base / run.name, size=3, heap_mb=BROKER_HEAP_MB) as new:
+        with KafkaAdmin(new.internal_bootstrap, ADMIN_USER, new.admin_password) as admin:
+            throttle_mirrormaker(admin, THROTTLE_MB_S, len(new.units))
+        admin_client = AdminClient(new.admin_config())
+        first_seen: dict[str, Any] = {}
+        began = time.monotonic()
+        start_charm(old, new, options.heap_mb)
+
+        def on_first() -> None:
+            first_seen.update(at=time.monotonic(), counters=broker_counters(new))
+
+        first, done = wait_copied(admin_client, run, began, on_first)
+        ended, after = time.monotonic(), broker_counters(new)
+        errors = mirrormaker_errors(new)
+    measured = None
+    if first_seen and done is not None:
+        sent = after["bytes_in"] - first_seen["counters"]["bytes_in"]
+        measured = round(sent / MIB / (ended - first_seen["at"]), 2)
+    return {
+        "set_mb_s": THROTTLE_MB_S,
+        "measured_mb_s": measured,
+        "within_10_percent": measured is not None
+        and abs(measured - THROTTLE_MB_S) <= 0.1 * THROTTLE_MB_S,
+        "record_values_mb_s_after_first_record": rate(
+            options.records, None if done is None or first is None else done - first
+        ),
+        "seconds": None if done is None else round(done, 2),
+        "first_record_seconds": None if first is None else round(first, 2),
+        "finished": done is not None,
+        "mirrormaker_errors": errors,
+    }
 
 
 # Results -----------------------------------------------------------------------------------------
@@ -977,6 +1034,9 @@ def summarize(options: Options, measured: dict[str, Any], notes: list[str]) -> d
         "mirrormaker_peak_rss_mb_any_config": max(all_rss, default=None),
         "mirrormaker_heap_mb": options.heap_mb,
         "status_seconds": status_case(1_000, 200).get("total-median"),
+        "throttle_set_mb_s": measured.get("throttle", {}).get("set_mb_s"),
+        "throttle_measured_mb_s": measured.get("throttle", {}).get("measured_mb_s"),
+        "throttle": measured.get("throttle", {}),
         "goals": {
             "ratio_charm_vs_seed_at_least": 1.5,
             "ratio_charm_steady_vs_copy_limit_at_least": 0.7,
@@ -1076,6 +1136,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"{results['mirrormaker_heap_mb']}m): {_fmt(results['mirrormaker_peak_rss_mb'], ' MiB')}",
         "- scale, charm's defaults on 3 units, MB/s by partitions: "
         + ", ".join(f"{p}: {_fmt(v)}" for p, v in results["scale_mb_s"].items()),
+        f"- throttle: set **{_fmt(results['throttle_set_mb_s'], ' MB/s')}**, the target's "
+        f"brokers took in **{_fmt(results['throttle_measured_mb_s'], ' MB/s')}** from the first "
+        "record to the last (what the quota counts: batches as sent)",
         f"- migration-status, 1,000 partitions and 200 groups: "
         f"{_fmt(results['status_seconds'], ' s')}; 10,000 partitions and 1,000 groups: **"
         f"{_fmt(results['status_seconds_10k'], ' s')}** (goal 5 s), peak memory "
@@ -1214,12 +1277,17 @@ def parse(argv: list[str]) -> Options:
     parser.add_argument("--skip-scale", action="store_true", help="no 1/12/48-partition runs")
     parser.add_argument("--heap-mb", type=int, default=MM2_HEAP_MB, help="MirrorMaker -Xmx")
     parser.add_argument(
-        "--runs", default="", help="only these main runs, e.g. charm-3,charm-3-tls (default: all)"
+        "--runs",
+        default="",
+        help="only these main runs, e.g. charm-3,charm-3-tls,throttle (default: all)",
     )
+    parser.add_argument("--skip-limits", action="store_true", help="no raw rates, no copy limit")
     args = parser.parse_args(argv)
     records = args.records or (QUICK_RECORDS if args.quick else FULL_RECORDS)
     runs = tuple(name.strip() for name in args.runs.split(",") if name.strip())
-    return Options(records, args.quick, not args.skip_scale, args.heap_mb, runs)
+    return Options(
+        records, args.quick, not args.skip_scale, args.heap_mb, runs, not args.skip_limits
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -58,6 +58,12 @@ class ServerTls(BaseModel):
         leaf = x509.load_pem_x509_certificate(self.chain.encode())  # the first in the file
         return hashlib.sha256(leaf.public_bytes(serialization.Encoding.DER)).hexdigest()
 
+    @property
+    def expires(self) -> float:
+        """When the unit's certificate expires, in seconds since the epoch."""
+        leaf = x509.load_pem_x509_certificate(self.chain.encode())
+        return leaf.not_valid_after_utc.timestamp()
+
 
 _END = "-----END CERTIFICATE-----"
 
