@@ -59,9 +59,12 @@ class ServerTls(BaseModel):
         return hashlib.sha256(leaf.public_bytes(serialization.Encoding.DER)).hexdigest()
 
     @property
-    def expires(self) -> float:
-        """When the unit's certificate expires, in seconds since the epoch."""
-        leaf = x509.load_pem_x509_certificate(self.chain.encode())
+    def expires(self) -> float | None:
+        """When the unit's certificate expires, in seconds since the epoch; None if unreadable."""
+        try:
+            leaf = x509.load_pem_x509_certificate(self.chain.encode())
+        except ValueError:
+            return None
         return leaf.not_valid_after_utc.timestamp()
 
 

@@ -4,9 +4,9 @@
 
 `scrape` and `parse` read a JMX exporter's `/metrics` over HTTP on loopback; `Scraper` does it
 in the background for the units' broker and MirrorMaker exporters, with the labels the charm's
-scrape jobs add (`juju_unit`, `kafka_service`), and keeps every scrape; `test_rules` runs the
-project's own promtool (built by `runtime/fetch.sh` into the cache) on a rules file and a test
-file made from them.
+scrape jobs add (`juju_unit`, `kafka_service`), and keeps every scrape; `run_promtool` runs
+the project's own promtool (built by `runtime/fetch.sh` into the cache), for instance on rule
+tests made from them.
 """
 
 from __future__ import annotations
@@ -146,12 +146,10 @@ def promtool(cache: Path | None = None) -> Path:
     return binary
 
 
-def run_rule_tests(
-    tests_file: Path, cache: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    """`promtool test rules` on a test file (which names its rule files); its outcome."""
+def run_promtool(*args: str, cache: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Promtool with these arguments (`test rules FILE`, `check rules FILE`); its outcome."""
     return subprocess.run(
-        [str(promtool(cache)), "test", "rules", str(tests_file)],
+        [str(promtool(cache)), *args],
         capture_output=True,
         text=True,
         timeout=300,
