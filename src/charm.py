@@ -18,9 +18,14 @@ from charmlibs.interfaces.tls_certificates import CertificateRequestAttributes
 from charmlibs.rollingops import OperationResult, RollingOpsManager, RollingOpsStatus
 
 import rolling
-from acls import grant_mirrormaker
+from acls import grant_mirrormaker, throttle_mirrormaker
 from admin import AdminError, KafkaAdmin
-from charms.kafka_k8s.v0.mirrormaker import Migration, TargetCluster
+from charms.kafka_k8s.v0.mirrormaker import (
+    InvalidOptionError,
+    Migration,
+    MigrationConfig,
+    TargetCluster,
+)
 from client_provider import ClientEndpoints, KafkaClients
 from cluster import ClusterState
 from config import BrokerConfig, InvalidConfigError
@@ -69,7 +74,12 @@ class KafkaK8sCharm(ops.CharmBase):
             clients=self.clients.access,
         )
         self.observability = Observability(
-            self, nodes=lambda: self.cluster.nodes, this_host=lambda: self.cluster.this_node.host
+            self,
+            nodes=lambda: self.cluster.nodes,
+            this_host=lambda: self.cluster.this_node.host,
+            migrating=lambda: self.migration.requested_state == "running",
+            storage=self.cluster.storage_bytes,
+            certificates=self.cluster.certificate_expiries,
         )
         # The library also handles secret-remove for every secret this application owns: it
         # removes the revision no unit reads any more, the internal credentials' too (a second
@@ -266,6 +276,7 @@ class KafkaK8sCharm(ops.CharmBase):
         settings = self._broker_settings()
         if settings is None:
             return
+        self.cluster.record_certificate_expiry(settings.tls.expires if settings.tls else None)
         if not self._apply(settings):
             return
         if not self.unit.is_leader() or not self.broker.is_ready():
@@ -278,6 +289,8 @@ class KafkaK8sCharm(ops.CharmBase):
                 grant_mirrormaker(
                     admin, sync_topic_acls=bool(self.config.get("mirrormaker-sync-topic-acls"))
                 )
+                self._throttle_mirrormaker(admin)
+                self._measure_storage(admin)
                 self._advance_rotation(admin, settings)
                 self.clients.reconcile(admin, endpoints)
         except AdminError as error:
@@ -306,6 +319,27 @@ class KafkaK8sCharm(ops.CharmBase):
         if must_restart and self.model.get_relation(RESTART_RELATION) is not None:
             self.restarts.request_async_lock(RESTART)
         return True
+
+    def _throttle_mirrormaker(self, admin: KafkaAdmin) -> None:
+        """On the leader: cap MirrorMaker's writes at `mirrormaker-throttle-mb-per-second`.
+
+        While the migration's options are invalid the quota stays as it is (the migration's
+        status names the option).
+        """
+        try:
+            config = MigrationConfig.from_options(self.config)
+        except InvalidOptionError:
+            return
+        throttle_mirrormaker(admin, config.throttle_mb_per_second, len(self.cluster.nodes))
+
+    def _measure_storage(self, admin: KafkaAdmin) -> None:
+        """On the leader: record each broker's data volume, for the storage alert rules."""
+        try:
+            sizes = admin.log_dir_bytes(node.node_id for node in self.cluster.nodes)
+        except AdminError as error:
+            logger.info("the brokers' storage was not measured: %s", error)
+            return
+        self.cluster.record_storage_bytes(sizes)
 
     def _write_internal_users(self, admin: KafkaAdmin, settings: BrokerSettings) -> None:
         """On the leader, once the cluster serves: write the internal users through the API.

@@ -327,6 +327,11 @@ class FakeKafka:
         self.config_changes: list[dict[str, str]] = []
         self.brokers = frozenset({0, 1, 2})
         self.under_replicated: tuple[str, ...] = ()
+        # Each user's producer_byte_rate quota, and every change of one.
+        self.quotas: dict[str, float] = {}
+        self.quota_changes: list[tuple[str, float | None]] = []
+        # Each broker's data volume, as DescribeLogDirs tells it.
+        self.storage_bytes = 10 * 1024**3
 
     def connect(self, bootstrap: str, username: str, password: str, **_: object) -> FakeKafka:
         self.logins.append((username, password))
@@ -408,6 +413,22 @@ class FakeKafka:
         self._answer()
         self.acls.pop(username, None)
 
+    def log_dir_bytes(self, brokers) -> dict[int, int]:
+        self._answer()
+        return dict.fromkeys(brokers, self.storage_bytes)
+
+    def producer_byte_rate(self, username: str) -> float | None:
+        self._answer()
+        return self.quotas.get(username)
+
+    def set_producer_byte_rate(self, username: str, rate: float | None) -> None:
+        self._answer()
+        self.quota_changes.append((username, rate))
+        if rate is None:
+            self.quotas.pop(username, None)
+        else:
+            self.quotas[username] = rate
+
 
 RUNNING_CONNECTORS = (
     _connectors.ConnectorState(connector="MirrorCheckpointConnector", state="RUNNING"),
@@ -457,6 +478,8 @@ class FakeClusters:
         # The users' quotas on the source, and the parts of the ACL answers a user may not read.
         self.quotas: dict[str, dict[str, float]] = {}
         self.unreadable: dict[str, str] = {}
+        # The connectors whose failed tasks Connect was asked to restart, one list per request.
+        self.restart_requests: list[list[str]] = []
         self.missing_rights: list[str] = []
         self.rights_checked: list[tuple[list[str], bool, bool]] = []
         self.unreachable: set[str] = set()
@@ -564,6 +587,11 @@ class FakeClient:
         self._answer()
         assert source_alias == "source"
         return self.clusters.connectors
+
+    def request_restarts(self, source_alias: str, connectors: Collection[str]) -> None:
+        self._answer()
+        assert (self.role, source_alias) == ("target", "source")
+        self.clusters.restart_requests.append(sorted(connectors))
 
     def missing_rights(
         self, topics: Collection[str], *, groups: bool = False, acls: bool = False

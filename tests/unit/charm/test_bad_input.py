@@ -276,6 +276,11 @@ CASES = [
     pytest.param(config(mirrormaker_heap_mb=100), config_changed, "mirrormaker-heap-mb: input"),
     pytest.param(config(mirrormaker_heap_mb=70000), start, "invalid config mirrormaker-heap-mb"),
     pytest.param(
+        config(mirrormaker_throttle_mb_per_second=-1),
+        start,
+        "invalid config mirrormaker-throttle-mb-per-second",
+    ),
+    pytest.param(
         config(mirrormaker_source_role="owner"),
         config_changed,
         "mirrormaker-source-role: input should be 'consumer' or 'admin'",

@@ -490,6 +490,7 @@ def test_migration_status_as_a_table(ctx, clusters):
     _, results = migration_status(ctx, running(), format="table")
     assert set(results) == {
         "requested",
+        "restarts",
         "summary",
         "ready-for-cutover",
         "reasons",

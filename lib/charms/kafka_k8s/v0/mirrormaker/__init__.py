@@ -12,7 +12,8 @@ The source is either the `migration-source` relation (interface `kafka_client`, 
 `mirrormaker-source-bootstrap-servers` option plus a Juju user secret in
 `mirrormaker-source-credentials` (keys `username`, `password`, optional `sasl-mechanism`,
 `security-protocol`, `ca`). The actions `start-migration` (with `dry-run`), `stop-migration`,
-`migration-status`, `switch-group` and `finish-migration` work from any unit: a request goes into
+`migration-status`, `switch-group`, `finish-migration` and `restart-mirrormaker` work from any
+unit: a request goes into
 the acting unit's peer databag, and every unit follows the newest request it sees.
 
 The cutover: while a migration is requested and not finished, the topics it copies into are
@@ -73,6 +74,7 @@ config:
     mirrormaker-heap-mb: {type: int}
     mirrormaker-source-role: {type: string, default: consumer}
     mirrormaker-fence-target: {type: boolean, default: true}
+    mirrormaker-throttle-mb-per-second: {type: int, default: 0}
 actions:
   start-migration:
     params: {dry-run: {type: boolean, default: false}, force: {type: boolean, default: false}}
@@ -88,6 +90,8 @@ actions:
     required: [group]
   finish-migration:
     params: {force: {type: boolean, default: false}, cleanup: {type: boolean, default: false}}
+  restart-mirrormaker:
+    params: {all: {type: boolean, default: false}}
 ```
 
 (kafka-k8s's own `charmcraft.yaml` has the same entries with their descriptions.) The host
@@ -143,6 +147,12 @@ class KafkaCharm(ops.CharmBase):
         event.add_status(ops.ActiveStatus())
 ```
 
+A MirrorMaker connector or task that fails inside a running node restarts by itself: the leader
+asks Kafka Connect to restart it one minute after it failed, then 2, 4, ... up to 60 minutes,
+at most 8 times a day; past that the status blocks with the error and `restart-mirrormaker`
+(after fixing the cause) starts again. `MigrationConfig.throttle_mb_per_second` is the host's to
+apply: kafka-k8s sets it as a `producer_byte_rate` quota on its MirrorMaker user.
+
 While MirrorMaker runs, the status says how far the migration is ("migrating from old: 5 topics,
 lag 1,204 records", "in sync with old: ready for cutover") or what is wrong (a cluster that does
 not answer or refuses the login, a failed MirrorMaker task). `reconcile()` computes it with
@@ -159,7 +169,8 @@ comma-separated string is accepted too). `unit_host` is an address the other uni
 that MirrorMaker can bind its REST listener to (`listeners=http://<unit_host>:8083`).
 
 What the library keeps in the host's model: the unit keys `mirrormaker-request`,
-`mirrormaker-state` and `mirrormaker-topics` in the peer relation's unit databags, and the
+`mirrormaker-state`, `mirrormaker-topics` and `mirrormaker-restarts` in the peer relation's unit
+databags, and the
 StoredState handle `mirrormaker-migration`. MirrorMaker's metrics are served on
 `MirrorMakerWorkload.metrics_port` (9099): add `*:9099` to the host's scrape jobs. On
 Kubernetes no port needs opening for the units to reach each other.

@@ -10,6 +10,7 @@ a client is made (at DEBUG they log the SASL password).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -20,7 +21,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
-from kafka import KafkaAdminClient, KafkaConsumer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka import errors as kafka_errors
 from kafka.admin import (
     ACL,
@@ -398,10 +399,12 @@ class _Connections:
 
 
 class ClusterClient(_Connections):
-    """Read-only queries against one cluster with kafka-python, each bounded by a timeout.
+    """Queries against one cluster with kafka-python, each bounded by a timeout.
 
     Topics and offsets come from a consumer that joins no group, the rest from the admin
     client. The client connects at its first query and keeps its connections until `close()`.
+    It writes one thing only, on the target: Kafka Connect's request to restart MirrorMaker's
+    failed connectors and tasks (`request_restarts`).
     """
 
     def __enter__(self) -> ClusterClient:
@@ -709,11 +712,49 @@ class ClusterClient(_Connections):
             f"mm2-configs.{source_alias}.internal",
             f"mm2-status.{source_alias}.internal",
         )
-        latest = self._read_compacted((configs, statuses))
-        return connector_states(latest[configs], latest[statuses])
+        latest, times = self._read_compacted((configs, statuses))
+        return connector_states(latest[configs], latest[statuses], times[statuses])
 
-    def _read_compacted(self, topics: Sequence[str]) -> dict[str, dict[str, bytes | None]]:
+    def request_restarts(self, source_alias: str, connectors: Collection[str]) -> None:
+        """Ask Kafka Connect to restart the failed connectors and tasks of these connectors.
+
+        Writes the record Connect's own REST API writes for `POST /connectors/NAME/restart?
+        includeTasks=true&onlyFailed=true` (KIP-745) into the flow's config topic: every node
+        of the flow reads it and restarts the failed connector and tasks it runs, where they
+        run, without a rebalance. Dedicated MirrorMaker serves no such REST resource (its
+        internal server takes only task configs and zombie fencing, signed by the flow's
+        session key), and records the flow as every task's worker, so only this request
+        reaches a failed task wherever it runs. A node reads the requests written while it runs
+        only, not those written before it started. The MirrorMaker user may write every topic.
+
+        Raises:
+            ClusterUnreachableError: if the target does not take the records in time.
+        """
+        topic = f"mm2-configs.{source_alias}.internal"
+        request = json.dumps({"include-tasks": True, "only-failed": True}).encode()
+        quiet_kafka_logs()
+        with self._failures.listening():
+            try:
+                producer = KafkaProducer(
+                    **self._config, acks="all", max_block_ms=int(self.timeout * 1000)
+                )
+            except QUERY_ERRORS as error:
+                raise self.unreachable(error) from None
+            try:
+                for connector in sorted(connectors):
+                    key = f"restart-connector-{connector}".encode()
+                    producer.send(topic, key=key, value=request).get(timeout=self.timeout)
+            except QUERY_ERRORS as error:
+                raise self.unreachable(error) from None
+            finally:
+                producer.close(timeout=1)
+
+    def _read_compacted(
+        self, topics: Sequence[str]
+    ) -> tuple[dict[str, dict[str, bytes | None]], dict[str, dict[str, float]]]:
         """The latest value of each key of compacted topics; a topic that does not exist is empty.
+
+        Also when each value was written (the record's timestamp, in seconds since the epoch).
 
         All partitions are read at once, from their beginning up to the end offsets they had
         when the reading began (read committed).
@@ -724,6 +765,7 @@ class ClusterClient(_Connections):
         """
         deadline = time.monotonic() + self.timeout + 5
         latest: dict[str, dict[str, bytes | None]] = {topic: {} for topic in topics}
+        times: dict[str, dict[str, float]] = {topic: {} for topic in topics}
         described = self._ask(lambda admin: admin.describe_topics(list(topics)))
         found = {
             topic["name"]: len(topic["partitions"])
@@ -738,7 +780,7 @@ class ClusterClient(_Connections):
             if end > 0
         }
         if not pending:
-            return latest
+            return latest, times
         config = {
             **self._config,
             "group_id": None,
@@ -762,6 +804,7 @@ class ClusterClient(_Connections):
                         for record in records:
                             key = (record.key or b"").decode(errors="replace")
                             latest[partition.topic][key] = record.value
+                            times[partition.topic][key] = record.timestamp / 1000
                     pending = {
                         partition: end
                         for partition, end in pending.items()
@@ -771,4 +814,4 @@ class ClusterClient(_Connections):
                 raise self.unreachable(error) from None
             finally:
                 consumer.close(autocommit=False, timeout_ms=1000)
-        return latest
+        return latest, times

@@ -3,26 +3,28 @@
 """The host charm's object: it routes the host's reconcile and the actions to the modules.
 
 Reading Juju is done by `_source` (the source cluster), `_peers` (requests and unit states),
-`_fence` (the fenced topics), `_summary` (the stored status) and `_acls` (the copied ACLs'
-record); the work by `_service` (MirrorMaker in its container), `_queries` and `_report`
-(migration-status), `_access` (its access report), `_preflight` (dry-run), `_switch`
-(switch-group) and `_cutover` (finish-migration). The host's client users and the operator's map
-of their identities come from the host (`clients`).
+`_fence` (the fenced topics), `_summary` (the stored status), `_acls` (the copied ACLs' record)
+and `_restarts` (the restarts of failed tasks); the work by `_service` (MirrorMaker in its
+container), `_queries` and `_report` (migration-status), `_access` (its access report),
+`_restarts` (restarting failed tasks), `_preflight` (dry-run), `_switch` (switch-group) and
+`_cutover` (finish-migration). The host's client users and the operator's map of their
+identities come from the host (`clients`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import ops
 from pydantic import ValidationError
 
-from . import _cutover, _switch
+from . import _cutover, _queries, _restarts, _switch
 from ._access import access_report, access_results
 from ._acls import AclCopies, copy_acls
 from ._clients import CLIENT_TIMEOUT, STATUS_TIMEOUT
+from ._connectors import ConnectorState
 from ._display import report_results, switch_results
 from ._errors import (
     ClusterUnreachableError,
@@ -36,13 +38,14 @@ from ._options import MigrationConfig, MirrorMakerSettings, MirrorMakerWorkload,
 from ._peers import PeerData, RequestedState, UnitState, exactly_once_for
 from ._preflight import dry_run
 from ._queries import migration_report
-from ._report import QUIET_SECONDS, unknown_results
+from ._report import QUIET_SECONDS, Shown, unknown_results
+from ._restarts import Restarts
 from ._rights import AclBinding
 from ._service import MirrorMakerService
 from ._source import SourceReader
 from ._summary import StatusSummary
 from ._switch import Clients, SwitchRefusedError
-from ._text import clip
+from ._text import clip, plural
 
 logger = logging.getLogger(__name__)
 
@@ -60,11 +63,13 @@ class _MigrationEvents(ops.ObjectEvents):
 class Migration(ops.Object):
     """The migration of a source cluster into the host charm's cluster.
 
-    It handles `start-migration`, `stop-migration`, `migration-status`, `switch-group` and
-    `finish-migration` itself, and requests credentials on the source relation. The host calls
-    `reconcile()` from its reconcile and shows `status()` in collect-status. While MirrorMaker
-    runs, `reconcile()` also queries both clusters (bounded by `STATUS_TIMEOUT` per query) and
-    keeps the summary in a stored state, so `status()` never queries a cluster.
+    It handles `start-migration`, `stop-migration`, `migration-status`, `switch-group`,
+    `finish-migration` and `restart-mirrormaker` itself, and requests credentials on the
+    source relation. The host calls `reconcile()` from its reconcile and shows `status()` in
+    collect-status. While MirrorMaker runs, `reconcile()` also queries both clusters (bounded
+    by `STATUS_TIMEOUT` per query) and keeps the summary in a stored state, so `status()` never
+    queries a cluster. On the leader it also restarts MirrorMaker's failed connectors and
+    tasks, with backoff (`_restarts`).
 
     While a migration is requested and not finished, `fenced_topics()` names the target topics
     no client of the host may write: the host withholds their WRITE from its client users, and
@@ -103,6 +108,8 @@ class Migration(ops.Object):
         """
         super().__init__(charm, "mirrormaker-migration")
         self.summary = StatusSummary(self._stored)
+        # The `restart-mirrormaker all=true` request this unit followed last (-1: none seen yet).
+        self._stored.set_default(followed_restart=-1.0)
         # The status queries run once per hook, however often the host reconciles in it.
         self._refreshed = False
         self.charm = charm
@@ -113,6 +120,7 @@ class Migration(ops.Object):
         self.fence = Fence(charm.model, self.peers)
         self.copies = AclCopies(self.peers)
         self.clients = clients
+        self.restarts = Restarts(self.peers)
         self.sources = SourceReader(charm, source_relation)
         self.requirer = self.sources.requirer
         framework = charm.framework
@@ -121,6 +129,7 @@ class Migration(ops.Object):
         framework.observe(charm.on["migration-status"].action, self._on_migration_status)
         framework.observe(charm.on["switch-group"].action, self._on_switch_group)
         framework.observe(charm.on["finish-migration"].action, self._on_finish_migration)
+        framework.observe(charm.on["restart-mirrormaker"].action, self._on_restart_mirrormaker)
 
     # Reading the model -------------------------------------------------------------------------
 
@@ -228,6 +237,7 @@ class Migration(ops.Object):
             else:
                 try:
                     self.service.run(settings)
+                    self._follow_restart_request()
                 except ops.pebble.ChangeError:
                     logger.warning("MirrorMaker did not start; Pebble retries it")
                 self._copy_topic_acls(settings)
@@ -261,9 +271,41 @@ class Migration(ops.Object):
         if self._refreshed:
             return
         self._refreshed = True
-        selected = self.summary.refresh(settings, self._live_unit_states())
+        selected = self.summary.refresh(
+            settings, self._live_unit_states(), lambda states: self._watch(settings, states)
+        )
         if selected is not None:
             self.peers.publish_topics(selected)
+
+    def _watch(
+        self, settings: MirrorMakerSettings, states: Sequence[ConnectorState]
+    ) -> Shown | None:
+        """How failed connectors and tasks show; on the leader, restart them when due."""
+        if not any(state.state == "FAILED" for state in states):
+            return None
+        log = self.restarts.log()
+        shown, after = _restarts.watch(
+            settings.target,
+            states,
+            log,
+            self.restarts.policy,
+            _queries.now(),
+            act=self.model.unit.is_leader(),
+        )
+        if after != log:
+            self.restarts.record(after)
+        return shown
+
+    def _follow_restart_request(self) -> None:
+        """Restart MirrorMaker once for a `restart-mirrormaker all=true` this unit has not seen.
+
+        A unit that never looked before (a new unit) takes the newest request as seen.
+        """
+        requested = self.restarts.log().everyone
+        followed = self._stored.followed_restart
+        self._stored.followed_restart = max(requested, followed)
+        if 0 <= followed < requested and self.service.restart():
+            logger.info("restarted MirrorMaker, as restart-mirrormaker all=true asked")
 
     def status(self) -> ops.StatusBase | None:
         """The status to show for the migration, or `None` when there is nothing to say."""
@@ -296,12 +338,29 @@ class Migration(ops.Object):
             return ops.MaintenanceStatus(f"starting MirrorMaker to migrate from {source.name}")
         if (shown := self.summary.shown()) is None:
             return ops.ActiveStatus(f"migrating from {source.name}")
+        return self._summary_status(shown, fence)
+
+    def _summary_status(self, shown: Shown, fence: str) -> ops.StatusBase:
+        """The stored summary as a status; an active one counts today's restarts and the fence."""
         kind, message = shown
         if kind == "blocked":
             return ops.BlockedStatus(message)
+        if kind == "maintenance":
+            return ops.MaintenanceStatus(message)
+        log = self.restarts.log()
+        if log.times and (restarts := len(log.today(_queries.now()))):
+            message += f"; {plural(restarts, 'MirrorMaker restart')} today"
         return ops.ActiveStatus(clip(f"{message}; {fence}" if fence else message))
 
     # Actions -----------------------------------------------------------------------------------
+
+    def _settings_for(self, event: ops.ActionEvent) -> MirrorMakerSettings | None:
+        """This unit's settings, or None with the action failed saying what is wrong."""
+        try:
+            return self.settings()
+        except MigrationError as error:
+            event.fail(error.message)
+            return None
 
     def _on_start_migration(self, event: ops.ActionEvent) -> None:
         if event.params.get("dry-run", False):
@@ -389,7 +448,9 @@ class Migration(ops.Object):
                 }
             )
             return
-        requested = {"requested": self.requested_state}
+        log = self.restarts.log()
+        restarts = log.results(_queries.now() if log.times else 0.0, self.restarts.policy)
+        requested = {"requested": self.requested_state, "restarts": json.dumps(restarts)}
         try:
             settings = self.settings()
         except MigrationError as error:
@@ -466,10 +527,7 @@ class Migration(ops.Object):
         if self.peers.newest().seq == 0 or self.peers.relation is None:
             event.fail("no migration to finish: start-migration was never run; nothing changed")
             return
-        try:
-            settings = self.settings()
-        except MigrationError as error:
-            event.fail(error.message)
+        if (settings := self._settings_for(event)) is None:
             return
         clients = Clients.of(settings.source, settings.target, CLIENT_TIMEOUT)
         try:
@@ -532,3 +590,41 @@ class Migration(ops.Object):
                 f"({error.message}): the host revokes them from its users"
             )
         return f"removed {len(removed)}"
+
+    def _on_restart_mirrormaker(self, event: ops.ActionEvent) -> None:
+        everyone = bool(event.params.get("all", False))
+        if self.requested_state != "running":
+            event.fail("no migration runs, so MirrorMaker runs on no unit: start-migration")
+            return
+        if (settings := self._settings_for(event)) is None:
+            return
+        now = _queries.now()
+        results: dict[str, str] = {}
+        try:
+            failed = _restarts.restart_failed(settings.target, timeout=CLIENT_TIMEOUT)
+            results["restarted-tasks"] = json.dumps([state.name for state in failed])
+        except ClusterUnreachableError as error:
+            results["restarted-tasks"] = json.dumps([])
+            results["tasks-not-restarted"] = error.message
+        cleared = {"cleared": now, **({"everyone": now} if everyone else {})}
+        self.restarts.record(self.restarts.log().model_copy(update=cleared))
+        if everyone:
+            self._stored.followed_restart = now
+        restarted = self.service.restart()
+        unit = self.model.unit.name
+        this = (
+            "restarted" if restarted else f"not restarted: MirrorMaker is {self.service.state()}"
+        )
+        others = " every other unit restarts its own as it sees the request;" if everyone else ""
+        event.set_results(
+            {
+                **results,
+                "this-unit": this,
+                "all": str(everyone).lower(),
+                "message": (
+                    f"MirrorMaker on {unit} {this};{others} Connect restarts the failed "
+                    "connectors and tasks where they run; the daily count of automatic restarts "
+                    "starts anew"
+                ),
+            }
+        )

@@ -214,6 +214,10 @@ class MigrationConfig(BaseModel):
         default="consumer", validation_alias="mirrormaker-source-role"
     )
     fence_target: bool = Field(default=True, validation_alias="mirrormaker-fence-target")
+    # MiB/s; the host applies it as a quota on its MirrorMaker user (0: no cap).
+    throttle_mb_per_second: int = Field(
+        default=0, ge=0, le=1_000_000, validation_alias="mirrormaker-throttle-mb-per-second"
+    )
 
     _split_lists = field_validator(
         "source_bootstrap_servers",

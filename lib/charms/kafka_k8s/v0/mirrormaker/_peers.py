@@ -138,7 +138,8 @@ class PeerData:
         units = [self.model.unit, *relation.units]
         return {unit: value for unit in units if (value := relation.data[unit].get(key))}
 
-    def _write(self, key: str, raw: str) -> None:
+    def write(self, key: str, raw: str) -> None:
+        """Set `key` in this unit's databag, unless it holds `raw` already (or no relation is)."""
         relation = self.relation
         if relation is not None and relation.data[self.model.unit].get(key) != raw:
             relation.data[self.model.unit][key] = raw
@@ -146,10 +147,6 @@ class PeerData:
     def unit_values(self, key: str) -> dict[ops.Unit, str]:
         """Each unit's value of `key` in its own databag, where it is set."""
         return self._unit_data(key)
-
-    def write(self, key: str, raw: str) -> None:
-        """Set `key` in this unit's databag, unless it holds that value already."""
-        self._write(key, raw)
 
     def requests(self) -> list[MigrationRequest]:
         """The request every unit recorded."""
@@ -210,19 +207,19 @@ class PeerData:
 
     def publish_topics(self, names: Iterable[str]) -> None:
         """Publish the target topics this unit saw the migration select (the fence's list)."""
-        self._write(TOPICS_KEY, json.dumps(sorted(set(names))))
+        self.write(TOPICS_KEY, json.dumps(sorted(set(names))))
 
     def publish_state(self, service: str, mode: ExactlyOnceSupport | None) -> None:
         """Publish this unit's MirrorMaker state; its exactly-once mode stays if `mode` is None."""
         previous = self.unit_states().get(self.model.unit, UnitState())
         state = UnitState(service=service, exactly_once=mode or previous.exactly_once)
-        self._write(STATE_KEY, state.model_dump_json(by_alias=True))
+        self.write(STATE_KEY, state.model_dump_json(by_alias=True))
 
     def follow_newest(self) -> MigrationRequest:
         """The newest request, copied into this unit's databag so it outlives its author."""
         request = self.newest()
         if request.seq > 0:
-            self._write(REQUEST_KEY, request.raw())
+            self.write(REQUEST_KEY, request.raw())
         return request
 
     def record(
