@@ -261,7 +261,9 @@ class KafkaK8sCharm(ops.CharmBase):
         current = self.refresh.refresh
         if current is None or not current.in_progress or current.next_unit_allowed_to_refresh:
             return
-        if not current.workload_allowed_to_start or not self.broker.is_ready():
+        if not current.workload_allowed_to_start or not self.broker.can_connect():
+            return
+        if not self.broker.is_ready():
             return
         settings = self._broker_settings()
         if settings is None:

@@ -16,6 +16,7 @@ import dataclasses
 import json
 
 import charm_refresh
+import httpx
 import ops
 import pytest
 from ops import testing
@@ -74,6 +75,17 @@ def test_the_next_unit_goes_once_broker_partitions_and_mirrormaker_are_back(
     assert healthy.get_container("kafka").service_statuses["mirrormaker"] == (
         ops.pebble.ServiceStatus.ACTIVE
     )
+
+
+def test_mid_refresh_a_pod_whose_container_does_not_answer_waits(ctx, refreshing):
+    state, _ = serving(ctx)
+    refreshing.in_progress = True
+    gone = dataclasses.replace(state.get_container("kafka"), can_connect=False)
+
+    out = ctx.run(ctx.on.update_status(), dataclasses.replace(state, containers={gone}))
+
+    assert out.unit_status == testing.WaitingStatus("waiting for the kafka container")
+    assert refreshing.allowed_next == []
 
 
 @pytest.mark.parametrize(
@@ -203,3 +215,18 @@ def test_without_its_peer_relation_or_on_a_departing_unit_the_charm_runs_without
 
     assert opened.refresh is None and not opened.untrusted and opened.workload_allowed
     assert opened.unit_status() is None and opened.quiet_status(running=True) is None
+
+
+def test_a_kubernetes_api_that_does_not_answer_fails_no_hook_and_is_said(monkeypatch):
+    monkeypatch.chdir(REPO)
+
+    def unreachable(_specific):
+        raise httpx.ConnectError("connection refused")
+
+    monkeypatch.setattr(charm_refresh, "Kubernetes", unreachable)
+    opened = OPEN_REFRESH(lambda: None, lambda: False)
+
+    assert opened.refresh is None and opened.workload_allowed
+    assert opened.unit_status() == ops.MaintenanceStatus(
+        "charm-refresh: Kubernetes' API did not answer: connection refused"
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
+from kafka import errors as kafka_errors
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from pydantic import BaseModel, ConfigDict
 
@@ -65,9 +66,13 @@ class CapacityClient(ClusterClient):
         names = sorted(topics)
         described = self._ask(lambda admin: admin.describe_topics(names))
         resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
-        configs = self._ask(
-            lambda admin: admin.describe_configs(resources, config_filter="all")
-        ).get("topic", {})
+        try:
+            answer = self._answer(
+                lambda admin: admin.describe_configs(resources, config_filter="all")
+            )
+        except QUERY_ERRORS:
+            answer = {}  # a user that may not describe them: the missing-rights line says so
+        configs = answer.get("topic", {})
         sizes = self._log_dir_sizes(names)
         details = {}
         for topic in described:
@@ -158,7 +163,14 @@ class CapacityClient(ClusterClient):
             NewTopic(name, partitions, replicas, topic_configs=dict(configs))
             for name, (partitions, replicas, configs) in topics.items()
         ]
-        self._ask(lambda admin: admin.create_topics(new))
+        try:
+            self._answer(lambda admin: admin.create_topics(new))
+        except kafka_errors.TopicAlreadyExistsError:
+            # MirrorMaker made some meanwhile (a migration started before): raise their limits.
+            limits = {name: int(c["max.message.bytes"]) for name, (_, _, c) in topics.items()}
+            self.set_record_limits(limits)
+        except QUERY_ERRORS as error:
+            raise self.unreachable(error) from None
 
     def set_record_limits(self, limits: Mapping[str, int]) -> None:
         """Set `max.message.bytes` of existing topics (IncrementalAlterConfigs).
