@@ -295,12 +295,7 @@ class KafkaK8sCharm(ops.CharmBase):
                 health = admin.cluster_health()
         except AdminError:
             return "Cluster does not answer admin requests"
-        missing = {node.node_id for node in self.cluster.nodes} - health.brokers
-        if missing:
-            return f"Brokers {', '.join(map(str, sorted(missing)))} not registered"
-        if not health.in_sync:
-            return f"{len(health.under_replicated)} partitions under-replicated"
-        return None
+        return refresh.pre_refresh_problem(health, (node.node_id for node in self.cluster.nodes))
 
     def _rotating(self) -> bool:
         credentials = self.cluster.credentials

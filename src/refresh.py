@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import charm_refresh
 import httpx
@@ -64,6 +64,21 @@ def next_unit_may_refresh(
         return f"{lagging} partitions are not back in sync"
     if mirrormaker is not None and mirrormaker != "active":
         return f"its MirrorMaker is {mirrormaker}, not running again"
+    return None
+
+
+def pre_refresh_problem(health: ClusterHealth, node_ids: Iterable[int]) -> str | None:
+    """What stands in the way of a refresh before it starts, as charm-refresh shows it (64 chars).
+
+    Args:
+        health: the cluster as the admin client sees it now.
+        node_ids: every unit's broker.
+    """
+    missing = sorted(set(node_ids) - health.brokers)
+    if missing:
+        return f"Brokers {', '.join(map(str, missing))} not registered"
+    if not health.in_sync:
+        return f"{len(health.under_replicated)} partitions under-replicated"
     return None
 
 

@@ -145,6 +145,30 @@ def test_without_trust_the_charm_leaves_the_app_status_to_charm_refresh(ctx, etc
 # --- what charm-refresh asks of kafka-k8s ----------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("brokers", "lagging", "problem"),
+    [
+        ({0, 2}, (), "Brokers 1 not registered"),
+        ({0, 1, 2}, ("orders-3",), "1 partitions under-replicated"),
+        ({0, 1, 2}, (), None),
+    ],
+)
+def test_a_refresh_starts_only_on_a_cluster_whose_brokers_are_all_in(brokers, lagging, problem):
+    health = ClusterHealth(brokers=frozenset(brokers), under_replicated=lagging)
+    assert refresh.pre_refresh_problem(health, [0, 1, 2]) == problem
+
+
+def test_the_leaders_check_asks_the_cluster(ctx, kafka):
+    state, _ = serving(ctx)
+    kafka.under_replicated = ("orders-0", "orders-1")
+
+    with ctx(ctx.on.update_status(), state) as manager:
+        manager.run()
+        problem = manager.charm._refresh_checks()
+
+    assert problem == "2 partitions under-replicated"
+
+
 @pytest.fixture
 def specific(monkeypatch) -> refresh.KafkaRefresh:
     monkeypatch.chdir(REPO)  # charm-refresh reads refresh_versions.toml from the charm's root
