@@ -56,13 +56,18 @@ class KafkaK8sCharm(ops.CharmBase):
         workload = Workload()
         self.cluster = ClusterState(self)
         self.broker = KafkaWorkload(self.unit.get_container(CONTAINER), workload)
-        self.clients = KafkaClients(self, fenced=lambda: self.migration.fenced_topics())
+        self.clients = KafkaClients(
+            self,
+            fenced=lambda: self.migration.fenced_topics(),
+            copied=lambda: self.migration.copied_acls(),
+        )
         self.migration = Migration(
             self,
             target=self._migration_target,
             unit_host=lambda: self.cluster.this_node.host,
             container=CONTAINER,
             workload=workload.mirrormaker(),
+            clients=self.clients.access,
         )
         self.observability = Observability(
             self, nodes=lambda: self.cluster.nodes, this_host=lambda: self.cluster.this_node.host
@@ -440,18 +445,14 @@ class KafkaK8sCharm(ops.CharmBase):
         if first := self.refresh.unit_status():
             event.add_status(first)  # charm-refresh's comes before every other
             return
-        if self._problem is None and not self.broker.can_connect():
-            self._problem = ops.WaitingStatus("waiting for the kafka container")
-        if self._problem is None and self._broker_settings() is not None:
-            if not self.broker.is_running():
-                self._problem = ops.MaintenanceStatus("starting the broker")
-            elif not self.broker.is_ready():
-                self._problem = ops.WaitingStatus("waiting for the broker to accept clients")
+        self._find_broker_problem()
         # What TLS and external access wait for comes first: it outlasts a broker's start.
         for status in (*self._tls_statuses(), *self._external_statuses()):
             event.add_status(status)
         if self._problem is not None:
             event.add_status(self._problem)
+        if identities := self.clients.identities_problem:
+            event.add_status(ops.BlockedStatus(identities))
         if self._rotation is not None:
             event.add_status(self._rotation)
         if self.restarts.state.status in (RollingOpsStatus.WAITING, RollingOpsStatus.GRANTED):
@@ -464,6 +465,16 @@ class KafkaK8sCharm(ops.CharmBase):
         if quiet := self.refresh.quiet_status(running=running):
             event.add_status(quiet)  # before the role, which is always said
         event.add_status(ops.ActiveStatus(self._role_message()))
+
+    def _find_broker_problem(self) -> None:
+        """Unless the hook found a problem: what the broker waits for, in `_problem`."""
+        if self._problem is None and not self.broker.can_connect():
+            self._problem = ops.WaitingStatus("waiting for the kafka container")
+        if self._problem is None and self._broker_settings() is not None:
+            if not self.broker.is_running():
+                self._problem = ops.MaintenanceStatus("starting the broker")
+            elif not self.broker.is_ready():
+                self._problem = ops.WaitingStatus("waiting for the broker to accept clients")
 
     def _tls_rejected(self, *, serving: bool) -> ops.StatusBase | None:
         """What is wrong with the certificate the provider sent for this unit, if anything."""
@@ -530,6 +541,11 @@ class KafkaK8sCharm(ops.CharmBase):
             return
         for relation_id, error in sorted(self.clients.errors.items()):
             event.add_status(ops.BlockedStatus(f"kafka-client relation {relation_id}: {error}"))
+        if identities := self.clients.identities_problem:
+            event.add_status(ops.BlockedStatus(identities))
+        # The operator's map of client identities, before the migration's own active status.
+        if mapped := self.clients.access().summary():
+            event.add_status(ops.ActiveStatus(mapped))
         if migration := self.migration.status():
             event.add_status(migration)
         event.add_status(ops.ActiveStatus())

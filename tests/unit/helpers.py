@@ -13,7 +13,8 @@
 - The migration report without clusters: `snapshot` and `report` (an in-sync migration of
   `orders`, judged by `build_report`), `offsets`, `RUNNING` connectors and a failed task's `TRACE`.
 - Fakes: `FakeKafka` for the charm's admin, `FakeClusters` and `FakeClient` for the library's
-  `ClusterClient`, `FakeLogs` for its `LogClient`; `conftest.py` installs them as fixtures.
+  `ClusterClient` (topics, offsets, groups, ACLs and quotas), `FakeLogs` for its `LogClient`;
+  `conftest.py` installs them as fixtures.
   `record`, `source_log` and `copies` build logs the way MirrorMaker copies them.
 - `load_properties`, a reader of `.properties` files that follows `java.util.Properties.load`,
   and `resolve_references`, which resolves `${file:PATH:KEY}` as Kafka's `FileConfigProvider`.
@@ -482,7 +483,10 @@ class FakeClusters:
         self.clock = 1_000_000.0
         self.tick = 60.0
         self.connectors = list(RUNNING_CONNECTORS)
-        self.acls: dict[str, list[_clients.TopicAcl]] = {"source": [], "target": []}
+        self.acls: dict[str, list[mm.AclBinding]] = {"source": [], "target": []}
+        # The users' quotas on the source, and the parts of the ACL answers a user may not read.
+        self.quotas: dict[str, dict[str, float]] = {}
+        self.unreadable: dict[str, str] = {}
         self.missing_rights: list[str] = []
         self.rights_checked: list[tuple[list[str], bool, bool]] = []
         # What the preflight reads (`_capacity`): per role, details beyond the partitions of
@@ -607,8 +611,15 @@ class FakeClient:
         self.clusters.rights_checked.append((sorted(topics), groups, acls))
         return list(self.clusters.missing_rights)
 
-    def topic_acls(self) -> list[_clients.TopicAcl]:
+    def _readable(self, what: str) -> None:
+        if what in self.clusters.unreadable:
+            raise ClusterUnreachableError(
+                f"{self.role} cluster at h:1 refused the request: {self.clusters.unreadable[what]}"
+            )
+
+    def acls(self) -> list[mm.AclBinding]:
         self._answer()
+        self._readable("acls")
         return list(self.clusters.acls[self.role])
 
     def topic_details(self, topics: Collection[str]) -> dict[str, _capacity.TopicDetails]:
@@ -645,11 +656,22 @@ class FakeClient:
         self._answer()
         self.clusters.raised.update(limits)
 
-    def create_topic_acls(self, acls: Sequence[_clients.TopicAcl]) -> None:
+    def create_acls(self, acls: Sequence[mm.AclBinding]) -> None:
         self._answer()
+        self._readable("create_acls")
         self.clusters.acls[self.role] += [
             a for a in acls if a not in self.clusters.acls[self.role]
         ]
+
+    def delete_acls(self, acls: Sequence[mm.AclBinding]) -> None:
+        self._answer()
+        self._readable("delete_acls")
+        self.clusters.acls[self.role] = [a for a in self.clusters.acls[self.role] if a not in acls]
+
+    def client_quotas(self) -> dict[str, dict[str, float]]:
+        self._answer()
+        self._readable("quotas")
+        return {user: dict(quotas) for user, quotas in self.clusters.quotas.items()}
 
 
 # A reader of the .properties format, following java.util.Properties.load ----------------------

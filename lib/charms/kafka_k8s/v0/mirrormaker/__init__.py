@@ -29,6 +29,15 @@ MirrorMaker's offset syncs, both clusters' records are matched by content, so a 
 reads every record it had not read on the source and none it had. `finish-migration` stops
 MirrorMaker, switches every group, lifts the fence and records the finished migration.
 
+Applications keep their identity: the host passes its client users and the operator's map of
+what each application was on the source (`ClientAccess`: its user there, its consumer groups and
+transactional ids; `parse_client_identities` reads and checks such a map). Each switched group
+then names the client users that may resume it; with `mirrormaker-sync-topic-acls` the leader
+copies the ALLOW topic ACLs of each mapped source user under its client user's name (never a
+DENY, `User:*` or MirrorMaker's user), records them (`copied_acls()`) and `finish-migration
+cleanup=true` removes them; `migration-status format=access` lists each source user's ACLs and
+quotas beside what its client user here will lack.
+
 ## Adopting it
 
 Copy this folder, whole, to `lib/charms/kafka_k8s/v0/mirrormaker/`: its modules, its
@@ -76,7 +85,7 @@ actions:
   stop-migration: {}
   migration-status:
     params:
-      format: {type: string, enum: [json, table], default: json}
+      format: {type: string, enum: [json, table, access], default: json}
       topic: {type: string}
       lag-threshold: {type: integer, minimum: 0, default: 0}
       quiet-seconds: {type: integer, minimum: 1, maximum: 600, default: 10}
@@ -93,8 +102,9 @@ needs there (kafka-k8s's `acls.mirrormaker_acls`; `MIRRORMAKER_NAMES` lists the 
 and transactional ids MirrorMaker uses, which no client of the host should be granted: its
 connector configs live in the `mm2-configs.*` topic), passes the library the cluster as that
 user reaches it, routes its state-changing events (and `on.fence_changed`) to one reconcile,
-leaves WRITE out of its client users' grants on `fenced_topics()`, and shows the library's
-status in collect-status. The library never sets a status itself:
+leaves WRITE out of its client users' grants on `fenced_topics()`, keeps `copied_acls()` in
+them, passes its client users (`clients`, optional), and shows the library's status in
+collect-status. The library never sets a status itself:
 
 ```python
 from charms.kafka_k8s.v0.mirrormaker import Migration, MirrorMakerWorkload, TargetCluster
@@ -110,6 +120,7 @@ class KafkaCharm(ops.CharmBase):
             container="kafka",
             peer_relation="cluster",
             workload=MirrorMakerWorkload(rest_port=8083, metrics_port=9099),
+            clients=self._client_access,  # ClientAccess(identities=..., users=...)
         )
         for event in (self.on.config_changed, self.on.update_status, self.on.secret_changed,
                       self.on["migration-source"].relation_changed,
@@ -169,12 +180,16 @@ Juju); the `MigrationError` family, each error with the status that shows it; th
 `migration_report(source, target, config)` queries both clusters as `migration-status` does,
 `MigrationReport.results()` gives the action's results and `format_table(report)` prints it;
 `switch_groups(source, target, config, groups)` moves groups as `switch-group` does, each
-`GroupSwitch` saying what moved; and `admin_client(**config)`, a kafka-python admin client
+`GroupSwitch` saying what moved; the client identities: `ClientIdentity`, `ClientUser`,
+`ClientAccess`, `AclBinding` and `parse_client_identities`, and `access_report(source, config,
+access, target_user=...)` with `format_access_table`, the report `format=access` gives; and
+`admin_client(**config)`, a kafka-python admin client
 that keeps kafka-python's loggers quiet and closes when it cannot connect, for a host that asks
 its own cluster with the same client. The modules (`_options`, `_clients`, ...) are private
 and may change within `LIBAPI` 0.
 """
 
+from ._access import AccessReport, access_report, format_access_table
 from ._clients import admin_client
 from ._display import format_table
 from ._errors import (
@@ -185,6 +200,7 @@ from ._errors import (
     SourceError,
     SourceGoneError,
 )
+from ._identities import ClientAccess, ClientIdentity, ClientUser, parse_client_identities
 from ._migration import Migration
 from ._names import MIRRORMAKER_NAMES, MirrorMakerNames
 from ._options import (
@@ -198,6 +214,7 @@ from ._options import (
 from ._peers import UnitState
 from ._queries import migration_report
 from ._report import MigrationReport
+from ._rights import AclBinding
 from ._service import MirrorMakerService
 from ._switch import GroupSwitch, switch_groups
 
@@ -209,7 +226,7 @@ LIBAPI = 0
 
 # Increment this PATCH version before using `charmcraft publish-lib` or reset
 # to 0 if you are raising the major API version
-LIBPATCH = 7
+LIBPATCH = 8
 
 PYDEPS = [
     "pydantic>=2.7",
@@ -252,6 +269,16 @@ __all__ = [  # noqa: RUF022 - grouped by what each name is for
     "format_table",
     "GroupSwitch",
     "switch_groups",
+    # Applications that keep their identity: the operator's map, the host's client users, their
+    # rights, and the access report.
+    "ClientIdentity",
+    "ClientUser",
+    "ClientAccess",
+    "AclBinding",
+    "parse_client_identities",
+    "AccessReport",
+    "access_report",
+    "format_access_table",
     # kafka-python's admin client as the library makes it, for the host's own queries.
     "admin_client",
 ]

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from kafka import KafkaAdminClient, KafkaConsumer
 from kafka import errors as kafka_errors
@@ -32,6 +32,7 @@ from kafka.admin import (
     ResourcePatternFilter,
     ResourceType,
 )
+from kafka.protocol.admin.client_quotas import DescribeClientQuotasRequest
 from kafka.structs import TopicPartition
 from pydantic import BaseModel, ConfigDict
 
@@ -39,6 +40,7 @@ from ._connectors import ConnectorState, connector_states
 from ._errors import ClusterUnreachableError
 from ._names import RIGHTS_PROBE_GROUP
 from ._options import KafkaCluster
+from ._rights import AclBinding
 from ._text import clip, plural
 
 CLIENT_TIMEOUT = 10.0
@@ -174,16 +176,19 @@ GroupCommits = dict[str, dict[int, int]]
 """A consumer group's committed offsets: topic, then partition, then offset."""
 
 
-class TopicAcl(BaseModel):
-    """A literal topic ACL binding, in Kafka's names."""
-
-    model_config = ConfigDict(frozen=True)
-
-    topic: str
-    principal: str
-    host: str = "*"
-    operation: str
-    permission: Literal["ALLOW", "DENY"] = "ALLOW"
+def _kafka_acl(binding: AclBinding) -> ACL:
+    """kafka-python's ACL of a binding (Kafka's names are kafka-python's enum names)."""
+    return ACL(
+        principal=binding.principal,
+        host=binding.host,
+        operation=ACLOperation[binding.operation],
+        permission_type=ACLPermissionType[binding.permission],
+        resource_pattern=ResourcePattern(
+            ResourceType[binding.resource],
+            binding.name,
+            ACLResourcePatternType[binding.pattern],
+        ),
+    )
 
 
 class _ConnectionFailures(logging.Handler):
@@ -573,12 +578,12 @@ class ClusterClient(_Connections):
             raise self.unreachable(error) from None
         return missing
 
-    def topic_acls(self) -> list[TopicAcl]:
-        """Every literal topic ACL of the cluster.
+    def acls(self) -> list[AclBinding]:
+        """Every ACL binding of the cluster, of every resource type and pattern.
 
         Raises:
             ClusterUnreachableError: if the cluster does not answer, or the user may not
-                describe ACLs (`refused`).
+                describe ACLs.
         """
         query = ACLFilter(
             principal=None,
@@ -586,45 +591,77 @@ class ClusterClient(_Connections):
             operation=ACLOperation.ANY,
             permission_type=ACLPermissionType.ANY,
             resource_pattern=ResourcePatternFilter(
-                ResourceType.TOPIC, None, ACLResourcePatternType.LITERAL
+                ResourceType.ANY, None, ACLResourcePatternType.ANY
             ),
         )
         found, _ = self._ask(lambda admin: admin.describe_acls(query))
         return [
-            TopicAcl(
-                topic=acl.resource_pattern.resource_name,
+            AclBinding(
                 principal=acl.principal,
-                host=acl.host,
+                resource=acl.resource_pattern.resource_type.name,
+                name=acl.resource_pattern.resource_name,
+                pattern=acl.resource_pattern.pattern_type.name,
                 operation=acl.operation.name,
                 permission=acl.permission_type.name,
+                host=acl.host,
             )
             for acl in found
         ]
 
-    def create_topic_acls(self, acls: Sequence[TopicAcl]) -> None:
-        """Create literal topic ACLs; creating one that exists changes nothing.
+    def create_acls(self, bindings: Sequence[AclBinding]) -> None:
+        """Create ACL bindings; creating one that exists changes nothing.
 
         Raises:
             ClusterUnreachableError: if the cluster does not answer or refuses one.
         """
-        if not acls:
+        if not bindings:
             return
-        bindings = [
-            ACL(
-                principal=acl.principal,
-                host=acl.host,
-                operation=ACLOperation[acl.operation],
-                permission_type=ACLPermissionType[acl.permission],
-                resource_pattern=ResourcePattern(
-                    ResourceType.TOPIC, acl.topic, ACLResourcePatternType.LITERAL
-                ),
-            )
-            for acl in acls
-        ]
-        result = self._ask(lambda admin: admin.create_acls(bindings))
+        acls = [_kafka_acl(binding) for binding in bindings]
+        result = self._ask(lambda admin: admin.create_acls(acls))
         if result.get("failed"):
-            _, error = result["failed"][0]
-            raise self.unreachable(f"creating ACLs: {error}")
+            raise self.unreachable(f"creating ACLs: {result['failed'][0].__name__}")
+
+    def delete_acls(self, bindings: Sequence[AclBinding]) -> None:
+        """Delete exactly these ACL bindings; deleting one that is gone changes nothing.
+
+        Raises:
+            ClusterUnreachableError: if the cluster does not answer or refuses.
+        """
+        if not bindings:
+            return
+        acls = [_kafka_acl(binding) for binding in bindings]
+        for _, _, error in self._ask(lambda admin: admin.delete_acls(acls)):
+            if error is not kafka_errors.NoError:
+                raise self.unreachable(f"deleting ACLs: {error.__name__}")
+
+    def client_quotas(self) -> dict[str, dict[str, float]]:
+        """The quotas set for each user (`User:<name>`), by quota (with its client id, if any).
+
+        Kafka answers DescribeClientQuotas (2.6 and later) to a user that may describe the
+        cluster's configs (DESCRIBE_CONFIGS on the cluster).
+
+        Raises:
+            ClusterUnreachableError: if the cluster does not answer, or refuses.
+        """
+        any_user = DescribeClientQuotasRequest.ComponentData(entity_type="user", match_type=2)
+        request = DescribeClientQuotasRequest(components=[any_user], strict=False)
+
+        def query(admin: Any) -> Any:
+            manager = admin._manager  # kafka-python 3.0 has no method for this request
+            response = manager.run(manager.send, request)
+            if response.error_code:
+                raise kafka_errors.for_code(response.error_code)(response.error_message or "")
+            return response
+
+        quotas: dict[str, dict[str, float]] = {}
+        for entry in self._ask(query).entries or ():
+            names = {entity.entity_type: entity.entity_name for entity in entry.entity}
+            if not names.get("user"):
+                continue
+            client = f" (client-id {names['client-id']})" if "client-id" in names else ""
+            found = quotas.setdefault(f"User:{names['user']}", {})
+            found.update({f"{value.key}{client}": value.value for value in entry.values})
+        return quotas
 
     def describe_groups(self, groups: Sequence[str]) -> dict[str, tuple[str, int]]:
         """The state (`stable`, `empty`, ...) and the number of members of each group.

@@ -3,10 +3,11 @@
 """The host charm's object: it routes the host's reconcile and the actions to the modules.
 
 Reading Juju is done by `_source` (the source cluster), `_peers` (requests and unit states),
-`_fence` (the fenced topics) and `_summary` (the stored status); the work by `_service`
-(MirrorMaker in its container), `_queries` and `_report` (migration-status), `_preflight`
-(start-migration's preflight, dry-run or not), `_switch` (switch-group) and `_cutover`
-(finish-migration).
+`_fence` (the fenced topics), `_summary` (the stored status) and `_acls` (the copied ACLs'
+record); the work by `_service` (MirrorMaker in its container), `_queries` and `_report`
+(migration-status), `_access` (its access report), `_preflight` (start-migration's preflight,
+dry-run or not), `_switch` (switch-group) and `_cutover` (finish-migration). The host's client
+users and the operator's map of their identities come from the host (`clients`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import ops
 from pydantic import ValidationError
 
 from . import _cutover, _switch
-from ._acls import copy_topic_acls
+from ._access import access_report, access_results
+from ._acls import AclCopies, copy_acls
 from ._clients import CLIENT_TIMEOUT, STATUS_TIMEOUT
 from ._display import report_results, switch_results
 from ._errors import (
@@ -30,11 +32,13 @@ from ._errors import (
     SourceGoneError,
 )
 from ._fence import Fence
+from ._identities import ClientAccess
 from ._options import MigrationConfig, MirrorMakerSettings, MirrorMakerWorkload, TargetCluster
 from ._peers import PeerData, RequestedState, UnitState, exactly_once_for
 from ._preflight import Preflight, dry_run, preflight, prepare
 from ._queries import migration_report
 from ._report import QUIET_SECONDS, unknown_results
+from ._rights import AclBinding
 from ._service import MirrorMakerService
 from ._source import SourceReader
 from ._summary import StatusSummary
@@ -65,7 +69,9 @@ class Migration(ops.Object):
 
     While a migration is requested and not finished, `fenced_topics()` names the target topics
     no client of the host may write: the host withholds their WRITE from its client users, and
-    grants them again on `on.fence_changed`.
+    grants them again on `on.fence_changed`. With `mirrormaker-sync-topic-acls` the leader copies
+    the topic ACLs of the source users mapped to the host's client users; the host keeps
+    `copied_acls()` in those users' grants until `finish-migration cleanup=true` removes them.
     """
 
     on = _MigrationEvents()  # pyright: ignore[reportAssignmentType]
@@ -81,6 +87,7 @@ class Migration(ops.Object):
         peer_relation: str = "cluster",
         source_relation: str = "migration-source",
         workload: MirrorMakerWorkload | None = None,
+        clients: Callable[[], ClientAccess] = ClientAccess,
     ):
         """Wire the migration into the host charm.
 
@@ -92,6 +99,8 @@ class Migration(ops.Object):
             peer_relation: the host's peer relation.
             source_relation: the `kafka_client` requirer endpoint for a Juju-managed source.
             workload: paths, user, ports and heap of MirrorMaker; the rock's by default.
+            clients: the host's client users and the operator's map of their identities on
+                the source; cheap, no network (none by default).
         """
         super().__init__(charm, "mirrormaker-migration")
         self.summary = StatusSummary(self._stored)
@@ -103,6 +112,8 @@ class Migration(ops.Object):
         self.service = MirrorMakerService(charm.unit.get_container(container), workload)
         self.peers = PeerData(charm.model, peer_relation)
         self.fence = Fence(charm.model, self.peers)
+        self.copies = AclCopies(self.peers)
+        self.clients = clients
         self.sources = SourceReader(charm, source_relation)
         self.requirer = self.sources.requirer
         framework = charm.framework
@@ -137,6 +148,20 @@ class Migration(ops.Object):
         Computed from the options and peer data: it queries no cluster.
         """
         return self.fence.topics()
+
+    def copied_acls(self) -> list[AclBinding]:
+        """The ACLs the leader copied for the host's client users and that are not removed.
+
+        A host that makes its users' ACLs exactly its grants keeps these in them.
+        """
+        return self.copies.listed()
+
+    def _client_results(self) -> dict[str, str]:
+        """The operator's map and the copied ACLs, as `migration-status` results."""
+        return {
+            "client-identities": json.dumps(self.clients().as_json()),
+            "copied-acls": json.dumps([acl.as_json() for acl in self.copied_acls()]),
+        }
 
     def settings(self) -> MirrorMakerSettings:
         """This unit's MirrorMaker settings from config, source, target and peers.
@@ -188,6 +213,7 @@ class Migration(ops.Object):
         if not self.service.container.can_connect():
             return
         request = self.peers.follow_newest()
+        self.copies.prune()
         settings = None
         if request.state != "running":
             self.service.stop()
@@ -213,16 +239,17 @@ class Migration(ops.Object):
         self._refresh_summary(settings)
 
     def _copy_topic_acls(self, settings: MirrorMakerSettings) -> None:
-        """On the leader, with `mirrormaker-sync-topic-acls`: copy the source's topic ACLs."""
+        """On the leader, with `mirrormaker-sync-topic-acls`: copy the mapped users' topic ACLs."""
         if not settings.config.sync_topic_acls or not self.model.unit.is_leader():
             return
         try:
-            copied = copy_topic_acls(
-                settings.source, settings.target, settings.config, STATUS_TIMEOUT
+            copied = copy_acls(
+                settings.source, settings.target, settings.config, self.clients(), STATUS_TIMEOUT
             )
         except ClusterUnreachableError as error:
             logger.warning("topic ACLs not copied: %s", error.message)
             return
+        self.copies.record(copied, self.peers.newest().seq)
         logger.info("copied %d topic ACLs from %s", len(copied), settings.source.name)
 
     def _refresh_summary(self, settings: MirrorMakerSettings | None) -> None:
@@ -374,6 +401,9 @@ class Migration(ops.Object):
         )
 
     def _on_migration_status(self, event: ops.ActionEvent) -> None:
+        if event.params.get("format") == "access":
+            self._access_report(event)
+            return
         topic = event.params.get("topic") or None
         units = self._live_unit_states()
         if (finished := self.peers.finished()) is not None:
@@ -386,6 +416,7 @@ class Migration(ops.Object):
                     "reasons": json.dumps([summary]),
                     "finished": json.dumps(finished.model_dump(mode="json")),
                     **self.fence.results(),
+                    **self._client_results(),
                 }
             )
             return
@@ -394,7 +425,9 @@ class Migration(ops.Object):
             settings = self.settings()
         except MigrationError as error:
             results = unknown_results(error.message, units)
-            event.set_results({**requested, **results, **self.fence.results()})
+            event.set_results(
+                {**requested, **results, **self.fence.results(), **self._client_results()}
+            )
             return
         report = migration_report(
             settings.source,
@@ -412,7 +445,27 @@ class Migration(ops.Object):
             )
             return
         results = report_results(report, table=event.params.get("format") == "table")
-        event.set_results({**requested, **results, **self.fence.results()})
+        event.set_results(
+            {**requested, **results, **self.fence.results(), **self._client_results()}
+        )
+
+    def _access_report(self, event: ops.ActionEvent) -> None:
+        """`migration-status format=access`: each source user's rights beside its client user's."""
+        try:
+            settings = self.settings()
+            report = access_report(
+                settings.source,
+                settings.config,
+                self.clients(),
+                target_user=settings.target.username,
+                copied=self.copied_acls(),
+            )
+        except MigrationError as error:
+            event.fail(error.message)
+            return
+        event.set_results(
+            {"requested": self.requested_state, **access_results(report), **self._client_results()}
+        )
 
     def _on_switch_group(self, event: ops.ActionEvent) -> None:
         group = str(event.params.get("group") or "")
@@ -425,7 +478,7 @@ class Migration(ops.Object):
             clients = Clients.of(settings.source, settings.target, CLIENT_TIMEOUT)
             try:
                 [switch] = _switch.switch_groups_with(
-                    clients, settings.config, [group], dry_run=dry_run
+                    clients, settings.config, [group], dry_run=dry_run, access=self.clients()
                 )
             finally:
                 clients.close()
@@ -479,7 +532,7 @@ class Migration(ops.Object):
             event.fail(check.refusal())
             return
         self.service.stop()
-        switches = _switch.switch_groups_with(clients, settings.config)
+        switches = _switch.switch_groups_with(clients, settings.config, access=self.clients())
         finished = _cutover.finished_migration(settings.source.name, check.report, switches)
         fenced = self.fenced_topics()
         self.peers.record("finished", finished=finished)
@@ -494,4 +547,19 @@ class Migration(ops.Object):
         )
         if event.params.get("cleanup", False):
             results["cleanup"] = _cutover.clean_up(clients, finished.topics)
+            results["copied-acls"] = self._remove_copied_acls(clients)
         event.set_results(results)
+
+    def _remove_copied_acls(self, clients: Clients) -> str:
+        """Remove the ACLs copied for the host's client users: from the record, then the target."""
+        removed = self.copies.remove(self.peers.newest().seq)
+        if not removed:
+            return "none was copied"
+        try:
+            clients.target.delete_acls(removed)
+        except ClusterUnreachableError as error:
+            return (
+                f"{len(removed)} no longer granted; MirrorMaker's user did not delete them "
+                f"({error.message}): the host revokes them from its users"
+            )
+        return f"removed {len(removed)}"

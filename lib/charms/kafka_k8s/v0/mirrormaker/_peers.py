@@ -147,6 +147,14 @@ class PeerData:
         if relation is not None and relation.data[self.model.unit].get(key) != raw:
             relation.data[self.model.unit][key] = raw
 
+    def unit_values(self, key: str) -> dict[ops.Unit, str]:
+        """Each unit's value of `key` in its own databag, where it is set."""
+        return self._unit_data(key)
+
+    def write(self, key: str, raw: str) -> None:
+        """Set `key` in this unit's databag, unless it holds that value already."""
+        self._write(key, raw)
+
     def requests(self) -> list[MigrationRequest]:
         """The request every unit recorded."""
         requests = []
