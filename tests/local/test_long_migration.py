@@ -165,7 +165,8 @@ def test_excluding_what_it_blocks_starts_and_the_large_record_copies(migration: 
     ]
     migration.nodes = nodes
     nodes.run()
-    migration.live = LiveProducer(migration.old.admin_config(), "events").start()
+    # 200 records a second: enough to see none lost, few enough to compare quickly.
+    migration.live = LiveProducer(migration.old.admin_config(), "events", pause=1.0).start()
 
     wait_copied(migration.old.admin_config(), migration.new.admin_config(), ["inventory"])
 
@@ -232,7 +233,10 @@ def test_a_refresh_mid_copy_rolls_one_unit_at_a_time_keeps_the_fence_and_loses_n
         for topic in COPIED
         for items in records(migration.old.admin_config(), topic).values()
     )
-    print(f"\n{written} records written during the roll; {total} copied, {duplicates} twice")
+    print(
+        f"\n{written} records written to events while copying, the roll included; "
+        f"{total} copied, {duplicates} twice"
+    )
     assert duplicates < total  # the copy resumed from its offsets, not from the start
     assert refused and all(error is not None for error in refused), refused
     on_target = records(new.admin_config(), "orders")
