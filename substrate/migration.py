@@ -243,6 +243,8 @@ class LiveProducer:
     written: int = 0
     stopped: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    # Seconds between two batches of 200.
+    pause: float = 0.2
 
     def start(self) -> LiveProducer:
         """Start writing in a daemon thread."""
@@ -254,7 +256,7 @@ class LiveProducer:
         while not self.stopped.is_set():
             produce(self.config, self.topic, self.written, 200)
             self.written += 200
-            time.sleep(0.2)
+            time.sleep(self.pause)
 
     def stop(self) -> int:
         """Stop writing; the number of records written."""
