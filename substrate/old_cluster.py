@@ -15,7 +15,6 @@ validates against an OIDC provider's JWKS (`substrate.keycloak`).
 from __future__ import annotations
 
 import base64
-import os
 import shutil
 import socket
 import subprocess
@@ -54,6 +53,7 @@ from substrate.processes import (
     remove_tmp,
     sasl_config,
     spawn,
+    tool_env,
     wait_until,
 )
 from substrate.units import make_rock_root
@@ -375,7 +375,7 @@ class OldCluster(Started):
             "--entity-name",
             self.admin_username,
         ]
-        env = {**os.environ, **self._env(log_dir), "KAFKA_HEAP_OPTS": "-Xmx128m"}
+        env = tool_env(**{**self._env(log_dir), "KAFKA_HEAP_OPTS": "-Xmx128m"})
         result = subprocess.run(
             command, env=env, capture_output=True, text=True, timeout=120, check=False
         )
@@ -533,7 +533,7 @@ class OldCluster(Started):
         scram = f"{SCRAM_MECHANISM}=[name={self.admin_username},password={self.admin_password}]"
         command = [str(self.bin / "kafka-storage.sh"), "format", "-t", cluster_id]
         command += ["-c", str(properties), "--add-scram", scram]
-        env = {**os.environ, **self._env(broker.log_dir), "KAFKA_HEAP_OPTS": "-Xmx128m"}
+        env = tool_env(**{**self._env(broker.log_dir), "KAFKA_HEAP_OPTS": "-Xmx128m"})
         result = subprocess.run(
             command, env=env, capture_output=True, text=True, timeout=120, check=False
         )

@@ -14,7 +14,8 @@
 - The migration report without clusters: `snapshot` and `report` (an in-sync migration of
   `orders`, judged by `build_report`), `offsets`, `RUNNING` connectors and a failed task's `TRACE`.
 - Fakes: `FakeKafka` for the charm's admin, `FakeClusters` and `FakeClient` for the library's
-  `ClusterClient`, `FakeLogs` for its `LogClient`; `conftest.py` installs them as fixtures.
+  `ClusterClient` (topics, offsets, groups, ACLs and quotas), `FakeLogs` for its `LogClient`;
+  `conftest.py` installs them as fixtures.
   `record`, `source_log` and `copies` build logs the way MirrorMaker copies them.
 - `load_properties`, a reader of `.properties` files that follows `java.util.Properties.load`,
   and `resolve_references`, which resolves `${file:PATH:KEY}` as Kafka's `FileConfigProvider`.
@@ -48,6 +49,7 @@ from admin import Acl, AdminError, ClusterHealth
 from charms.kafka_k8s.v0 import mirrormaker as mm
 from charms.kafka_k8s.v0.mirrormaker import (
     ClusterUnreachableError,
+    _capacity,
     _clients,
     _connectors,
     _records,
@@ -74,7 +76,8 @@ CLUSTER_ID = "MkU3OEVBNTcwNTJENDM2Qk"
 
 
 def host(number: int) -> str:
-    return f"kafka-k8s-{number}.kafka-k8s-endpoints.kafka-model.svc.cluster.local"
+    """A unit's address as the charm names it: completed by the pod's DNS search path."""
+    return f"kafka-k8s-{number}.kafka-k8s-endpoints"
 
 
 def container(*, ready: bool = True, **kwargs) -> testing.Container:
@@ -300,7 +303,7 @@ def settings(**changes: object) -> mm.MirrorMakerSettings:
             username="mirrormaker",
             password="target-password",
         ),
-        "unit_host": "kafka-k8s-0.kafka-k8s-endpoints.model.svc.cluster.local",
+        "unit_host": "kafka-k8s-0.kafka-k8s-endpoints",
         "units": 3,
     }
     base.update(changes)
@@ -356,6 +359,34 @@ def report(config: mm.MigrationConfig = CONFIG, /, **fields: object) -> mm.Migra
 # Fakes -----------------------------------------------------------------------------------------
 
 
+class FakeRefresh:
+    """charm-refresh's `Kubernetes` object as the charm reads it, with the values a test sets.
+
+    The real one asks Kubernetes (lightkube) and Juju's hook tools directly, which ops.testing
+    does not give; Canonical's data charms test their integration the same way.
+    """
+
+    def __init__(self, *, in_progress: bool = False, allowed: bool = True) -> None:
+        self.in_progress = in_progress
+        self.workload_allowed_to_start = allowed
+        self.allowed_next: list[bool] = []
+        self.app_status_higher_priority: ops.StatusBase | None = None
+        self.unit_status_higher_priority: ops.StatusBase | None = None
+        self.quiet: ops.StatusBase | None = None
+
+    @property
+    def next_unit_allowed_to_refresh(self) -> bool:
+        return bool(self.allowed_next)
+
+    @next_unit_allowed_to_refresh.setter
+    def next_unit_allowed_to_refresh(self, value: bool) -> None:
+        assert value is True and self.workload_allowed_to_start
+        self.allowed_next.append(value)
+
+    def unit_status_lower_priority(self, *, workload_is_running: bool = True):
+        return self.quiet
+
+
 class FakeKafka:
     """SCRAM users and ACLs of a pretend cluster, in memory, behind `KafkaAdmin`'s methods.
 
@@ -379,6 +410,11 @@ class FakeKafka:
         self.config_changes: list[dict[str, str]] = []
         self.brokers = frozenset({0, 1, 2})
         self.under_replicated: tuple[str, ...] = ()
+        # Each user's producer_byte_rate quota, and every change of one.
+        self.quotas: dict[str, float] = {}
+        self.quota_changes: list[tuple[str, float | None]] = []
+        # Each broker's data volume, as DescribeLogDirs tells it.
+        self.storage_bytes = 10 * 1024**3
 
     def connect(self, bootstrap: str, username: str, password: str, **_: object) -> FakeKafka:
         self.logins.append((username, password))
@@ -460,6 +496,22 @@ class FakeKafka:
         self._answer()
         self.acls.pop(username, None)
 
+    def log_dir_bytes(self, brokers) -> dict[int, int]:
+        self._answer()
+        return dict.fromkeys(brokers, self.storage_bytes)
+
+    def producer_byte_rate(self, username: str) -> float | None:
+        self._answer()
+        return self.quotas.get(username)
+
+    def set_producer_byte_rate(self, username: str, rate: float | None) -> None:
+        self._answer()
+        self.quota_changes.append((username, rate))
+        if rate is None:
+            self.quotas.pop(username, None)
+        else:
+            self.quotas[username] = rate
+
 
 RUNNING_CONNECTORS = (
     _connectors.ConnectorState(connector="MirrorCheckpointConnector", state="RUNNING"),
@@ -505,9 +557,22 @@ class FakeClusters:
         self.clock = 1_000_000.0
         self.tick = 60.0
         self.connectors = list(RUNNING_CONNECTORS)
-        self.acls: dict[str, list[_clients.TopicAcl]] = {"source": [], "target": []}
+        self.acls: dict[str, list[mm.AclBinding]] = {"source": [], "target": []}
+        # The users' quotas on the source, and the parts of the ACL answers a user may not read.
+        self.quotas: dict[str, dict[str, float]] = {}
+        self.unreadable: dict[str, str] = {}
+        # The connectors whose failed tasks Connect was asked to restart, one list per request.
+        self.restart_requests: list[list[str]] = []
         self.missing_rights: list[str] = []
         self.rights_checked: list[tuple[list[str], bool, bool]] = []
+        # What the preflight reads (`_capacity`): per role, details beyond the partitions of
+        # `topics` (replication factor, record limit, configs, size), the target's brokers and
+        # free bytes, the source's Kafka release; what a start prepared.
+        self.details: dict[str, dict[str, dict[str, object]]] = {"source": {}, "target": {}}
+        self.storage = {"source": (1, None), "target": (3, 1 << 40)}
+        self.version: tuple[int, ...] | None = (3, 9)
+        self.created: dict[str, tuple[int, int, dict[str, str]]] = {}
+        self.raised: dict[str, int] = {}
         self.unreachable: set[str] = set()
         self.refused: set[str] = set()
         self.logins: list[tuple[str, str | None, str | None]] = []
@@ -614,6 +679,11 @@ class FakeClient:
         assert source_alias == "source"
         return self.clusters.connectors
 
+    def request_restarts(self, source_alias: str, connectors: Collection[str]) -> None:
+        self._answer()
+        assert (self.role, source_alias) == ("target", "source")
+        self.clusters.restart_requests.append(sorted(connectors))
+
     def missing_rights(
         self, topics: Collection[str], *, groups: bool = False, acls: bool = False
     ) -> list[str]:
@@ -622,15 +692,67 @@ class FakeClient:
         self.clusters.rights_checked.append((sorted(topics), groups, acls))
         return list(self.clusters.missing_rights)
 
-    def topic_acls(self) -> list[_clients.TopicAcl]:
+    def _readable(self, what: str) -> None:
+        if what in self.clusters.unreadable:
+            raise ClusterUnreachableError(
+                f"{self.role} cluster at h:1 refused the request: {self.clusters.unreadable[what]}"
+            )
+
+    def acls(self) -> list[mm.AclBinding]:
         self._answer()
+        self._readable("acls")
         return list(self.clusters.acls[self.role])
 
-    def create_topic_acls(self, acls: Sequence[_clients.TopicAcl]) -> None:
+    def topic_details(self, topics: Collection[str]) -> dict[str, _capacity.TopicDetails]:
         self._answer()
+        found = self.clusters.topics[self.role]
+        given = self.clusters.details[self.role]
+        return {
+            name: _capacity.TopicDetails.model_validate(
+                {
+                    "partitions": len(found[name]),
+                    "replication_factor": 1,
+                    "record_limit": _capacity.DEFAULT_MESSAGE_MAX_BYTES,
+                    "size_bytes": 1000 * len(found[name]),
+                    **given.get(name, {}),
+                }
+            )
+            for name in topics
+            if name in found
+        }
+
+    def storage(self) -> tuple[int, int | None]:
+        self._answer()
+        return self.clusters.storage[self.role]
+
+    def kafka_version(self) -> tuple[int, ...] | None:
+        self._answer()
+        return self.clusters.version
+
+    def create_topics(self, topics) -> None:
+        self._answer()
+        self.clusters.created.update(topics)
+
+    def set_record_limits(self, limits) -> None:
+        self._answer()
+        self.clusters.raised.update(limits)
+
+    def create_acls(self, acls: Sequence[mm.AclBinding]) -> None:
+        self._answer()
+        self._readable("create_acls")
         self.clusters.acls[self.role] += [
             a for a in acls if a not in self.clusters.acls[self.role]
         ]
+
+    def delete_acls(self, acls: Sequence[mm.AclBinding]) -> None:
+        self._answer()
+        self._readable("delete_acls")
+        self.clusters.acls[self.role] = [a for a in self.clusters.acls[self.role] if a not in acls]
+
+    def client_quotas(self) -> dict[str, dict[str, float]]:
+        self._answer()
+        self._readable("quotas")
+        return {user: dict(quotas) for user, quotas in self.clusters.quotas.items()}
 
 
 # A reader of the .properties format, following java.util.Properties.load ----------------------

@@ -112,7 +112,9 @@ def test_fresh_leader_initialises_and_starts_the_broker(ctx, kafka, event):
     assert props["listeners"] == (
         "CLIENT://0.0.0.0:9092,INTERNAL://0.0.0.0:19092,CONTROLLER://0.0.0.0:9097"
     )
-    assert props["advertised.listeners"] == (f"CLIENT://{host(0)}:9092,INTERNAL://{host(0)}:19092")
+    assert props["advertised.listeners"] == (
+        f"CLIENT://{host(0)}:9092,INTERNAL://{host(0)}:19092,CONTROLLER://{host(0)}:9097"
+    )
     assert props["listener.security.protocol.map"] == (
         "CLIENT:SASL_PLAINTEXT,INTERNAL:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT"
     )
@@ -329,7 +331,9 @@ def test_non_leader_renders_from_the_peer_data_and_secret():
     assert command[command.index("-t") + 1] == CLUSTER_ID
     props = properties(read(ctx, out, SERVER_PROPERTIES))
     assert props["node.id"] == "2"
-    assert props["advertised.listeners"] == f"CLIENT://{host(2)}:9092,INTERNAL://{host(2)}:19092"
+    assert props["advertised.listeners"] == (
+        f"CLIENT://{host(2)}:9092,INTERNAL://{host(2)}:19092,CONTROLLER://{host(2)}:9097"
+    )
     assert PASSWORDS["replication-a-password"] in props[INTERNAL_JAAS]
     assert out.get_relation(peers.id).local_app_data == peers.local_app_data
     assert len(out.secrets) == 1
@@ -642,6 +646,19 @@ ADMIN_ACLS = {
 }
 
 
+def transactional_acls(relation: testing.Relation) -> set[Acl]:
+    """A producer's transactional ids: under its own prefix."""
+    return {
+        Acl(
+            resource="TRANSACTIONAL_ID",
+            name=f"relation-{relation.id}-",
+            pattern="PREFIXED",
+            operation=operation,
+        )
+        for operation in ("WRITE", "DESCRIBE")
+    }
+
+
 def group_acl(relation: testing.Relation) -> Acl:
     return Acl(
         resource="GROUP", name=f"relation-{relation.id}-", pattern="PREFIXED", operation="READ"
@@ -676,7 +693,8 @@ def test_client_acls_follow_the_requested_roles(ctx, kafka, roles, expected):
 
     ctx.run(ctx.on.relation_changed(client, remote_unit=0), serving_state(client))
 
-    assert kafka.acls[f"relation-{client.id}"] == expected
+    transactions = transactional_acls(client) if roles == "producer" else set()
+    assert kafka.acls[f"relation-{client.id}"] == expected | transactions
 
 
 def test_both_roles_when_none_requested(ctx, kafka):
@@ -685,7 +703,7 @@ def test_both_roles_when_none_requested(ctx, kafka):
     ctx.run(ctx.on.relation_changed(client, remote_unit=0), serving_state(client))
 
     assert kafka.acls[f"relation-{client.id}"] == (
-        CONSUMER_ACLS | PRODUCER_ACLS | {group_acl(client)}
+        CONSUMER_ACLS | PRODUCER_ACLS | {group_acl(client)} | transactional_acls(client)
     )
 
 

@@ -26,6 +26,11 @@ prefixed = partial(Acl, resource="TOPIC", pattern="PREFIXED")
 IDEMPOTENT = Acl(
     resource="CLUSTER", name="kafka-cluster", pattern="LITERAL", operation="IDEMPOTENT_WRITE"
 )
+# A producer's transactional ids: the fence leaves them (it withholds writes to topics).
+TRANSACTIONS = {
+    Acl(resource="TRANSACTIONAL_ID", name="relation-9-", pattern="PREFIXED", operation=operation)
+    for operation in ("WRITE", "DESCRIBE")
+}
 
 
 def grant(name: str, *roles: str) -> ClientGrant:
@@ -51,6 +56,7 @@ def test_write_and_create_of_a_fenced_topic_are_withheld_read_stays():
         topic(name="orders", operation="DESCRIBE"),
         topic(name="orders", operation="READ"),
         IDEMPOTENT,
+        *TRANSACTIONS,
         Acl(resource="GROUP", name="relation-9-", pattern="PREFIXED", operation="READ"),
     }
 
@@ -66,6 +72,7 @@ def test_a_prefix_covering_a_fenced_topic_loses_write_keeps_create():
         prefixed(name="ord", operation="DESCRIBE"),
         prefixed(name="ord", operation="CREATE"),
         IDEMPOTENT,
+        *TRANSACTIONS,
     }
     assert fence(client_acls(grant("pay*", "producer")), {"orders"}) == client_acls(
         grant("pay*", "producer")
@@ -98,7 +105,11 @@ def client() -> testing.Relation:
 
 def write_rights(kafka, relation: testing.Relation) -> set[str]:
     acls = kafka.acls[f"relation-{relation.id}"]
-    return {acl.operation for acl in acls if acl.operation in ("WRITE", "CREATE")}
+    return {
+        acl.operation
+        for acl in acls
+        if acl.resource == "TOPIC" and acl.operation in ("WRITE", "CREATE")
+    }
 
 
 def test_the_fence_withholds_writes_from_start_to_finish(ctx, kafka, clusters):

@@ -16,8 +16,15 @@ SCRAM-SHA-512) or `oauth-token-endpoint`, `oauth-client-id`, `oauth-client-secre
 `oauth-scope`, `oauth-ca` (OAUTHBEARER), over TLS `ca` and, for mutual TLS,
 `client-certificate` and `client-key`. Every secret value reaches MirrorMaker only through its
 0600 secrets file. The actions `start-migration` (with `dry-run`), `stop-migration`,
-`migration-status`, `switch-group` and `finish-migration` work from any unit: a request goes into
+`migration-status`, `switch-group`, `finish-migration` and `restart-mirrormaker` work from any
+unit: a request goes into
 the acting unit's peer databag, and every unit follows the newest request it sees.
+
+Before a real start, and in a dry run, a preflight looks for what no restart fixes: records
+larger than MirrorMaker's producer or the copies accept (a real start sets the producer's
+`max.request.size` and the copies' `max.message.bytes` to fit them), copies the local cluster
+cannot create or hold, and the source's Kafka release; a real start refuses what would fail the
+copy unless `force=true`.
 
 The cutover: while a migration is requested and not finished, the topics it copies into are
 fenced (`fenced_topics()`: the host withholds their WRITE from its client users). The verdict
@@ -26,6 +33,15 @@ and the source quiet. `switch-group` and `finish-migration` move consumer groups
 MirrorMaker's offset syncs, both clusters' records are matched by content, so a moved consumer
 reads every record it had not read on the source and none it had. `finish-migration` stops
 MirrorMaker, switches every group, lifts the fence and records the finished migration.
+
+Applications keep their identity: the host passes its client users and the operator's map of
+what each application was on the source (`ClientAccess`: its user there, its consumer groups and
+transactional ids; `parse_client_identities` reads and checks such a map). Each switched group
+then names the client users that may resume it; with `mirrormaker-sync-topic-acls` the leader
+copies the ALLOW topic ACLs of each mapped source user under its client user's name (never a
+DENY, `User:*` or MirrorMaker's user), records them (`copied_acls()`) and `finish-migration
+cleanup=true` removes them; `migration-status format=access` lists each source user's ACLs and
+quotas beside what its client user here will lack.
 
 ## Adopting it
 
@@ -68,13 +84,14 @@ config:
     mirrormaker-heap-mb: {type: int}
     mirrormaker-source-role: {type: string, default: consumer}
     mirrormaker-fence-target: {type: boolean, default: true}
+    mirrormaker-throttle-mb-per-second: {type: int, default: 0}
 actions:
   start-migration:
     params: {dry-run: {type: boolean, default: false}, force: {type: boolean, default: false}}
   stop-migration: {}
   migration-status:
     params:
-      format: {type: string, enum: [json, table], default: json}
+      format: {type: string, enum: [json, table, access], default: json}
       topic: {type: string}
       lag-threshold: {type: integer, minimum: 0, default: 0}
       quiet-seconds: {type: integer, minimum: 1, maximum: 600, default: 10}
@@ -83,6 +100,8 @@ actions:
     required: [group]
   finish-migration:
     params: {force: {type: boolean, default: false}, cleanup: {type: boolean, default: false}}
+  restart-mirrormaker:
+    params: {all: {type: boolean, default: false}}
 ```
 
 (kafka-k8s's own `charmcraft.yaml` has the same entries with their descriptions.) The host
@@ -91,8 +110,9 @@ needs there (kafka-k8s's `acls.mirrormaker_acls`; `MIRRORMAKER_NAMES` lists the 
 and transactional ids MirrorMaker uses, which no client of the host should be granted: its
 connector configs live in the `mm2-configs.*` topic), passes the library the cluster as that
 user reaches it, routes its state-changing events (and `on.fence_changed`) to one reconcile,
-leaves WRITE out of its client users' grants on `fenced_topics()`, and shows the library's
-status in collect-status. The library never sets a status itself:
+leaves WRITE out of its client users' grants on `fenced_topics()`, keeps `copied_acls()` in
+them, passes its client users (`clients`, optional), and shows the library's status in
+collect-status. The library never sets a status itself:
 
 ```python
 from charms.kafka_k8s.v0.mirrormaker import Migration, MirrorMakerWorkload, TargetCluster
@@ -108,6 +128,7 @@ class KafkaCharm(ops.CharmBase):
             container="kafka",
             peer_relation="cluster",
             workload=MirrorMakerWorkload(rest_port=8083, metrics_port=9099),
+            clients=self._client_access,  # ClientAccess(identities=..., users=...)
         )
         for event in (self.on.config_changed, self.on.update_status, self.on.secret_changed,
                       self.on["migration-source"].relation_changed,
@@ -136,6 +157,12 @@ class KafkaCharm(ops.CharmBase):
         event.add_status(ops.ActiveStatus())
 ```
 
+A MirrorMaker connector or task that fails inside a running node restarts by itself: the leader
+asks Kafka Connect to restart it one minute after it failed, then 2, 4, ... up to 60 minutes,
+at most 8 times a day; past that the status blocks with the error and `restart-mirrormaker`
+(after fixing the cause) starts again. `MigrationConfig.throttle_mb_per_second` is the host's to
+apply: kafka-k8s sets it as a `producer_byte_rate` quota on its MirrorMaker user.
+
 While MirrorMaker runs, the status says how far the migration is ("migrating from old: 5 topics,
 lag 1,204 records", "in sync with old: ready for cutover") or what is wrong (a cluster that does
 not answer or refuses the login, a failed MirrorMaker task). `reconcile()` computes it with
@@ -152,7 +179,8 @@ comma-separated string is accepted too). `unit_host` is an address the other uni
 that MirrorMaker can bind its REST listener to (`listeners=http://<unit_host>:8083`).
 
 What the library keeps in the host's model: the unit keys `mirrormaker-request`,
-`mirrormaker-state` and `mirrormaker-topics` in the peer relation's unit databags, and the
+`mirrormaker-state`, `mirrormaker-topics` and `mirrormaker-restarts` in the peer relation's unit
+databags, and the
 StoredState handle `mirrormaker-migration`. MirrorMaker's metrics are served on
 `MirrorMakerWorkload.metrics_port` (9099): add `*:9099` to the host's scrape jobs. On
 Kubernetes no port needs opening for the units to reach each other.
@@ -167,12 +195,16 @@ Juju); the `MigrationError` family, each error with the status that shows it; th
 `migration_report(source, target, config)` queries both clusters as `migration-status` does,
 `MigrationReport.results()` gives the action's results and `format_table(report)` prints it;
 `switch_groups(source, target, config, groups)` moves groups as `switch-group` does, each
-`GroupSwitch` saying what moved; and `admin_client(**config)`, a kafka-python admin client
+`GroupSwitch` saying what moved; the client identities: `ClientIdentity`, `ClientUser`,
+`ClientAccess`, `AclBinding` and `parse_client_identities`, and `access_report(source, config,
+access, target_user=...)` with `format_access_table`, the report `format=access` gives; and
+`admin_client(**config)`, a kafka-python admin client
 that keeps kafka-python's loggers quiet and closes when it cannot connect, for a host that asks
 its own cluster with the same client. The modules (`_options`, `_clients`, ...) are private
 and may change within `LIBAPI` 0.
 """
 
+from ._access import AccessReport, access_report, format_access_table
 from ._clients import admin_client
 from ._clusters import KafkaCluster, OAuthClient, SourceCluster, TargetCluster
 from ._display import format_table
@@ -184,12 +216,14 @@ from ._errors import (
     SourceError,
     SourceGoneError,
 )
+from ._identities import ClientAccess, ClientIdentity, ClientUser, parse_client_identities
 from ._migration import Migration
 from ._names import MIRRORMAKER_NAMES, MirrorMakerNames
 from ._options import MigrationConfig, MirrorMakerSettings, MirrorMakerWorkload
 from ._peers import UnitState
 from ._queries import migration_report
 from ._report import MigrationReport
+from ._rights import AclBinding
 from ._service import MirrorMakerService
 from ._switch import GroupSwitch, switch_groups
 
@@ -201,7 +235,7 @@ LIBAPI = 0
 
 # Increment this PATCH version before using `charmcraft publish-lib` or reset
 # to 0 if you are raising the major API version
-LIBPATCH = 7
+LIBPATCH = 9
 
 PYDEPS = [
     "pydantic>=2.7",
@@ -245,6 +279,16 @@ __all__ = [  # noqa: RUF022 - grouped by what each name is for
     "format_table",
     "GroupSwitch",
     "switch_groups",
+    # Applications that keep their identity: the operator's map, the host's client users, their
+    # rights, and the access report.
+    "ClientIdentity",
+    "ClientUser",
+    "ClientAccess",
+    "AclBinding",
+    "parse_client_identities",
+    "AccessReport",
+    "access_report",
+    "format_access_table",
     # kafka-python's admin client as the library makes it, for the host's own queries.
     "admin_client",
 ]

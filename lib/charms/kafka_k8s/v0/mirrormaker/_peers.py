@@ -63,6 +63,9 @@ class MigrationRequest(BaseModel):
     # Set when a unit stopped the migration itself because its source went away.
     reason: str = ""
     finished: FinishedMigration | None = None
+    # The largest record MirrorMaker's producer must send (`max.request.size`), as the
+    # preflight of a real start found it; 0: the producer's default.
+    record_bytes: int = Field(default=0, ge=0)
 
     @property
     def fences(self) -> bool:
@@ -75,7 +78,8 @@ class MigrationRequest(BaseModel):
 
     def raw(self) -> str:
         """The request as a unit records it in its databag."""
-        return self.model_dump_json(exclude_none=True, exclude=None if self.reason else {"reason"})
+        unset = {key for key in ("reason", "record_bytes") if not getattr(self, key)}
+        return self.model_dump_json(exclude_none=True, exclude=unset or None)
 
 
 class UnitState(BaseModel):
@@ -138,10 +142,15 @@ class PeerData:
         units = [self.model.unit, *relation.units]
         return {unit: value for unit in units if (value := relation.data[unit].get(key))}
 
-    def _write(self, key: str, raw: str) -> None:
+    def write(self, key: str, raw: str) -> None:
+        """Set `key` in this unit's databag, unless it holds `raw` already (or no relation is)."""
         relation = self.relation
         if relation is not None and relation.data[self.model.unit].get(key) != raw:
             relation.data[self.model.unit][key] = raw
+
+    def unit_values(self, key: str) -> dict[ops.Unit, str]:
+        """Each unit's value of `key` in its own databag, where it is set."""
+        return self._unit_data(key)
 
     def requests(self) -> list[MigrationRequest]:
         """The request every unit recorded."""
@@ -202,19 +211,19 @@ class PeerData:
 
     def publish_topics(self, names: Iterable[str]) -> None:
         """Publish the target topics this unit saw the migration select (the fence's list)."""
-        self._write(TOPICS_KEY, json.dumps(sorted(set(names))))
+        self.write(TOPICS_KEY, json.dumps(sorted(set(names))))
 
     def publish_state(self, service: str, mode: ExactlyOnceSupport | None) -> None:
         """Publish this unit's MirrorMaker state; its exactly-once mode stays if `mode` is None."""
         previous = self.unit_states().get(self.model.unit, UnitState())
         state = UnitState(service=service, exactly_once=mode or previous.exactly_once)
-        self._write(STATE_KEY, state.model_dump_json(by_alias=True))
+        self.write(STATE_KEY, state.model_dump_json(by_alias=True))
 
     def follow_newest(self) -> MigrationRequest:
         """The newest request, copied into this unit's databag so it outlives its author."""
         request = self.newest()
         if request.seq > 0:
-            self._write(REQUEST_KEY, request.raw())
+            self.write(REQUEST_KEY, request.raw())
         return request
 
     def record(
@@ -222,10 +231,12 @@ class PeerData:
         state: RequestedState,
         reason: str = "",
         finished: FinishedMigration | None = None,
+        record_bytes: int = 0,
     ) -> bool:
         """Record a request in this unit's databag, unless it is already what all follow.
 
-        A stop the units made themselves (`reason`) is replaced by the operator's own stop.
+        A stop the units made themselves (`reason`) is replaced by the operator's own stop; a
+        running migration whose preflight found larger records is recorded again with them.
 
         Returns:
             Whether a new request was recorded.
@@ -237,7 +248,8 @@ class PeerData:
         if relation is None:
             raise NotReadyError("the peer relation is not there yet: retry in a minute")
         newest = self.newest()
-        if newest.state == state and newest.seq > 0 and newest.reason == reason:
+        same = newest.reason == reason and newest.record_bytes >= record_bytes
+        if newest.state == state and newest.seq > 0 and same:
             return False
         request = MigrationRequest(
             state=state,
@@ -246,6 +258,7 @@ class PeerData:
             by=self.model.unit.name,
             reason=reason,
             finished=finished,
+            record_bytes=max(record_bytes, newest.record_bytes if state == "running" else 0),
         )
         relation.data[self.model.unit][REQUEST_KEY] = request.raw()
         return True

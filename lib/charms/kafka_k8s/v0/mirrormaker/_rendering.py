@@ -151,6 +151,7 @@ def mirrormaker_layer(settings: MirrorMakerSettings) -> ops.pebble.LayerDict:
                     "KAFKA_HEAP_OPTS": f"-Xms{min(heap, 256)}m -Xmx{heap}m",
                     "KAFKA_OPTS": options,
                     "LOG_DIR": str(workload.logs),
+                    "JAVA_HOME": str(workload.java_home),
                 },
                 "on-success": "restart",
                 "on-failure": "restart",
