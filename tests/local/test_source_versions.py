@@ -14,6 +14,7 @@ the report holds up the cutover for it; once its consumer left, it moves exactly
 
 from __future__ import annotations
 
+import json
 import tempfile
 import threading
 import time
@@ -26,11 +27,13 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from charms.kafka_k8s.v0.mirrormaker import (
     MigrationConfig,
+    MirrorMakerSettings,
     SourceCluster,
     TargetCluster,
     _switch,
     migration_report,
 )
+from charms.kafka_k8s.v0.mirrormaker._preflight import dry_run
 from substrate.migration import (
     MIGRATOR,
     MIGRATOR_PASSWORD,
@@ -45,7 +48,7 @@ from substrate.migration import (
     wait_copied,
 )
 from substrate.old_cluster import KAFKA_2_8, KAFKA_4, KafkaRelease, OldCluster
-from substrate.processes import ClientConfig, wait_until
+from substrate.processes import LOOPBACK, ClientConfig, wait_until
 from substrate.units import NewCluster
 
 # Kafka 3.9 in ZooKeeper mode, the main jars', is the source of every other module: of the login
@@ -137,6 +140,12 @@ def test_a_migration_from_each_kafka(
         # in a version kafka-python cannot read; the library asks with DescribeAcls.
         every_right = config.model_copy(update={"sync_topic_acls": True})
         assert migration_report(source, target, every_right).missing_rights == []
+        # start-migration dry-run=true: the preflight reads the source's release, and passes.
+        checked = dry_run(
+            MirrorMakerSettings(source=source, target=target, config=config, unit_host=LOOPBACK)
+        )
+        assert "missing-rights" not in checked, checked
+        assert "release is unknown" not in json.dumps(checked), checked
         nodes = MirrorMakers.on(new_cluster, source, target, config)
         nodes.run()
         try:

@@ -21,10 +21,10 @@ from typing import Any, TypeVar
 from . import _clients
 from ._acls import acls_to_copy, selected_topics
 from ._clients import CLIENT_TIMEOUT
+from ._clusters import SourceCluster
 from ._display import _table
 from ._errors import ClusterUnreachableError
 from ._identities import ClientAccess, ClientUser
-from ._clusters import SourceCluster
 from ._options import MigrationConfig
 from ._report import ReportPart
 from ._rights import AclBinding

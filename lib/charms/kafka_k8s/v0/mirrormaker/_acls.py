@@ -22,9 +22,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from . import _clients
 from ._clients import CLIENT_TIMEOUT
+from ._clusters import KafkaCluster
 from ._identities import ClientAccess
 from ._names import MIRRORMAKER_NAMES
-from ._clusters import KafkaCluster
 from ._options import MigrationConfig, is_internal_topic, select
 from ._peers import PeerData
 from ._rights import AclBinding
