@@ -272,6 +272,9 @@ def test_a_migration_through_each_login(logins: Logins, login: str):
         ),
         pytest.param("ssl", "mtls", {}, "set client-certificate and client-key", id="no-cert"),
         pytest.param(
+            "scram-sha-512", "plaintext", {}, "the listener takes no SASL login", id="no-sasl"
+        ),
+        pytest.param(
             "oauthbearer",
             "oauthbearer",
             {"oauth-client-secret": "wrong"},

@@ -73,6 +73,16 @@ def test_refused_login_is_told_apart_from_no_answer():
     )
 
 
+def test_a_login_at_a_listener_without_sasl_is_told_so():
+    """A PLAINTEXT or SSL listener answers SaslHandshake with ILLEGAL_SASL_STATE."""
+    cluster = mm.SourceCluster(name="old", bootstrap_servers=("h:1",), username="u", password="p")
+    client = _clients.ClusterClient(cluster, "source", timeout=1)
+    assert client.unreachable(kafka_errors.IllegalSaslStateError()).message == (
+        "source cluster at h:1 did not answer: illegal sasl state (with security-protocol "
+        "SASL_PLAINTEXT: the listener takes no SASL login; then set PLAINTEXT or SSL)"
+    )
+
+
 def test_connection_failures_are_taken_from_the_clients_own_thread():
     failures = _clients._ConnectionFailures("kafka-k8s-migration-status-source")
     refusal = kafka_errors.SaslAuthenticationFailedError("SaslAuthenticationFailedError: no")

@@ -255,6 +255,11 @@ def _closed_hint(cluster: KafkaCluster, reason: str) -> str:
     """What a connection the listener closed may mean: another protocol than configured."""
     if not any(text in reason for text in _CLOSED):
         return ""
+    if reason == "illegal sasl state":
+        return (
+            f" (with security-protocol {cluster.security_protocol}: the listener takes no SASL "
+            "login; then set PLAINTEXT or SSL)"
+        )
     if not cluster.tls:
         return (
             f" (with security-protocol {cluster.security_protocol}; a TLS listener closes it: "
