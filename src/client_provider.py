@@ -11,10 +11,11 @@ right to write them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-from collections.abc import Callable, Collection
-from typing import Literal, get_args
+from collections.abc import Callable
+from typing import Literal
 
 import ops
 from data_platform_helpers.interfaces import (
@@ -28,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from acls import client_topic_problem, reserved_denials
 from admin import Acl, AdminError, KafkaAdmin, Operation
+from charms.kafka_k8s.v0.mirrormaker import FencedTopics
 from cluster import generate_password
 
 logger = logging.getLogger(__name__)
@@ -73,16 +75,19 @@ def _topic_pattern(topic: str) -> tuple[str, Literal["LITERAL", "PREFIXED"]]:
 def client_acls(grant: ClientGrant) -> list[Acl]:
     """The ACLs a client user needs for its grant.
 
-    An `admin` gets every operation on every topic, group and transactional id, and may create
-    topics and describe the cluster, granted without restarting brokers to change
-    `super.users`; it is denied everything on the reserved names (`acls`), and gets no CLUSTER
-    ALTER, with which it could change ACLs and users (its own denials, MirrorMaker's password).
+    An `admin` gets every operation on every topic, group and transactional id, and may
+    describe the cluster, granted without restarting brokers to change `super.users`; it is
+    denied everything on the reserved names (`acls`). It gets no CLUSTER CREATE: Kafka lets a
+    principal with it create any topic without looking at topic ACLs, so the DENY on the
+    reserved names (and on fenced topics) would not hold; its ALL on topics lets it create
+    them. Nor CLUSTER ALTER, with which it could change ACLs and users (its own denials,
+    MirrorMaker's password).
     """
     if "admin" in grant.roles:
         return [
             *(
                 Acl(resource="CLUSTER", name="kafka-cluster", pattern="LITERAL", operation=op)
-                for op in ("CREATE", "DESCRIBE", "DESCRIBE_CONFIGS", "IDEMPOTENT_WRITE")
+                for op in ("DESCRIBE", "DESCRIBE_CONFIGS", "IDEMPOTENT_WRITE")
             ),
             Acl(resource="TOPIC", name="*", pattern="LITERAL", operation="ALL"),
             Acl(resource="GROUP", name="*", pattern="LITERAL", operation="ALL"),
@@ -115,12 +120,10 @@ def client_acls(grant: ClientGrant) -> list[Acl]:
     return acls
 
 
-# What a topic's ALL covers, but WRITE.
-_TOPIC_OPERATIONS: tuple[Operation, ...] = tuple(
-    operation
-    for operation in get_args(Operation)
-    if operation not in ("ALL", "WRITE", "IDEMPOTENT_WRITE")
-)
+# What a fence withholds on a topic: writing it, and making, removing or changing it.
+FENCED_OPERATIONS: tuple[Operation, ...] = ("WRITE", "CREATE", "DELETE", "ALTER", "ALTER_CONFIGS")
+# What a topic's ALL covers besides.
+_OPEN_OPERATIONS: tuple[Operation, ...] = ("READ", "DESCRIBE", "DESCRIBE_CONFIGS")
 
 
 def _covers(acl: Acl, topic: str) -> bool:
@@ -130,33 +133,74 @@ def _covers(acl: Acl, topic: str) -> bool:
     return acl.name in ("*", topic)
 
 
-def fence(acls: list[Acl], fenced: Collection[str]) -> list[Acl]:
-    """The ACLs without the right to write a fenced topic: a migration is copying into it.
+_Pattern = Literal["LITERAL", "PREFIXED"]
 
-    ALLOW ACLs cannot carve a topic out of a prefix or of `*`, so a WRITE that covers a fenced
-    topic is withheld whole, and an ALL on topics becomes every topic operation but WRITE.
-    CREATE is withheld on a fenced topic named alone (creating it before MirrorMaker does
-    would give it other partitions). Reading stays allowed.
+
+def _fenced_within(acl: Acl, fenced: FencedTopics) -> list[tuple[_Pattern, str]] | None:
+    """The fenced part of what an ALLOW TOPIC ACL covers, as (pattern, name) to deny.
+
+    None when it cannot be denied apart: all of it is fenced (a literal fenced topic, a
+    prefix inside a fenced prefix, any name when the selection has no literal beginning), or
+    a fenced prefix inside it also covers a promoted topic, which a DENY would close too.
     """
-    if not fenced:
+    if acl.pattern == "LITERAL" and acl.name != "*":
+        return None if fenced.covers(acl.name) else []
+    region = "" if acl.name == "*" else acl.name
+    literals, prefixes = fenced.acl_patterns()
+    denials: list[tuple[_Pattern, str]] = []
+    for prefix in sorted(prefixes):
+        if region.startswith(prefix):
+            return None
+        if not prefix.startswith(region):
+            continue
+        if any(topic.startswith(prefix) for topic in fenced.promoted):
+            return None
+        denials.append(("PREFIXED", prefix))
+    for name in sorted(literals):
+        if name.startswith(region):
+            denials.append(("LITERAL", name))
+    return denials
+
+
+def fence(acls: list[Acl], fenced: FencedTopics) -> list[Acl]:
+    """The ACLs without the rights a fence withholds: a migration copies into those topics.
+
+    No client may write, create, delete or alter a fenced topic (`FENCED_OPERATIONS`), nor a
+    topic that MirrorMaker's topic selection would copy into once it exists. Where an ALLOW
+    covers fenced topics and others (a prefix, or `*`), the fenced ones get DENY ACLs, which
+    Kafka checks first; where it cannot be told apart (`_fenced_within`), the rights are
+    withheld whole, but on each promoted topic it covers. Reading stays allowed.
+    """
+    if fenced.empty:
         return acls
     kept: list[Acl] = []
     for acl in acls:
-        covered = acl.resource == "TOPIC" and any(_covers(acl, topic) for topic in fenced)
         if (
-            not covered
+            acl.resource != "TOPIC"
             or acl.permission == "DENY"
-            or acl.operation not in ("WRITE", "CREATE", "ALL")
+            or acl.operation not in (*FENCED_OPERATIONS, "ALL")
         ):
             kept.append(acl)
-        elif acl.operation == "ALL":
+            continue
+        operations = FENCED_OPERATIONS if acl.operation == "ALL" else (acl.operation,)
+        denials = _fenced_within(acl, fenced)
+        if denials is None:
+            if acl.operation == "ALL":
+                kept += [dataclasses.replace(acl, operation=op) for op in _OPEN_OPERATIONS]
             kept += [
-                Acl(resource="TOPIC", name=acl.name, pattern=acl.pattern, operation=operation)
-                for operation in _TOPIC_OPERATIONS
+                Acl(resource="TOPIC", name=topic, pattern="LITERAL", operation=op)
+                for topic in sorted(fenced.promoted)
+                if _covers(acl, topic)
+                for op in operations
             ]
-        elif acl.operation == "CREATE" and (acl.pattern == "PREFIXED" or acl.name == "*"):
-            kept.append(acl)
-    return kept
+            continue
+        kept.append(acl)
+        kept += [
+            Acl(resource="TOPIC", name=name, pattern=pattern, operation=op, permission="DENY")
+            for pattern, name in denials
+            for op in operations
+        ]
+    return list(dict.fromkeys(kept))
 
 
 def relation_user(relation_id: int) -> str:
@@ -262,10 +306,10 @@ def _reason(error: Exception) -> str:
 class KafkaClients(ops.Object):
     """The provider side of `kafka-client`.
 
-    `fenced` names the topics no client may write now (a migration copies into them).
+    `fenced` says which topics no client may write now (a migration copies into them).
     """
 
-    def __init__(self, charm: ops.CharmBase, fenced: Callable[[], Collection[str]] = frozenset):
+    def __init__(self, charm: ops.CharmBase, fenced: Callable[[], FencedTopics] = FencedTopics):
         super().__init__(charm, "kafka-clients")
         self.charm = charm
         self.fenced = fenced
@@ -463,7 +507,7 @@ class KafkaClients(ops.Object):
         relation: ops.Relation,
         endpoints: ClientEndpoints,
         users: set[str],
-        fenced: Collection[str],
+        fenced: FencedTopics,
     ) -> None:
         """Make one relation's user, ACLs and response; no WRITE on the `fenced` topics.
 
@@ -493,16 +537,20 @@ class KafkaClients(ops.Object):
             )
             self.handler.set_response(relation.id, response)
 
-    def reconcile(self, admin: KafkaAdmin, endpoints: ClientEndpoints) -> None:
+    def reconcile(self, admin: KafkaAdmin, endpoints: ClientEndpoints) -> bool:
         """On the leader: make relation users, ACLs and responses match the relations.
 
         Each relation is served or refused on its own: what one relation asks for, or what the
         cluster refuses it, never stops the others, and the users of relations that are gone
-        are removed in any case.
+        are removed in any case. A relation not served keeps what it was granted before, but
+        never the rights the fence withholds.
 
         Args:
             admin: an admin client of the running cluster.
             endpoints: the client endpoints to hand out, and the CA with TLS.
+
+        Returns:
+            Whether every relation user's ACLs are fenced now.
 
         Raises:
             AdminError: if the cluster does not answer.
@@ -510,16 +558,19 @@ class KafkaClients(ops.Object):
         users = admin.list_users()
         refused: dict[int, str] = {}
         fenced = self.fenced()
+        applied = True
         for relation in self.relations:
             try:
                 self._serve(admin, relation, endpoints, users, fenced)
+                continue
             except ClientRequestError:
-                continue  # reported by `errors`, from the relation data
+                pass  # reported by `errors`, from the relation data
             except EndpointsUnavailableError as error:
                 refused[relation.id] = str(error)
             except AdminError as error:
                 logger.warning("kafka-client relation %s not served: %s", relation.id, error)
                 refused[relation.id] = f"the cluster refused it: {error}"
+            applied &= self._fence_unserved(admin, relation_user(relation.id), users, fenced)
         self._store_errors(refused)
         # A relation's user stays while the relation does, served or not: a refused change
         # leaves what was granted before.
@@ -535,3 +586,20 @@ class KafkaClients(ops.Object):
                     continue
                 retired.add(user)
         self._store_retired_users(retired)
+        return applied
+
+    @staticmethod
+    def _fence_unserved(
+        admin: KafkaAdmin, user: str, users: set[str], fenced: FencedTopics
+    ) -> bool:
+        """Fence what a relation not served holds; whether its ACLs are fenced now."""
+        if fenced.empty or user not in users:
+            return True
+        try:
+            held = sorted(admin.acls_of(user), key=repr)
+            if set(withheld := fence(held, fenced)) != set(held):
+                admin.grant(user, withheld)
+        except AdminError as error:
+            logger.warning("%s not fenced: %s", user, error)
+            return False
+        return True

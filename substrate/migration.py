@@ -40,6 +40,7 @@ from kafka.structs import TopicPartition as KafkaTopicPartition
 from admin import KafkaAdmin
 from charms.kafka_k8s.v0 import mirrormaker as mm
 from charms.kafka_k8s.v0.mirrormaker import (
+    FencedTopics,
     MigrationConfig,
     MirrorMakerService,
     MirrorMakerSettings,
@@ -524,8 +525,15 @@ def client_user(new: NewCluster, relation_id: int, topic: str) -> ClientUser:
     return user
 
 
-def grant_client(new: NewCluster, user: ClientUser, fenced: Collection[str]) -> None:
-    """Give the user the ACLs the charm computes while `fenced` is fenced; wait for them."""
+def grant_client(
+    new: NewCluster, user: ClientUser, fenced: FencedTopics | Collection[str]
+) -> None:
+    """Give the user the ACLs the charm computes while `fenced` is fenced; wait for them.
+
+    A collection of names fences those topics alone.
+    """
+    if not isinstance(fenced, FencedTopics):
+        fenced = FencedTopics(names=frozenset(fenced))
     acls = fence(client_acls(user.grant), fenced)
     with KafkaAdmin(new.bootstrap, new.admin_username, new.admin_password) as admin:
         admin.grant(user.grant.username, acls)

@@ -15,7 +15,9 @@ from functools import partial
 import pytest
 from ops import testing
 
+from acls import reserved_denials
 from admin import Acl
+from charms.kafka_k8s.v0.mirrormaker import FencedTopics, TopicSelection
 from client_provider import ClientGrant, client_acls, fence
 from tests.unit.helpers import serving
 
@@ -26,6 +28,10 @@ prefixed = partial(Acl, resource="TOPIC", pattern="PREFIXED")
 IDEMPOTENT = Acl(
     resource="CLUSTER", name="kafka-cluster", pattern="LITERAL", operation="IDEMPOTENT_WRITE"
 )
+
+
+def write_ops(acls) -> set[str]:
+    return {a.operation for a in acls if a.permission == "ALLOW" and a.operation in WRITES}
 
 
 def grant(name: str, *roles: str) -> ClientGrant:
@@ -39,14 +45,26 @@ def grant(name: str, *roles: str) -> ClientGrant:
 
 # fence on ACLs ----------------------------------------------------------------------------------
 
+ORDERS = FencedTopics(names=frozenset({"orders", "payments"}))
+# MirrorMaker copies every topic (the default): any name may become a copy.
+EVERYTHING = FencedTopics(
+    names=frozenset({"orders"}), selections=(TopicSelection(include=(".*",)),)
+)
+ORDERS_DOT = TopicSelection(include=(r"orders\..*", "payments"))
+WRITES = {"WRITE", "CREATE", "DELETE", "ALTER", "ALTER_CONFIGS"}
+
+
+def denied(acls, name: str) -> set[str]:
+    return {a.operation for a in acls if a.permission == "DENY" and a.name == name}
+
 
 def test_nothing_is_withheld_without_a_fence():
     acls = client_acls(grant("orders"))
-    assert fence(acls, frozenset()) == acls
+    assert fence(acls, FencedTopics()) == acls
 
 
 def test_write_and_create_of_a_fenced_topic_are_withheld_read_stays():
-    fenced = set(fence(client_acls(grant("orders")), {"orders", "payments"}))
+    fenced = set(fence(client_acls(grant("orders")), ORDERS))
     assert fenced == {
         topic(name="orders", operation="DESCRIBE"),
         topic(name="orders", operation="READ"),
@@ -57,34 +75,84 @@ def test_write_and_create_of_a_fenced_topic_are_withheld_read_stays():
 
 def test_a_topic_not_fenced_keeps_its_rights():
     acls = client_acls(grant("audit"))
-    assert fence(acls, {"orders"}) == acls
+    assert fence(acls, ORDERS) == acls
 
 
-def test_a_prefix_covering_a_fenced_topic_loses_write_keeps_create():
-    fenced = set(fence(client_acls(grant("ord*", "producer")), {"orders"}))
-    assert fenced == {
-        prefixed(name="ord", operation="DESCRIBE"),
-        prefixed(name="ord", operation="CREATE"),
-        IDEMPOTENT,
-    }
-    assert fence(client_acls(grant("pay*", "producer")), {"orders"}) == client_acls(
-        grant("pay*", "producer")
+def test_a_topic_the_selection_will_copy_is_fenced_before_it_exists():
+    """Issue 23: the fence covered only topics a unit had seen, one or two refreshes late."""
+    fenced = FencedTopics(selections=(ORDERS_DOT,))
+    assert write_ops(fence(client_acls(grant("orders.refunds")), fenced)) == set()
+    assert write_ops(fence(client_acls(grant("audit")), fenced)) == {"WRITE", "CREATE"}
+    # Everything is copied by default: a topic not on the source yet may be created there.
+    assert write_ops(fence(client_acls(grant("refunds")), EVERYTHING)) == set()
+
+
+def test_a_prefix_covering_a_fenced_topic_keeps_writing_the_others_but_not_it():
+    """Issue 23: `pay*` kept CREATE on `payments` while it was fenced."""
+    acls = fence(client_acls(grant("pay*", "producer")), ORDERS)
+    assert prefixed(name="pay", operation="CREATE") in acls
+    assert denied(acls, "payments") == {"WRITE", "CREATE"}
+    assert denied(acls, "orders") == set()
+    assert fence(client_acls(grant("aud*", "producer")), ORDERS) == client_acls(
+        grant("aud*", "producer")
     )
 
 
-def test_an_admin_gets_every_topic_operation_but_write():
-    fenced = set(fence(client_acls(grant("*", "admin")), {"orders"}))
-    topic_operations = {acl.operation for acl in fenced if acl.resource == "TOPIC"}
-    assert "WRITE" not in topic_operations
-    assert {"READ", "CREATE", "DELETE", "ALTER", "DESCRIBE"} <= topic_operations
-    assert {
-        acl.name for acl in fenced if acl.resource == "TOPIC" and acl.permission == "ALLOW"
-    } == {"*"}
-    # The DENY ACLs on the reserved names stay as they are.
-    denials = {acl for acl in client_acls(grant("*", "admin")) if acl.permission == "DENY"}
-    assert denials <= fenced
+def test_a_prefix_inside_a_fenced_prefix_is_withheld_whole():
+    fenced = FencedTopics(selections=(ORDERS_DOT,))
+    acls = fence(client_acls(grant("orders.eu*", "producer")), fenced)
+    assert write_ops(acls) == set()
+    assert not [a for a in acls if a.permission == "DENY"]
+    # A prefix that covers a fenced prefix denies that one only.
+    wider = fence(client_acls(grant("ord*", "producer")), fenced)
+    assert prefixed(name="ord", operation="WRITE") in wider
+    assert (
+        Acl(
+            resource="TOPIC",
+            name="orders.",
+            pattern="PREFIXED",
+            operation="WRITE",
+            permission="DENY",
+        )
+        in wider
+    )
+
+
+def test_a_promoted_topic_is_written_again_also_under_a_fenced_prefix():
+    fenced = FencedTopics(selections=(ORDERS_DOT,), promoted=frozenset({"orders.eu"}))
+    assert write_ops(fence(client_acls(grant("orders.eu")), fenced)) == {"WRITE", "CREATE"}
+    # A DENY on `orders.` would close orders.eu too: the prefix grant is withheld but there.
+    acls = fence(client_acls(grant("ord*", "producer")), fenced)
+    assert topic(name="orders.eu", operation="WRITE") in acls
+    assert prefixed(name="ord", operation="WRITE") not in acls
+    assert not [a for a in acls if a.permission == "DENY"]
+
+
+def test_an_admin_may_create_and_change_what_is_not_fenced_only():
+    """Issue 23: an admin kept CLUSTER CREATE (which skips topic ACLs), DELETE and ALTER."""
+    acls = fence(client_acls(grant("*", "admin")), FencedTopics(selections=(ORDERS_DOT,)))
+    cluster_rights = {a.operation for a in acls if a.resource == "CLUSTER"}
+    assert "CREATE" not in cluster_rights
+    assert topic(name="*", operation="ALL") in acls
+    assert denied(acls, "orders.") == WRITES
+    assert denied(acls, "payments") == WRITES
+    # The DENY ACLs on the reserved names stay as they are, and so do the others.
+    assert set(reserved_denials()) <= set(acls)
     others = {acl for acl in client_acls(grant("*", "admin")) if acl.resource != "TOPIC"}
-    assert others <= fenced
+    assert others <= set(acls)
+
+
+def test_an_admin_while_everything_is_fenced_reads_and_writes_only_promoted_topics():
+    fenced = EVERYTHING.model_copy(update={"promoted": frozenset({"clicks"})})
+    acls = fence(client_acls(grant("*", "admin")), fenced)
+    on_every_topic = {
+        a.operation
+        for a in acls
+        if a.resource == "TOPIC" and a.name == "*" and a.permission == "ALLOW"
+    }
+    assert on_every_topic == {"READ", "DESCRIBE", "DESCRIBE_CONFIGS"}
+    assert {a.operation for a in acls if a.name == "clicks"} == WRITES
+    assert set(reserved_denials()) <= set(acls)
 
 
 # The relation user's ACLs through the migration --------------------------------------------------

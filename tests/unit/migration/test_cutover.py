@@ -179,7 +179,8 @@ def test_finish_with_cleanup_deletes_mirrormakers_topics(ctx, clusters):
         clusters.topics["target"][name] = [1]
     finished(ctx, clusters, cleanup=True)
     assert (ctx.action_results or {})["cleanup"] == (
-        "deleted heartbeats, mm2-offset-syncs.source.internal, source.checkpoints.internal"
+        "deleted heartbeats, mm2-cutover.source.0.1.internal, mm2-offset-syncs.source.internal, "
+        "source.checkpoints.internal"
     )
     assert "orders" not in clusters.deleted
 
@@ -195,8 +196,8 @@ def test_finish_that_loses_a_cluster_midway_records_nothing(ctx, clusters, monke
     before = running()
     message = fails(ctx, before, "finish-migration")
     assert message == (
-        "target cluster at h:1 did not answer: timed out: the migration is not finished, "
-        "MirrorMaker runs as requested before; run finish-migration again"
+        "target cluster at h:1 did not answer: timed out: the migration is not finished and no "
+        "wave was promoted, MirrorMaker runs as requested before; run finish-migration again"
     )
 
 

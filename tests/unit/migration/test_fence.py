@@ -21,12 +21,13 @@ pytestmark = pytest.mark.usefixtures("clusters")
 
 def test_the_fence_follows_the_migration(ctx, clusters):
     out = ctx.run(ctx.on.update_status(), running())
-    assert json.loads(out.get_relations("cluster")[0].local_unit_data["mirrormaker-topics"]) == [
-        "orders",
-        "payments",
-    ]
+    published = json.loads(out.get_relations("cluster")[0].local_unit_data["mirrormaker-topics"])
+    assert published["topics"] == ["orders", "payments"]
     _, results = migration_status(ctx, out)
-    assert results["fence"] == "writes fenced on 2 topics until finish-migration"
+    assert results["fence"] == (
+        "writes fenced on 2 topics until finish-migration, and on every topic "
+        "mirrormaker-topics selects"
+    )
     assert json.loads(results["fenced-topics"]) == ["orders", "payments"]
 
 

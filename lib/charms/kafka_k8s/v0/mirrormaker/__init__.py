@@ -170,6 +170,7 @@ and may change within `LIBAPI` 0.
 """
 
 from ._clients import admin_client
+from ._cutover import CutoverRefusedError, Promotion, promote
 from ._display import format_table
 from ._errors import (
     ClusterUnreachableError,
@@ -179,6 +180,7 @@ from ._errors import (
     SourceError,
     SourceGoneError,
 )
+from ._fence import FencedTopics, TopicSelection
 from ._migration import Migration
 from ._names import MIRRORMAKER_NAMES, MirrorMakerNames
 from ._options import (
@@ -189,7 +191,7 @@ from ._options import (
     SourceCluster,
     TargetCluster,
 )
-from ._peers import UnitState
+from ._peers import UnitState, Wave
 from ._queries import migration_report
 from ._report import MigrationReport
 from ._service import MirrorMakerService
@@ -232,6 +234,9 @@ __all__ = [  # noqa: RUF022 - grouped by what each name is for
     # What MirrorMaker uses on the target: its user's rights, and what no client may get.
     "MirrorMakerNames",
     "MIRRORMAKER_NAMES",
+    # The fence: what no client may write while migrating, and MirrorMaker's topic selection.
+    "FencedTopics",
+    "TopicSelection",
     # What can go wrong; each error knows the status that shows it.
     "MigrationError",
     "InvalidOptionError",
@@ -239,6 +244,7 @@ __all__ = [  # noqa: RUF022 - grouped by what each name is for
     "SourceGoneError",
     "NotReadyError",
     "ClusterUnreachableError",
+    "CutoverRefusedError",
     # The migration report and the group switch, outside a charm too.
     "UnitState",
     "MigrationReport",
@@ -246,6 +252,10 @@ __all__ = [  # noqa: RUF022 - grouped by what each name is for
     "format_table",
     "GroupSwitch",
     "switch_groups",
+    # The cutover in waves, outside a charm too.
+    "Wave",
+    "Promotion",
+    "promote",
     # kafka-python's admin client as the library makes it, for the host's own queries.
     "admin_client",
 ]
