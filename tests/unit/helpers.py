@@ -458,9 +458,11 @@ class FakeClusters:
         self.pauses: list[float] = []
         self.written_while_watched: dict[str, list[int]] = {}
         self.members_on_target: dict[str, int] = {}
-        # Log end offsets above the ends in `topics` (a transaction holds them), the open
-        # transactions `open_transactions` answers, and the claims made on the target.
+        # Log end offsets above the ends in `topics` (a transaction holds them, and those it
+        # writes while the source is watched), the open transactions `open_transactions`
+        # answers, and the claims made on the target.
         self.log_ends: dict[str, list[int]] = {}
+        self.held_while_watched: dict[str, list[int]] = {}
         self.transactions = _transactions.OpenTransactions()
         self.max_timeout_ms: int | None = None
         self.claims: dict[str, str] = {}
@@ -497,6 +499,9 @@ class FakeClusters:
         for topic, added in self.written_while_watched.items():
             ends = self.topics["source"][topic]
             self.topics["source"][topic] = [end + n for end, n in zip(ends, added, strict=True)]
+        for topic, added in self.held_while_watched.items():
+            ends = self.log_ends.get(topic, self.topics["source"][topic])
+            self.log_ends[topic] = [end + n for end, n in zip(ends, added, strict=True)]
 
     def in_sync(self) -> None:
         """The target caught up with every topic, `billing` is synced and has no consumers."""

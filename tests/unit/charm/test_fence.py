@@ -212,3 +212,57 @@ def test_no_fence_when_the_option_is_off(ctx, kafka):
     ctx.run(ctx.on.action("start-migration"), state)
 
     assert write_rights(kafka, relation) == {"WRITE", "CREATE"}
+
+
+def test_a_topic_not_on_the_source_yet_is_fenced_from_the_start(ctx, kafka):
+    """Issue 23: MirrorMaker copies a new source topic at once; the fence came refreshes later."""
+    relation = testing.Relation(
+        "kafka-client", remote_app_name="shop", remote_app_data={"topic": "refunds"}
+    )
+    state, _ = serving(ctx)
+    started = ctx.run(ctx.on.action("start-migration"), state)
+    with_client = dataclasses.replace(started, relations={*started.relations, relation})
+    ctx.run(ctx.on.relation_changed(relation, remote_unit=0), with_client)
+    assert write_rights(kafka, relation) == set()
+
+
+def test_a_wave_lifts_the_fence_from_its_topics_and_closes_them_to_mirrormaker(
+    ctx, kafka, clusters
+):
+    orders, payments = (
+        client(),
+        testing.Relation(
+            "kafka-client", remote_app_name="bank", remote_app_data={"topic": "payments"}
+        ),
+    )
+    state, _ = serving(ctx, **{"mirrormaker-topics": "orders,payments"})
+    state = dataclasses.replace(state, relations={*state.relations, orders, payments})
+    started = ctx.run(ctx.on.action("start-migration"), state)
+    assert write_rights(kafka, orders) == write_rights(kafka, payments) == set()
+    clusters.in_sync()
+    clusters.members["billing"] = 0
+
+    # The peers run no MirrorMaker here: force the wave.
+    ctx.run(ctx.on.action("finish-migration", params={"topics": "orders", "force": True}), started)
+
+    assert (ctx.action_results or {})["wave"] == "1"
+    assert write_rights(kafka, orders) == {"WRITE", "CREATE"}
+    assert write_rights(kafka, payments) == set()
+    deny = Acl(
+        resource="TOPIC", name="orders", pattern="LITERAL", operation="WRITE", permission="DENY"
+    )
+    assert deny in kafka.acls["mirrormaker"]
+
+
+def test_a_relation_not_served_loses_what_the_fence_withholds(ctx, kafka):
+    relation = client()
+    state, _ = serving(ctx)
+    state = dataclasses.replace(state, relations={*state.relations, relation})
+    related = ctx.run(ctx.on.relation_changed(relation, remote_unit=0), state)
+    assert write_rights(kafka, relation) == {"WRITE", "CREATE"}
+    # The application changes its topic: it is not served any more, and keeps its grants...
+    changed = dataclasses.replace(relation, remote_app_data={"topic": "refunds"})
+    related = dataclasses.replace(related, relations={*state.relations - {relation}, changed})
+    # ...but not the right to write a topic a migration copies into.
+    ctx.run(ctx.on.action("start-migration"), related)
+    assert write_rights(kafka, relation) == set()

@@ -58,6 +58,42 @@ def test_exactly_once_prepares_while_a_peer_runs_without_it():
     assert _peers.exactly_once_for(True, [preparing, disabled]) == "preparing"
 
 
+def test_a_request_keeps_its_migration_and_waves_until_a_start_after_the_finish(ctx):
+    wave = _peers.Wave(number=1, at="now", by="kafka-k8s/0", topics=["orders"])
+    secret = credentials()
+    running = json.dumps(
+        {
+            "state": "running",
+            "seq": 3,
+            "at": 1,
+            "by": "kafka-k8s/0",
+            "migration": 2,
+            "waves": [wave.model_dump(mode="json")],
+        }
+    )
+    before = state(
+        config=external(secret),
+        secrets=(secret,),
+        cluster=peers(local={"mirrormaker-request": running}),
+    )
+    stopped = ctx.run(ctx.on.action("stop-migration"), before)
+    assert (unit_request(stopped)["migration"], len(unit_request(stopped)["waves"])) == (2, 1)
+    finished = json.dumps(
+        {"state": "finished", "seq": 4, "at": 1, "by": "kafka-k8s/0", "migration": 2}
+    )
+    again = start(
+        ctx,
+        state(
+            config=external(secret),
+            secrets=(secret,),
+            cluster=peers(local={"mirrormaker-request": finished}),
+        ),
+        force=True,
+    )
+    assert unit_request(again)["migration"] == 5
+    assert "waves" not in unit_request(again)
+
+
 def test_unit_state_json_uses_hyphens():
     state = UnitState(service="active", exactly_once="enabled")
     assert state.model_dump_json(by_alias=True) == '{"service":"active","exactly-once":"enabled"}'

@@ -78,7 +78,10 @@ actions:
     params: {group: {type: string}, dry-run: {type: boolean, default: false}}
     required: [group]
   finish-migration:
-    params: {force: {type: boolean, default: false}, cleanup: {type: boolean, default: false}}
+    params:
+      topics: {type: string}
+      force: {type: boolean, default: false}
+      cleanup: {type: boolean, default: false}
 ```
 
 (kafka-k8s's own `charmcraft.yaml` has the same entries with their descriptions.) The host

@@ -701,12 +701,14 @@ def build_report(
     reasons = [problem.message for problem in snapshot.problems]
     reasons += snapshot.missing_rights
     reasons += _worker_reasons(units, connectors)
-    if not topics and not any(problem.role == "source" for problem in snapshot.problems):
+    answered = not any(problem.role == "source" for problem in snapshot.problems)
+    unseen = _unseen_reasons(snapshot) if answered else []
+    reasons += unseen
+    if not topics and answered and not unseen:
         reasons.append("no source topic is selected for migration")
     reasons += _data_reasons(topics, groups, lag_threshold)
     held = _held_partitions(snapshot)
-    if not any(problem.role == "source" for problem in snapshot.problems):
-        reasons += _unseen_reasons(snapshot)
+    if answered:
         reasons += _held_reasons(held, snapshot)
         reasons += _quiet_reasons(snapshot.quiet)
     return MigrationReport(
