@@ -77,7 +77,8 @@ def test_a_request_keeps_its_migration_and_waves_until_a_start_after_the_finish(
         cluster=peers(local={"mirrormaker-request": running}),
     )
     stopped = ctx.run(ctx.on.action("stop-migration"), before)
-    assert (unit_request(stopped)["migration"], len(unit_request(stopped)["waves"])) == (2, 1)
+    recorded: dict = unit_request(stopped)
+    assert (recorded["migration"], len(recorded["waves"])) == (2, 1)
     finished = json.dumps(
         {"state": "finished", "seq": 4, "at": 1, "by": "kafka-k8s/0", "migration": 2}
     )

@@ -35,7 +35,7 @@ class Admin:
     def __init__(self, *, listed: bool = True, error: type[Exception] | None = None):
         self.listed = listed
         self.error = error
-        self.configs: dict = {}
+        self.configs: dict | Exception = {}
 
     def describe_producers(self, partitions):
         if self.error is not None:
@@ -59,7 +59,7 @@ class Admin:
         return {"ledger-writer": TransactionDescription(0, "Ongoing", 9, 0, 60_000, 123_000, tp)}
 
     def describe_cluster(self):
-        return {"brokers": [{"node_id": 1}]}
+        return {"brokers": [{"broker_id": 1}]}
 
     def describe_configs(self, resources, config_filter):
         [resource] = resources

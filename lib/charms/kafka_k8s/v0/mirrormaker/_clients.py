@@ -474,11 +474,20 @@ class ClusterClient(_Connections):
             reader = cast(Any, self._reader(committed=committed))
             for topic in topics:
                 reader.partitions_for_topic(topic)
-            first = [reader.beginning_offsets(partitions, timeout_ms=timeout_ms)] if starts else []
-            return [*first, reader.end_offsets(partitions, timeout_ms=timeout_ms)]
+            try:
+                first = (
+                    [reader.beginning_offsets(partitions, timeout_ms=timeout_ms)] if starts else []
+                )
+                return [*first, reader.end_offsets(partitions, timeout_ms=timeout_ms)]
+            except KeyError as missing:
+                # kafka-python 3.0 drops a partition it got no offset for (a topic created a
+                # moment ago, whose leader the broker does not know yet) and fails on it.
+                raise kafka_errors.UnknownTopicOrPartitionError(
+                    f"no offset for {missing}"
+                ) from None
 
         answers = []
-        for answer in self._ask(query):
+        for answer in self._ask(query, again=True):
             offsets = {topic: [0] * count for topic, count in topics.items()}
             for partition, offset in answer.items():
                 offsets[partition.topic][partition.partition] = offset

@@ -281,13 +281,16 @@ def promote(
     waves: Sequence[Wave] = (),
     units: Mapping[str, UnitState] | None = None,
     force: bool = False,
+    prepare: Callable[[bool], None] | None = None,
     quiet_seconds: float = QUIET_SECONDS,
     timeout: float = CLIENT_TIMEOUT,
 ) -> Promotion:
     """Promote a wave as `finish-migration topics=...` does, outside a charm (see `promote_with`).
 
-    The caller records the wave, restarts MirrorMaker with its topics promoted (in
-    `MigrationConfig.promoted`), denies MirrorMaker's user WRITE on them and lifts their fence.
+    `prepare` is called before anything changes, with whether the wave is the last: stop
+    MirrorMaker there before the last, as `finish-migration` does. The caller then records the
+    wave, restarts MirrorMaker with its topics promoted (`MigrationConfig.promoted`), denies
+    MirrorMaker's user WRITE on them, and lifts their fence.
 
     Raises:
         CutoverRefusedError: if the wave may not happen; nothing was changed.
@@ -304,6 +307,7 @@ def promote(
             waves=waves,
             units=units,
             force=force,
+            prepare=prepare,
             quiet_seconds=quiet_seconds,
         )
     finally:
@@ -354,6 +358,7 @@ def finish_results(
         "mirrormaker": f"stopped on {unit}; every other unit stops it as it sees the request",
         "fence": f"lifted from {plural(len(fenced), 'topic')}" if fenced else "none was on",
         "wave": str(promotion.wave.number),
+        "left": json.dumps(promotion.wave.left),
         "topics": json.dumps(promotion.wave.topics),
         "waves": json.dumps([wave.model_dump(mode="json") for wave in waves]),
         **_switch_results(promotion.switches),

@@ -161,10 +161,11 @@ def max_timeout_ms(admin: Any) -> int | None:
     Reading a broker's configs needs DESCRIBE_CONFIGS on the cluster, which a consumer lacks.
     """
     brokers = admin.describe_cluster().get("brokers") or []
-    if not brokers:
+    broker = brokers[0].get("broker_id", brokers[0].get("node_id")) if brokers else None
+    if broker is None:
         return None
     resource = ConfigResource(
-        ConfigResourceType.BROKER, str(brokers[0]["node_id"]), {"transaction.max.timeout.ms": ""}
+        ConfigResourceType.BROKER, str(broker), {"transaction.max.timeout.ms": ""}
     )
     try:
         described = admin.describe_configs([resource], config_filter="all")
