@@ -23,11 +23,9 @@ read and describe) onto one unit, by a real MirrorMaker node that the library's 
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -75,6 +73,8 @@ from substrate.old_cluster import OldCluster
 from substrate.processes import ClientConfig, wait_until
 from substrate.units import NewCluster
 
+# One unit: waves and the gate are about what MirrorMaker copies, one node shows it.
+UNITS = 1
 PAY_EU, PAY_US, SHIP, LEDGER = "pay.eu", "pay.us", "ship", "ledger"
 PARTITIONS = {PAY_EU: 2, PAY_US: 1, SHIP: 2, LEDGER: 1}
 RECORDS = 300
@@ -150,14 +150,6 @@ def _acls(config: ClientConfig, create: list | None = None, delete: list | None 
     if delete:
         for future in admin.delete_acls(delete).values():
             future.result(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def new_cluster(kafka_cache: Path, local_tmp: Path) -> Iterator[NewCluster]:
-    """One unit: waves and the gate are about what MirrorMaker copies, one node shows it."""
-    tmp = Path(tempfile.mkdtemp(prefix="new-", dir=local_tmp))
-    with NewCluster(tmp, cache=kafka_cache, size=1) as cluster:
-        yield cluster
 
 
 @pytest.fixture(scope="module")
