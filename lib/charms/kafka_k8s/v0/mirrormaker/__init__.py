@@ -16,12 +16,18 @@ The source is either the `migration-source` relation (interface `kafka_client`, 
 the acting unit's peer databag, and every unit follows the newest request it sees.
 
 The cutover: while a migration is requested and not finished, the topics it copies into are
-fenced (`fenced_topics()`: the host withholds their WRITE from its client users). The verdict
-"ready for cutover" needs the target in sync by content (what a `read_committed` consumer reads)
-and the source quiet. `switch-group` and `finish-migration` move consumer groups exactly: from
-MirrorMaker's offset syncs, both clusters' records are matched by content, so a moved consumer
-reads every record it had not read on the source and none it had. `finish-migration` stops
-MirrorMaker, switches every group, lifts the fence and records the finished migration.
+fenced (`fenced_topics()`: every topic it copied into and every name MirrorMaker's topic
+selection matches; the host withholds from its client users the rights to write, create, delete
+or alter them). The fence only grows until a topic's wave. The verdict "ready for cutover" needs
+the target in sync by content (what a `read_committed` consumer reads), the source quiet (its log
+end offsets still) and no transaction open on it. `switch-group` and `finish-migration` move
+consumer groups exactly: from MirrorMaker's offset syncs, both clusters' records are matched by
+content, so a moved consumer reads every record it had not read on the source and none it had.
+`finish-migration topics=...` promotes a wave: its groups switch, MirrorMaker stops copying its
+topics (and never copies into them again), their fence lifts, and the wave is recorded with both
+clusters' end offsets. Without `topics` it promotes everything left, stops MirrorMaker and
+records the finished migration. Each step is claimed on the target first: of two units
+finishing at once, one goes on.
 
 ## Adopting it
 
@@ -90,8 +96,11 @@ needs there (kafka-k8s's `acls.mirrormaker_acls`; `MIRRORMAKER_NAMES` lists the 
 and transactional ids MirrorMaker uses, which no client of the host should be granted: its
 connector configs live in the `mm2-configs.*` topic), passes the library the cluster as that
 user reaches it, routes its state-changing events (and `on.fence_changed`) to one reconcile,
-leaves WRITE out of its client users' grants on `fenced_topics()`, and shows the library's
-status in collect-status. The library never sets a status itself:
+grants its client users' ACLs without what `fenced_topics()` fences (a `FencedTopics`: topics by
+name, MirrorMaker's selections, the promoted topics that are not fenced) and then, on the
+leader, calls `fence_applied()` (MirrorMaker starts only once the leader has), denies
+MirrorMaker's user WRITE on `promoted_topics()`, and shows the library's status in
+collect-status. The library never sets a status itself:
 
 ```python
 from charms.kafka_k8s.v0.mirrormaker import Migration, MirrorMakerWorkload, TargetCluster
@@ -126,7 +135,11 @@ class KafkaCharm(ops.CharmBase):
         )
 
     def _reconcile(self, _: ops.EventBase) -> None:
-        ...  # the broker first; clients get no WRITE on self.migration.fenced_topics()
+        ...  # the broker first; MirrorMaker's user may not write self.migration.promoted_topics()
+        fenced = self.migration.fenced_topics()
+        ...  # clients get no WRITE, CREATE, DELETE, ALTER on what `fenced` covers; then:
+        if self.unit.is_leader():
+            self.migration.fence_applied(fenced)
         self.migration.reconcile()
 
     def _on_collect_status(self, event: ops.CollectStatusEvent) -> None:
@@ -151,8 +164,9 @@ comma-separated string is accepted too). `unit_host` is an address the other uni
 that MirrorMaker can bind its REST listener to (`listeners=http://<unit_host>:8083`).
 
 What the library keeps in the host's model: the unit keys `mirrormaker-request`,
-`mirrormaker-state` and `mirrormaker-topics` in the peer relation's unit databags, and the
-StoredState handle `mirrormaker-migration`. MirrorMaker's metrics are served on
+`mirrormaker-state` and `mirrormaker-topics` in the peer relation's unit databags, the app key
+`mirrormaker-fence-applied` (the leader's), the StoredState handle `mirrormaker-migration`, and
+on the target one `mm2-cutover.*` topic per wave (its claim). MirrorMaker's metrics are served on
 `MirrorMakerWorkload.metrics_port` (9099): add `*:9099` to the host's scrape jobs. On
 Kubernetes no port needs opening for the units to reach each other.
 
@@ -166,10 +180,12 @@ Juju); the `MigrationError` family, each error with the status that shows it; th
 `migration_report(source, target, config)` queries both clusters as `migration-status` does,
 `MigrationReport.results()` gives the action's results and `format_table(report)` prints it;
 `switch_groups(source, target, config, groups)` moves groups as `switch-group` does, each
-`GroupSwitch` saying what moved; and `admin_client(**config)`, a kafka-python admin client
-that keeps kafka-python's loggers quiet and closes when it cannot connect, for a host that asks
-its own cluster with the same client. The modules (`_options`, `_clients`, ...) are private
-and may change within `LIBAPI` 0.
+`GroupSwitch` saying what moved; `promote(source, target, config, topics)` checks and promotes a
+wave as `finish-migration` does (a `Promotion` with its `Wave`; `CutoverRefusedError` when it
+may not); `FencedTopics` and `TopicSelection` describe the fence; and `admin_client(**config)`,
+a kafka-python admin client that keeps kafka-python's loggers quiet and closes when it cannot
+connect, for a host that asks its own cluster with the same client. The modules (`_options`,
+`_clients`, ...) are private and may change within `LIBAPI` 0.
 """
 
 from ._clients import admin_client
@@ -208,7 +224,7 @@ LIBAPI = 0
 
 # Increment this PATCH version before using `charmcraft publish-lib` or reset
 # to 0 if you are raising the major API version
-LIBPATCH = 7
+LIBPATCH = 8
 
 PYDEPS = [
     "pydantic>=2.7",
