@@ -305,6 +305,8 @@ class Fence:
 
     def _publish(self, selected: Iterable[str], running: TopicSelection | None) -> None:
         newest = self.peers.newest()
+        if newest.seq == 0:
+            return  # no migration was ever requested: nothing to fence
         publications = self._publications(newest.migration).values()
         names = {name for p in publications for name in p.topics} | set(selected)
         publication = _Publication(

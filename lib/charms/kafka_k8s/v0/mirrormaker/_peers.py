@@ -48,8 +48,9 @@ class Wave(BaseModel):
 
     def summary(self) -> str:
         """One line about the wave."""
+        by = f", by {self.by}" if self.by else ""
         return (
-            f"wave {self.number} ({self.at}, by {self.by}): {list_names(self.topics)}; "
+            f"wave {self.number} ({self.at}{by}): {list_names(self.topics)}; "
             f"{plural(self.records, 'record')}, {plural(len(self.groups), 'group')} switched"
         )
 
