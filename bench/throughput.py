@@ -29,6 +29,11 @@ On the local tier (real Kafka, ZooKeeper, Pebble, loopback only), in one run:
    data: the simplest copier a user could pick.
 4. scale: the charm's defaults on 3 units for topics of 1, 12 and 48 partitions (a quarter of
    the records each), and the peak resident memory (VmHWM) of every MirrorMaker process.
+5. throttle: the charm's defaults on 3 units with `mirrormaker-throttle-mb-per-second` set
+   (`THROTTLE_MB_S`), applied as the charm's leader applies it (`acls.throttle_mirrormaker`, a
+   quota on MirrorMaker's user). Measured is what the quota counts: the bytes the target's
+   brokers took in from producers (`BytesInPerSec`, compressed batches as sent), once Kafka's
+   quota window has passed after the first record, up to the last, against the cap.
 
 For every write into a new cluster (raw, copy limit, each migration) the benchmark records the
 target brokers' CPU seconds and what they were asked (produce and fetch requests, bytes and
@@ -38,7 +43,8 @@ more than another.
 Rates are MiB of record values per second (as Kafka's perf tools count MB). CPU seconds per
 process role are recorded for every run, to show where time goes on this 2-core machine.
 
-Usage: `python -m bench throughput [--quick] [--records N] [--skip-scale] [--runs A,B]`. Writes
+Usage: `python -m bench throughput [--quick] [--records N] [--skip-scale] [--runs A,B]
+[--skip-limits]`; `--runs throttle --skip-limits --skip-scale` measures only the throttle. Writes
 `bench/results/latest.json`, a timestamped copy, `latest.md` and `latest.png`.
 """
 
@@ -64,6 +70,8 @@ from typing import Any, cast
 from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
+from acls import throttle_mirrormaker
+from admin import KafkaAdmin
 from bench import RESULTS
 from charms.kafka_k8s.v0.mirrormaker import (
     MigrationConfig,
@@ -73,6 +81,7 @@ from charms.kafka_k8s.v0.mirrormaker import (
     TargetCluster,
 )
 from files import properties_escape
+from models import ADMIN_USER
 from substrate.certificates import CertificateAuthority
 from substrate.migration import MirrorMakers, source_cluster, source_user, target_cluster
 from substrate.old_cluster import OldCluster
@@ -112,6 +121,11 @@ LEGACY = "legacy-mirrormaker"
 RAW_PRODUCER_PROPS = ("acks=all", "batch.size=262144", "linger.ms=10")
 LOAD_PRODUCER_PROPS = ("acks=1", "batch.size=262144", "linger.ms=10")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+THROTTLE = "throttle"
+THROTTLE_MB_S = 1
+# Kafka's quota window (quota.window.num x quota.window.size.seconds): how long a producer may
+# run ahead of its quota before the broker throttles it.
+QUOTA_WINDOW_SECONDS = 11
 
 
 # Kafka's own tools -------------------------------------------------------------------------------
@@ -696,8 +710,9 @@ class Options:
     quick: bool
     scale: bool
     heap_mb: int
-    # Only the main runs of these names (all when empty).
+    # Only the main runs of these names (all when empty); `throttle` names the throttled run.
     runs: tuple[str, ...] = ()
+    limits: bool = True
 
 
 @contextmanager
@@ -832,8 +847,9 @@ def measure(options: Options, measured: dict[str, Any]) -> None:
             measured["load"][TOPIC] = producer_performance(
                 tools, old.admin_config(), TOPIC, options.records, LOAD_PRODUCER_PROPS
             )
-            log("raw read and write rates")
-            measured["limits"] = measure_limits(old, base, tools, options.records)
+            if options.limits:
+                log("raw read and write rates")
+                measured["limits"] = measure_limits(old, base, tools, options.records)
             for run in main_runs(options.records):
                 if options.runs and run.name not in options.runs:
                     continue
@@ -842,6 +858,10 @@ def measure(options: Options, measured: dict[str, Any]) -> None:
                 log(f"  {measured['runs'][-1]['mb_s']} MB/s")
             if options.scale:
                 measure_scale(old, base, tools, options, measured["runs"])
+            if not options.runs or THROTTLE in options.runs:
+                log(f"migration throttled to {THROTTLE_MB_S} MB/s")
+                measured["throttle"] = measure_throttle(old, base, options)
+                log(f"  {measured['throttle']['measured_mb_s']} MB/s")
 
 
 def measure_scale(
@@ -858,6 +878,57 @@ def measure_scale(
         log(f"migration {run.name}")
         runs.append(time_run(old, base, run, options.heap_mb))
         log(f"  {runs[-1]['mb_s']} MB/s")
+
+
+def measure_throttle(old: OldCluster, base: Path, options: Options) -> dict[str, Any]:
+    """The charm's defaults on 3 units, capped at `THROTTLE_MB_S` as the charm's leader caps it.
+
+    The cap is what the brokers' quota counts, the bytes producers send them: their
+    `BytesInPerSec`, read every second from the first record's arrival to the last's. Kafka
+    lets a producer run ahead of its quota for one quota window (11 samples of 1 s) before it
+    throttles, so the rate that holds is measured from the end of that window on; the run's
+    whole rate is kept beside it.
+    """
+    run = Run("charm-3-throttled", "charm", 3, TOPIC, PARTITIONS, options.records, start_charm)
+    with NewCluster(base / run.name, size=3, heap_mb=BROKER_HEAP_MB) as new:
+        with KafkaAdmin(new.internal_bootstrap, ADMIN_USER, new.admin_password) as admin:
+            throttle_mirrormaker(admin, THROTTLE_MB_S, len(new.units))
+        admin_client = AdminClient(new.admin_config())
+        began = time.monotonic()
+        start_charm(old, new, options.heap_mb)
+        sent: list[tuple[float, float]] = []  # (seconds since the start, bytes taken in)
+        copied = 0
+        while copied < options.records:
+            copied = total_end_offset(admin_client, TOPIC, PARTITIONS)
+            now = time.monotonic() - began
+            if copied > 0:
+                sent.append((now, broker_counters(new)["bytes_in"]))
+            limit = FIRST_RECORD_TIMEOUT if not sent else STALL_TIMEOUT + sent[0][0]
+            if now > limit and copied < options.records:
+                break
+            time.sleep(1.0)
+        errors = mirrormaker_errors(new)
+    finished = copied >= options.records and len(sent) > 1
+
+    def mb_s(since: float) -> float | None:
+        window = [(at, total) for at, total in sent if at >= since]
+        if not finished or len(window) < 2:
+            return None
+        (first_at, first), (last_at, last) = window[0], window[-1]
+        return round((last - first) / MIB / (last_at - first_at), 2)
+
+    steady = mb_s(sent[0][0] + QUOTA_WINDOW_SECONDS) if sent else None
+    return {
+        "set_mb_s": THROTTLE_MB_S,
+        "measured_mb_s": steady,
+        "whole_run_mb_s": mb_s(sent[0][0]) if sent else None,
+        "within_10_percent": steady is not None
+        and abs(steady - THROTTLE_MB_S) <= 0.1 * THROTTLE_MB_S,
+        "seconds": round(sent[-1][0], 2) if finished else None,
+        "first_record_seconds": round(sent[0][0], 2) if sent else None,
+        "finished": finished,
+        "mirrormaker_errors": errors,
+    }
 
 
 # Results -----------------------------------------------------------------------------------------
@@ -977,6 +1048,9 @@ def summarize(options: Options, measured: dict[str, Any], notes: list[str]) -> d
         "mirrormaker_peak_rss_mb_any_config": max(all_rss, default=None),
         "mirrormaker_heap_mb": options.heap_mb,
         "status_seconds": status_case(1_000, 200).get("total-median"),
+        "throttle_set_mb_s": measured.get("throttle", {}).get("set_mb_s"),
+        "throttle_measured_mb_s": measured.get("throttle", {}).get("measured_mb_s"),
+        "throttle": measured.get("throttle", {}),
         "goals": {
             "ratio_charm_vs_seed_at_least": 1.5,
             "ratio_charm_steady_vs_copy_limit_at_least": 0.7,
@@ -1076,6 +1150,10 @@ def markdown(results: dict[str, Any]) -> str:
         f"{results['mirrormaker_heap_mb']}m): {_fmt(results['mirrormaker_peak_rss_mb'], ' MiB')}",
         "- scale, charm's defaults on 3 units, MB/s by partitions: "
         + ", ".join(f"{p}: {_fmt(v)}" for p, v in results["scale_mb_s"].items()),
+        f"- throttle: set **{_fmt(results['throttle_set_mb_s'], ' MB/s')}**, the target's "
+        f"brokers took in **{_fmt(results['throttle_measured_mb_s'], ' MB/s')}** once the quota "
+        f"window had passed, {_fmt(results['throttle'].get('whole_run_mb_s'), ' MB/s')} from the "
+        "first record to the last (what the quota counts: batches as sent)",
         f"- migration-status, 1,000 partitions and 200 groups: "
         f"{_fmt(results['status_seconds'], ' s')}; 10,000 partitions and 1,000 groups: **"
         f"{_fmt(results['status_seconds_10k'], ' s')}** (goal 5 s), peak memory "
@@ -1214,12 +1292,17 @@ def parse(argv: list[str]) -> Options:
     parser.add_argument("--skip-scale", action="store_true", help="no 1/12/48-partition runs")
     parser.add_argument("--heap-mb", type=int, default=MM2_HEAP_MB, help="MirrorMaker -Xmx")
     parser.add_argument(
-        "--runs", default="", help="only these main runs, e.g. charm-3,charm-3-tls (default: all)"
+        "--runs",
+        default="",
+        help="only these main runs, e.g. charm-3,charm-3-tls,throttle (default: all)",
     )
+    parser.add_argument("--skip-limits", action="store_true", help="no raw rates, no copy limit")
     args = parser.parse_args(argv)
     records = args.records or (QUICK_RECORDS if args.quick else FULL_RECORDS)
     runs = tuple(name.strip() for name in args.runs.split(",") if name.strip())
-    return Options(records, args.quick, not args.skip_scale, args.heap_mb, runs)
+    return Options(
+        records, args.quick, not args.skip_scale, args.heap_mb, runs, not args.skip_limits
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -9,7 +9,8 @@ configs, its heartbeats and checkpoints, its worker group and transactional ids)
 `reserved_denials` are the DENY bindings an `admin` relation user gets for them.
 
 The internal `mirrormaker` user is not a super user: the leader grants it `mirrormaker_acls`,
-the rights MirrorMaker 2 needs on this cluster, through `KafkaAdmin`.
+the rights MirrorMaker 2 needs on this cluster, through `KafkaAdmin`, and caps its writes with
+`mirrormaker-throttle-mb-per-second` (`throttle_mirrormaker`, a Kafka client quota).
 """
 
 from __future__ import annotations
@@ -182,3 +183,31 @@ def grant_mirrormaker(
     admin.grant(
         MIRRORMAKER_USER, mirrormaker_acls(sync_topic_acls=sync_topic_acls, promoted=promoted)
     )
+
+
+MIB = 1024 * 1024
+
+
+def producer_rate_per_broker(mb_per_second: int, brokers: int) -> float | None:
+    """The `producer_byte_rate` quota per broker that caps writes at `mb_per_second` (MiB/s).
+
+    Kafka enforces a client quota on each broker for the bytes sent to that broker: an equal
+    share on each of `brokers` adds up to the cap. None (no quota) for 0.
+    """
+    if mb_per_second <= 0:
+        return None
+    return float(round(mb_per_second * MIB / max(brokers, 1)))
+
+
+def throttle_mirrormaker(admin: KafkaAdmin, mb_per_second: int, brokers: int) -> None:
+    """Cap what MirrorMaker's user writes into this cluster at `mb_per_second` MiB/s (0: no cap).
+
+    A quota on the user (every producer it runs: the copy, offset syncs, checkpoints and
+    Connect's own topics), changed without restarting anything; set only when it differs.
+
+    Raises:
+        AdminError: if the cluster refuses or does not answer.
+    """
+    wanted = producer_rate_per_broker(mb_per_second, brokers)
+    if admin.producer_byte_rate(MIRRORMAKER_USER) != wanted:
+        admin.set_producer_byte_rate(MIRRORMAKER_USER, wanted)

@@ -18,9 +18,14 @@ from charmlibs.interfaces.tls_certificates import CertificateRequestAttributes
 from charmlibs.rollingops import OperationResult, RollingOpsManager, RollingOpsStatus
 
 import rolling
-from acls import grant_mirrormaker
+from acls import grant_mirrormaker, throttle_mirrormaker
 from admin import AdminError, KafkaAdmin
-from charms.kafka_k8s.v0.mirrormaker import Migration, TargetCluster
+from charms.kafka_k8s.v0.mirrormaker import (
+    InvalidOptionError,
+    Migration,
+    MigrationConfig,
+    TargetCluster,
+)
 from client_provider import ClientEndpoints, KafkaClients
 from cluster import ClusterState
 from config import BrokerConfig, InvalidConfigError
@@ -55,16 +60,26 @@ class KafkaK8sCharm(ops.CharmBase):
         workload = Workload()
         self.cluster = ClusterState(self)
         self.broker = KafkaWorkload(self.unit.get_container(CONTAINER), workload)
-        self.clients = KafkaClients(self, fenced=lambda: self.migration.fenced_topics())
+        self.clients = KafkaClients(
+            self,
+            fenced=lambda: self.migration.fenced_topics(),
+            copied=lambda: self.migration.copied_acls(),
+        )
         self.migration = Migration(
             self,
             target=self._migration_target,
             unit_host=lambda: self.cluster.this_node.host,
             container=CONTAINER,
             workload=workload.mirrormaker(),
+            clients=self.clients.access,
         )
         self.observability = Observability(
-            self, nodes=lambda: self.cluster.nodes, this_host=lambda: self.cluster.this_node.host
+            self,
+            nodes=lambda: self.cluster.nodes,
+            this_host=lambda: self.cluster.this_node.host,
+            migrating=lambda: self.migration.requested_state == "running",
+            storage=self.cluster.storage_bytes,
+            certificates=self.cluster.certificate_expiries,
         )
         # The library also handles secret-remove for every secret this application owns: it
         # removes the revision no unit reads any more, the internal credentials' too (a second
@@ -261,6 +276,7 @@ class KafkaK8sCharm(ops.CharmBase):
         settings = self._broker_settings()
         if settings is None:
             return
+        self.cluster.record_certificate_expiry(settings.tls.expires if settings.tls else None)
         if not self._apply(settings):
             return
         if not self.unit.is_leader() or not self.broker.is_ready():
@@ -275,6 +291,8 @@ class KafkaK8sCharm(ops.CharmBase):
                     sync_topic_acls=bool(self.config.get("mirrormaker-sync-topic-acls")),
                     promoted=self.migration.promoted_topics(),
                 )
+                self._throttle_mirrormaker(admin)
+                self._measure_storage(admin)
                 self._advance_rotation(admin, settings)
                 fenced = self.migration.fenced_topics()
                 if self.clients.reconcile(admin, endpoints):
@@ -305,6 +323,27 @@ class KafkaK8sCharm(ops.CharmBase):
         if must_restart and self.model.get_relation(RESTART_RELATION) is not None:
             self.restarts.request_async_lock(RESTART)
         return True
+
+    def _throttle_mirrormaker(self, admin: KafkaAdmin) -> None:
+        """On the leader: cap MirrorMaker's writes at `mirrormaker-throttle-mb-per-second`.
+
+        While the migration's options are invalid the quota stays as it is (the migration's
+        status names the option).
+        """
+        try:
+            config = MigrationConfig.from_options(self.config)
+        except InvalidOptionError:
+            return
+        throttle_mirrormaker(admin, config.throttle_mb_per_second, len(self.cluster.nodes))
+
+    def _measure_storage(self, admin: KafkaAdmin) -> None:
+        """On the leader: record each broker's data volume, for the storage alert rules."""
+        try:
+            sizes = admin.log_dir_bytes(node.node_id for node in self.cluster.nodes)
+        except AdminError as error:
+            logger.info("the brokers' storage was not measured: %s", error)
+            return
+        self.cluster.record_storage_bytes(sizes)
 
     def _write_internal_users(self, admin: KafkaAdmin, settings: BrokerSettings) -> None:
         """On the leader, once the cluster serves: write the internal users through the API.
@@ -395,6 +434,8 @@ class KafkaK8sCharm(ops.CharmBase):
             event.add_status(status)
         if self._problem is not None:
             event.add_status(self._problem)
+        if identities := self.clients.identities_problem:
+            event.add_status(ops.BlockedStatus(identities))
         if self._rotation is not None:
             event.add_status(self._rotation)
         if self.restarts.state.status in (RollingOpsStatus.WAITING, RollingOpsStatus.GRANTED):
@@ -451,6 +492,11 @@ class KafkaK8sCharm(ops.CharmBase):
     def _on_collect_app_status(self, event: ops.CollectStatusEvent) -> None:
         for relation_id, error in sorted(self.clients.errors.items()):
             event.add_status(ops.BlockedStatus(f"kafka-client relation {relation_id}: {error}"))
+        if identities := self.clients.identities_problem:
+            event.add_status(ops.BlockedStatus(identities))
+        # The operator's map of client identities, before the migration's own active status.
+        if mapped := self.clients.access().summary():
+            event.add_status(ops.ActiveStatus(mapped))
         if migration := self.migration.status():
             event.add_status(migration)
         event.add_status(ops.ActiveStatus())

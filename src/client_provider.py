@@ -5,8 +5,11 @@
 Reading and answering the relation goes through data-platform-helpers; the users and ACLs are
 made by `KafkaAdmin`. `reconcile` is idempotent: it brings the cluster's relation users and the
 relation responses to what the current relations ask for, and removes the users of relations
-that are gone. While a migration copies into topics of this cluster, `fence` withholds the
-right to write them.
+that are gone. Each request of a relation is granted or refused on its own, and nothing a related
+application writes stops the others from being served. While a migration copies into topics of
+this cluster, `fence` withholds the right to write them. An application the operator mapped to its
+identity on the source (`identities`) also gets its migrated groups and transactional ids, and
+the topic ACLs the migration copied for it.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Callable
-from typing import Literal
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Literal, NamedTuple
 
 import ops
 from data_platform_helpers.interfaces import (
@@ -24,13 +27,20 @@ from data_platform_helpers.interfaces import (
     ResourceProviderEventHandler,
     SecretGroup,
 )
-from data_platform_helpers.interfaces.utils import get_encoded_dict
+from data_platform_helpers.interfaces.utils import gen_hash, get_encoded_dict
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from acls import client_topic_problem, reserved_denials
 from admin import Acl, AdminError, KafkaAdmin, Operation
-from charms.kafka_k8s.v0.mirrormaker import FencedTopics
+from charms.kafka_k8s.v0.mirrormaker import (
+    AclBinding,
+    ClientAccess,
+    ClientIdentity,
+    ClientUser,
+    FencedTopics,
+)
 from cluster import generate_password
+from identities import Identities, as_bindings, copied_acls, identity_acls
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +85,9 @@ def _topic_pattern(topic: str) -> tuple[str, Literal["LITERAL", "PREFIXED"]]:
 def client_acls(grant: ClientGrant) -> list[Acl]:
     """The ACLs a client user needs for its grant.
 
+    A producer may write its topic and use transactional ids under its own prefix
+    (`relation-<id>-`); a consumer may read its topic and use groups under that prefix.
+
     An `admin` gets every operation on every topic, group and transactional id, and may
     describe the cluster, granted without restarting brokers to change `super.users`; it is
     denied everything on the reserved names (`acls`). It gets no CLUSTER CREATE: Kafka lets a
@@ -105,6 +118,16 @@ def client_acls(grant: ClientGrant) -> list[Acl]:
                 name="kafka-cluster",
                 pattern="LITERAL",
                 operation="IDEMPOTENT_WRITE",
+            ),
+            # Transactions (exactly-once producers, Kafka Streams, Flink) under its own prefix.
+            *(
+                Acl(
+                    resource="TRANSACTIONAL_ID",
+                    name=f"{grant.username}-",
+                    pattern="PREFIXED",
+                    operation=operation,
+                )
+                for operation in ("WRITE", "DESCRIBE")
             ),
         ]
     if "consumer" in grant.roles:
@@ -203,9 +226,47 @@ def fence(acls: list[Acl], fenced: FencedTopics) -> list[Acl]:
     return list(dict.fromkeys(kept))
 
 
+def user_acls(
+    grants: Sequence[ClientGrant],
+    identity: ClientIdentity | None = None,
+    copied: Collection[AclBinding] = (),
+    fenced: FencedTopics | None = None,
+) -> list[Acl]:
+    """Everything a relation user may do, without what the fence withholds (`fence`).
+
+    Each of its granted requests' ACLs (`client_acls`), its application's migrated groups and
+    transactional ids (`identity`), and the topic ACLs the migration copied for it (`copied`).
+    """
+    if not grants:
+        return []
+    acls = [acl for grant in grants for acl in client_acls(grant)]
+    if identity is not None:
+        producer = any("producer" in grant.roles for grant in grants)
+        acls += identity_acls(identity, producer=producer)
+    acls += copied_acls(grants[0].username, copied)
+    return fence(list(dict.fromkeys(acls)), fenced or FencedTopics())
+
+
 def relation_user(relation_id: int) -> str:
     """The SCRAM user of a `kafka-client` relation."""
     return f"{USER_PREFIX}{relation_id}"
+
+
+def library_user(
+    relation_id: int,
+    application: str,
+    grants: Sequence[ClientGrant],
+    identity: ClientIdentity | None = None,
+) -> ClientUser:
+    """A relation user as the migration library knows it: its rights once no fence holds."""
+    username = relation_user(relation_id)
+    allowed = [acl for acl in user_acls(grants, identity) if acl.permission == "ALLOW"]
+    return ClientUser(
+        username=username,
+        application=application,
+        relation=f"{CLIENT_RELATION} relation {relation_id}",
+        rights=as_bindings(username, allowed),
+    )
 
 
 class ClientRequestError(Exception):
@@ -252,6 +313,25 @@ class ClientEndpoints(BaseModel):
 
 # What a requirer may not change once a relation is made: data-platform-helpers refuses it too.
 _FIXED = {"resource": "topic", "extra-user-roles": "extra-user-roles"}
+
+
+def _change(before: Mapping[str, object] | None, request: KafkaRequestModel) -> str | None:
+    """What changed in a request that may not change after the relation was made, or None."""
+    if not before:
+        return None
+    now = request.model_dump(mode="json", by_alias=True, exclude_none=True)
+    for key, name in _FIXED.items():
+        if key in before and before[key] != now.get(key):
+            return (
+                f"{name} changed from {str(before[key])[:40]!r} to {str(now.get(key))[:40]!r} "
+                "after the relation was made: remove the relation and relate again"
+            )
+    return None
+
+
+# What reading hostile relation data can raise: pydantic's and JSON's errors are ValueErrors, a
+# secret the charm may not read a ModelError.
+UNREADABLE = (ValueError, TypeError, KeyError, AttributeError, ops.ModelError)
 ERRORS_KEY = "kafka-client-errors"
 RETIRED_KEY = "kafka-client-retired-users"
 
@@ -274,7 +354,7 @@ class _TolerantProvider(ResourceProviderEventHandler):
         try:
             self._check(event.relation)
             super()._on_relation_changed_event(event)
-        except (ClientRequestError, ValueError, TypeError, KeyError) as error:
+        except (ClientRequestError, *UNREADABLE) as error:
             logger.warning(
                 "kafka-client relation %s not handled: %s", event.relation.id, _reason(error)
             )
@@ -303,17 +383,51 @@ def _reason(error: Exception) -> str:
     return f"unreadable data ({type(error).__name__})"
 
 
+def _malformed(error: Exception) -> str:
+    """What is wrong with a request that does not validate, without its values."""
+    if isinstance(error, ValidationError) and error.errors():
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "request"
+        return f"malformed request ({where}: {first['msg'][:80]})"
+    return f"malformed request ({type(error).__name__})"
+
+
+class _Request(NamedTuple):
+    """One request of a relation: how messages name it, its grant, or why it is refused.
+
+    `kept` is what a refused change keeps: the grant of the request as it was first made.
+    """
+
+    name: str
+    request: KafkaRequestModel | None = None
+    grant: ClientGrant | None = None
+    error: str | None = None
+    kept: ClientGrant | None = None
+
+    @property
+    def held(self) -> ClientGrant | None:
+        """What the relation user holds for this request."""
+        return self.grant or self.kept
+
+
 class KafkaClients(ops.Object):
     """The provider side of `kafka-client`.
 
     `fenced` says which topics no client may write now (a migration copies into them).
     """
 
-    def __init__(self, charm: ops.CharmBase, fenced: Callable[[], FencedTopics] = FencedTopics):
+    def __init__(
+        self,
+        charm: ops.CharmBase,
+        fenced: Callable[[], FencedTopics] = FencedTopics,
+        copied: Callable[[], Collection[AclBinding]] = tuple,
+    ):
         super().__init__(charm, "kafka-clients")
         self.charm = charm
         self.fenced = fenced
-        self.handler = _TolerantProvider(charm, self._requests)
+        self.copied = copied
+        self.identities = Identities(charm)
+        self.handler = _TolerantProvider(charm, self._check)
         self.framework.observe(charm.on[CLIENT_RELATION].relation_broken, self._on_broken)
 
     def _on_broken(self, event: ops.RelationBrokenEvent) -> None:
@@ -332,57 +446,130 @@ class KafkaClients(ops.Object):
         """The live `kafka-client` relations."""
         return list(self.charm.model.relations[CLIENT_RELATION])
 
-    def _requests(self, relation: ops.Relation) -> list[KafkaRequestModel]:
-        """The requests of a relation, checked as far as the relation data alone allows.
+    def _raw_requests(self, relation: ops.Relation) -> list[object]:
+        """The requests in the relation data, unchecked: one in v0, a JSON list in v1.
 
         Raises:
-            ClientRequestError: naming what is wrong with the relation data.
+            ClientRequestError: if the data is no request at all.
         """
-        remote = relation.data[relation.app] if relation.app else {}
+        try:
+            remote = dict(relation.data[relation.app]) if relation.app else {}
+        except UNREADABLE as error:
+            raise ClientRequestError(f"unreadable data ({type(error).__name__})") from None
+        remote.pop("data", None)
         version = remote.get("version", "v0")
         if version not in ("v0", "v1"):
             raise ClientRequestError(f"unknown interface version {version[:20]!r}")
-        if version == "v1":
-            try:
-                raw = json.loads(remote.get("requests") or "[]")
-            except ValueError:
-                raise ClientRequestError("requests is not JSON") from None
-            if not isinstance(raw, list):
-                raise ClientRequestError("requests is not a JSON list")
+        if version == "v0":
+            return [remote] if remote else []
         try:
-            requests = self.handler.requests(relation)
-        except (ValidationError, ValueError, TypeError):
-            raise ClientRequestError("malformed request") from None
-        checked = [
-            request
-            if isinstance(request, KafkaRequestModel)
-            else KafkaRequestModel.model_validate(request.model_dump())
-            for request in requests
-        ]
-        for request in checked:
-            self._unchanged(relation, request)
-        return checked
+            raw = json.loads(remote.get("requests") or "[]")
+        except ValueError:
+            raise ClientRequestError("requests is not JSON") from None
+        if not isinstance(raw, list):
+            raise ClientRequestError("requests is not a JSON list")
+        return raw
 
-    def _unchanged(self, relation: ops.Relation, request: KafkaRequestModel) -> None:
-        """Refuse a topic or roles changed after the relation was made.
+    def _requests(self, relation: ops.Relation) -> list[_Request]:
+        """Each request of a relation, granted or refused on its own.
+
+        A request is read without the secrets it names (the charm needs none of them), so a
+        request naming a secret the charm cannot read is refused, not raised.
 
         Raises:
-            ClientRequestError: naming what changed.
+            ClientRequestError: if the relation data is no request at all.
         """
+        raws = self._raw_requests(relation)
+        v1 = not self._is_v0(relation)
+        requests = []
+        for index, raw in enumerate(raws, start=1):
+            name = ""
+            if v1:
+                given = raw.get("request-id") if isinstance(raw, dict) else None
+                name = f"request {str(given)[:20] if given else index}: "
+            try:
+                if not isinstance(raw, dict):
+                    raise TypeError("not a JSON object")
+                request = KafkaRequestModel.model_validate(raw)
+                if v1 and not request.request_id:
+                    if "salt" not in raw:
+                        raise ClientRequestError("malformed request (no request-id nor salt)")
+                    request.request_id = gen_hash(request.resource, request.salt)
+            except ClientRequestError as error:
+                requests.append(_Request(name, error=str(error)))
+                continue
+            except UNREADABLE as error:
+                requests.append(_Request(name, error=_malformed(error)))
+                continue
+            requests.append(self._checked(relation, name, request))
+        return requests
+
+    def _checked(self, relation: ops.Relation, name: str, request: KafkaRequestModel) -> _Request:
+        """A readable request, granted or refused."""
+        try:
+            self._readable_secrets(request)
+            before = self._first_made(relation, request)
+            if (change := _change(before, request)) is not None:
+                return _Request(name, request, error=change, kept=self._kept(relation, before))
+            return _Request(name, request, grant=self.grant_of(relation, request))
+        except ClientRequestError as error:
+            return _Request(name, request, error=str(error))
+        except UNREADABLE as error:
+            return _Request(name, request, error=_malformed(error))
+
+    def _readable_secrets(self, request: KafkaRequestModel) -> None:
+        """Refuse a request naming a secret (`secret-mtls`) the charm cannot read.
+
+        Raises:
+            ClientRequestError: naming the key.
+        """
+        uri = request.secret_mtls
+        if not uri:
+            return
+        try:
+            self.charm.model.get_secret(id=str(uri)).get_content()
+        except (ops.SecretNotFoundError, ops.ModelError):
+            raise ClientRequestError(
+                "secret-mtls names a secret kafka-k8s cannot read (removed, or not granted): "
+                "grant it, or leave secret-mtls out (mTLS is not offered)"
+            ) from None
+
+    def _first_made(
+        self, relation: ops.Relation, request: KafkaRequestModel
+    ) -> Mapping[str, object] | None:
+        """The request as data-platform-helpers stored it when first served, if it did.
+
+        Only the leader reads it: another unit may not read this application's data.
+        """
+        if not self.charm.unit.is_leader():
+            return None
         try:
             stored = get_encoded_dict(relation, self.charm.app, "data") or {}
-        except ValueError:
-            return
-        before = stored.get(request.request_id, {}) if request.request_id else stored
-        if not isinstance(before, dict):
-            return
-        now = request.model_dump(mode="json", by_alias=True, exclude_none=True)
-        for key, name in _FIXED.items():
-            if key in before and before[key] != now.get(key):
-                raise ClientRequestError(
-                    f"{name} changed from {before[key]!r} to {now.get(key)!r} after the relation "
-                    "was made: remove the relation and relate again"
-                )
+        except (ValueError, ops.ModelError):
+            return None
+        before = stored.get(request.request_id) if request.request_id else stored
+        return before if isinstance(before, dict) and before else None
+
+    def _kept(
+        self, relation: ops.Relation, before: Mapping[str, object] | None
+    ) -> ClientGrant | None:
+        """The grant of a request as first made, which a refused change keeps."""
+        try:
+            return self.grant_of(relation, KafkaRequestModel.model_validate(dict(before or {})))
+        except (ClientRequestError, *UNREADABLE):
+            return None
+
+    def _check(self, relation: ops.Relation) -> None:
+        """Refuse a relation with a request that cannot be granted.
+
+        data-platform-helpers then stores none of its requests.
+
+        Raises:
+            ClientRequestError: naming the first refused request.
+        """
+        for request in self._requests(relation):
+            if request.error is not None:
+                raise ClientRequestError(f"{request.name}{request.error}")
 
     def _stored_errors(self) -> dict[int, str]:
         relation = self.charm.model.get_relation("cluster")
@@ -419,7 +606,7 @@ class KafkaClients(ops.Object):
 
     @property
     def errors(self) -> dict[int, str]:
-        """Why a relation is not served, by relation id.
+        """Why a relation, or some of its requests, is not served, by relation id.
 
         What the relation data alone shows is computed on every call, so collect-status reports
         it on any event; what the cluster refused is what the last reconcile recorded.
@@ -427,11 +614,41 @@ class KafkaClients(ops.Object):
         errors = self._stored_errors()
         for relation in self.relations:
             try:
-                for request in self._requests(relation):
-                    self.grant_of(relation, request)
+                refused = [f"{r.name}{r.error}" for r in self._requests(relation) if r.error]
             except ClientRequestError as error:
-                errors[relation.id] = str(error)
+                refused = [str(error)]
+            if refused:
+                errors[relation.id] = "; ".join(filter(None, [*refused, errors.get(relation.id)]))
         return errors
+
+    @property
+    def identities_problem(self) -> str | None:
+        """Why `kafka-client-identities` is not applied as it is set, or None."""
+        return self.identities.current()[1]
+
+    def _identity(
+        self, relation: ops.Relation, identities: Iterable[ClientIdentity]
+    ) -> ClientIdentity | None:
+        application = relation.app.name if relation.app else None
+        return next((i for i in identities if i.application == application), None)
+
+    def access(self) -> ClientAccess:
+        """The relation users, what each is granted (unfenced), and the operator's map.
+
+        For the migration library: from the relation data and the option, no cluster asked.
+        """
+        identities, problem = self.identities.current()
+        users = []
+        for relation in self.relations:
+            try:
+                grants = [r.held for r in self._requests(relation) if r.held]
+            except ClientRequestError:
+                continue
+            if not grants or relation.app is None:
+                continue
+            identity = self._identity(relation, identities)
+            users.append(library_user(relation.id, relation.app.name, grants, identity))
+        return ClientAccess(identities=identities, users=tuple(users), problem=problem)
 
     def grant_of(self, relation: ops.Relation, request: KafkaRequestModel) -> ClientGrant:
         """What the related application may do.
@@ -509,33 +726,67 @@ class KafkaClients(ops.Object):
         users: set[str],
         fenced: FencedTopics,
     ) -> None:
-        """Make one relation's user, ACLs and response; no WRITE on the `fenced` topics.
+        """Make one relation's user, ACLs and responses; no WRITE on the `fenced` topics.
+
+        The user gets what every granted request asks (and what a refused change keeps); each
+        granted request gets its response.
 
         Raises:
-            ClientRequestError: if the relation asks for what cannot be granted.
-            EndpointsUnavailableError: if it asks for external endpoints and there are none.
+            ClientRequestError: if the relation data is no request at all.
+            EndpointsUnavailableError: if a request asks for external endpoints and there are
+                none.
             AdminError: if the cluster refuses a request.
         """
-        for request in self._requests(relation):
-            grant = self.grant_of(relation, request)
-            addresses = endpoints.pick(request.external_node_connectivity)
+        requests = self._requests(relation)
+        served, unavailable = [], []
+        for request in requests:
+            if request.grant is None or request.request is None:
+                continue
+            external = request.request.external_node_connectivity
+            try:
+                served.append((request, endpoints.pick(external)))
+            except EndpointsUnavailableError as error:
+                unavailable.append(f"{request.name}{error}")
+        grants = [r.grant for r, _ in served if r.grant] + [r.kept for r in requests if r.kept]
+        if grants:
+            username = relation_user(relation.id)
             password = self._password(relation)
-            if grant.username not in users:
-                admin.upsert_user(grant.username, password)
-            admin.grant(grant.username, fence(client_acls(grant), fenced))
-            response = KafkaResponseModel(
-                salt=request.salt,
-                request_id=request.request_id,
-                resource=request.resource,
-                username=grant.username,
-                password=password,
-                endpoints=addresses,
-                consumer_group_prefix=grant.consumer_group_prefix,
-                tls=endpoints.tls,
-                tls_ca=endpoints.tls_ca,
-                **self._secret_uris(relation),
-            )
-            self.handler.set_response(relation.id, response)
+            if username not in users:
+                admin.upsert_user(username, password)
+            identities, _ = self.identities.current()
+            identity = self._identity(relation, identities)
+            admin.grant(username, user_acls(grants, identity, self.copied(), fenced))
+            for request, addresses in served:
+                self._respond(relation, request, username, password, addresses, endpoints)
+        if unavailable:
+            raise EndpointsUnavailableError("; ".join(unavailable))
+
+    def _respond(
+        self,
+        relation: ops.Relation,
+        served: _Request,
+        username: str,
+        password: str,
+        addresses: str,
+        endpoints: ClientEndpoints,
+    ) -> None:
+        """Answer one granted request with its user, endpoints and CA."""
+        request, grant = served.request, served.grant
+        if request is None or grant is None:
+            return
+        response = KafkaResponseModel(
+            salt=request.salt,
+            request_id=request.request_id,
+            resource=request.resource,
+            username=username,
+            password=password,
+            endpoints=addresses,
+            consumer_group_prefix=grant.consumer_group_prefix,
+            tls=endpoints.tls,
+            tls_ca=endpoints.tls_ca,
+            **self._secret_uris(relation),
+        )
+        self.handler.set_response(relation.id, response)
 
     def reconcile(self, admin: KafkaAdmin, endpoints: ClientEndpoints) -> bool:
         """On the leader: make relation users, ACLs and responses match the relations.
@@ -559,6 +810,7 @@ class KafkaClients(ops.Object):
         refused: dict[int, str] = {}
         fenced = self.fenced()
         applied = True
+        self.identities.keep()
         for relation in self.relations:
             try:
                 self._serve(admin, relation, endpoints, users, fenced)
@@ -570,6 +822,10 @@ class KafkaClients(ops.Object):
             except AdminError as error:
                 logger.warning("kafka-client relation %s not served: %s", relation.id, error)
                 refused[relation.id] = f"the cluster refused it: {error}"
+            except UNREADABLE as error:
+                reason = _reason(error)
+                logger.warning("kafka-client relation %s not served: %s", relation.id, reason)
+                refused[relation.id] = reason
             applied &= self._fence_unserved(admin, relation_user(relation.id), users, fenced)
         self._store_errors(refused)
         # A relation's user stays while the relation does, served or not: a refused change

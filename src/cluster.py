@@ -37,6 +37,10 @@ INTER_BROKER_KEY = "broker-inter-broker-user"
 EXTERNAL_ADDRESS_KEY = "external-address"
 # In the application's peer data: whether the leader made external Services (expose-external).
 EXTERNAL_SERVICES_KEY = "external-services"
+# Unit data: when the certificate this unit's broker serves expires (seconds since the epoch).
+CERTIFICATE_EXPIRY_KEY = "certificate-expiry"
+# Application data: each broker's data volume in bytes, by node id (JSON), as the leader measured.
+STORAGE_BYTES_KEY = "storage-bytes"
 
 
 def generate_password(length: int = 32) -> str:
@@ -287,6 +291,43 @@ class ClusterState:
         data = self._app_data()
         if data is not None and self.unit.is_leader():
             data[EXTERNAL_SERVICES_KEY] = "true" if exposed else ""
+
+    def certificate_expiries(self) -> dict[int, float]:
+        """When each unit's served certificate expires (seconds since the epoch), by node id."""
+        relation = self.relation
+        if relation is None:
+            return {}
+        expiries = {}
+        for unit in self.units:
+            try:
+                expiries[node_id(unit)] = float(
+                    relation.data[unit].get(CERTIFICATE_EXPIRY_KEY, "")
+                )
+            except ValueError:
+                continue
+        return expiries
+
+    def record_certificate_expiry(self, expires: float | None) -> None:
+        """Publish when the certificate this unit's broker serves expires (or that it has none)."""
+        relation = self.relation
+        value = f"{expires:.0f}" if expires is not None else ""
+        if relation is not None and relation.data[self.unit].get(CERTIFICATE_EXPIRY_KEY) != value:
+            relation.data[self.unit][CERTIFICATE_EXPIRY_KEY] = value
+
+    def storage_bytes(self) -> dict[int, int]:
+        """Each broker's data volume in bytes, by node id, as the leader last measured it."""
+        try:
+            recorded = json.loads((self._app_data() or {}).get(STORAGE_BYTES_KEY) or "{}")
+            return {int(node): int(size) for node, size in recorded.items()}
+        except (ValueError, TypeError, AttributeError):
+            return {}
+
+    def record_storage_bytes(self, sizes: dict[int, int]) -> None:
+        """On the leader: record each broker's data volume in bytes."""
+        data = self._app_data()
+        value = json.dumps({str(node): size for node, size in sorted(sizes.items())})
+        if data is not None and self.unit.is_leader() and data.get(STORAGE_BYTES_KEY) != value:
+            data[STORAGE_BYTES_KEY] = value
 
     def is_credentials_secret(self, secret: ops.Secret) -> bool:
         """Whether a secret event concerns the internal credentials."""

@@ -10,7 +10,9 @@ encoding.
 `metrics-endpoint` (`prometheus_scrape`, provider):
 - application data, written by the leader: `scrape_metadata` (the Juju topology), `scrape_jobs`
   (one job for the brokers' JMX exporters and one for MirrorMaker's, each listing every unit's
-  `HOST:PORT` target with a `juju_unit` label) and `alert_rules`;
+  `HOST:PORT` target with a `juju_unit` label; MirrorMaker's also say whether a migration is
+  requested) and `alert_rules` (`prometheus_alert_rules/kafka_k8s.yaml`, and for each unit a
+  rule on its storage and one on its certificate, with what the charm knows of them);
 - unit data, written by every unit: `prometheus_scrape_unit_address` and
   `prometheus_scrape_unit_name`.
 
@@ -28,11 +30,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import ops
+import yaml
 from cosl import DashboardPath40UID, JujuTopology, LZMABase64
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,6 +46,7 @@ logger = logging.getLogger(__name__)
 METRICS_RELATION = "metrics-endpoint"
 DASHBOARD_RELATION = "grafana-dashboard"
 DASHBOARDS_DIR = Path(__file__).resolve().parent / "grafana_dashboards"
+ALERT_RULES_FILE = Path(__file__).resolve().parent / "prometheus_alert_rules" / "kafka_k8s.yaml"
 BROKER_JOB = "kafka-broker"
 MIRRORMAKER_JOB = "kafka-mirrormaker"
 METRICS_PATH = "/metrics"
@@ -61,12 +65,14 @@ class MetricsTarget(BaseModel):
     mirrormaker_port: int = Field(default=9099, gt=0, lt=65536)
 
 
-def scrape_jobs(targets: Sequence[MetricsTarget]) -> list[JsonDict]:
+def scrape_jobs(targets: Sequence[MetricsTarget], *, migrating: bool = False) -> list[JsonDict]:
     """The scrape jobs: every unit's broker exporter and MirrorMaker exporter.
 
     Targets are named explicitly (not `*:PORT`) so that both jobs list every unit, including
     units whose own databag Prometheus has not read yet. MirrorMaker's exporter answers only
-    while a migration runs; its targets are down otherwise.
+    while a migration runs; its targets are down otherwise, and carry the label
+    `migration="requested"` while a migration is requested (else `"none"`): the alert on a
+    MirrorMaker that is down fires only then.
     """
     ordered = sorted(targets, key=lambda target: _unit_number(target.unit))
     return [
@@ -76,14 +82,19 @@ def scrape_jobs(targets: Sequence[MetricsTarget]) -> list[JsonDict]:
             "static_configs": [
                 {
                     "targets": [f"{target.host}:{port(target)}"],
-                    "labels": {"juju_unit": target.unit, "kafka_service": service},
+                    "labels": {"juju_unit": target.unit, "kafka_service": service, **labels},
                 }
                 for target in ordered
             ],
         }
-        for job, service, port in (
-            (BROKER_JOB, "broker", lambda target: target.broker_port),
-            (MIRRORMAKER_JOB, "mirrormaker", lambda target: target.mirrormaker_port),
+        for job, service, port, labels in (
+            (BROKER_JOB, "broker", lambda target: target.broker_port, {}),
+            (
+                MIRRORMAKER_JOB,
+                "mirrormaker",
+                lambda target: target.mirrormaker_port,
+                {"migration": "requested" if migrating else "none"},
+            ),
         )
     ]
 
@@ -93,40 +104,85 @@ def _unit_number(unit: str) -> int:
     return int(number) if number.isdigit() else 0
 
 
-ALERT_RULES: tuple[JsonDict, ...] = (
-    {
-        "alert": "KafkaK8sMirrorMakerTaskFailed",
-        "expr": 'kafka_connect_connector_task_status{status="failed"} == 1',
-        "for": "2m",
-        "labels": {"severity": "critical"},
-        "annotations": {
-            "summary": "MirrorMaker task {{ $labels.connector }}-{{ $labels.task }} failed",
-            "description": "Run the migration-status action for the task's error.",
-        },
-    },
-    {
-        "alert": "KafkaK8sOfflinePartitions",
-        "expr": "kafka_controller_kafkacontroller_offlinepartitionscount > 0",
-        "for": "1m",
-        "labels": {"severity": "critical"},
-        "annotations": {"summary": "{{ $value }} partitions have no leader"},
-    },
-    {
-        "alert": "KafkaK8sUnderReplicatedPartitions",
-        "expr": "kafka_server_replicamanager_underreplicatedpartitions > 0",
-        "for": "10m",
-        "labels": {"severity": "warning"},
-        "annotations": {
-            "summary": "{{ $labels.juju_unit }} leads {{ $value }} under-replicated partitions"
-        },
-    },
-)
+# A unit's data volume: alert when it is this full, or full within this many seconds.
+STORAGE_FULL_FRACTION = 0.9
+STORAGE_FULL_WITHIN = 6 * 3600
+# A unit's certificate: alert this long before it expires.
+CERTIFICATE_WARNING = 14 * 86400
 
 
-def alert_rules(topology: JujuTopology) -> JsonDict:
+def shipped_rules(path: Path = ALERT_RULES_FILE) -> list[JsonDict]:
+    """The alert rules of the rules file, every group's."""
+    groups = yaml.safe_load(path.read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"]]
+
+
+def unit_rules(storage: Mapping[str, int], certificates: Mapping[str, float]) -> list[JsonDict]:
+    """Rules on what the charm knows of each unit, which no exporter serves.
+
+    Args:
+        storage: each unit's data volume in bytes (Kafka's DescribeLogDirs, KIP-827), against
+            the size of its Kafka logs that the broker's exporter serves.
+        certificates: when each unit's certificate expires, in seconds since the epoch.
+    """
+    rules: list[JsonDict] = []
+    for unit, capacity in sorted(storage.items()):
+        used = f'sum(kafka_log_log_size{{juju_unit="{unit}"}})'
+        labels = {"juju_unit": unit}
+        rules += [
+            {
+                "alert": "KafkaK8sStorageAlmostFull",
+                "expr": f"{used} / {capacity} > {STORAGE_FULL_FRACTION}",
+                "for": "5m",
+                "labels": {"severity": "critical", **labels},
+                "annotations": {
+                    "summary": f"Kafka's logs fill {{{{ $value | humanizePercentage }}}} of "
+                    f"{unit}'s data volume",
+                    "description": "Lower log-retention-hours, or give the units more storage.",
+                },
+            },
+            {
+                "alert": "KafkaK8sStorageFilling",
+                # Seconds until full at the rate of the last hour (positive: it grows).
+                "expr": f"({capacity} - {used}) / deriv({used}[1h:1m]) > 0 "
+                f"< {STORAGE_FULL_WITHIN}",
+                "for": "15m",
+                "labels": {"severity": "warning", **labels},
+                "annotations": {
+                    "summary": f"{unit}'s data volume is full in {{{{ $value | "
+                    "humanizeDuration }} at the rate of the last hour",
+                    "description": "A migration copies faster than retention frees space: "
+                    "set mirrormaker-throttle-mb-per-second, lower log-retention-hours, or give "
+                    "the units more storage.",
+                },
+            },
+        ]
+    for unit, expires in sorted(certificates.items()):
+        rules.append(
+            {
+                "alert": "KafkaK8sCertificateExpiring",
+                "expr": f"vector({expires:.0f}) - time() < {CERTIFICATE_WARNING}",
+                "labels": {"severity": "warning", "juju_unit": unit},
+                "annotations": {
+                    "summary": f"The certificate {unit}'s broker serves expires in "
+                    "{{ $value | humanizeDuration }}",
+                    "description": "The certificates provider renews it before it expires; "
+                    "one that does not is stuck: check the certificates relation.",
+                },
+            }
+        )
+    return rules
+
+
+def alert_rules(
+    topology: JujuTopology,
+    storage: Mapping[str, int] | None = None,
+    certificates: Mapping[str, float] | None = None,
+) -> JsonDict:
     """The alert rules, labelled with the topology; Prometheus adds the matchers."""
     labels = topology.label_matcher_dict
-    rules = [{**rule, "labels": {**rule["labels"], **labels}} for rule in ALERT_RULES]
+    shipped = [*shipped_rules(), *unit_rules(storage or {}, certificates or {})]
+    rules = [{**rule, "labels": {**rule["labels"], **labels}} for rule in shipped]
     return {"groups": [{"name": f"{topology.identifier}_kafka_k8s_alerts", "rules": rules}]}
 
 
@@ -186,6 +242,9 @@ class Observability(ops.Object):
         charm: the charm.
         nodes: every unit of the application, as its peers reach it.
         this_host: the address other pods reach this unit on.
+        migrating: whether a migration is requested (MirrorMaker should run).
+        storage: each broker's data volume in bytes, by node id, as last measured.
+        certificates: when each broker's certificate expires, by node id.
     """
 
     def __init__(
@@ -193,11 +252,17 @@ class Observability(ops.Object):
         charm: ops.CharmBase,
         nodes: Callable[[], Sequence[BrokerNode]],
         this_host: Callable[[], str],
+        migrating: Callable[[], bool] = lambda: False,
+        storage: Callable[[], Mapping[int, int]] = dict,
+        certificates: Callable[[], Mapping[int, float]] = dict,
     ):
         super().__init__(charm, "observability")
         self._charm = charm
         self._nodes = nodes
         self._this_host = this_host
+        self._migrating = migrating
+        self._storage = storage
+        self._certificates = certificates
 
     def targets(self) -> list[MetricsTarget]:
         """Every unit's metrics endpoints."""
@@ -233,10 +298,13 @@ class Observability(ops.Object):
         if not self._charm.unit.is_leader() or not (metrics or dashboards):
             return
         topology = JujuTopology.from_charm(self._charm)
+        app = self._charm.app.name
+        storage = {f"{app}/{node}": size for node, size in self._storage().items()}
+        expiries = {f"{app}/{node}": when for node, when in self._certificates().items()}
         metrics_data = {
             "scrape_metadata": json.dumps(topology.as_dict()),
-            "scrape_jobs": json.dumps(scrape_jobs(self.targets())),
-            "alert_rules": json.dumps(alert_rules(topology)),
+            "scrape_jobs": json.dumps(scrape_jobs(self.targets(), migrating=self._migrating())),
+            "alert_rules": json.dumps(alert_rules(topology, storage, expiries)),
         }
         for relation in metrics:
             relation.data[self._charm.app].update(metrics_data)

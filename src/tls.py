@@ -58,6 +58,15 @@ class ServerTls(BaseModel):
         leaf = x509.load_pem_x509_certificate(self.chain.encode())  # the first in the file
         return hashlib.sha256(leaf.public_bytes(serialization.Encoding.DER)).hexdigest()
 
+    @property
+    def expires(self) -> float | None:
+        """When the unit's certificate expires, in seconds since the epoch; None if unreadable."""
+        try:
+            leaf = x509.load_pem_x509_certificate(self.chain.encode())
+        except ValueError:
+            return None
+        return leaf.not_valid_after_utc.timestamp()
+
 
 _END = "-----END CERTIFICATE-----"
 

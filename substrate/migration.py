@@ -35,6 +35,7 @@ from confluent_kafka.admin import (
 )
 from kafka import KafkaAdminClient
 from kafka import errors as kafka_errors
+from kafka.protocol.admin.client_quotas import AlterClientQuotasRequest
 from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as KafkaTopicPartition
 
@@ -51,7 +52,7 @@ from charms.kafka_k8s.v0.mirrormaker import (
     UnitState,
     Wave,
 )
-from client_provider import ClientGrant, client_acls, fence, parse_roles
+from client_provider import ClientGrant, library_user, parse_roles, user_acls
 from cluster import generate_password
 from substrate.old_cluster import OldCluster
 from substrate.processes import LOOPBACK, ClientConfig, sasl_config, wait_until
@@ -394,6 +395,34 @@ def commit_offsets(
         admin.close()
 
 
+def set_user_quotas(config: ClientConfig, user: str, quotas: dict[str, float]) -> None:
+    """Set a user's client quotas (AlterClientQuotas: librdkafka's admin client has no call)."""
+    request = AlterClientQuotasRequest(
+        entries=[
+            AlterClientQuotasRequest.EntryData(
+                entity=[
+                    AlterClientQuotasRequest.EntryData.EntityData(
+                        entity_type="user", entity_name=user
+                    )
+                ],
+                ops=[
+                    AlterClientQuotasRequest.EntryData.OpData(key=key, value=value, remove=False)
+                    for key, value in quotas.items()
+                ],
+            )
+        ],
+        validate_only=False,
+    )
+    admin = KafkaAdminClient(**_kafka_python(config))
+    try:
+        manager = cast(Any, admin)._manager
+        response = manager.run(manager.send, request)
+    finally:
+        admin.close()
+    failed = [entry.error_message for entry in response.entries if entry.error_code]
+    assert not failed, f"quotas of {user} not set: {failed}"
+
+
 def topic_acl(
     kind: type[_Acl],
     topic: str,
@@ -513,41 +542,64 @@ class MirrorMakers:
 
 @dataclass(frozen=True)
 class ClientUser:
-    """A `kafka-client` relation user of the new cluster (producer and consumer of one topic)."""
+    """A `kafka-client` relation user of the new cluster (producer and consumer of one topic).
+
+    `application` is the related application's name; `identity` what the operator mapped it to
+    on the source (`kafka-client-identities`).
+    """
 
     grant: ClientGrant
     password: str
+    relation_id: int = 0
+    application: str = "app"
+    identity: mm.ClientIdentity | None = None
 
     def config(self, new: NewCluster) -> ClientConfig:
         """The user's client configuration."""
         return sasl_config(new.bootstrap, self.grant.username, self.password)
 
+    def as_library_user(self) -> mm.ClientUser:
+        """The user as the charm passes it to the migration library (`KafkaClients.access`)."""
+        return library_user(self.relation_id, self.application, [self.grant], self.identity)
 
-def client_user(new: NewCluster, relation_id: int, topic: str) -> ClientUser:
+
+def client_user(
+    new: NewCluster,
+    relation_id: int,
+    topic: str,
+    *,
+    roles: str | None = None,
+    application: str = "app",
+    identity: mm.ClientIdentity | None = None,
+) -> ClientUser:
     """The user the charm makes for a relation asking for `topic`, with no ACLs yet."""
     username = f"relation-{relation_id}"
     grant = ClientGrant(
         username=username,
         topic=topic,
         consumer_group_prefix=f"{username}-",
-        roles=parse_roles(None),
+        roles=parse_roles(roles),
     )
-    user = ClientUser(grant, generate_password())
+    user = ClientUser(grant, generate_password(), relation_id, application, identity)
     with KafkaAdmin(new.bootstrap, new.admin_username, new.admin_password) as admin:
         admin.upsert_user(username, user.password)
     return user
 
 
 def grant_client(
-    new: NewCluster, user: ClientUser, fenced: FencedTopics | Collection[str]
+    new: NewCluster,
+    user: ClientUser,
+    fenced: FencedTopics | Collection[str],
+    copied: Collection[mm.AclBinding] = (),
 ) -> None:
     """Give the user the ACLs the charm computes while `fenced` is fenced; wait for them.
 
-    A collection of names fences those topics alone.
+    A collection of names fences those topics alone. With its application's identity on the
+    source, and the ACLs the migration `copied` for it.
     """
     if not isinstance(fenced, FencedTopics):
         fenced = FencedTopics(names=frozenset(fenced))
-    acls = fence(client_acls(user.grant), fenced)
+    acls = user_acls([user.grant], user.identity, copied, fenced)
     with KafkaAdmin(new.bootstrap, new.admin_username, new.admin_password) as admin:
         admin.grant(user.grant.username, acls)
         # Brokers learn of ACLs from the controller's metadata log, a moment later.

@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
 # Fetch the runtime of the local test tier into a cache outside the repository:
 #   - the Kafka 3.9 jars (plus the Prometheus JMX exporter agent) resolved by pom.xml, and
-#   - a Pebble binary built from source with Go.
+#   - a Pebble binary built from source with Go, and
+#   - promtool (Prometheus's rule tester) built from source with Go, without the service
+#     discovery plugins promtool does not need to test rules (`-tags remove_all_sd`).
 # Idempotent: a second run with a complete cache downloads nothing and prints the cache path.
 #
 # Cache directory: ${KAFKA_K8S_CACHE:-$HOME/.cache/kafka-k8s-test}
 #   libs/                     the jars (java -cp 'libs/*')
 #   libs/.pom-<sha256>        marker: libs/ holds what this pom.xml resolves to
 #   bin/pebble                the Pebble daemon
+#   bin/promtool              `promtool test rules` for the alert rules
+#   bin/.promtool-<version>   marker: bin/promtool is that release
 set -euo pipefail
 
 PEBBLE_VERSION="v1.32.1"
 PEBBLE_MODULE="github.com/canonical/pebble"
+# Prometheus v3.16.0 (its Go module's versions are v0.<major><minor>.<patch>).
+PROMTOOL_VERSION="v0.316.0"
+PROMTOOL_PACKAGE="github.com/prometheus/prometheus/cmd/promtool"
 JAVA_MIN_MAJOR=17
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -45,8 +52,12 @@ fi
 if $need_jars && ! command -v mvn >/dev/null 2>&1; then
     missing+=("mvn (Apache Maven) — install it: apt-get install maven")
 fi
-if $need_pebble && ! command -v go >/dev/null 2>&1; then
-    missing+=("go (Go toolchain, builds Pebble ${PEBBLE_VERSION}) — install it: https://go.dev/doc/install or apt-get install golang-go")
+need_promtool=true
+if [[ -x "$bin/promtool" && -f "$bin/.promtool-$PROMTOOL_VERSION" ]]; then
+    need_promtool=false
+fi
+if { $need_pebble || $need_promtool; } && ! command -v go >/dev/null 2>&1; then
+    missing+=("go (Go toolchain, builds Pebble ${PEBBLE_VERSION} and promtool) — install it: https://go.dev/doc/install or apt-get install golang-go")
 fi
 if ((${#missing[@]})); then
     for item in "${missing[@]}"; do
@@ -92,6 +103,17 @@ if $need_pebble; then
     }
 else
     log "pebble $PEBBLE_VERSION already built ($bin/pebble)"
+fi
+
+if $need_promtool; then
+    log "building promtool $PROMTOOL_VERSION into $bin (a few minutes, once)"
+    rm -f "$bin"/.promtool-*
+    GOTOOLCHAIN=auto GOBIN="$bin" CGO_ENABLED=0 \
+        go install -tags remove_all_sd "$PROMTOOL_PACKAGE@$PROMTOOL_VERSION" >&2
+    "$bin/promtool" --help >/dev/null
+    touch "$bin/.promtool-$PROMTOOL_VERSION"
+else
+    log "promtool $PROMTOOL_VERSION already built ($bin/promtool)"
 fi
 
 printf '%s\n' "$cache"

@@ -31,6 +31,7 @@ from charms.kafka_k8s.v0.mirrormaker import (
     TargetCluster,
 )
 from observability import MetricsTarget, load_dashboards, scrape_jobs
+from substrate.metrics import Sample, find, parse, scrape
 from substrate.old_cluster import OldCluster
 from substrate.processes import LOOPBACK, ClientConfig, current_user, wait_until
 from substrate.units import NewCluster
@@ -39,41 +40,6 @@ REFRESH = 10
 TOPICS = {"orders": (3, 6000), "audit.log": (1, 2000)}
 GROUP = "billing"
 METRIC_NAME = re.compile(r"\b((?:kafka|jvm)_[a-z0-9_]+)\b")
-SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
-LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-@dataclass(frozen=True)
-class Sample:
-    name: str
-    labels: dict[str, str]
-    value: float
-
-
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/metrics", timeout=30) as response:
-        return response.read().decode()
-
-
-def parse(text: str) -> list[Sample]:
-    """The samples of a Prometheus text exposition."""
-    samples = []
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        match = SAMPLE.match(line)
-        assert match is not None, f"not an exposition line: {line}"
-        name, labels, value = match.groups()
-        samples.append(Sample(name, dict(LABEL.findall(labels or "")), float(value)))
-    return samples
-
-
-def find(samples: list[Sample], name: str, **labels: str) -> list[Sample]:
-    return [
-        sample
-        for sample in samples
-        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
-    ]
 
 
 def charted_metrics(dashboard: str) -> set[str]:

@@ -20,23 +20,12 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaException
-from confluent_kafka.admin import (
-    AclBinding,
-    AclBindingFilter,
-    AclOperation,
-    AclPermissionType,
-    AdminClient,
-    ConfigResource,
-    NewTopic,
-    ResourcePatternType,
-    ResourceType,
-)
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from charms.kafka_k8s.v0.mirrormaker import (
     MigrationConfig,
     SourceCluster,
     TargetCluster,
-    _acls,
     migration_report,
 )
 from substrate.migration import (
@@ -78,15 +67,6 @@ LIVE_TOPIC = "events"
 LATE_TOPIC = "late-arrivals"
 CUTOVER_GROUP = "billing"
 CUTOVER_READ = 20_000
-ACL_FILTER = AclBindingFilter(
-    ResourceType.TOPIC,
-    None,  # pyright: ignore[reportArgumentType] - None matches any name
-    ResourcePatternType.ANY,
-    None,  # pyright: ignore[reportArgumentType] - None matches any principal
-    None,  # pyright: ignore[reportArgumentType] - None matches any host
-    AclOperation.ANY,
-    AclPermissionType.ANY,
-)
 
 
 def metrics(port: int) -> str:
@@ -459,37 +439,6 @@ def test_mirrormaker_is_no_super_user(migration: Migration):
     admin = AdminClient(user)
     with pytest.raises(KafkaException, match="TOPIC_AUTHORIZATION_FAILED"):
         admin.delete_topics(["clicks"])["clicks"].result(timeout=30)
-
-
-def test_topic_acls_are_copied_but_not_those_of_relation_users(migration: Migration):
-    """Item 10 of issue 12: `User:relation-N` on the source is another application here."""
-    source = AdminClient(migration.old_config)
-    bindings = [
-        AclBinding(
-            ResourceType.TOPIC,
-            "payments",
-            ResourcePatternType.LITERAL,
-            principal,
-            "*",
-            AclOperation.READ,
-            AclPermissionType.ALLOW,
-        )
-        for principal in ("User:alice", "User:relation-3")
-    ]
-    for future in source.create_acls(bindings).values():
-        future.result(timeout=30)
-    migration.new.grant_mirrormaker(sync_topic_acls=True)
-    config = migration.config.model_copy(update={"sync_topic_acls": True})
-    try:
-        copied = _acls.copy_topic_acls(migration.source, migration.target, config)
-    finally:
-        migration.new.grant_mirrormaker(sync_topic_acls=False)
-    target_admin = AdminClient(migration.new_config)  # kept: a dropped handle ends its requests
-    on_target = target_admin.describe_acls(ACL_FILTER).result(timeout=30)
-    principals = {b.principal for b in on_target if b.name == "payments"}
-    assert "User:alice" in principals
-    assert "User:relation-3" not in principals
-    assert [acl.principal for acl in copied] == ["User:alice"]
 
 
 def test_no_secret_in_any_log(migration: Migration):

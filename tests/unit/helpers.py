@@ -13,7 +13,8 @@
 - The migration report without clusters: `snapshot` and `report` (an in-sync migration of
   `orders`, judged by `build_report`), `offsets`, `RUNNING` connectors and a failed task's `TRACE`.
 - Fakes: `FakeKafka` for the charm's admin, `FakeClusters` and `FakeClient` for the library's
-  `ClusterClient`, `FakeLogs` for its `LogClient`; `conftest.py` installs them as fixtures.
+  `ClusterClient` (topics, offsets, groups, ACLs and quotas), `FakeLogs` for its `LogClient`;
+  `conftest.py` installs them as fixtures.
   `record`, `source_log` and `copies` build logs the way MirrorMaker copies them.
 - `load_properties`, a reader of `.properties` files that follows `java.util.Properties.load`,
   and `resolve_references`, which resolves `${file:PATH:KEY}` as Kafka's `FileConfigProvider`.
@@ -335,6 +336,11 @@ class FakeKafka:
         self.config_changes: list[dict[str, str]] = []
         self.brokers = frozenset({0, 1, 2})
         self.under_replicated: tuple[str, ...] = ()
+        # Each user's producer_byte_rate quota, and every change of one.
+        self.quotas: dict[str, float] = {}
+        self.quota_changes: list[tuple[str, float | None]] = []
+        # Each broker's data volume, as DescribeLogDirs tells it.
+        self.storage_bytes = 10 * 1024**3
 
     def connect(self, bootstrap: str, username: str, password: str, **_: object) -> FakeKafka:
         self.logins.append((username, password))
@@ -416,6 +422,22 @@ class FakeKafka:
         self._answer()
         self.acls.pop(username, None)
 
+    def log_dir_bytes(self, brokers) -> dict[int, int]:
+        self._answer()
+        return dict.fromkeys(brokers, self.storage_bytes)
+
+    def producer_byte_rate(self, username: str) -> float | None:
+        self._answer()
+        return self.quotas.get(username)
+
+    def set_producer_byte_rate(self, username: str, rate: float | None) -> None:
+        self._answer()
+        self.quota_changes.append((username, rate))
+        if rate is None:
+            self.quotas.pop(username, None)
+        else:
+            self.quotas[username] = rate
+
 
 RUNNING_CONNECTORS = (
     _connectors.ConnectorState(connector="MirrorCheckpointConnector", state="RUNNING"),
@@ -469,7 +491,12 @@ class FakeClusters:
         self.clock = 1_000_000.0
         self.tick = 60.0
         self.connectors = list(RUNNING_CONNECTORS)
-        self.acls: dict[str, list[_clients.TopicAcl]] = {"source": [], "target": []}
+        self.acls: dict[str, list[mm.AclBinding]] = {"source": [], "target": []}
+        # The users' quotas on the source, and the parts of the ACL answers a user may not read.
+        self.quotas: dict[str, dict[str, float]] = {}
+        self.unreadable: dict[str, str] = {}
+        # The connectors whose failed tasks Connect was asked to restart, one list per request.
+        self.restart_requests: list[list[str]] = []
         self.missing_rights: list[str] = []
         self.rights_checked: list[tuple[list[str], bool, bool]] = []
         self.unreachable: set[str] = set()
@@ -597,6 +624,11 @@ class FakeClient:
         assert source_alias == "source"
         return self.clusters.connectors
 
+    def request_restarts(self, source_alias: str, connectors: Collection[str]) -> None:
+        self._answer()
+        assert (self.role, source_alias) == ("target", "source")
+        self.clusters.restart_requests.append(sorted(connectors))
+
     def missing_rights(
         self, topics: Collection[str], *, groups: bool = False, acls: bool = False
     ) -> list[str]:
@@ -605,15 +637,33 @@ class FakeClient:
         self.clusters.rights_checked.append((sorted(topics), groups, acls))
         return list(self.clusters.missing_rights)
 
-    def topic_acls(self) -> list[_clients.TopicAcl]:
+    def _readable(self, what: str) -> None:
+        if what in self.clusters.unreadable:
+            raise ClusterUnreachableError(
+                f"{self.role} cluster at h:1 refused the request: {self.clusters.unreadable[what]}"
+            )
+
+    def acls(self) -> list[mm.AclBinding]:
         self._answer()
+        self._readable("acls")
         return list(self.clusters.acls[self.role])
 
-    def create_topic_acls(self, acls: Sequence[_clients.TopicAcl]) -> None:
+    def create_acls(self, acls: Sequence[mm.AclBinding]) -> None:
         self._answer()
+        self._readable("create_acls")
         self.clusters.acls[self.role] += [
             a for a in acls if a not in self.clusters.acls[self.role]
         ]
+
+    def delete_acls(self, acls: Sequence[mm.AclBinding]) -> None:
+        self._answer()
+        self._readable("delete_acls")
+        self.clusters.acls[self.role] = [a for a in self.clusters.acls[self.role] if a not in acls]
+
+    def client_quotas(self) -> dict[str, dict[str, float]]:
+        self._answer()
+        self._readable("quotas")
+        return {user: dict(quotas) for user, quotas in self.clusters.quotas.items()}
 
 
 # A reader of the .properties format, following java.util.Properties.load ----------------------

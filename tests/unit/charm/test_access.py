@@ -11,10 +11,18 @@ ACLs or users. The `mirrormaker` user is no super user: the leader grants it its
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from ops import testing
 
-from acls import client_topic_problem, mirrormaker_acls, reserved_denials
+from acls import (
+    MIB,
+    client_topic_problem,
+    mirrormaker_acls,
+    producer_rate_per_broker,
+    reserved_denials,
+)
 from admin import Acl
 from charms.kafka_k8s.v0.mirrormaker import (
     MIRRORMAKER_NAMES,
@@ -201,3 +209,38 @@ def test_mirrormaker_may_create_acls_only_when_it_copies_them(ctx, kafka):
     alter = Acl(resource="CLUSTER", name="kafka-cluster", pattern="LITERAL", operation="ALTER")
     assert alter in with_sync
     assert alter not in kafka.acls["mirrormaker"]
+
+
+# The throttle: a quota on MirrorMaker's writes ---------------------------------------------------
+
+
+def test_the_throttle_is_a_quota_on_mirrormakers_user_shared_by_the_brokers(ctx, kafka):
+    out = ctx.run(ctx.on.config_changed(), serving(**{"mirrormaker-throttle-mb-per-second": 30}))
+    brokers = len(json.loads(out.get_relations("cluster")[0].local_app_data["controller-voters"]))
+    assert kafka.quotas == {"mirrormaker": 30 * MIB / brokers}
+    # Applied once: an unchanged option changes nothing; 0 removes the quota.
+    ctx.run(ctx.on.update_status(), serving(**{"mirrormaker-throttle-mb-per-second": 30}))
+    ctx.run(ctx.on.config_changed(), serving())
+    assert kafka.quota_changes == [("mirrormaker", 30 * MIB / brokers), ("mirrormaker", None)]
+    assert kafka.quotas == {}
+
+
+def test_an_invalid_throttle_keeps_the_quota_and_says_why(ctx, kafka):
+    kafka.quotas["mirrormaker"] = 1000.0
+    out = ctx.run(ctx.on.config_changed(), serving(**{"mirrormaker-throttle-mb-per-second": -5}))
+    assert kafka.quota_changes == []
+    assert "mirrormaker-throttle-mb-per-second" in str(out.app_status.message) + str(
+        out.unit_status.message
+    )
+
+
+def test_the_leader_records_each_brokers_storage(ctx, kafka):
+    out = ctx.run(ctx.on.config_changed(), serving())
+    recorded = json.loads(out.get_relations("cluster")[0].local_app_data["storage-bytes"])
+    assert recorded and set(recorded.values()) == {kafka.storage_bytes}
+
+
+def test_per_broker_rate_adds_up_to_the_cap():
+    assert producer_rate_per_broker(0, 3) is None
+    assert producer_rate_per_broker(12, 3) == 4 * MIB
+    assert producer_rate_per_broker(1, 0) == MIB

@@ -276,9 +276,35 @@ CASES = [
     pytest.param(config(mirrormaker_heap_mb=100), config_changed, "mirrormaker-heap-mb: input"),
     pytest.param(config(mirrormaker_heap_mb=70000), start, "invalid config mirrormaker-heap-mb"),
     pytest.param(
+        config(mirrormaker_throttle_mb_per_second=-1),
+        start,
+        "invalid config mirrormaker-throttle-mb-per-second",
+    ),
+    pytest.param(
         config(mirrormaker_source_role="owner"),
         config_changed,
         "mirrormaker-source-role: input should be 'consumer' or 'admin'",
+    ),
+    # The operator's map of client identities: refused whole, naming what is wrong.
+    pytest.param(
+        config(kafka_client_identities="billing-app: {group: billing}"),
+        config_changed,
+        "invalid config kafka-client-identities: billing-app: unknown key group (keys: user,",
+    ),
+    pytest.param(
+        config(kafka_client_identities="a: {groups: [source-mm2]}"),
+        config_changed,
+        "kafka-client-identities: a: group source-mm2 is the migration's own",
+    ),
+    pytest.param(
+        config(kafka_client_identities="a: {groups: [g]}\nb: {user: x, groups: [g]}"),
+        config_changed,
+        "kafka-client-identities: group g is mapped to both a and b",
+    ),
+    pytest.param(
+        config(kafka_client_identities="a: {transactional-ids: [relation-3-*]}"),
+        config_changed,
+        "transactional id relation-3-* would reach relation-*",
     ),
     pytest.param(
         config(mirrormaker_source_credentials=None),
@@ -366,6 +392,36 @@ CASES = [
         "extra-user-roles changed from 'consumer' to 'producer' after the relation was made",
     ),
     pytest.param(
+        client({"topic": "orders", "consumer-group-prefix": "*"}),
+        client_changed,
+        "malformed request (consumer-group-prefix: ",
+    ),
+    pytest.param(
+        client({"topic": "orders", "secret-mtls": "secret:d0000000000000000000"}),
+        client_changed,
+        "secret-mtls names a secret kafka-k8s cannot read (removed, or not granted)",
+    ),
+    pytest.param(
+        client(
+            {
+                "version": "v1",
+                "requests": json.dumps(
+                    [
+                        {"resource": "orders", "request-id": "a", "salt": "s"},
+                        {"resource": "__consumer_offsets", "request-id": "b", "salt": "t"},
+                    ]
+                ),
+            }
+        ),
+        client_changed,
+        "request b: topic '__consumer_offsets' is reserved",
+    ),
+    pytest.param(
+        client({"version": "v1", "requests": json.dumps([["orders"]])}),
+        client_changed,
+        "request 1: malformed request (TypeError)",
+    ),
+    pytest.param(
         client({"topic": "orders", "external-node-connectivity": "true"}),
         client_changed,
         "asks for external endpoints: expose-external is false: set it to nodeport or",
@@ -396,6 +452,11 @@ CASES = [
     pytest.param(no_source, dry_run, "no source cluster to migrate from"),
     pytest.param(
         unchanged, action_fails("migration-status", topic="nope"), "topic nope is not migrated"
+    ),
+    pytest.param(
+        cluster_fails("source", "unreachable"),
+        action_fails("migration-status", format="access"),
+        "source cluster at h:1 did not answer",
     ),
     # The cutover: switch-group and finish-migration, before and after the finish.
     pytest.param(

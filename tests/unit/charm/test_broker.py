@@ -642,6 +642,19 @@ ADMIN_ACLS = {
 }
 
 
+def transactional_acls(relation: testing.Relation) -> set[Acl]:
+    """A producer's transactional ids: under its own prefix."""
+    return {
+        Acl(
+            resource="TRANSACTIONAL_ID",
+            name=f"relation-{relation.id}-",
+            pattern="PREFIXED",
+            operation=operation,
+        )
+        for operation in ("WRITE", "DESCRIBE")
+    }
+
+
 def group_acl(relation: testing.Relation) -> Acl:
     return Acl(
         resource="GROUP", name=f"relation-{relation.id}-", pattern="PREFIXED", operation="READ"
@@ -676,7 +689,8 @@ def test_client_acls_follow_the_requested_roles(ctx, kafka, roles, expected):
 
     ctx.run(ctx.on.relation_changed(client, remote_unit=0), serving_state(client))
 
-    assert kafka.acls[f"relation-{client.id}"] == expected
+    transactions = transactional_acls(client) if roles == "producer" else set()
+    assert kafka.acls[f"relation-{client.id}"] == expected | transactions
 
 
 def test_both_roles_when_none_requested(ctx, kafka):
@@ -685,7 +699,7 @@ def test_both_roles_when_none_requested(ctx, kafka):
     ctx.run(ctx.on.relation_changed(client, remote_unit=0), serving_state(client))
 
     assert kafka.acls[f"relation-{client.id}"] == (
-        CONSUMER_ACLS | PRODUCER_ACLS | {group_acl(client)}
+        CONSUMER_ACLS | PRODUCER_ACLS | {group_acl(client)} | transactional_acls(client)
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+import identities
 from config import BrokerConfig
 from tests.unit.helpers import REPO
 
@@ -50,12 +51,13 @@ def test_config_options_are_valid_juju_config(raw):
     assert config.options
 
 
-def test_every_option_is_a_broker_field_or_a_mirrormaker_option(raw):
+def test_every_option_is_a_broker_field_a_mirrormaker_option_or_the_identities(raw):
     broker_options = {field.alias for field in BrokerConfig.model_fields.values()}
     options = set(raw["config"]["options"])
 
     assert broker_options <= options
-    assert {o for o in options - broker_options if not o.startswith("mirrormaker-")} == set()
+    others = {o for o in options - broker_options if not o.startswith("mirrormaker-")}
+    assert others == {identities.OPTION}
 
 
 def test_broker_defaults_match_the_model(raw):

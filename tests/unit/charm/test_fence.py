@@ -28,10 +28,20 @@ prefixed = partial(Acl, resource="TOPIC", pattern="PREFIXED")
 IDEMPOTENT = Acl(
     resource="CLUSTER", name="kafka-cluster", pattern="LITERAL", operation="IDEMPOTENT_WRITE"
 )
+# A producer's transactional ids: the fence leaves them (it withholds writes to topics).
+TRANSACTIONS = {
+    Acl(resource="TRANSACTIONAL_ID", name="relation-9-", pattern="PREFIXED", operation=operation)
+    for operation in ("WRITE", "DESCRIBE")
+}
 
 
 def write_ops(acls) -> set[str]:
-    return {a.operation for a in acls if a.permission == "ALLOW" and a.operation in WRITES}
+    """What the ACLs allow doing to topics that a fence withholds."""
+    return {
+        a.operation
+        for a in acls
+        if a.resource == "TOPIC" and a.permission == "ALLOW" and a.operation in WRITES
+    }
 
 
 def grant(name: str, *roles: str) -> ClientGrant:
@@ -69,6 +79,7 @@ def test_write_and_create_of_a_fenced_topic_are_withheld_read_stays():
         topic(name="orders", operation="DESCRIBE"),
         topic(name="orders", operation="READ"),
         IDEMPOTENT,
+        *TRANSACTIONS,
         Acl(resource="GROUP", name="relation-9-", pattern="PREFIXED", operation="READ"),
     }
 
@@ -166,7 +177,11 @@ def client() -> testing.Relation:
 
 def write_rights(kafka, relation: testing.Relation) -> set[str]:
     acls = kafka.acls[f"relation-{relation.id}"]
-    return {acl.operation for acl in acls if acl.operation in ("WRITE", "CREATE")}
+    return {
+        acl.operation
+        for acl in acls
+        if acl.resource == "TOPIC" and acl.operation in ("WRITE", "CREATE")
+    }
 
 
 def test_the_fence_withholds_writes_from_start_to_finish(ctx, kafka, clusters):

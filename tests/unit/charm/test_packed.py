@@ -146,9 +146,11 @@ def test_the_parts_stage_the_templates(packed: Path):
 
 
 def test_install_and_config_changed_run_from_the_packed_copy(packed: Path):
-    script = packed.parent / f"{packed.name}-run.py"
-    script.write_text(RUN_HOOKS)
-    try:
+    # The runner's directory comes first on its import path: one of its own, so that no stray
+    # module in a shared directory (a `models.py` in /tmp) shadows the charm's.
+    with tempfile.TemporaryDirectory() as runner:
+        script = Path(runner) / "run.py"
+        script.write_text(RUN_HOOKS)
         result = subprocess.run(
             [sys.executable, "-W", "ignore", str(script), str(packed)],
             env={"PYTHONPATH": f"{packed / 'src'}:{packed / 'lib'}", "PATH": "/usr/bin:/bin"},
@@ -158,8 +160,6 @@ def test_install_and_config_changed_run_from_the_packed_copy(packed: Path):
             timeout=120,
             check=False,
         )
-    finally:
-        script.unlink()
 
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])

@@ -141,6 +141,10 @@ def test_a_certificate_moves_the_client_listener_to_sasl_ssl_at_the_units_turn(c
     assert stat.S_IMODE((etc / "server.properties").stat().st_mode) == 0o600
     assert (etc / "tls-ca.pem").read_text().strip() == str(provider.ca)
     assert "PRIVATE KEY" not in (etc / "tls-chain.pem").read_text()
+    # Its expiry is published for the leader's alert rule on it.
+    expires = Certificate.from_string(chain).expiry_time
+    published = out.get_relations("cluster")[0].local_unit_data["certificate-expiry"]
+    assert expires is not None and published == f"{expires.timestamp():.0f}"
     # The hook never restarts a running broker: it asks for its turn.
     assert restart_queued(out)
     assert out.unit_status == testing.MaintenanceStatus(

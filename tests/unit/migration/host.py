@@ -22,6 +22,7 @@ import ops
 import pytest
 from ops import testing
 
+from charms.kafka_k8s.v0 import mirrormaker as mm
 from charms.kafka_k8s.v0.mirrormaker import Migration, TargetCluster, _records
 from tests.unit.helpers import CHARMCRAFT, RELATION_PASSWORD, FakeClusters, mm2_resolved
 
@@ -40,13 +41,17 @@ class HostCharm(ops.CharmBase):
 
     Its leader says it applied the fence before the library reconciles, as a host that grants
     its clients' ACLs with it does.
+    Its client users and their identities on the source are `access` (none by default).
     """
 
     target_ready = True
+    access = mm.ClientAccess()
 
     def __init__(self, framework: ops.Framework):
         super().__init__(framework)
-        self.migration = Migration(self, target=self._target, unit_host=self._host)
+        self.migration = Migration(
+            self, target=self._target, unit_host=self._host, clients=lambda: self.access
+        )
         for event in (
             self.on.config_changed,
             self.on.update_status,
@@ -87,6 +92,42 @@ class HostCharm(ops.CharmBase):
         if status := self.migration.status():
             event.add_status(status)
         event.add_status(ops.ActiveStatus())
+
+
+# The host's client users ------------------------------------------------------------------------
+
+# What billing-app was on the source: user billing, group billing, transactional ids billing-tx-*.
+BILLING = mm.ClientIdentity(
+    application="billing-app",
+    user="billing",
+    groups=("billing",),
+    transactional_ids=("billing-tx-*",),
+)
+
+
+def binding(resource: str, name: str, operation: str, **fields: str) -> mm.AclBinding:
+    """An ALLOW binding of `relation-7` (or `principal`), LITERAL unless `pattern` says."""
+    fields.setdefault("principal", "User:relation-7")
+    return mm.AclBinding(resource=resource, name=name, operation=operation, **fields)
+
+
+def billing_user(*rights: mm.AclBinding) -> mm.ClientUser:
+    """billing-app's relation user, `relation-7`: group billing, its own prefix, and `rights`."""
+    own = (
+        binding("GROUP", "relation-7-", "READ", pattern="PREFIXED"),
+        binding("GROUP", "billing", "READ"),
+    )
+    return mm.ClientUser(
+        username="relation-7",
+        application="billing-app",
+        relation="kafka-client relation 7",
+        rights=(*own, *rights),
+    )
+
+
+def billing_access(*rights: mm.AclBinding) -> mm.ClientAccess:
+    """The host's client users: billing-app mapped and related as `relation-7`."""
+    return mm.ClientAccess(identities=(BILLING,), users=(billing_user(*rights),))
 
 
 # State builders ----------------------------------------------------------------------------------

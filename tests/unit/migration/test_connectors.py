@@ -29,13 +29,26 @@ def test_connector_states_from_connects_topics():
         "status-connector-MirrorCheckpointConnector": b'{"state":"RUNNING"}',
         "status-topic-orders:connector-MirrorSourceConnector": b'{"topic":{}}',
     }
-    states = _connectors.connector_states(configs, statuses)
+    times = {"status-task-MirrorSourceConnector-0": 1_700_000_000.5}
+    states = _connectors.connector_states(configs, statuses, times)
     assert [(s.connector, s.task, s.state) for s in states] == [
         ("MirrorSourceConnector", None, "RUNNING"),
         ("MirrorSourceConnector", 0, "FAILED"),
         ("MirrorSourceConnector", 1, "UNASSIGNED"),
     ]
     assert states[1].trace == TRACE
+    assert (states[1].name, states[1].since) == ("MirrorSourceConnector-0", 1_700_000_000.5)
+    assert (states[0].name, states[0].since) == ("MirrorSourceConnector", None)
+
+
+def test_trace_summary_keeps_the_exception_and_its_root_cause():
+    assert _connectors.trace_summary(TRACE) == (
+        "ConnectException: Unrecoverable exception from producer send callback; caused by "
+        "RecordTooLargeException: The message is 1500087 bytes"
+    )
+    assert _connectors.trace_summary(None) is None
+    long = _connectors.trace_summary("java.lang.Error: " + "x" * 1000) or ""
+    assert len(long) == _connectors.ERROR_CHARS
 
 
 def test_connector_states_survive_bad_records():

@@ -492,6 +492,7 @@ def test_migration_status_as_a_table(ctx, clusters):
     _, results = migration_status(ctx, running(), format="table")
     assert set(results) == {
         "requested",
+        "restarts",
         "summary",
         "ready-for-cutover",
         "reasons",
@@ -500,6 +501,8 @@ def test_migration_status_as_a_table(ctx, clusters):
         "table",
         "fence",
         "fenced-topics",
+        "client-identities",
+        "copied-acls",
     }
     lines = results["table"].splitlines()
     assert lines[:2] == ["in sync with old-0:9092: ready for cutover", "ready for cutover: yes"]

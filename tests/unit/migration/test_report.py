@@ -12,6 +12,7 @@ from charms.kafka_k8s.v0.mirrormaker import (
     MigrationConfig,
     UnitState,
     _clients,
+    _connectors,
     _display,
     _report,
     _text,
@@ -173,21 +174,12 @@ def test_groups_are_not_a_reason_when_their_offsets_are_not_synced():
 # MirrorMaker's connectors and units --------------------------------------------------------------
 
 
-def test_trace_summary_keeps_the_exception_and_its_root_cause():
-    assert _report._trace_summary(TRACE) == (
-        "ConnectException: Unrecoverable exception from producer send callback; caused by "
-        "RecordTooLargeException: The message is 1500087 bytes"
-    )
-    assert _report._trace_summary(None) is None
-    assert (
-        len(_report._trace_summary("java.lang.Error: " + "x" * 1000) or "") == _report._ERROR_CHARS
-    )
-
-
 def test_failed_task_blocks():
     failed = ConnectorState(connector="MirrorSourceConnector", task=0, state="FAILED", trace=TRACE)
     result = report(connectors=[RUNNING[0], failed])
-    assert result.reasons == [f"MirrorSourceConnector-0 failed: {_report._trace_summary(TRACE)}"]
+    assert result.reasons == [
+        f"MirrorSourceConnector-0 failed: {_connectors.trace_summary(TRACE)}"
+    ]
     kind, message = result.summary()
     assert kind == "blocked"
     assert message.startswith("MirrorMaker MirrorSourceConnector-0 failed: ConnectException")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from ops import testing
 
-from charms.kafka_k8s.v0.mirrormaker import _clients, _connectors
+from charms.kafka_k8s.v0.mirrormaker import _clients
 from tests.unit.helpers import FENCED, LAGGING
 from tests.unit.migration.host import running
 
@@ -41,20 +41,6 @@ def test_status_when_the_source_fails(ctx, clusters, problem, message):
     out = ctx.run(ctx.on.update_status(), running())
     assert out.unit_status == testing.BlockedStatus(message)
     assert out.app_status == testing.BlockedStatus(message)
-
-
-def test_status_when_a_task_failed(ctx, clusters):
-    clusters.in_sync()
-    clusters.connectors[3] = _connectors.ConnectorState(
-        connector="MirrorSourceConnector",
-        task=0,
-        state="FAILED",
-        trace="org.apache.kafka.connect.errors.ConnectException: boom\n\tat x(X.java:1)",
-    )
-    out = ctx.run(ctx.on.update_status(), running())
-    assert out.unit_status == testing.BlockedStatus(
-        "MirrorMaker MirrorSourceConnector-0 failed: ConnectException: boom"
-    )
 
 
 def test_status_does_not_query_the_clusters_in_collect_status(ctx, clusters):

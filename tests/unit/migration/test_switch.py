@@ -15,7 +15,15 @@ from ops import testing
 
 from charms.kafka_k8s.v0.mirrormaker import _records
 from tests.unit.helpers import record
-from tests.unit.migration.host import RESULT_KEY, fails, result_keys, running, switchable
+from tests.unit.migration.host import (
+    RESULT_KEY,
+    HostCharm,
+    billing_access,
+    fails,
+    result_keys,
+    running,
+    switchable,
+)
 
 pytestmark = pytest.mark.usefixtures("clusters")
 
@@ -157,3 +165,29 @@ def test_switch_group_with_an_unreachable_cluster_fails(ctx, clusters):
     assert fails(ctx, running(), "switch-group", group="billing") == (
         "target cluster at h:1 did not answer: timed out"
     )
+
+
+def test_switch_group_says_which_relation_resumes_the_group(ctx, clusters, monkeypatch):
+    switchable(clusters)
+    results = switch(ctx, running(), group="billing")
+    assert results["resumed-by"] == (
+        "no client user may use group billing: map it to its application in "
+        "kafka-client-identities"
+    )
+
+    monkeypatch.setattr(HostCharm, "access", billing_access())
+    results = switch(ctx, running(), group="billing", **{"dry-run": True})
+    assert results["resumed-by"] == "kafka-client relation 7 (billing-app)"
+    assert results["table"].splitlines()[-1] == (
+        "resumed by: kafka-client relation 7 (billing-app)"
+    )
+
+
+def test_finish_migration_says_per_group_which_relation_resumes_it(ctx, clusters, monkeypatch):
+    monkeypatch.setattr(HostCharm, "access", billing_access())
+    clusters.in_sync()
+    switchable(clusters)
+    ctx.run(ctx.on.action("finish-migration", params={"force": True}), running())
+    [group] = json.loads((ctx.action_results or {})["groups"])
+    assert group["resumed-by"] == "kafka-client relation 7 (billing-app)"
+    assert "kafka-client relation 7 (billing-app)" in (ctx.action_results or {})["table"]

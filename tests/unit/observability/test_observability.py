@@ -108,7 +108,11 @@ def test_leader_lists_every_units_broker_and_mirrormaker_targets(ctx):
         assert job["static_configs"] == [
             {
                 "targets": [f"{host(number)}:{port}"],
-                "labels": {"juju_unit": f"kafka-k8s/{number}", "kafka_service": service},
+                "labels": {
+                    "juju_unit": f"kafka-k8s/{number}",
+                    "kafka_service": service,
+                    **({"migration": "none"} if service == "mirrormaker" else {}),
+                },
             }
             for number in (0, 1, 2)
         ]
@@ -136,8 +140,57 @@ def test_alert_rules_carry_the_topology_and_parse(ctx):
         assert rule["labels"]["juju_application"] == "kafka-k8s"
         assert rule["labels"]["juju_model"] == "kafka-model"
         assert rule["labels"]["juju_model_uuid"] == MODEL.uuid
-        assert "juju_" not in rule["expr"]
+        # Prometheus adds the topology's matchers; the rules group by unit only.
+        assert not re.search(r"juju_(model|application|charm)", rule["expr"])
         promql(rule["expr"])
+
+
+def test_mirrormaker_targets_say_when_a_migration_is_requested(ctx):
+    relation = metrics_relation()
+    base = state(relation)
+    cluster = base.get_relations("cluster")[0]
+    assert isinstance(cluster, testing.PeerRelation)
+    requested = json.dumps({"state": "running", "seq": 1, "at": 1, "by": "kafka-k8s/1"})
+    cluster = dataclasses.replace(cluster, peers_data={1: {"mirrormaker-request": requested}})
+    out = ctx.run(
+        ctx.on.relation_created(relation), dataclasses.replace(base, relations={relation, cluster})
+    )
+    jobs = json.loads(out.get_relation(relation.id).local_app_data["scrape_jobs"])
+    labels = jobs[1]["static_configs"][0]["labels"]
+    assert (labels["kafka_service"], labels["migration"]) == ("mirrormaker", "requested")
+
+
+def test_each_units_storage_and_certificate_get_their_rules(ctx):
+    relation = metrics_relation()
+    base = state(relation)
+    cluster = base.get_relations("cluster")[0]
+    assert isinstance(cluster, testing.PeerRelation)
+    cluster = dataclasses.replace(
+        cluster,
+        local_app_data={**cluster.local_app_data, "storage-bytes": json.dumps({"0": 1000})},
+        peers_data={1: {"certificate-expiry": "1900000000"}, 2: {"certificate-expiry": "x"}},
+    )
+    out = ctx.run(
+        ctx.on.relation_created(relation), dataclasses.replace(base, relations={relation, cluster})
+    )
+    (group,) = json.loads(out.get_relation(relation.id).local_app_data["alert_rules"])["groups"]
+    per_unit = [
+        (rule["alert"], rule["labels"]["juju_unit"], rule["expr"])
+        for rule in group["rules"]
+        if "juju_unit" in rule["labels"]
+    ]
+    used = 'sum(kafka_log_log_size{juju_unit="kafka-k8s/0"})'
+    assert per_unit == [
+        ("KafkaK8sStorageAlmostFull", "kafka-k8s/0", f"{used} / 1000 > 0.9"),
+        (
+            "KafkaK8sStorageFilling",
+            "kafka-k8s/0",
+            f"(1000 - {used}) / deriv({used}[1h:1m]) > 0 < 21600",
+        ),
+        ("KafkaK8sCertificateExpiring", "kafka-k8s/1", "vector(1900000000) - time() < 1209600"),
+    ]
+    for _, _, expr in per_unit:
+        promql(expr)
 
 
 def test_targets_follow_the_peers(ctx):

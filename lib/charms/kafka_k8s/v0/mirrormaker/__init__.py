@@ -12,7 +12,8 @@ The source is either the `migration-source` relation (interface `kafka_client`, 
 `mirrormaker-source-bootstrap-servers` option plus a Juju user secret in
 `mirrormaker-source-credentials` (keys `username`, `password`, optional `sasl-mechanism`,
 `security-protocol`, `ca`). The actions `start-migration` (with `dry-run`), `stop-migration`,
-`migration-status`, `switch-group` and `finish-migration` work from any unit: a request goes into
+`migration-status`, `switch-group`, `finish-migration` and `restart-mirrormaker` work from any
+unit: a request goes into
 the acting unit's peer databag, and every unit follows the newest request it sees.
 
 The cutover: while a migration is requested and not finished, the topics it copies into are
@@ -28,6 +29,15 @@ topics (and never copies into them again), their fence lifts, and the wave is re
 clusters' end offsets. Without `topics` it promotes everything left, stops MirrorMaker and
 records the finished migration. Each step is claimed on the target first: of two units
 finishing at once, one goes on.
+
+Applications keep their identity: the host passes its client users and the operator's map of
+what each application was on the source (`ClientAccess`: its user there, its consumer groups and
+transactional ids; `parse_client_identities` reads and checks such a map). Each switched group
+then names the client users that may resume it; with `mirrormaker-sync-topic-acls` the leader
+copies the ALLOW topic ACLs of each mapped source user under its client user's name (never a
+DENY, `User:*` or MirrorMaker's user), records them (`copied_acls()`) and `finish-migration
+cleanup=true` removes them; `migration-status format=access` lists each source user's ACLs and
+quotas beside what its client user here will lack.
 
 ## Adopting it
 
@@ -70,13 +80,14 @@ config:
     mirrormaker-heap-mb: {type: int}
     mirrormaker-source-role: {type: string, default: consumer}
     mirrormaker-fence-target: {type: boolean, default: true}
+    mirrormaker-throttle-mb-per-second: {type: int, default: 0}
 actions:
   start-migration:
     params: {dry-run: {type: boolean, default: false}, force: {type: boolean, default: false}}
   stop-migration: {}
   migration-status:
     params:
-      format: {type: string, enum: [json, table], default: json}
+      format: {type: string, enum: [json, table, access], default: json}
       topic: {type: string}
       lag-threshold: {type: integer, minimum: 0, default: 0}
       quiet-seconds: {type: integer, minimum: 1, maximum: 600, default: 10}
@@ -88,6 +99,8 @@ actions:
       topics: {type: string}
       force: {type: boolean, default: false}
       cleanup: {type: boolean, default: false}
+  restart-mirrormaker:
+    params: {all: {type: boolean, default: false}}
 ```
 
 (kafka-k8s's own `charmcraft.yaml` has the same entries with their descriptions.) The host
@@ -99,7 +112,8 @@ user reaches it, routes its state-changing events (and `on.fence_changed`) to on
 grants its client users' ACLs without what `fenced_topics()` fences (a `FencedTopics`: topics by
 name, MirrorMaker's selections, the promoted topics that are not fenced) and then, on the
 leader, calls `fence_applied()` (MirrorMaker starts only once the leader has), denies
-MirrorMaker's user WRITE on `promoted_topics()`, and shows the library's status in
+MirrorMaker's user WRITE on `promoted_topics()`, keeps `copied_acls()` in its client users'
+grants, passes its client users (`clients`, optional), and shows the library's status in
 collect-status. The library never sets a status itself:
 
 ```python
@@ -116,6 +130,7 @@ class KafkaCharm(ops.CharmBase):
             container="kafka",
             peer_relation="cluster",
             workload=MirrorMakerWorkload(rest_port=8083, metrics_port=9099),
+            clients=self._client_access,  # ClientAccess(identities=..., users=...)
         )
         for event in (self.on.config_changed, self.on.update_status, self.on.secret_changed,
                       self.on["migration-source"].relation_changed,
@@ -148,6 +163,12 @@ class KafkaCharm(ops.CharmBase):
         event.add_status(ops.ActiveStatus())
 ```
 
+A MirrorMaker connector or task that fails inside a running node restarts by itself: the leader
+asks Kafka Connect to restart it one minute after it failed, then 2, 4, ... up to 60 minutes,
+at most 8 times a day; past that the status blocks with the error and `restart-mirrormaker`
+(after fixing the cause) starts again. `MigrationConfig.throttle_mb_per_second` is the host's to
+apply: kafka-k8s sets it as a `producer_byte_rate` quota on its MirrorMaker user.
+
 While MirrorMaker runs, the status says how far the migration is ("migrating from old: 5 topics,
 lag 1,204 records", "in sync with old: ready for cutover") or what is wrong (a cluster that does
 not answer or refuses the login, a failed MirrorMaker task). `reconcile()` computes it with
@@ -164,11 +185,11 @@ comma-separated string is accepted too). `unit_host` is an address the other uni
 that MirrorMaker can bind its REST listener to (`listeners=http://<unit_host>:8083`).
 
 What the library keeps in the host's model: the unit keys `mirrormaker-request`,
-`mirrormaker-state` and `mirrormaker-topics` in the peer relation's unit databags, the app key
-`mirrormaker-fence-applied` (the leader's), the StoredState handle `mirrormaker-migration`, and
-on the target one `mm2-cutover.*` topic per wave (its claim). MirrorMaker's metrics are served on
-`MirrorMakerWorkload.metrics_port` (9099): add `*:9099` to the host's scrape jobs. On
-Kubernetes no port needs opening for the units to reach each other.
+`mirrormaker-state`, `mirrormaker-topics` and `mirrormaker-restarts` in the peer relation's
+unit databags, the app key `mirrormaker-fence-applied` (the leader's), the StoredState handle
+`mirrormaker-migration`, and on the target one `mm2-cutover.*` topic per wave (its claim).
+MirrorMaker's metrics are served on `MirrorMakerWorkload.metrics_port` (9099): add `*:9099` to
+the host's scrape jobs. On Kubernetes no port needs opening for the units to reach each other.
 
 ## The public API
 
@@ -182,12 +203,16 @@ Juju); the `MigrationError` family, each error with the status that shows it; th
 `switch_groups(source, target, config, groups)` moves groups as `switch-group` does, each
 `GroupSwitch` saying what moved; `promote(source, target, config, topics)` checks and promotes a
 wave as `finish-migration` does (a `Promotion` with its `Wave`; `CutoverRefusedError` when it
-may not); `FencedTopics` and `TopicSelection` describe the fence; and `admin_client(**config)`,
+may not); `FencedTopics` and `TopicSelection` describe the fence; the client identities:
+`ClientIdentity`, `ClientUser`, `ClientAccess`, `AclBinding` and `parse_client_identities`, and
+`access_report(source, config, access, target_user=...)` with `format_access_table`, the report
+`format=access` gives; and `admin_client(**config)`,
 a kafka-python admin client that keeps kafka-python's loggers quiet and closes when it cannot
 connect, for a host that asks its own cluster with the same client. The modules (`_options`,
 `_clients`, ...) are private and may change within `LIBAPI` 0.
 """
 
+from ._access import AccessReport, access_report, format_access_table
 from ._clients import admin_client
 from ._cutover import CutoverRefusedError, Promotion, promote
 from ._display import format_table
@@ -200,6 +225,7 @@ from ._errors import (
     SourceGoneError,
 )
 from ._fence import FencedTopics, TopicSelection
+from ._identities import ClientAccess, ClientIdentity, ClientUser, parse_client_identities
 from ._migration import Migration
 from ._names import MIRRORMAKER_NAMES, MirrorMakerNames
 from ._options import (
@@ -213,6 +239,7 @@ from ._options import (
 from ._peers import UnitState, Wave
 from ._queries import migration_report
 from ._report import MigrationReport
+from ._rights import AclBinding
 from ._service import MirrorMakerService
 from ._switch import GroupSwitch, switch_groups
 
@@ -275,6 +302,16 @@ __all__ = [  # noqa: RUF022 - grouped by what each name is for
     "Wave",
     "Promotion",
     "promote",
+    # Applications that keep their identity: the operator's map, the host's client users, their
+    # rights, and the access report.
+    "ClientIdentity",
+    "ClientUser",
+    "ClientAccess",
+    "AclBinding",
+    "parse_client_identities",
+    "AccessReport",
+    "access_report",
+    "format_access_table",
     # kafka-python's admin client as the library makes it, for the host's own queries.
     "admin_client",
 ]

@@ -10,6 +10,7 @@ a client is made (at DEBUG they log the SASL password).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -20,7 +21,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal, TypeVar, cast
 
-from kafka import KafkaAdminClient, KafkaConsumer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka import errors as kafka_errors
 from kafka.admin import (
     ACL,
@@ -32,6 +33,7 @@ from kafka.admin import (
     ResourcePatternFilter,
     ResourceType,
 )
+from kafka.protocol.admin.client_quotas import DescribeClientQuotasRequest
 from kafka.structs import TopicPartition
 from pydantic import BaseModel, ConfigDict
 
@@ -40,6 +42,7 @@ from ._connectors import ConnectorState, connector_states
 from ._errors import ClusterUnreachableError
 from ._names import RIGHTS_PROBE_GROUP
 from ._options import KafkaCluster
+from ._rights import AclBinding
 from ._text import clip, plural
 from ._transactions import OpenTransactions
 
@@ -176,16 +179,19 @@ GroupCommits = dict[str, dict[int, int]]
 """A consumer group's committed offsets: topic, then partition, then offset."""
 
 
-class TopicAcl(BaseModel):
-    """A literal topic ACL binding, in Kafka's names."""
-
-    model_config = ConfigDict(frozen=True)
-
-    topic: str
-    principal: str
-    host: str = "*"
-    operation: str
-    permission: Literal["ALLOW", "DENY"] = "ALLOW"
+def _kafka_acl(binding: AclBinding) -> ACL:
+    """kafka-python's ACL of a binding (Kafka's names are kafka-python's enum names)."""
+    return ACL(
+        principal=binding.principal,
+        host=binding.host,
+        operation=ACLOperation[binding.operation],
+        permission_type=ACLPermissionType[binding.permission],
+        resource_pattern=ResourcePattern(
+            ResourceType[binding.resource],
+            binding.name,
+            ACLResourcePatternType[binding.pattern],
+        ),
+    )
 
 
 class _ConnectionFailures(logging.Handler):
@@ -412,10 +418,12 @@ class _Connections:
 
 
 class ClusterClient(_Connections):
-    """Read-only queries against one cluster with kafka-python, each bounded by a timeout.
+    """Queries against one cluster with kafka-python, each bounded by a timeout.
 
     Topics and offsets come from a consumer that joins no group, the rest from the admin
     client. The client connects at its first query and keeps its connections until `close()`.
+    It writes one thing only, on the target: Kafka Connect's request to restart MirrorMaker's
+    failed connectors and tasks (`request_restarts`).
     """
 
     def __enter__(self) -> ClusterClient:
@@ -642,12 +650,12 @@ class ClusterClient(_Connections):
             raise self.unreachable(error) from None
         return missing
 
-    def topic_acls(self) -> list[TopicAcl]:
-        """Every literal topic ACL of the cluster.
+    def acls(self) -> list[AclBinding]:
+        """Every ACL binding of the cluster, of every resource type and pattern.
 
         Raises:
             ClusterUnreachableError: if the cluster does not answer, or the user may not
-                describe ACLs (`refused`).
+                describe ACLs.
         """
         query = ACLFilter(
             principal=None,
@@ -655,45 +663,77 @@ class ClusterClient(_Connections):
             operation=ACLOperation.ANY,
             permission_type=ACLPermissionType.ANY,
             resource_pattern=ResourcePatternFilter(
-                ResourceType.TOPIC, None, ACLResourcePatternType.LITERAL
+                ResourceType.ANY, None, ACLResourcePatternType.ANY
             ),
         )
         found, _ = self._ask(lambda admin: admin.describe_acls(query))
         return [
-            TopicAcl(
-                topic=acl.resource_pattern.resource_name,
+            AclBinding(
                 principal=acl.principal,
-                host=acl.host,
+                resource=acl.resource_pattern.resource_type.name,
+                name=acl.resource_pattern.resource_name,
+                pattern=acl.resource_pattern.pattern_type.name,
                 operation=acl.operation.name,
                 permission=acl.permission_type.name,
+                host=acl.host,
             )
             for acl in found
         ]
 
-    def create_topic_acls(self, acls: Sequence[TopicAcl]) -> None:
-        """Create literal topic ACLs; creating one that exists changes nothing.
+    def create_acls(self, bindings: Sequence[AclBinding]) -> None:
+        """Create ACL bindings; creating one that exists changes nothing.
 
         Raises:
             ClusterUnreachableError: if the cluster does not answer or refuses one.
         """
-        if not acls:
+        if not bindings:
             return
-        bindings = [
-            ACL(
-                principal=acl.principal,
-                host=acl.host,
-                operation=ACLOperation[acl.operation],
-                permission_type=ACLPermissionType[acl.permission],
-                resource_pattern=ResourcePattern(
-                    ResourceType.TOPIC, acl.topic, ACLResourcePatternType.LITERAL
-                ),
-            )
-            for acl in acls
-        ]
-        result = self._ask(lambda admin: admin.create_acls(bindings))
+        acls = [_kafka_acl(binding) for binding in bindings]
+        result = self._ask(lambda admin: admin.create_acls(acls))
         if result.get("failed"):
-            _, error = result["failed"][0]
-            raise self.unreachable(f"creating ACLs: {error}")
+            raise self.unreachable(f"creating ACLs: {result['failed'][0].__name__}")
+
+    def delete_acls(self, bindings: Sequence[AclBinding]) -> None:
+        """Delete exactly these ACL bindings; deleting one that is gone changes nothing.
+
+        Raises:
+            ClusterUnreachableError: if the cluster does not answer or refuses.
+        """
+        if not bindings:
+            return
+        acls = [_kafka_acl(binding) for binding in bindings]
+        for _, _, error in self._ask(lambda admin: admin.delete_acls(acls)):
+            if error is not kafka_errors.NoError:
+                raise self.unreachable(f"deleting ACLs: {error.__name__}")
+
+    def client_quotas(self) -> dict[str, dict[str, float]]:
+        """The quotas set for each user (`User:<name>`), by quota (with its client id, if any).
+
+        Kafka answers DescribeClientQuotas (2.6 and later) to a user that may describe the
+        cluster's configs (DESCRIBE_CONFIGS on the cluster).
+
+        Raises:
+            ClusterUnreachableError: if the cluster does not answer, or refuses.
+        """
+        any_user = DescribeClientQuotasRequest.ComponentData(entity_type="user", match_type=2)
+        request = DescribeClientQuotasRequest(components=[any_user], strict=False)
+
+        def query(admin: Any) -> Any:
+            manager = admin._manager  # kafka-python 3.0 has no method for this request
+            response = manager.run(manager.send, request)
+            if response.error_code:
+                raise kafka_errors.for_code(response.error_code)(response.error_message or "")
+            return response
+
+        quotas: dict[str, dict[str, float]] = {}
+        for entry in self._ask(query).entries or ():
+            names = {entity.entity_type: entity.entity_name for entity in entry.entity}
+            if not names.get("user"):
+                continue
+            client = f" (client-id {names['client-id']})" if "client-id" in names else ""
+            found = quotas.setdefault(f"User:{names['user']}", {})
+            found.update({f"{value.key}{client}": value.value for value in entry.values})
+        return quotas
 
     def describe_groups(self, groups: Sequence[str]) -> dict[str, tuple[str, int]]:
         """The state (`stable`, `empty`, ...) and the number of members of each group.
@@ -741,11 +781,49 @@ class ClusterClient(_Connections):
             f"mm2-configs.{source_alias}.internal",
             f"mm2-status.{source_alias}.internal",
         )
-        latest = self._read_compacted((configs, statuses))
-        return connector_states(latest[configs], latest[statuses])
+        latest, times = self._read_compacted((configs, statuses))
+        return connector_states(latest[configs], latest[statuses], times[statuses])
 
-    def _read_compacted(self, topics: Sequence[str]) -> dict[str, dict[str, bytes | None]]:
+    def request_restarts(self, source_alias: str, connectors: Collection[str]) -> None:
+        """Ask Kafka Connect to restart the failed connectors and tasks of these connectors.
+
+        Writes the record Connect's own REST API writes for `POST /connectors/NAME/restart?
+        includeTasks=true&onlyFailed=true` (KIP-745) into the flow's config topic: every node
+        of the flow reads it and restarts the failed connector and tasks it runs, where they
+        run, without a rebalance. Dedicated MirrorMaker serves no such REST resource (its
+        internal server takes only task configs and zombie fencing, signed by the flow's
+        session key), and records the flow as every task's worker, so only this request
+        reaches a failed task wherever it runs. A node reads the requests written while it runs
+        only, not those written before it started. The MirrorMaker user may write every topic.
+
+        Raises:
+            ClusterUnreachableError: if the target does not take the records in time.
+        """
+        topic = f"mm2-configs.{source_alias}.internal"
+        request = json.dumps({"include-tasks": True, "only-failed": True}).encode()
+        quiet_kafka_logs()
+        with self._failures.listening():
+            try:
+                producer = KafkaProducer(
+                    **self._config, acks="all", max_block_ms=int(self.timeout * 1000)
+                )
+            except QUERY_ERRORS as error:
+                raise self.unreachable(error) from None
+            try:
+                for connector in sorted(connectors):
+                    key = f"restart-connector-{connector}".encode()
+                    producer.send(topic, key=key, value=request).get(timeout=self.timeout)
+            except QUERY_ERRORS as error:
+                raise self.unreachable(error) from None
+            finally:
+                producer.close(timeout=1)
+
+    def _read_compacted(
+        self, topics: Sequence[str]
+    ) -> tuple[dict[str, dict[str, bytes | None]], dict[str, dict[str, float]]]:
         """The latest value of each key of compacted topics; a topic that does not exist is empty.
+
+        Also when each value was written (the record's timestamp, in seconds since the epoch).
 
         All partitions are read at once, from their beginning up to the end offsets they had
         when the reading began (read committed).
@@ -756,6 +834,7 @@ class ClusterClient(_Connections):
         """
         deadline = time.monotonic() + self.timeout + 5
         latest: dict[str, dict[str, bytes | None]] = {topic: {} for topic in topics}
+        times: dict[str, dict[str, float]] = {topic: {} for topic in topics}
         described = self._ask(lambda admin: admin.describe_topics(list(topics)))
         found = {
             topic["name"]: len(topic["partitions"])
@@ -770,7 +849,7 @@ class ClusterClient(_Connections):
             if end > 0
         }
         if not pending:
-            return latest
+            return latest, times
         config = {
             **self._config,
             "group_id": None,
@@ -794,6 +873,7 @@ class ClusterClient(_Connections):
                         for record in records:
                             key = (record.key or b"").decode(errors="replace")
                             latest[partition.topic][key] = record.value
+                            times[partition.topic][key] = record.timestamp / 1000
                     pending = {
                         partition: end
                         for partition, end in pending.items()
@@ -803,4 +883,4 @@ class ClusterClient(_Connections):
                 raise self.unreachable(error) from None
             finally:
                 consumer.close(autocommit=False, timeout_ms=1000)
-        return latest
+        return latest, times

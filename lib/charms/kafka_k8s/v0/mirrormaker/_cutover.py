@@ -26,6 +26,7 @@ from . import _switch
 from ._clients import CLIENT_TIMEOUT, TopicOffsets
 from ._display import groups_table
 from ._errors import ClusterUnreachableError, MigrationError
+from ._identities import ClientAccess
 from ._names import SOURCE_ALIAS
 from ._options import KafkaCluster, MigrationConfig, SourceCluster
 from ._peers import FinishedMigration, UnitState, Wave
@@ -76,9 +77,34 @@ class Promotion(NamedTuple):
         return not self.remaining
 
 
-def claim_topic(migration: int, step: int) -> str:
-    """The topic whose creation claims a step (a wave, or the finish) of a migration."""
-    return f"{_CLAIM_PREFIX}{SOURCE_ALIAS}.{migration}.{step}.internal"
+def claim(clients: Clients, migration: int, step: int, unit: str, replication_factor: int) -> None:
+    """Claim a step (a wave, or the finish) of a migration for `unit`, before it changes anything.
+
+    Of two units finishing (or promoting a wave) at the same moment, exactly one creates the
+    step's topic on the target; the other fails here, having changed nothing. The unit that
+    holds the claim may go on again (a run cut off after its claim).
+
+    Raises:
+        CutoverRefusedError: if another unit claimed the step.
+        ClusterUnreachableError: if the target does not answer.
+    """
+    topic = f"{_CLAIM_PREFIX}{SOURCE_ALIAS}.{migration}.{step}.internal"
+    holder = clients.target_logs.claim(topic, unit, replication_factor)
+    if holder != unit:
+        raise CutoverRefusedError(
+            f"{holder or 'another unit'} finished this migration, or promoted its wave {step}, "
+            "at the same moment: nothing was changed here; see migration-status"
+        )
+
+
+def waves_results(waves: Sequence[Wave]) -> dict[str, str]:
+    """The waves promoted so far in a migration, as `migration-status` results."""
+    if not waves:
+        return {}
+    return {
+        "waves": json.dumps([wave.model_dump(mode="json") for wave in waves]),
+        "waves-done": "; ".join(wave.summary() for wave in waves),
+    }
 
 
 def promoted_ends(waves: Sequence[Wave], config: MigrationConfig) -> dict[str, PromotedEnds]:
@@ -200,6 +226,7 @@ def promote_with(
     by: str = "",
     prepare: Callable[[bool], None] | None = None,
     quiet_seconds: float = QUIET_SECONDS,
+    access: ClientAccess | None = None,
 ) -> Promotion:
     """Check a wave, then switch its groups and say what to record; the host does the rest.
 
@@ -217,6 +244,7 @@ def promote_with(
             is the last wave: the host claims the step there (and stops MirrorMaker before the
             last); what it raises stops the wave.
         quiet_seconds: how long the source must take no write to the wave's topics.
+        access: the host's client users: each switch names those that resume its group.
 
     Raises:
         CutoverRefusedError: if the wave may not happen; nothing was changed.
@@ -256,7 +284,9 @@ def promote_with(
     target_ends = clients.target.offsets({n: existing[n] for n in sorted(names) if n in existing})
     if prepare is not None:
         prepare(final)
-    switches = _switch.switch_groups_with(clients, config, wave=chosen, promoted=earlier)
+    switches = _switch.switch_groups_with(
+        clients, config, wave=chosen, promoted=earlier, access=access
+    )
     wave = Wave(
         number=len(waves) + 1,
         at=datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -25,7 +25,7 @@ _SWITCH_HEADERS = (
 )
 
 
-_GROUPS_HEADERS = "GROUP|SWITCHED|RE-READ|SKIP|EXACT|MIRRORMAKER RE-READ|NOTE"
+_GROUPS_HEADERS = "GROUP|SWITCHED|RE-READ|SKIP|EXACT|MIRRORMAKER RE-READ|RESUMED BY|NOTE"
 
 
 def _switch_table(switch: GroupSwitch) -> str:
@@ -46,6 +46,8 @@ def _switch_table(switch: GroupSwitch) -> str:
     ]
     lines = _table(_SWITCH_HEADERS.split("|"), rows)
     lines += [f"{p.topic}[{p.partition}]: {p.note}" for p in switch.partitions if p.note]
+    if switch.resumed_by:
+        lines.append(f"resumed by: {switch.resumed_by}")
     return "\n".join(lines)
 
 
@@ -59,6 +61,7 @@ def groups_table(switches: Sequence[GroupSwitch]) -> str:
             s.skip,
             _yes(s.exact),
             _or_dash(s.mirrormaker_re_read),
+            _or_dash(s.resumed_by),
             s.note or "",
         )
         for s in switches
@@ -253,7 +256,9 @@ def switch_results(switch: GroupSwitch, *, dry_run: bool) -> dict[str, str]:
             "(see the notes)"
         )
     mirrormaker = switch.mirrormaker_re_read
+    resumed = {"resumed-by": switch.resumed_by} if switch.resumed_by else {}
     return {
+        **resumed,
         "group": switch.group,
         "dry-run": "true" if dry_run else "false",
         "switched": "true" if switch.switched else "false",

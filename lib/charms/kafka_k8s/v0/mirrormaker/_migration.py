@@ -3,23 +3,28 @@
 """The host charm's object: it routes the host's reconcile and the actions to the modules.
 
 Reading Juju is done by `_source` (the source cluster), `_peers` (requests and unit states),
-`_fence` (the fenced topics) and `_summary` (the stored status); the work by `_service`
-(MirrorMaker in its container), `_queries` and `_report` (migration-status), `_preflight`
-(dry-run), `_switch` (switch-group) and `_cutover` (finish-migration).
+`_fence` (the fenced topics), `_summary` (the stored status), `_acls` (the copied ACLs' record)
+and `_restarts` (the restarts of failed tasks); the work by `_service` (MirrorMaker in its
+container), `_queries` and `_report` (migration-status), `_access` (its access report),
+`_restarts` (restarting failed tasks), `_preflight` (dry-run), `_switch` (switch-group) and
+`_cutover` (finish-migration). The host's client users and the operator's map of their
+identities come from the host (`clients`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import ops
 from pydantic import ValidationError
 
-from . import _cutover, _switch
-from ._acls import copy_topic_acls
+from . import _cutover, _queries, _restarts, _switch
+from ._access import access_report, access_results
+from ._acls import AclCopies, copy_acls
 from ._clients import CLIENT_TIMEOUT, STATUS_TIMEOUT
+from ._connectors import ConnectorState
 from ._display import report_results, switch_results
 from ._errors import (
     ClusterUnreachableError,
@@ -28,11 +33,14 @@ from ._errors import (
     SourceGoneError,
 )
 from ._fence import Fence, FencedTopics, TopicSelection
+from ._identities import ClientAccess
 from ._options import MigrationConfig, MirrorMakerSettings, MirrorMakerWorkload, TargetCluster
 from ._peers import PeerData, RequestedState, UnitState, exactly_once_for
 from ._preflight import dry_run
 from ._queries import migration_report
-from ._report import QUIET_SECONDS, unknown_results
+from ._report import QUIET_SECONDS, Shown, unknown_results
+from ._restarts import Restarts
+from ._rights import AclBinding
 from ._service import MirrorMakerService
 from ._source import SourceReader
 from ._summary import StatusSummary
@@ -55,17 +63,22 @@ class _MigrationEvents(ops.ObjectEvents):
 class Migration(ops.Object):
     """The migration of a source cluster into the host charm's cluster.
 
-    It handles `start-migration`, `stop-migration`, `migration-status`, `switch-group` and
-    `finish-migration` itself, and requests credentials on the source relation. The host calls
-    `reconcile()` from its reconcile and shows `status()` in collect-status. While MirrorMaker
-    runs, `reconcile()` also queries both clusters (bounded by `STATUS_TIMEOUT` per query) and
-    keeps the summary in a stored state, so `status()` never queries a cluster.
+    It handles `start-migration`, `stop-migration`, `migration-status`, `switch-group`,
+    `finish-migration` and `restart-mirrormaker` itself, and requests credentials on the
+    source relation. The host calls `reconcile()` from its reconcile and shows `status()` in
+    collect-status. While MirrorMaker runs, `reconcile()` also queries both clusters (bounded
+    by `STATUS_TIMEOUT` per query) and keeps the summary in a stored state, so `status()` never
+    queries a cluster. On the leader it also restarts MirrorMaker's failed connectors and
+    tasks, with backoff (`_restarts`).
 
     While a migration is requested and not finished, `fenced_topics()` says which target topics
     no client of the host may write, create, delete or alter: the host grants its client users'
     ACLs without those rights, again on `on.fence_changed`, and on the leader then calls
     `fence_applied`. MirrorMaker starts, or takes a new topic selection, only once the leader
     has done so. `promoted_topics()` are the topics MirrorMaker's user must not write any more.
+    With `mirrormaker-sync-topic-acls` the leader copies the topic ACLs of the source users
+    mapped to the host's client users; the host keeps `copied_acls()` in those users' grants
+    until `finish-migration cleanup=true` removes them.
     """
 
     on = _MigrationEvents()  # pyright: ignore[reportAssignmentType]
@@ -81,6 +94,7 @@ class Migration(ops.Object):
         peer_relation: str = "cluster",
         source_relation: str = "migration-source",
         workload: MirrorMakerWorkload | None = None,
+        clients: Callable[[], ClientAccess] = ClientAccess,
     ):
         """Wire the migration into the host charm.
 
@@ -92,9 +106,13 @@ class Migration(ops.Object):
             peer_relation: the host's peer relation.
             source_relation: the `kafka_client` requirer endpoint for a Juju-managed source.
             workload: paths, user, ports and heap of MirrorMaker; the rock's by default.
+            clients: the host's client users and the operator's map of their identities on
+                the source; cheap, no network (none by default).
         """
         super().__init__(charm, "mirrormaker-migration")
         self.summary = StatusSummary(self._stored)
+        # The `restart-mirrormaker all=true` request this unit followed last (-1: none seen yet).
+        self._stored.set_default(followed_restart=-1.0)
         # The status queries run once per hook, however often the host reconciles in it.
         self._refreshed = False
         self.charm = charm
@@ -103,6 +121,9 @@ class Migration(ops.Object):
         self.service = MirrorMakerService(charm.unit.get_container(container), workload)
         self.peers = PeerData(charm.model, peer_relation)
         self.fence = Fence(charm.model, self.peers)
+        self.copies = AclCopies(self.peers)
+        self.clients = clients
+        self.restarts = Restarts(self.peers)
         self.sources = SourceReader(charm, source_relation)
         self.requirer = self.sources.requirer
         framework = charm.framework
@@ -111,6 +132,7 @@ class Migration(ops.Object):
         framework.observe(charm.on["migration-status"].action, self._on_migration_status)
         framework.observe(charm.on["switch-group"].action, self._on_switch_group)
         framework.observe(charm.on["finish-migration"].action, self._on_finish_migration)
+        framework.observe(charm.on["restart-mirrormaker"].action, self._on_restart_mirrormaker)
 
     # Reading the model -------------------------------------------------------------------------
 
@@ -155,6 +177,20 @@ class Migration(ops.Object):
         newest = self.peers.newest()
         finished = set(newest.finished.topics) if newest.finished else set()
         return frozenset(newest.promoted_targets | finished)
+
+    def copied_acls(self) -> list[AclBinding]:
+        """The ACLs the leader copied for the host's client users and that are not removed.
+
+        A host that makes its users' ACLs exactly its grants keeps these in them.
+        """
+        return self.copies.listed()
+
+    def _client_results(self) -> dict[str, str]:
+        """The operator's map and the copied ACLs, as `migration-status` results."""
+        return {
+            "client-identities": json.dumps(self.clients().as_json()),
+            "copied-acls": json.dumps([acl.as_json() for acl in self.copied_acls()]),
+        }
 
     def settings(self) -> MirrorMakerSettings:
         """This unit's MirrorMaker settings from config, source, target and peers.
@@ -210,6 +246,7 @@ class Migration(ops.Object):
         if not self.service.container.can_connect():
             return
         request = self.peers.follow_newest()
+        self.copies.prune()
         settings = None
         if request.state != "running":
             self.service.stop()
@@ -233,29 +270,37 @@ class Migration(ops.Object):
         self._refresh_summary(settings)
 
     def _run(self, settings: MirrorMakerSettings) -> None:
-        """Run MirrorMaker with these settings once the leader fenced their selection."""
+        """Run MirrorMaker with these settings once the leader fenced their selection.
+
+        Meanwhile a MirrorMaker that runs keeps its files (and its selection), and still
+        follows a request to restart every unit's.
+        """
         selection = TopicSelection.of(settings.config)
-        if self.fence.waits_for(selection):
-            logger.info("MirrorMaker waits for the leader to fence its topic selection")
-            return
+        waiting = self.fence.waits_for(selection)
         try:
-            self.service.run(settings)
+            if waiting:
+                logger.info("MirrorMaker waits for the leader to fence its topic selection")
+            else:
+                self.service.run(settings)
+            self._follow_restart_request()
         except ops.pebble.ChangeError:
             logger.warning("MirrorMaker did not start; Pebble retries it")
-        self.fence.publish_running(selection)
-        self._copy_topic_acls(settings)
+        if not waiting:
+            self.fence.publish_running(selection)
+            self._copy_topic_acls(settings)
 
     def _copy_topic_acls(self, settings: MirrorMakerSettings) -> None:
-        """On the leader, with `mirrormaker-sync-topic-acls`: copy the source's topic ACLs."""
+        """On the leader, with `mirrormaker-sync-topic-acls`: copy the mapped users' topic ACLs."""
         if not settings.config.sync_topic_acls or not self.model.unit.is_leader():
             return
         try:
-            copied = copy_topic_acls(
-                settings.source, settings.target, settings.config, STATUS_TIMEOUT
+            copied = copy_acls(
+                settings.source, settings.target, settings.config, self.clients(), STATUS_TIMEOUT
             )
         except ClusterUnreachableError as error:
             logger.warning("topic ACLs not copied: %s", error.message)
             return
+        self.copies.record(copied, self.peers.newest().seq)
         logger.info("copied %d topic ACLs from %s", len(copied), settings.source.name)
 
     def _refresh_summary(self, settings: MirrorMakerSettings | None) -> None:
@@ -269,9 +314,43 @@ class Migration(ops.Object):
         if self._refreshed:
             return
         self._refreshed = True
-        fenced = self.fenced_topics().known()
-        selected = self.summary.refresh(settings, self._live_unit_states(), fenced)
+        selected = self.summary.refresh(
+            settings,
+            self._live_unit_states(),
+            self.fenced_topics().known(),
+            lambda states: self._watch(settings, states),
+        )
         self.fence.publish(selected or ())
+
+    def _watch(
+        self, settings: MirrorMakerSettings, states: Sequence[ConnectorState]
+    ) -> Shown | None:
+        """How failed connectors and tasks show; on the leader, restart them when due."""
+        if not any(state.state == "FAILED" for state in states):
+            return None
+        log = self.restarts.log()
+        shown, after = _restarts.watch(
+            settings.target,
+            states,
+            log,
+            self.restarts.policy,
+            _queries.now(),
+            act=self.model.unit.is_leader(),
+        )
+        if after != log:
+            self.restarts.record(after)
+        return shown
+
+    def _follow_restart_request(self) -> None:
+        """Restart MirrorMaker once for a `restart-mirrormaker all=true` this unit has not seen.
+
+        A unit that never looked before (a new unit) takes the newest request as seen.
+        """
+        requested = self.restarts.log().everyone
+        followed = self._stored.followed_restart
+        self._stored.followed_restart = max(requested, followed)
+        if 0 <= followed < requested and self.service.restart():
+            logger.info("restarted MirrorMaker, as restart-mirrormaker all=true asked")
 
     def status(self) -> ops.StatusBase | None:
         """The status to show for the migration, or `None` when there is nothing to say."""
@@ -304,9 +383,18 @@ class Migration(ops.Object):
             return self._starting(config, source.name)
         if (shown := self.summary.shown()) is None:
             return ops.ActiveStatus(f"migrating from {source.name}")
+        return self._summary_status(shown, fence)
+
+    def _summary_status(self, shown: Shown, fence: str) -> ops.StatusBase:
+        """The stored summary as a status; an active one counts today's restarts and the fence."""
         kind, message = shown
         if kind == "blocked":
             return ops.BlockedStatus(message)
+        if kind == "maintenance":
+            return ops.MaintenanceStatus(message)
+        log = self.restarts.log()
+        if log.times and (restarts := len(log.today(_queries.now()))):
+            message += f"; {plural(restarts, 'MirrorMaker restart')} today"
         return ops.ActiveStatus(clip(f"{message}; {fence}" if fence else message))
 
     def _waves_text(self) -> str:
@@ -327,6 +415,14 @@ class Migration(ops.Object):
         return ops.MaintenanceStatus(f"starting MirrorMaker to migrate from {source}")
 
     # Actions -----------------------------------------------------------------------------------
+
+    def _settings_for(self, event: ops.ActionEvent) -> MirrorMakerSettings | None:
+        """This unit's settings, or None with the action failed saying what is wrong."""
+        try:
+            return self.settings()
+        except MigrationError as error:
+            event.fail(error.message)
+            return None
 
     def _on_start_migration(self, event: ops.ActionEvent) -> None:
         if event.params.get("dry-run", False):
@@ -402,6 +498,9 @@ class Migration(ops.Object):
         )
 
     def _on_migration_status(self, event: ops.ActionEvent) -> None:
+        if event.params.get("format") == "access":
+            self._access_report(event)
+            return
         topic = event.params.get("topic") or None
         units = self._live_unit_states()
         if (finished := self.peers.finished()) is not None:
@@ -413,17 +512,26 @@ class Migration(ops.Object):
                     "ready-for-cutover": "false",
                     "reasons": json.dumps([summary]),
                     "finished": json.dumps(finished.model_dump(mode="json")),
-                    **self._wave_results(),
+                    **_cutover.waves_results(self.peers.newest().waves),
                     **self.fence.results(),
+                    **self._client_results(),
                 }
             )
             return
-        requested = {"requested": self.requested_state, **self._wave_results()}
+        log = self.restarts.log()
+        restarts = log.results(_queries.now() if log.times else 0.0, self.restarts.policy)
+        requested = {
+            "requested": self.requested_state,
+            "restarts": json.dumps(restarts),
+            **_cutover.waves_results(self.peers.newest().waves),
+        }
         try:
             settings = self.settings()
         except MigrationError as error:
             results = unknown_results(error.message, units)
-            event.set_results({**requested, **results, **self.fence.results()})
+            event.set_results(
+                {**requested, **results, **self.fence.results(), **self._client_results()}
+            )
             return
         report = migration_report(
             settings.source,
@@ -442,17 +550,27 @@ class Migration(ops.Object):
             )
             return
         results = report_results(report, table=event.params.get("format") == "table")
-        event.set_results({**requested, **results, **self.fence.results()})
+        event.set_results(
+            {**requested, **results, **self.fence.results(), **self._client_results()}
+        )
 
-    def _wave_results(self) -> dict[str, str]:
-        """The waves promoted so far in this migration, as action results."""
-        waves = self.peers.newest().waves
-        if not waves:
-            return {}
-        return {
-            "waves": json.dumps([wave.model_dump(mode="json") for wave in waves]),
-            "waves-done": "; ".join(wave.summary() for wave in waves),
-        }
+    def _access_report(self, event: ops.ActionEvent) -> None:
+        """`migration-status format=access`: each source user's rights beside its client user's."""
+        try:
+            settings = self.settings()
+            report = access_report(
+                settings.source,
+                settings.config,
+                self.clients(),
+                target_user=settings.target.username,
+                copied=self.copied_acls(),
+            )
+        except MigrationError as error:
+            event.fail(error.message)
+            return
+        event.set_results(
+            {"requested": self.requested_state, **access_results(report), **self._client_results()}
+        )
 
     def _on_switch_group(self, event: ops.ActionEvent) -> None:
         group = str(event.params.get("group") or "")
@@ -466,7 +584,12 @@ class Migration(ops.Object):
             promoted = _cutover.promoted_ends(self.peers.newest().waves, settings.config)
             try:
                 [switch] = _switch.switch_groups_with(
-                    clients, settings.config, [group], dry_run=dry_run, promoted=promoted
+                    clients,
+                    settings.config,
+                    [group],
+                    dry_run=dry_run,
+                    promoted=promoted,
+                    access=self.clients(),
                 )
             finally:
                 clients.close()
@@ -485,10 +608,7 @@ class Migration(ops.Object):
         if self.peers.newest().seq == 0 or self.peers.relation is None:
             event.fail("no migration to finish: start-migration was never run; nothing changed")
             return
-        try:
-            settings = self.settings()
-        except MigrationError as error:
-            event.fail(error.message)
+        if (settings := self._settings_for(event)) is None:
             return
         clients = Clients.of(settings.source, settings.target, CLIENT_TIMEOUT)
         try:
@@ -505,25 +625,15 @@ class Migration(ops.Object):
             clients.close()
 
     def _claim(self, clients: Clients, settings: MirrorMakerSettings, final: bool) -> None:
-        """Claim this step of the cutover on the target, and stop MirrorMaker before the last.
-
-        Of two units finishing (or promoting a wave) at the same moment, exactly one creates
-        the step's topic; the other fails here, having changed nothing.
+        """Claim this step of the cutover (`_cutover.claim`); stop MirrorMaker before the last.
 
         Raises:
             CutoverRefusedError: if another unit claimed the step.
             ClusterUnreachableError: if the target does not answer.
         """
         newest = self.peers.newest()
-        unit = self.model.unit.name
-        topic = _cutover.claim_topic(newest.migration, len(newest.waves) + 1)
-        holder = clients.target_logs.claim(topic, unit, settings.replication_factor)
-        if holder != unit:
-            raise _cutover.CutoverRefusedError(
-                f"{holder or 'another unit'} finished this migration, or promoted its wave "
-                f"{len(newest.waves) + 1}, at the same moment: nothing was changed here; see "
-                "migration-status"
-            )
+        unit, rf = self.model.unit.name, settings.replication_factor
+        _cutover.claim(clients, newest.migration, len(newest.waves) + 1, unit, rf)
         if final:
             self.service.stop()
 
@@ -551,6 +661,7 @@ class Migration(ops.Object):
             force=bool(event.params.get("force", False)),
             by=self.model.unit.name,
             prepare=lambda final: self._claim(clients, settings, final),
+            access=self.clients(),
         )
         waves = [*newest.waves, promotion.wave]
         if not promotion.final:
@@ -572,4 +683,57 @@ class Migration(ops.Object):
         )
         if event.params.get("cleanup", False):
             results["cleanup"] = _cutover.clean_up(clients, finished.topics)
+            results["copied-acls"] = self._remove_copied_acls(clients)
         event.set_results(results)
+
+    def _remove_copied_acls(self, clients: Clients) -> str:
+        """Remove the ACLs copied for the host's client users: from the record, then the target."""
+        removed = self.copies.remove(self.peers.newest().seq)
+        if not removed:
+            return "none was copied"
+        try:
+            clients.target.delete_acls(removed)
+        except ClusterUnreachableError as error:
+            return (
+                f"{len(removed)} no longer granted; MirrorMaker's user did not delete them "
+                f"({error.message}): the host revokes them from its users"
+            )
+        return f"removed {len(removed)}"
+
+    def _on_restart_mirrormaker(self, event: ops.ActionEvent) -> None:
+        everyone = bool(event.params.get("all", False))
+        if self.requested_state != "running":
+            event.fail("no migration runs, so MirrorMaker runs on no unit: start-migration")
+            return
+        if (settings := self._settings_for(event)) is None:
+            return
+        now = _queries.now()
+        results: dict[str, str] = {}
+        try:
+            failed = _restarts.restart_failed(settings.target, timeout=CLIENT_TIMEOUT)
+            results["restarted-tasks"] = json.dumps([state.name for state in failed])
+        except ClusterUnreachableError as error:
+            results["restarted-tasks"] = json.dumps([])
+            results["tasks-not-restarted"] = error.message
+        cleared = {"cleared": now, **({"everyone": now} if everyone else {})}
+        self.restarts.record(self.restarts.log().model_copy(update=cleared))
+        if everyone:
+            self._stored.followed_restart = now
+        restarted = self.service.restart()
+        unit = self.model.unit.name
+        this = (
+            "restarted" if restarted else f"not restarted: MirrorMaker is {self.service.state()}"
+        )
+        others = " every other unit restarts its own as it sees the request;" if everyone else ""
+        event.set_results(
+            {
+                **results,
+                "this-unit": this,
+                "all": str(everyone).lower(),
+                "message": (
+                    f"MirrorMaker on {unit} {this};{others} Connect restarts the failed "
+                    "connectors and tasks where they run; the daily count of automatic restarts "
+                    "starts anew"
+                ),
+            }
+        )

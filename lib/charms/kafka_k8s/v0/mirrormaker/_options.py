@@ -217,6 +217,10 @@ class MigrationConfig(BaseModel):
     # Not an option: the source topics promoted in waves of this migration (the peers record
     # them). MirrorMaker never copies them again, and nothing selects them any more.
     promoted: frozenset[str] = frozenset()
+    # MiB/s; the host applies it as a quota on its MirrorMaker user (0: no cap).
+    throttle_mb_per_second: int = Field(
+        default=0, ge=0, le=1_000_000, validation_alias="mirrormaker-throttle-mb-per-second"
+    )
 
     _split_lists = field_validator(
         "source_bootstrap_servers",

@@ -25,13 +25,14 @@ from ._text import clip, list_names, plural
 from ._transactions import OpenTransactions
 
 _MAX_REASONS = 20
-_ERROR_CHARS = 240
 
 # Seconds the source's end offsets must stay put before the migration is ready for cutover.
 QUIET_SECONDS = 10.0
 
 # Kafka's default `transaction.max.timeout.ms`: a transaction open longer is hanging.
 DEFAULT_TRANSACTION_MAX_TIMEOUT_MS = 900_000
+Shown = tuple[Literal["active", "maintenance", "blocked"], str]
+"""A status to show: its kind and message."""
 
 
 def _hyphenated(name: str) -> str:
@@ -297,14 +298,19 @@ class MigrationReport(ReportPart):
         """The report as `migration-status` action results (see `charmcraft.yaml`)."""
         return report_results(self, table=table)
 
-    def summary(self) -> tuple[Literal["active", "blocked"], str]:
-        """The status to show while migrating: its kind and message."""
+    def summary(self, failed_as: Shown | None = None) -> Shown:
+        """The status to show while migrating: its kind and message.
+
+        A failed connector or task blocks, with its error, unless `failed_as` says how to show
+        it (its restarts do).
+        """
         if self.problems:
             return "blocked", self.problems[0].message
         if self.missing_rights:
             return "blocked", self.missing_rights[0]
         if failed := self.failed():
-            return "blocked", clip(f"MirrorMaker {failed.name} failed: {failed.error}")
+            blocked = clip(f"MirrorMaker {failed.name} failed: {failed.error}")
+            return failed_as or ("blocked", blocked)
         if self.ready_for_cutover:
             return "active", f"in sync with {self.source}: ready for cutover"
         message = (
@@ -314,24 +320,6 @@ class MigrationReport(ReportPart):
         if self.lag <= self.lag_threshold:
             message += f"; {self.reasons[0]}"
         return "active", clip(message)
-
-
-def _short_exception(line: str) -> str:
-    """`a.b.SomeException: message` as `SomeException: message`."""
-    name, colon, message = line.partition(":")
-    return name.rsplit(".", 1)[-1] + colon + message
-
-
-def _trace_summary(trace: str | None) -> str | None:
-    """A Java stack trace as one line: the exception and its root cause, without packages."""
-    if not trace:
-        return None
-    lines = [line.strip() for line in trace.strip().splitlines() if line.strip()]
-    summary = _short_exception(lines[0])
-    causes = [line.removeprefix("Caused by: ") for line in lines if line.startswith("Caused by:")]
-    if causes:
-        summary += f"; caused by {_short_exception(causes[-1])}"
-    return clip(summary, _ERROR_CHARS)
 
 
 def _partition_lags(
@@ -469,14 +457,14 @@ def _connector_statuses(states: Sequence[ConnectorState]) -> list[ConnectorStatu
             ConnectorStatus(
                 connector=connector,
                 state=level.state if level else "UNASSIGNED",
-                error=_trace_summary(level.trace) if level else None,
+                error=level.error if level else None,
                 tasks=[
                     TaskStatus(
                         connector=connector,
                         task=task.task,
                         name=f"{connector}-{task.task}",
                         state=task.state,
-                        error=_trace_summary(task.trace),
+                        error=task.error,
                     )
                     for task in tasks
                 ],

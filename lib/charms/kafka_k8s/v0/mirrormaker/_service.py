@@ -98,6 +98,17 @@ class MirrorMakerService:
         else:
             self.container.start(SERVICE)
 
+    def restart(self) -> bool:
+        """Restart the service if it runs (or waits to be started again): all its tasks restart.
+
+        Returns:
+            Whether it was restarted.
+        """
+        if self.state() not in ("active", "backoff"):
+            return False
+        self.container.restart(SERVICE)
+        return True
+
     def stop(self) -> None:
         """Stop the service, keep it from starting with the container, remove its secrets."""
         if SERVICE in self.container.get_plan().services:

@@ -11,16 +11,16 @@ the source is quiet for as long as they stay put.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
-from typing import Literal
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import ops
 
 from . import _clients, _queries
 from ._clients import STATUS_TIMEOUT
+from ._connectors import ConnectorState
 from ._options import MirrorMakerSettings
 from ._peers import UnitState
-from ._report import QUIET_SECONDS, MigrationSnapshot, Quiet, build_report
+from ._report import QUIET_SECONDS, MigrationSnapshot, Quiet, Shown, build_report
 
 
 class StatusSummary:
@@ -34,7 +34,7 @@ class StatusSummary:
         """Forget the summary: MirrorMaker does not run here."""
         self._stored.summary = ""
 
-    def shown(self) -> tuple[Literal["active", "blocked"], str] | None:
+    def shown(self) -> Shown | None:
         """The stored kind and message, or None before the first refresh."""
         if not self._stored.summary:
             return None
@@ -46,8 +46,12 @@ class StatusSummary:
         settings: MirrorMakerSettings,
         units: Mapping[str, UnitState],
         fenced: Collection[str] = (),
+        failed_as: Callable[[Sequence[ConnectorState]], Shown | None] = lambda _: None,
     ) -> list[str] | None:
         """Query both clusters and store the summary; `fenced` the fenced target topics.
+
+        `failed_as` is given MirrorMaker's connectors and tasks, and says how to show those
+        that failed (their restarts do), if any did.
 
         Returns:
             The target topics the migration selects now (for the fence), or None when the
@@ -65,7 +69,8 @@ class StatusSummary:
             snapshot = snapshot.model_copy(update={"quiet": self._quiet(snapshot)})
             selected = [settings.config.target_topic(t) for t in snapshot.source_topics]
         report = build_report(snapshot, settings.config, source=settings.source.name)
-        self._stored.summary = json.dumps(report.summary())
+        shown = failed_as(snapshot.connectors) if snapshot.connectors is not None else None
+        self._stored.summary = json.dumps(report.summary(shown))
         return selected
 
     def _quiet(self, snapshot: MigrationSnapshot) -> Quiet:

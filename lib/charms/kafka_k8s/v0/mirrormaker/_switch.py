@@ -22,6 +22,7 @@ from pydantic import Field
 from . import _clients, _records
 from ._clients import CLIENT_TIMEOUT, GroupCommits
 from ._errors import MigrationError
+from ._identities import ClientAccess
 from ._options import KafkaCluster, MigrationConfig, select
 from ._records import SEARCH_LIMIT, OffsetSync, Partition, Record, Walk
 from ._report import ReportPart
@@ -72,12 +73,13 @@ class GroupSwitch(ReportPart):
     """A consumer group and where its consumers resume on the target.
 
     `switched` is whether offsets were committed on the target; `note` says why a group was
-    left as it was.
+    left as it was; `resumed_by` which client users of the host may use it (`ClientAccess`).
     """
 
     group: str
     switched: bool
     note: str | None = None
+    resumed_by: str | None = None
     partitions: list[_PartitionSwitch] = Field(default_factory=list)
 
     @property
@@ -114,6 +116,7 @@ class GroupSwitch(ReportPart):
             "skip": self.skip,
             "mirrormaker-re-read": mirrormaker,
             "note": self.note,
+            "resumed-by": self.resumed_by,
         }
 
 
@@ -435,6 +438,7 @@ def switch_groups_with(
     use_syncs: bool = True,
     wave: Collection[str] | None = None,
     promoted: Mapping[str, PromotedEnds] | None = None,
+    access: ClientAccess | None = None,
 ) -> list[GroupSwitch]:
     """Commit, on the target, the offsets matching each group's source offsets exactly.
 
@@ -449,6 +453,7 @@ def switch_groups_with(
             else not promoted move; the others are named and left (`_groups_to_switch`).
         promoted: the topics earlier waves promoted, with their end offsets then: groups are
             matched within those ends.
+        access: the host's client users: each switch says which of them resumes the group.
 
     Raises:
         SwitchRefusedError: when a named group cannot be switched: nothing was committed.
@@ -526,6 +531,11 @@ def switch_groups_with(
         switches.append(
             GroupSwitch(group=group, switched=bool(matched) and not dry_run, partitions=parts)
         )
+    if access is not None:
+        switches = [
+            switch.model_copy(update={"resumed_by": access.resumed_by(switch.group)})
+            for switch in switches
+        ]
     return sorted(switches, key=lambda switch: switch.group)
 
 
@@ -538,12 +548,14 @@ def switch_groups(
     dry_run: bool = False,
     use_syncs: bool = True,
     timeout: float = CLIENT_TIMEOUT,
+    access: ClientAccess | None = None,
 ) -> list[GroupSwitch]:
     """Switch consumer groups from the source to the target exactly, as `switch-group` does.
 
     The groups must have no member on either cluster. `groups` None switches every selected
     group, as `finish-migration` does; `use_syncs=False` anchors every partition by a content
     search from a timestamp, as when MirrorMaker's offset syncs of a partition are missing.
+    With `access`, each switch names the client users that may resume its group.
 
     Raises:
         MigrationError: when a named group cannot be switched: nothing was committed.
@@ -551,7 +563,9 @@ def switch_groups(
     """
     clients = Clients.of(source, target, timeout)
     try:
-        return switch_groups_with(clients, config, groups, dry_run=dry_run, use_syncs=use_syncs)
+        return switch_groups_with(
+            clients, config, groups, dry_run=dry_run, use_syncs=use_syncs, access=access
+        )
     finally:
         clients.close()
 
