@@ -92,6 +92,7 @@ from substrate.processes import (
     default_cache,
     find_processes,
     remove_tmp,
+    tool_env,
 )
 from substrate.units import NewCluster
 
@@ -174,11 +175,7 @@ class Tools:
         Raises:
             SubstrateError: if it fails or outlives `timeout`.
         """
-        env = {
-            **os.environ,
-            "KAFKA_HEAP_OPTS": TOOL_HEAP,
-            "LOG_DIR": str(self.work / "logs"),
-        }
+        env = tool_env(KAFKA_HEAP_OPTS=TOOL_HEAP, LOG_DIR=str(self.work / "logs"))
         command = [str(self.bin / "kafka-run-class.sh"), main, *args]
         try:
             result = subprocess.run(
@@ -551,11 +548,9 @@ def start_legacy_mirrormaker(
     with consumer.open("a") as file:
         file.write("group.id=bench-legacy-mirrormaker\nauto.offset.reset=earliest\n")
     producer = tools.config_file("legacy-producer", new.admin_config())
-    env = {
-        **os.environ,
-        "KAFKA_HEAP_OPTS": f"-Xms{min(heap_mb, 256)}m -Xmx{heap_mb}m",
-        "LOG_DIR": str(work / "logs"),
-    }
+    env = tool_env(
+        KAFKA_HEAP_OPTS=f"-Xms{min(heap_mb, 256)}m -Xmx{heap_mb}m", LOG_DIR=str(work / "logs")
+    )
     command = [
         str(old.bin / "kafka-run-class.sh"),
         LEGACY_MIRRORMAKER_MAIN,

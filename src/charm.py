@@ -17,6 +17,7 @@ import ops
 from charmlibs.interfaces.tls_certificates import CertificateRequestAttributes
 from charmlibs.rollingops import OperationResult, RollingOpsManager, RollingOpsStatus
 
+import refresh
 import rolling
 from acls import grant_mirrormaker, throttle_mirrormaker
 from admin import AdminError, KafkaAdmin
@@ -95,6 +96,8 @@ class KafkaK8sCharm(ops.CharmBase):
             peer_relation_name=RESTART_RELATION,
             callback_targets={RESTART: self._restart_broker},
         )
+        # `juju refresh`: charm-refresh replaces one unit at a time (src/refresh.py).
+        self.refresh = refresh.open_refresh(self._refresh_checks, self._rotating)
         self._problem: ops.StatusBase | None = None
         self._rotation: ops.StatusBase | None = None
         # New internal passwords this hook set, before the secret shows them (rotation).
@@ -261,6 +264,57 @@ class KafkaK8sCharm(ops.CharmBase):
         """Bring the broker, the relations and the migration to what is asked of them."""
         self._reconcile_broker()
         self.migration.reconcile()
+        self._allow_next_unit()
+
+    def _allow_next_unit(self) -> None:
+        """Mid-refresh, once this refreshed unit is healthy again: let the next unit go.
+
+        Healthy is `refresh.next_unit_may_refresh`: its broker registered, every partition in
+        sync and, while a migration is requested, its MirrorMaker running again. Asked on every
+        reconcile until it holds.
+        """
+        current = self.refresh.refresh
+        if current is None or not current.in_progress or current.next_unit_allowed_to_refresh:
+            return
+        if not current.workload_allowed_to_start or not self.broker.can_connect():
+            return
+        if not self.broker.is_ready():
+            return
+        settings = self._broker_settings()
+        if settings is None:
+            return
+        requested = self.migration.requested_state == "running"
+        try:
+            with self._admin(settings) as admin:
+                health = admin.cluster_health()
+        except AdminError as error:
+            self._problem = ops.MaintenanceStatus(f"refresh: the cluster does not answer: {error}")
+            return
+        mirrormaker = self.migration.service.state() if requested else None
+        waiting = refresh.next_unit_may_refresh(
+            health, self.cluster.this_node.node_id, mirrormaker=mirrormaker
+        )
+        if waiting is None:
+            current.next_unit_allowed_to_refresh = True
+            logger.info("refreshed unit healthy: the next unit may refresh")
+            return
+        self._problem = ops.MaintenanceStatus(f"refresh waits before the next unit: {waiting}")
+
+    def _refresh_checks(self) -> str | None:
+        """What stands in the way of a refresh before it starts (charm-refresh asks)."""
+        settings = self._broker_settings()
+        if settings is None:
+            return "Cluster not initialised"
+        try:
+            with self._admin(settings) as admin:
+                health = admin.cluster_health()
+        except AdminError:
+            return "Cluster does not answer admin requests"
+        return refresh.pre_refresh_problem(health, (node.node_id for node in self.cluster.nodes))
+
+    def _rotating(self) -> bool:
+        credentials = self.cluster.credentials
+        return credentials is not None and bool(credentials.pending)
 
     def _reconcile_broker(self) -> None:
         self._problem = None
@@ -275,6 +329,10 @@ class KafkaK8sCharm(ops.CharmBase):
             pass  # `_broker_settings` reports it
         settings = self._broker_settings()
         if settings is None:
+            return
+        if not self.refresh.workload_allowed and not self.broker.is_running():
+            # Mid-refresh, this unit's new revision starts its broker once charm-refresh says.
+            self._problem = ops.WaitingStatus("waiting for the refresh to let this unit start")
             return
         self.cluster.record_certificate_expiry(settings.tls.expires if settings.tls else None)
         if not self._apply(settings):
@@ -422,13 +480,10 @@ class KafkaK8sCharm(ops.CharmBase):
         }[outcome]
 
     def _on_collect_unit_status(self, event: ops.CollectStatusEvent) -> None:
-        if self._problem is None and not self.broker.can_connect():
-            self._problem = ops.WaitingStatus("waiting for the kafka container")
-        if self._problem is None and self._broker_settings() is not None:
-            if not self.broker.is_running():
-                self._problem = ops.MaintenanceStatus("starting the broker")
-            elif not self.broker.is_ready():
-                self._problem = ops.WaitingStatus("waiting for the broker to accept clients")
+        if first := self.refresh.unit_status():
+            event.add_status(first)  # charm-refresh's comes before every other
+            return
+        self._find_broker_problem()
         # What TLS and external access wait for comes first: it outlasts a broker's start.
         for status in (*self._tls_statuses(), *self._external_statuses()):
             event.add_status(status)
@@ -444,9 +499,33 @@ class KafkaK8sCharm(ops.CharmBase):
             )
         if migration := self.migration.status():
             event.add_status(migration)
+        running = self.broker.can_connect() and self.broker.is_running()
+        if quiet := self.refresh.quiet_status(running=running):
+            event.add_status(quiet)  # before the role, which is always said
         event.add_status(ops.ActiveStatus(self._role_message()))
 
+    def _find_broker_problem(self) -> None:
+        """Unless the hook found a problem: what the broker waits for, in `_problem`."""
+        if self._problem is None and not self.broker.can_connect():
+            self._problem = ops.WaitingStatus("waiting for the kafka container")
+        if self._problem is None and self._broker_settings() is not None:
+            if not self.broker.is_running():
+                self._problem = ops.MaintenanceStatus("starting the broker")
+            elif not self.broker.is_ready():
+                self._problem = ops.WaitingStatus("waiting for the broker to accept clients")
+
+    def _tls_rejected(self, *, serving: bool) -> ops.StatusBase | None:
+        """What is wrong with the certificate the provider sent for this unit, if anything."""
+        relation = self.tls.relation
+        rejected = self.tls.rejected() if relation is not None else None
+        if relation is None or rejected is None:
+            return None
+        kept = "the broker keeps serving its certificate" if serving else "it is not served"
+        return ops.BlockedStatus(f"certificates relation {relation.id}: {rejected}; {kept}")
+
     def _tls_pending(self) -> ops.StatusBase:
+        if rejected := self._tls_rejected(serving=False):
+            return rejected
         refused = self.tls.refused()
         if refused:
             return ops.BlockedStatus(
@@ -459,7 +538,10 @@ class KafkaK8sCharm(ops.CharmBase):
         if not self.broker.can_connect():
             return []
         if self.tls.relation is not None:
-            return [self._tls_pending()] if self._server_tls() is None else []
+            if self._server_tls() is None:
+                return [self._tls_pending()]
+            rejected = self._tls_rejected(serving=True)
+            return [rejected] if rejected else []
         record = self.broker.started_with() if self.broker.is_running() else None
         if record is not None and record.client_tls:
             port = self.cluster.this_node.ports.client
@@ -490,6 +572,11 @@ class KafkaK8sCharm(ops.CharmBase):
         return f"{role}, external {external.address}" if external else role
 
     def _on_collect_app_status(self, event: ops.CollectStatusEvent) -> None:
+        if self.refresh.untrusted:
+            return  # charm-refresh says to run `juju trust`; the charm must not set one
+        if first := self.refresh.app_status():
+            event.add_status(first)
+            return
         for relation_id, error in sorted(self.clients.errors.items()):
             event.add_status(ops.BlockedStatus(f"kafka-client relation {relation_id}: {error}"))
         if identities := self.clients.identities_problem:

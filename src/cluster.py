@@ -59,9 +59,15 @@ def node_id(unit: ops.Unit) -> int:
     return int(unit.name.split("/")[1])
 
 
-def unit_host(app: str, number: int, model: str) -> str:
-    """The stable DNS name of a unit's pod."""
-    return f"{app}-{number}.{app}-endpoints.{model}.svc.cluster.local"
+def unit_host(app: str, number: int) -> str:
+    """The stable DNS name of a unit's pod, as the rock's own charm names it.
+
+    `<app>-<n>.<app>-endpoints`, the pod's name under Juju's headless service.
+
+    The pod's DNS search path (`<model>.svc.<cluster domain>`) completes it, so a cluster whose
+    DNS domain is not `cluster.local` resolves it too.
+    """
+    return f"{app}-{number}.{app}-endpoints"
 
 
 def rotation_passwords(current: InternalCredentials) -> dict[str, str]:
@@ -141,7 +147,7 @@ class ClusterState:
 
     def node(self, number: int) -> BrokerNode:
         """The unit with this number as a broker of the cluster."""
-        return BrokerNode(node_id=number, host=unit_host(self.app.name, number, self.model.name))
+        return BrokerNode(node_id=number, host=unit_host(self.app.name, number))
 
     @property
     def this_node(self) -> BrokerNode:

@@ -123,8 +123,14 @@ class WorkloadPorts(BaseModel):
     mirrormaker_rest: int = 8083
 
 
+# The JDK of the pinned charmed-kafka rock. Its own `kafka` service sets JAVA_HOME to it, and so
+# does Canonical's Pebble layer at that digest: the container's environment does not, so every
+# service and exec that runs Java sets it (README, "The broker").
+ROCK_JAVA_HOME = PurePosixPath("/usr/lib/jvm/java-18-openjdk-amd64")
+
+
 class Workload(BaseModel):
-    """How the workload runs: where its files are, as which user, on which ports."""
+    """How the workload runs: where its files are, as which user, on which ports, which JDK."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -132,6 +138,7 @@ class Workload(BaseModel):
     user: str = "kafka"
     group: str = "kafka"
     ports: WorkloadPorts = WorkloadPorts()
+    java_home: PurePosixPath = ROCK_JAVA_HOME
 
     def mirrormaker(self, *, heap_mb: int = 1024, metrics_host: str = "") -> MirrorMakerWorkload:
         """The same container as the migration library describes MirrorMaker's side of it."""
@@ -143,6 +150,7 @@ class Workload(BaseModel):
             metrics_port=self.ports.mirrormaker_metrics,
             metrics_host=metrics_host,
             heap_mb=heap_mb,
+            java_home=self.java_home,
         )
 
 

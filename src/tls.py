@@ -6,11 +6,17 @@
   addresses clients reach it at (the external address too, with expose-external) as SANs.
 - `server_tls` turns a signed certificate and the unit's private key into `ServerTls`, what
   `server.properties` embeds as a PEM keystore. Every certificate the broker serves, the first
-  one, a renewal, or one a test's CA signed, goes through it.
+  one, a renewal, or one a test's CA signed, goes through it: it must be for the unit's key,
+  no CA, valid now, signed (through the chain's intermediates) by the CA sent with it, and
+  name among its SANs every name and address the unit asked for.
 - `TlsCertificates` is the thin part: the relation through `charmlibs-interfaces-tls-certificates`
   (`TLSCertificatesRequiresV4`, one certificate per unit). The library makes the private key on
   the unit and keeps it in a secret of the unit's own; it never leaves the unit, and on the
-  unit it is only in `server.properties` (mode 0600).
+  unit it is only in `server.properties` (mode 0600). What the provider sends is hostile until
+  checked: the charm reads the entries for this unit's own requests itself, one by one, so a
+  certificate, CA or chain that does not parse, there or in another unit's entry, fails no
+  hook; a refused one is reported with the reason (`rejected`), and the broker keeps the
+  certificate it serves.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from __future__ import annotations
 import datetime
 import hashlib
 import ipaddress
+import itertools
+import json
 import logging
 from collections.abc import Callable, Iterable
 
@@ -25,14 +33,16 @@ import ops
 from charmlibs.interfaces.tls_certificates import (
     Certificate,
     CertificateRequestAttributes,
+    CertificateSigningRequest,
     Mode,
     PrivateKey,
     TLSCertificatesError,
     TLSCertificatesRequiresV4,
 )
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -113,18 +123,55 @@ def _pkcs8(key: PrivateKey) -> str:
     ).decode()
 
 
+def _x509(certificate: Certificate) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(str(certificate).encode())
+
+
+def _check_signed(leaf: Certificate, intermediates: list[Certificate], ca: Certificate) -> None:
+    """Raise `TlsError` unless each certificate is signed by the next, the last by the CA."""
+    path = [_x509(c) for c in (leaf, *intermediates, ca)]
+    for child, issuer in itertools.pairwise(path):
+        try:
+            child.verify_directly_issued_by(issuer)
+        except (ValueError, TypeError, InvalidSignature):
+            raise TlsError("the certificate is not signed by the CA the provider sent") from None
+
+
+_Request = CertificateRequestAttributes | CertificateSigningRequest
+
+
+def _check_names(certificate: Certificate, request: _Request) -> None:
+    """Raise `TlsError` unless the certificate names every name and address requested."""
+    named = {*(certificate.sans_dns or ()), *(certificate.sans_ip or ())}
+    missing = sorted({*(request.sans_dns or ()), *(request.sans_ip or ())} - named)
+    if missing:
+        more = f" and {len(missing) - 2} more" if len(missing) > 2 else ""
+        raise TlsError(f"the certificate's SANs lack this unit's {', '.join(missing[:2])}{more}")
+
+
 def server_tls(
     certificate: Certificate,
     ca: Certificate,
     chain: Iterable[Certificate],
     key: PrivateKey,
     *,
+    request: _Request | None = None,
     now: datetime.datetime | None = None,
 ) -> ServerTls:
     """What the broker serves, from a certificate the provider signed and the unit's key.
 
+    Args:
+        certificate: the unit's certificate.
+        ca: the CA the provider sent with it: what clients verify the chain with.
+        chain: the provider's chain; what is neither the certificate nor the CA is an
+            intermediate, in order from the certificate to the CA.
+        key: the unit's private key.
+        request: what the unit asked for: its names and addresses must be among the SANs.
+        now: the time to check the validity at.
+
     Raises:
-        TlsError: if the certificate is not for this key, is a CA, or is not valid now.
+        TlsError: if the certificate is not for this key, is a CA, is not valid now, is not
+            signed by the CA, or lacks a requested name.
     """
     if not certificate.matches_private_key(key):
         raise TlsError("the certificate is not for this unit's private key")
@@ -135,11 +182,12 @@ def server_tls(
         raise TlsError(f"the certificate is not valid now (until {certificate.expiry_time})")
     leaf = str(certificate).strip()
     root = str(ca).strip()
-    intermediates = [
-        pem for pem in (str(c).strip() for c in chain) if pem not in (leaf, root) and pem
-    ]
+    intermediates = [c for c in chain if str(c).strip() not in (leaf, root) and str(c).strip()]
+    _check_signed(certificate, intermediates, ca)
+    if request is not None:
+        _check_names(certificate, request)
     return ServerTls(
-        chain="\n".join([leaf, *intermediates]) + "\n",
+        chain="\n".join([leaf, *(str(c).strip() for c in intermediates)]) + "\n",
         ca=root + "\n",
         key=_pkcs8(key),
     )
@@ -156,8 +204,78 @@ def read_server_tls(chain: str, ca: str, key: PrivateKey | None) -> ServerTls | 
             if "-----BEGIN CERTIFICATE-----" in block
         ]
         return server_tls(certificates[0], Certificate.from_string(ca), certificates[1:], key)
-    except (TlsError, ValueError, IndexError):
+    except (TlsError, TLSCertificatesError, ValueError, IndexError):
         return None
+
+
+class _ProvidedCertificate(BaseModel):
+    """One entry of the provider's `certificates` list, as sent: text, checked before use."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    certificate_signing_request: str
+    certificate: str
+    ca: str
+    chain: list[str] | None = None
+    revoked: bool | None = None
+
+
+def _provided(data: ops.RelationDataContent) -> list[_ProvidedCertificate]:
+    """The provider's entries; those that are not entries at all are left out."""
+    try:
+        raw = json.loads(data.get("certificates") or "[]")
+    except ValueError:
+        return []
+    entries = []
+    for item in raw if isinstance(raw, list) else []:
+        try:
+            entries.append(_ProvidedCertificate.model_validate(item))
+        except ValidationError:
+            continue
+    return entries
+
+
+def _parse(text: str, what: str) -> Certificate:
+    try:
+        return Certificate.from_string(text)
+    except (TLSCertificatesError, ValueError):
+        raise TlsError(f"{what} sent by the provider does not parse") from None
+
+
+def offered_tls(
+    entry: _ProvidedCertificate,
+    key: PrivateKey,
+    request: _Request,
+    *,
+    now: datetime.datetime | None = None,
+) -> tuple[datetime.datetime, ServerTls]:
+    """What the broker would serve from one of the provider's entries, and when it starts.
+
+    Raises:
+        TlsError: if the certificate, CA or chain does not parse, or `server_tls` refuses it.
+    """
+    certificate = _parse(entry.certificate, "the certificate")
+    ca = _parse(entry.ca, "the CA")
+    chain = [_parse(pem, "a certificate of the chain") for pem in entry.chain or ()]
+    served = server_tls(certificate, ca, chain, key, request=request, now=now)
+    return certificate.validity_start_time, served
+
+
+class _Requirer(TLSCertificatesRequiresV4):
+    """The library's requirer, whose own handlers never fail a hook on what a provider sent.
+
+    Whenever it looks at the relation (its handlers of relation-created and -changed,
+    leader-elected and the refresh events, and `sync()`), the library parses every certificate
+    of every unit in the provider's data, and one PEM-shaped certificate that does not parse
+    raises out of the hook, on every unit. Its requests are sent before that point; what it
+    would then store and announce, the charm reads itself (`TlsCertificates.assigned`).
+    """
+
+    def _configure(self, event: ops.EventBase | None = None) -> None:
+        try:
+            super()._configure(event)
+        except TLSCertificatesError as error:
+            logger.warning("certificates relation: the provider's data does not parse: %s", error)
 
 
 class TlsCertificates(ops.Object):
@@ -178,7 +296,7 @@ class TlsCertificates(ops.Object):
     ):
         super().__init__(charm, CERTIFICATES_RELATION)
         self.charm = charm
-        self.requirer = TLSCertificatesRequiresV4(
+        self.requirer = _Requirer(
             charm,
             CERTIFICATES_RELATION,
             certificate_requests=lambda _capabilities: [request()],
@@ -199,29 +317,55 @@ class TlsCertificates(ops.Object):
         except (TLSCertificatesError, ops.ModelError, ValueError):
             return None
 
-    def assigned(self) -> ServerTls | None:
-        """The newest valid certificate the provider signed for this unit's current request."""
-        if self.relation is None:
-            return None
+    def _requests(self) -> list[CertificateSigningRequest]:
+        """This unit's requests on the relation (its own data)."""
         try:
-            certificates, key = self.requirer.get_assigned_certificates()
+            return [
+                request.certificate_signing_request
+                for request in self.requirer.get_csrs_from_requirer_relation_data()
+            ]
         except (TLSCertificatesError, ops.ModelError, ValueError) as error:
-            logger.warning("certificates relation unreadable: %s", error)
-            return None
-        usable = []
-        for provided in certificates:
-            if provided.revoked or key is None:
+            logger.warning("certificates relation: this unit's requests do not parse: %s", error)
+            return []
+
+    def _offers(self) -> list[tuple[datetime.datetime, ServerTls] | TlsError]:
+        """Each entry the provider sent for one of this unit's requests, checked."""
+        relation = self.relation
+        key = self.private_key
+        if relation is None or relation.app is None or key is None:
+            return []
+        requests = {str(csr).strip(): csr for csr in self._requests()}
+        offers: list[tuple[datetime.datetime, ServerTls] | TlsError] = []
+        try:
+            entries = _provided(relation.data[relation.app])
+        except ops.ModelError:
+            return []
+        for entry in entries:
+            csr = requests.get(entry.certificate_signing_request.strip())
+            if csr is None or entry.revoked:
                 continue
             try:
-                usable.append(
-                    (
-                        provided.certificate.validity_start_time,
-                        server_tls(provided.certificate, provided.ca, provided.chain, key),
-                    )
-                )
+                offers.append(offered_tls(entry, key, csr))
             except TlsError as error:
                 logger.warning("certificate from the provider not used: %s", error)
+                offers.append(error)
+        return offers
+
+    def assigned(self) -> ServerTls | None:
+        """The newest valid certificate the provider signed for this unit's current request."""
+        usable = [offer for offer in self._offers() if not isinstance(offer, TlsError)]
         return max(usable, key=lambda item: item[0])[1] if usable else None
+
+    def rejected(self) -> str | None:
+        """Why the certificate the provider sent for this unit is not served, if it is not.
+
+        `None` while a usable one is there, or none was sent.
+        """
+        offers = self._offers()
+        if any(not isinstance(offer, TlsError) for offer in offers):
+            return None
+        errors = [str(offer) for offer in offers if isinstance(offer, TlsError)]
+        return errors[0] if errors else None
 
     def refused(self) -> str | None:
         """Why the provider refused this unit's request, if it did."""

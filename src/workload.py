@@ -159,6 +159,7 @@ def kafka_layer(settings: BrokerSettings) -> ops.pebble.LayerDict:
                         f"{settings.node.ports.broker_metrics}:{paths.broker_jmx_config}"
                     ),
                     "LOG_DIR": str(paths.logs),
+                    "JAVA_HOME": str(workload.java_home),
                 },
                 "on-failure": "restart",
                 "backoff-delay": "2s",
@@ -309,7 +310,10 @@ class KafkaWorkload:
                 command,
                 user=self.workload.user,
                 group=self.workload.group,
-                environment={"KAFKA_HEAP_OPTS": "-Xmx128m"},
+                environment={
+                    "KAFKA_HEAP_OPTS": "-Xmx128m",
+                    "JAVA_HOME": str(self.workload.java_home),
+                },
             ).wait_output()
         except ops.pebble.ExecError as error:
             stderr = error.stderr if isinstance(error.stderr, str) else ""

@@ -248,6 +248,8 @@ class LiveProducer:
     batch: int = 200
     stopped: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    # Seconds between two batches.
+    pause: float = 0.2
 
     def start(self) -> LiveProducer:
         """Start writing in a daemon thread."""
@@ -259,7 +261,7 @@ class LiveProducer:
         while not self.stopped.is_set():
             produce(self.config, self.topic, self.written, self.batch)
             self.written += self.batch
-            time.sleep(0.2)
+            time.sleep(self.pause)
 
     def stop(self) -> int:
         """Stop writing; the number of records written."""

@@ -9,7 +9,6 @@ CA made by `make_ca` signed.
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -40,6 +39,7 @@ from substrate.processes import (
     remove_tmp,
     sasl_config,
     spawn,
+    tool_env,
     wait_until,
 )
 from substrate.units import make_rock_root
@@ -239,7 +239,7 @@ class OldCluster(Started):
             "--entity-name",
             self.admin_username,
         ]
-        env = {**os.environ, **self._env(log_dir), "KAFKA_HEAP_OPTS": "-Xmx128m"}
+        env = tool_env(**{**self._env(log_dir), "KAFKA_HEAP_OPTS": "-Xmx128m"})
         result = subprocess.run(
             command, env=env, capture_output=True, text=True, timeout=120, check=False
         )

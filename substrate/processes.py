@@ -42,6 +42,28 @@ def default_cache() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "kafka-k8s-test"
 
 
+def java_home() -> Path:
+    """This machine's JDK: `$JAVA_HOME`, else the one the `java` on PATH belongs to.
+
+    Raises:
+        SubstrateError: if there is no `java`.
+    """
+    if home := os.environ.get("JAVA_HOME"):
+        return Path(home)
+    found = shutil.which("java")
+    if found is None:
+        raise SubstrateError("no java on PATH: install a JDK 17 (apt-get install openjdk-17-jdk)")
+    return Path(found).resolve().parent.parent
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    """The environment for running one of the rock-like root's bin scripts from a test.
+
+    The scripts run the JDK `JAVA_HOME` names, as in the rock; a test's own process sets it.
+    """
+    return {**os.environ, "JAVA_HOME": str(java_home()), **extra}
+
+
 def keep_tmp() -> bool:
     """Whether to keep temporary directories after stopping (`KAFKA_K8S_KEEP_TMP=1`)."""
     return os.environ.get("KAFKA_K8S_KEEP_TMP", "") not in ("", "0", "false")
@@ -192,7 +214,7 @@ def spawn(
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
+            env=tool_env(**(env or {})),
             cwd=cwd,
             start_new_session=True,
         )

@@ -60,6 +60,7 @@ from substrate.processes import (
     find_processes,
     format_log_tails,
     free_port,
+    java_home,
     kill_group,
     kill_processes,
     port_open,
@@ -74,6 +75,8 @@ from substrate.processes import (
 from workload import BrokerSettings, KafkaWorkload
 
 JUJU_VERSION = "3.6.4"
+# The Kafka release of the pinned rock, which `runtime/pom.xml` resolves.
+KAFKA_VERSION = "3.9.0"
 # AF_UNIX socket paths are limited to 108 bytes on Linux.
 MAX_SOCKET_PATH = 100
 
@@ -168,9 +171,12 @@ export LOG_DIR="${{LOG_DIR:-$root/var/log/kafka}}"
 mkdir -p "$LOG_DIR"
 main={main}
 log4j_default="-Dlog4j.configuration=file:$root/etc/kafka/{script.log4j}"
+# As in the rock, the JDK is the one JAVA_HOME names: a service or exec that does not set it fails
+# here instead of finding some `java` on PATH.
+java="${{JAVA_HOME:?JAVA_HOME is not set, as every service and exec of the charm must}}/bin/java"
 # The *_OPTS variables hold several options each: split them on purpose.
 # shellcheck disable=SC2086
-exec java ${{KAFKA_HEAP_OPTS:--Xmx256m}} ${{KAFKA_JVM_PERFORMANCE_OPTS:-{jvm_opts}}} \\
+exec "$java" ${{KAFKA_HEAP_OPTS:--Xmx256m}} ${{KAFKA_JVM_PERFORMANCE_OPTS:-{jvm_opts}}} \\
     ${{KAFKA_OPTS:-}} -Dkafka.logs.dir="$LOG_DIR" -Dkafka.log.file={script.log_file} \\
     ${{KAFKA_LOG4J_OPTS:-$log4j_default}} \\
     -cp {shlex.quote(str(cache / "libs"))}'/*' "$main" "$@"
@@ -192,7 +198,7 @@ def make_rock_root(tmp: Path, cache: Path) -> WorkloadPaths:
     """
     libs = cache / "libs"
     agents = sorted(libs.glob("jmx_prometheus_javaagent-*.jar"))
-    if not agents or not (libs / "kafka_2.13-3.9.1.jar").exists():
+    if not agents or not (libs / f"kafka_2.13-{KAFKA_VERSION}.jar").exists():
         raise SubstrateError(f"no Kafka jars in {libs}: run {FETCH_SCRIPT}")
     root = tmp.resolve()
     paths = WorkloadPaths(root=PurePosixPath(root))
@@ -214,7 +220,7 @@ def make_rock_root(tmp: Path, cache: Path) -> WorkloadPaths:
 # Pebble ------------------------------------------------------------------------------------------
 
 
-def _model_backend(unit_name: str) -> ops.model._ModelBackend:  # pyright: ignore[reportPrivateUsage]
+def model_backend(unit_name: str) -> ops.model._ModelBackend:  # pyright: ignore[reportPrivateUsage]
     """A model backend that only tells `ops.Container` which Juju version it runs under."""
     context = JujuContext._from_dict(  # pyright: ignore[reportPrivateUsage]
         {"JUJU_VERSION": JUJU_VERSION, "JUJU_UNIT_NAME": unit_name, "JUJU_MODEL_NAME": "local"}
@@ -285,7 +291,12 @@ class PebbleDaemon(Started):
         self.process = spawn(
             [str(self.binary), "run", "--create-dirs", "--verbose"],
             log_file=self.log_file,
-            env={"PEBBLE": str(self.pebble_dir), "PEBBLE_SOCKET": str(self.socket_path)},
+            # The container's environment has no JAVA_HOME: the charm's layers and execs set it.
+            env={
+                "PEBBLE": str(self.pebble_dir),
+                "PEBBLE_SOCKET": str(self.socket_path),
+                "JAVA_HOME": "",
+            },
         )
         client = ops.pebble.Client(socket_path=str(self.socket_path))
 
@@ -309,7 +320,7 @@ class PebbleDaemon(Started):
             raise
         self._client = client
         self._container = ops.Container(
-            self.container_name, _model_backend(self.unit_name), pebble_client=client
+            self.container_name, model_backend(self.unit_name), pebble_client=client
         )
         return self
 
@@ -496,7 +507,9 @@ class NewCluster(Started):
             mirrormaker_metrics=free_port(),
             mirrormaker_rest=free_port(),
         )
-        workload = Workload(paths=paths, user=user, group=group, ports=ports)
+        workload = Workload(
+            paths=paths, user=user, group=group, ports=ports, java_home=PurePosixPath(java_home())
+        )
         node = BrokerNode(node_id=index, host=LOOPBACK, ports=ports)
         pebble = PebbleDaemon(
             root / "pebble",

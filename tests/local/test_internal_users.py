@@ -24,7 +24,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from admin import AdminError, KafkaAdmin
 from models import ADMIN_USER
-from substrate.processes import SubstrateError, wait_until
+from substrate.processes import SubstrateError, tool_env, wait_until
 from substrate.units import NewCluster, Unit
 
 
@@ -63,6 +63,7 @@ def _scram_records(unit: Unit) -> dict[str, int]:
             text=True,
             timeout=120,
             check=False,
+            env=tool_env(),
         )
         counts[path.name] = dump.stdout.count("USER_SCRAM_CREDENTIAL_RECORD")
     return counts

@@ -122,6 +122,7 @@ def run(old: OldCluster, new: NewCluster) -> Iterator[Run]:
         metrics_port=ports.mirrormaker_metrics,
         metrics_host=LOOPBACK,
         heap_mb=320,
+        java_home=unit.workload.java_home,
     )
     settings = MirrorMakerSettings(
         source=SourceCluster(
@@ -288,4 +289,4 @@ def test_every_listed_scrape_target_answers(run: Run):
                 url = f"http://{address}{job['metrics_path']}"
                 with urllib.request.urlopen(url, timeout=10) as response:
                     assert response.status == 200
-                    assert "jvm_memory_used_bytes" in response.read().decode()
+                    assert "jvm_memory_bytes_used" in response.read().decode()

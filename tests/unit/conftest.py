@@ -17,9 +17,10 @@ from ops import testing
 
 import charm
 import client_provider
+import refresh
 from charm import KafkaK8sCharm
-from charms.kafka_k8s.v0.mirrormaker import _clients, _queries, _records
-from tests.unit.helpers import FakeClusters, FakeKafka
+from charms.kafka_k8s.v0.mirrormaker import _capacity, _clients, _queries, _records
+from tests.unit.helpers import FakeClusters, FakeKafka, FakeRefresh
 
 
 @pytest.fixture(autouse=True)
@@ -27,6 +28,14 @@ def kafka(monkeypatch: pytest.MonkeyPatch) -> FakeKafka:
     fake = FakeKafka()
     monkeypatch.setattr(charm, "KafkaAdmin", fake.connect)
     monkeypatch.setattr(client_provider, "KafkaAdmin", fake.connect)
+    return fake
+
+
+@pytest.fixture(autouse=True)
+def refreshing(monkeypatch: pytest.MonkeyPatch) -> FakeRefresh:
+    """charm-refresh's object, faked: no refresh under way unless a test says so."""
+    fake = FakeRefresh()
+    monkeypatch.setattr(refresh, "open_refresh", lambda *_: refresh.Refresh(fake))  # type: ignore[arg-type]
     return fake
 
 
@@ -60,6 +69,7 @@ def clusters(monkeypatch: pytest.MonkeyPatch) -> FakeClusters:
     """
     fake = FakeClusters()
     monkeypatch.setattr(_clients, "ClusterClient", fake)
+    monkeypatch.setattr(_capacity, "CapacityClient", fake)
     monkeypatch.setattr(_records, "LogClient", fake.logs)
     monkeypatch.setattr(_queries, "_pause", fake.pause)
     monkeypatch.setattr(_queries, "now", fake.now)

@@ -39,6 +39,7 @@ from admin import Acl, AdminError, ClusterHealth
 from charms.kafka_k8s.v0 import mirrormaker as mm
 from charms.kafka_k8s.v0.mirrormaker import (
     ClusterUnreachableError,
+    _capacity,
     _clients,
     _connectors,
     _fence,
@@ -67,7 +68,8 @@ CLUSTER_ID = "MkU3OEVBNTcwNTJENDM2Qk"
 
 
 def host(number: int) -> str:
-    return f"kafka-k8s-{number}.kafka-k8s-endpoints.kafka-model.svc.cluster.local"
+    """A unit's address as the charm names it: completed by the pod's DNS search path."""
+    return f"kafka-k8s-{number}.kafka-k8s-endpoints"
 
 
 def container(*, ready: bool = True, **kwargs) -> testing.Container:
@@ -257,7 +259,7 @@ def settings(**changes: object) -> mm.MirrorMakerSettings:
             username="mirrormaker",
             password="target-password",
         ),
-        "unit_host": "kafka-k8s-0.kafka-k8s-endpoints.model.svc.cluster.local",
+        "unit_host": "kafka-k8s-0.kafka-k8s-endpoints",
         "units": 3,
     }
     base.update(changes)
@@ -311,6 +313,34 @@ def report(config: mm.MigrationConfig = CONFIG, /, **fields: object) -> mm.Migra
 
 
 # Fakes -----------------------------------------------------------------------------------------
+
+
+class FakeRefresh:
+    """charm-refresh's `Kubernetes` object as the charm reads it, with the values a test sets.
+
+    The real one asks Kubernetes (lightkube) and Juju's hook tools directly, which ops.testing
+    does not give; Canonical's data charms test their integration the same way.
+    """
+
+    def __init__(self, *, in_progress: bool = False, allowed: bool = True) -> None:
+        self.in_progress = in_progress
+        self.workload_allowed_to_start = allowed
+        self.allowed_next: list[bool] = []
+        self.app_status_higher_priority: ops.StatusBase | None = None
+        self.unit_status_higher_priority: ops.StatusBase | None = None
+        self.quiet: ops.StatusBase | None = None
+
+    @property
+    def next_unit_allowed_to_refresh(self) -> bool:
+        return bool(self.allowed_next)
+
+    @next_unit_allowed_to_refresh.setter
+    def next_unit_allowed_to_refresh(self, value: bool) -> None:
+        assert value is True and self.workload_allowed_to_start
+        self.allowed_next.append(value)
+
+    def unit_status_lower_priority(self, *, workload_is_running: bool = True):
+        return self.quiet
 
 
 class FakeKafka:
@@ -499,6 +529,14 @@ class FakeClusters:
         self.restart_requests: list[list[str]] = []
         self.missing_rights: list[str] = []
         self.rights_checked: list[tuple[list[str], bool, bool]] = []
+        # What the preflight reads (`_capacity`): per role, details beyond the partitions of
+        # `topics` (replication factor, record limit, configs, size), the target's brokers and
+        # free bytes, the source's Kafka release; what a start prepared.
+        self.details: dict[str, dict[str, dict[str, object]]] = {"source": {}, "target": {}}
+        self.storage = {"source": (1, None), "target": (3, 1 << 40)}
+        self.version: tuple[int, ...] | None = (3, 9)
+        self.created: dict[str, tuple[int, int, dict[str, str]]] = {}
+        self.raised: dict[str, int] = {}
         self.unreachable: set[str] = set()
         self.refused: set[str] = set()
         self.logins: list[tuple[str, str, str]] = []
@@ -647,6 +685,40 @@ class FakeClient:
         self._answer()
         self._readable("acls")
         return list(self.clusters.acls[self.role])
+
+    def topic_details(self, topics: Collection[str]) -> dict[str, _capacity.TopicDetails]:
+        self._answer()
+        found = self.clusters.topics[self.role]
+        given = self.clusters.details[self.role]
+        return {
+            name: _capacity.TopicDetails.model_validate(
+                {
+                    "partitions": len(found[name]),
+                    "replication_factor": 1,
+                    "record_limit": _capacity.DEFAULT_MESSAGE_MAX_BYTES,
+                    "size_bytes": 1000 * len(found[name]),
+                    **given.get(name, {}),
+                }
+            )
+            for name in topics
+            if name in found
+        }
+
+    def storage(self) -> tuple[int, int | None]:
+        self._answer()
+        return self.clusters.storage[self.role]
+
+    def kafka_version(self) -> tuple[int, ...] | None:
+        self._answer()
+        return self.clusters.version
+
+    def create_topics(self, topics) -> None:
+        self._answer()
+        self.clusters.created.update(topics)
+
+    def set_record_limits(self, limits) -> None:
+        self._answer()
+        self.clusters.raised.update(limits)
 
     def create_acls(self, acls: Sequence[mm.AclBinding]) -> None:
         self._answer()

@@ -112,7 +112,9 @@ def test_fresh_leader_initialises_and_starts_the_broker(ctx, kafka, event):
     assert props["listeners"] == (
         "CLIENT://0.0.0.0:9092,INTERNAL://0.0.0.0:19092,CONTROLLER://0.0.0.0:9097"
     )
-    assert props["advertised.listeners"] == (f"CLIENT://{host(0)}:9092,INTERNAL://{host(0)}:19092")
+    assert props["advertised.listeners"] == (
+        f"CLIENT://{host(0)}:9092,INTERNAL://{host(0)}:19092,CONTROLLER://{host(0)}:9097"
+    )
     assert props["listener.security.protocol.map"] == (
         "CLIENT:SASL_PLAINTEXT,INTERNAL:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT"
     )
@@ -329,7 +331,9 @@ def test_non_leader_renders_from_the_peer_data_and_secret():
     assert command[command.index("-t") + 1] == CLUSTER_ID
     props = properties(read(ctx, out, SERVER_PROPERTIES))
     assert props["node.id"] == "2"
-    assert props["advertised.listeners"] == f"CLIENT://{host(2)}:9092,INTERNAL://{host(2)}:19092"
+    assert props["advertised.listeners"] == (
+        f"CLIENT://{host(2)}:9092,INTERNAL://{host(2)}:19092,CONTROLLER://{host(2)}:9097"
+    )
     assert PASSWORDS["replication-a-password"] in props[INTERNAL_JAAS]
     assert out.get_relation(peers.id).local_app_data == peers.local_app_data
     assert len(out.secrets) == 1

@@ -57,7 +57,8 @@ def test_every_option_is_a_broker_field_a_mirrormaker_option_or_the_identities(r
 
     assert broker_options <= options
     others = {o for o in options - broker_options if not o.startswith("mirrormaker-")}
-    assert others == {identities.OPTION}
+    # charm-refresh's option, which it reads itself, and the identity map of the cutover.
+    assert others == {"pause-after-unit-refresh", identities.OPTION}
 
 
 def test_broker_defaults_match_the_model(raw):

@@ -20,6 +20,10 @@ from charmlibs.interfaces.tls_certificates import (
     CertificateSigningRequest,
     PrivateKey,
 )
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from ops import testing
 
 from tests.unit.helpers import (
@@ -100,7 +104,7 @@ def test_the_request_names_the_unit_and_its_key_stays_on_the_unit(ctx, etc):
         "kafka-k8s-0",
         "kafka-k8s-0.kafka-k8s-endpoints",
         "kafka-k8s-0.kafka-k8s-endpoints.kafka-model",
-        host(0),
+        "kafka-k8s-0.kafka-k8s-endpoints.kafka-model.svc.cluster.local",
     }
     keys = [s for s in out.secrets if "private-key" in (s.label or "")]
     assert [s.owner for s in keys] == ["unit"]
@@ -128,7 +132,9 @@ def test_a_certificate_moves_the_client_listener_to_sasl_ssl_at_the_units_turn(c
     assert props["listeners"] == (
         "CLIENT://0.0.0.0:9093,INTERNAL://0.0.0.0:19092,CONTROLLER://0.0.0.0:9097"
     )
-    assert props["advertised.listeners"] == f"CLIENT://{host(0)}:9093,INTERNAL://{host(0)}:19092"
+    assert props["advertised.listeners"] == (
+        f"CLIENT://{host(0)}:9093,INTERNAL://{host(0)}:19092,CONTROLLER://{host(0)}:9097"
+    )
     assert props["listener.security.protocol.map"] == (
         "CLIENT:SASL_SSL,INTERNAL:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT"
     )
@@ -300,3 +306,169 @@ def test_after_the_removal_kafka_client_is_told_plain_text(ctx, etc, kafka, lock
     data = out.get_relation(client.id).local_app_data
     assert data["endpoints"] == ",".join(f"{host(n)}:9092" for n in (0, 1, 2))
     assert out.get_secret(id=data["secret-tls"]).latest_content == {"tls": "false"}
+
+
+# --- what a provider sends is hostile until checked (issue 26, item 7) ---------------------
+
+# PEM-shaped, but no certificate: what a broken or hostile provider may send.
+GARBLED = "-----BEGIN CERTIFICATE-----\nMIIBgarbled\n-----END CERTIFICATE-----"
+
+
+def _answer(state: testing.State, entries: list[dict]) -> testing.State:
+    relation = state.get_relations("certificates")[0]
+    answered = dataclasses.replace(relation, remote_app_data={"certificates": json.dumps(entries)})
+    return dataclasses.replace(state, relations={*(state.relations - {relation}), answered})
+
+
+def _entry(provider: Provider, csr: CertificateSigningRequest, **changes: object) -> dict:
+    certificate = Certificate.generate(csr, provider.ca, provider.key, 10 * DAY)
+    entry = {
+        "certificate_signing_request": str(csr),
+        "certificate": str(certificate),
+        "ca": str(provider.ca),
+        "chain": [str(certificate), str(provider.ca)],
+    }
+    return entry | changes
+
+
+def _unit_key(state: testing.State) -> PrivateKey:
+    (secret,) = [s for s in state.secrets if "private-key" in (s.label or "")]
+    return PrivateKey.from_string(secret.latest_content["private-key"])
+
+
+def _every_event(ctx, state: testing.State) -> testing.State:
+    """The events that read the certificates relation: the library's handlers, and reconcile."""
+    relation = state.get_relations("certificates")[0]
+    for event in (ctx.on.relation_changed(relation), ctx.on.update_status()):
+        state = ctx.run(event, state)
+    return ctx.run(ctx.on.config_changed(), state)
+
+
+@pytest.mark.parametrize("garbled", ["certificate", "ca", "chain"])
+def test_a_certificate_that_does_not_parse_fails_no_hook_and_the_served_one_stays(
+    ctx, etc, lock_worker, garbled
+):
+    provider = Provider()
+    on_tls = ctx.run(ctx.on.update_status(), signed(ctx, etc, provider))
+    served = (etc / "server.properties").read_text()
+    (csr,) = Provider.requests(on_tls)
+    bad = _entry(provider, csr, **{garbled: [GARBLED] if garbled == "chain" else GARBLED})
+
+    out = _every_event(ctx, _answer(on_tls, [bad]))
+
+    assert (etc / "server.properties").read_text() == served
+    relation = out.get_relations("certificates")[0]
+    what = {"certificate": "the certificate", "ca": "the CA"}.get(
+        garbled, "a certificate of the chain"
+    )
+    assert out.unit_status == testing.BlockedStatus(
+        f"certificates relation {relation.id}: {what} sent by the provider does not parse; "
+        "the broker keeps serving its certificate"
+    )
+
+
+def test_another_units_garbled_certificate_keeps_no_unit_from_its_own(ctx, etc, lock_worker):
+    provider = Provider()
+    asked = related(ctx, etc)
+    (csr,) = Provider.requests(asked)
+    other_key = PrivateKey.generate()
+    other = certificate_request("kafka-k8s", 1, "kafka-model").generate_csr(other_key)
+
+    answered = _answer(
+        asked, [_entry(provider, other, certificate=GARBLED), _entry(provider, csr)]
+    )
+    out = _every_event(ctx, answered)
+
+    props = load_properties((etc / "server.properties").read_text())
+    assert props["listeners"].startswith("CLIENT://0.0.0.0:9093,")
+    assert (etc / "tls-ca.pem").read_text().strip() == str(provider.ca)
+    assert out.unit_status.name != "blocked"
+
+
+def test_a_certificate_not_signed_by_the_given_ca_is_not_served(ctx, etc):
+    provider, stranger = Provider(), Provider("another CA")
+    asked = related(ctx, etc)
+    (csr,) = Provider.requests(asked)
+
+    out = _every_event(ctx, _answer(asked, [_entry(stranger, csr, ca=str(provider.ca))]))
+
+    props = load_properties((etc / "server.properties").read_text())
+    assert props["listeners"].startswith("CLIENT://0.0.0.0:9092,")
+    assert "ssl.keystore.key" not in props
+    relation = out.get_relations("certificates")[0]
+    assert out.unit_status == testing.BlockedStatus(
+        f"certificates relation {relation.id}: the certificate is not signed by the CA the "
+        "provider sent; it is not served"
+    )
+
+
+def test_a_certificate_without_the_units_names_is_not_served(ctx, etc, lock_worker):
+    provider = Provider()
+    on_tls = ctx.run(ctx.on.update_status(), signed(ctx, etc, provider))
+    served = (etc / "server.properties").read_text()
+    (csr,) = Provider.requests(on_tls)
+    elsewhere = CertificateRequestAttributes(common_name="kafka-k8s-0", sans_dns={"evil.example"})
+    certificate = Certificate.generate(
+        elsewhere.generate_csr(_unit_key(on_tls)), provider.ca, provider.key, 10 * DAY
+    )
+
+    entry = _entry(provider, csr, certificate=str(certificate), chain=[str(certificate)])
+    out = _every_event(ctx, _answer(on_tls, [entry]))
+
+    assert (etc / "server.properties").read_text() == served
+    relation = out.get_relations("certificates")[0]
+    assert out.unit_status == testing.BlockedStatus(
+        f"certificates relation {relation.id}: the certificate's SANs lack this unit's "
+        "kafka-k8s-0, kafka-k8s-0.kafka-k8s-endpoints and 2 more; the broker keeps serving its "
+        "certificate"
+    )
+
+
+def _signed(subject: str, issuer: x509.Certificate | None, issuer_key, public_key, names=()):
+    """A certificate made with `cryptography`.
+
+    charmlibs' `Certificate.generate` names its CA's own issuer as the issuer, so it cannot make
+    a chain through an intermediate.
+    """
+    now = datetime.datetime.now(datetime.timezone.utc)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer.subject if issuer else name)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - DAY)
+        .not_valid_after(now + DAY)
+        .add_extension(x509.BasicConstraints(ca=not names, path_length=None), critical=True)
+    )
+    if names:
+        sans = [x509.DNSName(n) for n in names]
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def test_a_chain_through_an_intermediate_is_verified_and_served():
+    root_key, middle_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+    root = _signed("root CA", None, root_key, root_key.public_key())
+    middle = _signed("intermediate CA", root, root_key, middle_key.public_key())
+    key = PrivateKey.generate()
+    public = serialization.load_pem_private_key(str(key).encode(), None).public_key()
+    request = certificate_request("kafka-k8s", 0, "m")
+    leaf = _signed("kafka-k8s-0", middle, middle_key, public, sorted(request.sans_dns or ()))
+
+    def pem(certificate: x509.Certificate) -> Certificate:
+        return Certificate.from_string(
+            certificate.public_bytes(serialization.Encoding.PEM).decode()
+        )
+
+    served = server_tls(
+        pem(leaf), pem(root), [pem(leaf), pem(middle), pem(root)], key, request=request
+    )
+
+    assert served.chain == f"{str(pem(leaf)).strip()}\n{str(pem(middle)).strip()}\n"
+    with pytest.raises(TlsError, match="not signed by the CA"):
+        server_tls(pem(leaf), pem(root), [pem(leaf)], key, request=request)  # no intermediate

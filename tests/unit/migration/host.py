@@ -33,7 +33,7 @@ SECRETS = (SOURCE_PASSWORD, TARGET_PASSWORD, RELATION_PASSWORD)
 
 
 def host(number: int) -> str:
-    return f"kafka-k8s-{number}.kafka-k8s-endpoints.model.svc.cluster.local"
+    return f"kafka-k8s-{number}.kafka-k8s-endpoints"
 
 
 class HostCharm(ops.CharmBase):

@@ -123,9 +123,9 @@ def test_default_properties_key_by_key():
         "plugin.discovery": "service_load",
         "target.plugin.discovery": "service_load",
         "dedicated.mode.enable.internal.rest": "true",
-        "listeners": "http://kafka-k8s-0.kafka-k8s-endpoints.model.svc.cluster.local:8083",
+        "listeners": "http://kafka-k8s-0.kafka-k8s-endpoints:8083",
         "rest.advertised.listener": "http",
-        "rest.advertised.host.name": "kafka-k8s-0.kafka-k8s-endpoints.model.svc.cluster.local",
+        "rest.advertised.host.name": "kafka-k8s-0.kafka-k8s-endpoints",
         "rest.advertised.port": "8083",
         "source.bootstrap.servers": "10.0.0.5:9092,10.0.0.6:9092",
         "source.security.protocol": "SASL_PLAINTEXT",
@@ -431,6 +431,7 @@ def test_layer_on_the_rock():
                         "9099:/etc/kafka/jmx_mirrormaker.yaml"
                     ),
                     "LOG_DIR": "/var/log/kafka",
+                    "JAVA_HOME": "/usr/lib/jvm/java-18-openjdk-amd64",
                 },
                 "on-success": "restart",
                 "on-failure": "restart",
@@ -470,6 +471,7 @@ def test_layer_and_properties_follow_the_workload_description():
         metrics_port=19099,
         metrics_host="127.0.0.1",
         heap_mb=384,
+        java_home=PurePosixPath("/usr/lib/jvm/java-17-openjdk-amd64"),
     )
     current = settings(workload=workload, unit_host="127.0.0.1")
     service = _rendering.mirrormaker_layer(current).get("services", {})["mirrormaker"]
@@ -486,6 +488,7 @@ def test_layer_and_properties_follow_the_workload_description():
             "127.0.0.1:19099:/srv/unit-1/etc/kafka/jmx_mirrormaker.yaml"
         ),
         "LOG_DIR": "/srv/unit-1/var/log/kafka",
+        "JAVA_HOME": "/usr/lib/jvm/java-17-openjdk-amd64",
     }
     properties = load_properties(_rendering.render_mm2_properties(current))
     assert properties["listeners"] == "http://127.0.0.1:18083"

@@ -16,6 +16,12 @@ The source is either the `migration-source` relation (interface `kafka_client`, 
 unit: a request goes into
 the acting unit's peer databag, and every unit follows the newest request it sees.
 
+Before a real start, and in a dry run, a preflight looks for what no restart fixes: records
+larger than MirrorMaker's producer or the copies accept (a real start sets the producer's
+`max.request.size` and the copies' `max.message.bytes` to fit them), copies the local cluster
+cannot create or hold, and the source's Kafka release; a real start refuses what would fail the
+copy unless `force=true`.
+
 The cutover: while a migration is requested and not finished, the topics it copies into are
 fenced (`fenced_topics()`: every topic it copied into and every name MirrorMaker's topic
 selection matches; the host withholds from its client users the rights to write, create, delete
@@ -251,7 +257,7 @@ LIBAPI = 0
 
 # Increment this PATCH version before using `charmcraft publish-lib` or reset
 # to 0 if you are raising the major API version
-LIBPATCH = 8
+LIBPATCH = 9
 
 PYDEPS = [
     "pydantic>=2.7",

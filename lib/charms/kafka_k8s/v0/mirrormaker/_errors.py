@@ -60,3 +60,7 @@ class ClusterUnreachableError(MigrationError):
     def __init__(self, message: str, *, refused: bool = False):
         super().__init__(message)
         self.refused = refused
+
+
+class PreflightError(MigrationError):
+    """The preflight of a real start found what would fail the copy, or could not run."""

@@ -6,9 +6,9 @@ Reading Juju is done by `_source` (the source cluster), `_peers` (requests and u
 `_fence` (the fenced topics), `_summary` (the stored status), `_acls` (the copied ACLs' record)
 and `_restarts` (the restarts of failed tasks); the work by `_service` (MirrorMaker in its
 container), `_queries` and `_report` (migration-status), `_access` (its access report),
-`_restarts` (restarting failed tasks), `_preflight` (dry-run), `_switch` (switch-group) and
-`_cutover` (finish-migration). The host's client users and the operator's map of their
-identities come from the host (`clients`).
+`_restarts` (restarting failed tasks), `_preflight` (start-migration's preflight, dry-run or
+not), `_switch` (switch-group) and `_cutover` (finish-migration). The host's client users and
+the operator's map of their identities come from the host (`clients`).
 """
 
 from __future__ import annotations
@@ -30,13 +30,14 @@ from ._errors import (
     ClusterUnreachableError,
     MigrationError,
     NotReadyError,
+    PreflightError,
     SourceGoneError,
 )
 from ._fence import Fence, FencedTopics, TopicSelection
 from ._identities import ClientAccess
 from ._options import MigrationConfig, MirrorMakerSettings, MirrorMakerWorkload, TargetCluster
 from ._peers import PeerData, RequestedState, UnitState, exactly_once_for
-from ._preflight import dry_run
+from ._preflight import Preflight, dry_run, preflight, prepare
 from ._queries import migration_report
 from ._report import QUIET_SECONDS, Shown, unknown_results
 from ._restarts import Restarts
@@ -224,6 +225,7 @@ class Migration(ops.Object):
             units=self.peers.units(),
             exactly_once_mode=exactly_once_for(config.exactly_once, states.values()),
             workload=self.service.workload,
+            record_bytes=self.peers.newest().record_bytes,
         )
 
     def _live_unit_states(self) -> dict[str, UnitState]:
@@ -439,9 +441,11 @@ class Migration(ops.Object):
                 "force=true to migrate again all the same"
             )
             return
+        force = bool(event.params.get("force", False))
         try:
             settings = self.settings()
-            recorded = self.peers.record("running")
+            found = self._preflight(settings, force=force)
+            recorded = self.peers.record("running", record_bytes=found.record_bytes)
         except MigrationError as error:
             event.fail(error.message)
             return
@@ -471,6 +475,33 @@ class Migration(ops.Object):
                 "message": message,
             }
         )
+
+    def _preflight(self, settings: MirrorMakerSettings, *, force: bool) -> Preflight:
+        """The preflight of a real start, and its preparations on the target.
+
+        Raises:
+            PreflightError: if it found what would fail the copy, or a cluster did not answer,
+                and the start is not forced; nothing was changed then.
+            ClusterUnreachableError: if the target refused a preparation.
+        """
+        try:
+            found, _ = preflight(settings)
+        except ClusterUnreachableError as error:
+            if not force:
+                raise PreflightError(
+                    f"{error.message}: the preflight could not run; nothing was started (run "
+                    "start-migration force=true to start without it)"
+                ) from None
+            logger.warning("starting without the preflight: %s", error.message)
+            return Preflight()
+        if found.blockers and not force:
+            lines = "; ".join(finding.text for finding in found.blockers)
+            raise PreflightError(
+                f"the preflight found what would fail the copy: {lines}. Nothing was started; "
+                "fix it, or run start-migration force=true to start all the same"
+            )
+        prepare(settings, found)
+        return found
 
     def _on_stop_migration(self, event: ops.ActionEvent) -> None:
         if (finished := self.peers.finished()) is not None:

@@ -297,6 +297,9 @@ class MirrorMakerWorkload(BaseModel):
     metrics_port: int = Field(default=9099, gt=0, lt=65536)
     metrics_host: str = ""
     heap_mb: int = Field(default=1024, ge=128)
+    # The JDK MirrorMaker runs on: the charmed-kafka rock's (its own service sets JAVA_HOME; the
+    # container's environment does not).
+    java_home: PurePosixPath = PurePosixPath("/usr/lib/jvm/java-18-openjdk-amd64")
 
     @field_validator("root")
     @classmethod
@@ -362,6 +365,9 @@ class MirrorMakerSettings(BaseModel):
     units: int = Field(default=1, ge=1)
     exactly_once_mode: ExactlyOnceSupport | None = None
     workload: MirrorMakerWorkload = MirrorMakerWorkload()
+    # The largest record the producer sends (`max.request.size`), from the preflight of the
+    # start; 0: Kafka's default.
+    record_bytes: int = Field(default=0, ge=0)
 
     @property
     def replication_factor(self) -> int:

@@ -98,6 +98,9 @@ class MigrationRequest(BaseModel):
     finished: FinishedMigration | None = None
     migration: int = 0
     waves: list[Wave] = Field(default_factory=list)
+    # The largest record MirrorMaker's producer must send (`max.request.size`), as the
+    # preflight of a real start found it; 0: the producer's default.
+    record_bytes: int = Field(default=0, ge=0)
 
     @property
     def fences(self) -> bool:
@@ -124,6 +127,7 @@ class MigrationRequest(BaseModel):
             name
             for name, empty in (
                 ("reason", not self.reason),
+                ("record_bytes", not self.record_bytes),
                 ("migration", not self.migration),
                 ("waves", not self.waves),
             )
@@ -273,10 +277,12 @@ class PeerData:
         state: RequestedState,
         reason: str = "",
         finished: FinishedMigration | None = None,
+        record_bytes: int = 0,
     ) -> bool:
         """Record a request in this unit's databag, unless it is already what all follow.
 
-        A stop the units made themselves (`reason`) is replaced by the operator's own stop. A
+        A stop the units made themselves (`reason`) is replaced by the operator's own stop; a
+        running migration whose preflight found larger records is recorded again with them. A
         start after a finished migration (or the first one) begins a new migration, without
         waves; any other request keeps the migration and its waves.
 
@@ -287,7 +293,8 @@ class PeerData:
             NotReadyError: while the peer relation does not exist yet.
         """
         newest = self._newest_or_raise()
-        if newest.state == state and newest.seq > 0 and newest.reason == reason:
+        same = newest.reason == reason and newest.record_bytes >= record_bytes
+        if newest.state == state and newest.seq > 0 and same:
             return False
         fresh = state == "running" and (newest.seq == 0 or newest.state == "finished")
         self._append(
@@ -297,6 +304,7 @@ class PeerData:
             finished=finished,
             migration=newest.seq + 1 if fresh else newest.migration,
             waves=[] if fresh else list(newest.waves),
+            record_bytes=max(record_bytes, newest.record_bytes if state == "running" else 0),
         )
         return True
 
@@ -316,6 +324,7 @@ class PeerData:
             finished=finished,
             migration=newest.migration,
             waves=[*newest.waves, wave],
+            record_bytes=0 if finished is not None else newest.record_bytes,
         )
 
     def _newest_or_raise(self) -> MigrationRequest:

@@ -137,6 +137,7 @@ def mirrormaker_layer(settings: MirrorMakerSettings) -> ops.pebble.LayerDict:
                         f"{metrics}{workload.metrics_port}:{workload.jmx_config}"
                     ),
                     "LOG_DIR": str(workload.logs),
+                    "JAVA_HOME": str(workload.java_home),
                 },
                 "on-success": "restart",
                 "on-failure": "restart",
