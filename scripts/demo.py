@@ -8,10 +8,12 @@ three units of kafka-k8s, each under its own real Pebble daemon, configured by t
 code. Then the migration library renders `mm2.properties` and the `mirrormaker` Pebble layer on
 every unit, exactly as in Juju, and the demo shows the copy's progress until both clusters are in
 sync. Producers keep writing to the old cluster meanwhile, and an application that moves its
-producer to the new cluster too early is refused: the migrated topics are fenced. It ends with
-the cutover, `finish-migration`: MirrorMaker stops, every consumer group moves to the offsets
-that match its old ones exactly, and the fence lifts. Everything runs on 127.0.0.1 and is
-removed at the end.
+producer to the new cluster too early is refused: the migrated topics are fenced. The cutover
+comes in two waves, as `finish-migration` runs them: first `topics=payments`, while the orders
+producer still writes to the old cluster (payments' group moves exactly, its producer writes
+to the new cluster, MirrorMaker copies the rest on); then, once the source is quiet, everything
+left: MirrorMaker stops, every other consumer group moves to the offsets that match its old
+ones exactly, and the fence lifts. Everything runs on 127.0.0.1 and is removed at the end.
 
 Run it with `make demo` (or `uv run --all-groups python -m scripts.demo --help`).
 """
@@ -27,24 +29,32 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from charms.kafka_k8s.v0.mirrormaker import (
+    CutoverRefusedError,
     MigrationConfig,
     MigrationReport,
+    Promotion,
     SourceCluster,
+    TargetCluster,
+    Wave,
     format_table,
     migration_report,
 )
 from substrate.certificates import CertificateAuthority
 from substrate.migration import (
+    ClientUser,
     MirrorMakers,
+    apply_wave,
     client_user,
+    fenced_topics,
     grant_client,
     produce_one,
-    switch_groups,
+    promote_when_settled,
     target_cluster,
 )
 from substrate.old_cluster import OldCluster
@@ -60,6 +70,8 @@ TOPICS: dict[str, tuple[int, float, dict[str, str]]] = {
     "audit.log": (1, 0.05, {}),
 }
 LIVE_TOPIC = "orders"
+# Wave 1 promotes it (and moves its group, shipping) while LIVE_TOPIC's producer still writes.
+WAVE_TOPIC = "payments"
 # group: (topic, how far it has read: the share of each partition)
 GROUPS = {"billing": ("orders", 1.0), "shipping": ("payments", 1.0), "analytics": ("clicks", 0.5)}
 QUIET_SECONDS = 10
@@ -251,10 +263,41 @@ def run(records: int, timeout: float, keep: bool, lag_threshold: int, tls: bool)
                 return in_sync
 
 
+def promote_wave(
+    source: SourceCluster,
+    target: TargetCluster,
+    config: MigrationConfig,
+    topics: str | None,
+    waves: list[Wave],
+    **kwargs: Any,
+) -> Promotion | None:
+    """finish-migration (topics=... for a wave): the promotion, or None if it was refused."""
+    try:
+        promotion = promote_when_settled(
+            source, target, config, topics, waves=waves, quiet_seconds=QUIET_SECONDS, **kwargs
+        )
+    except CutoverRefusedError as refused:
+        say(f"finish-migration refused: {refused.message}")
+        return None
+    waves.append(promotion.wave)
+    return promotion
+
+
+def write_after_the_wave(new: NewCluster, user: ClientUser, topic: str) -> str | None:
+    """The application's producer on the new cluster; None once it is accepted."""
+    accepted = produce_one(user.config(new), topic, "after the cutover")
+    # Each broker applies the new ACLs from the metadata log in its own moment.
+    deadline = time.monotonic() + 30
+    while accepted is not None and time.monotonic() < deadline:
+        time.sleep(1)
+        accepted = produce_one(user.config(new), topic, "after the cutover")
+    return accepted
+
+
 def migrate(
     old: OldCluster, new: NewCluster, timeout: float, keep: bool, lag_threshold: int
 ) -> bool:
-    """Run MirrorMaker on every unit through the library; watch; report."""
+    """Run MirrorMaker on every unit through the library; watch; cut over in two waves."""
     source = SourceCluster(
         name="old",
         bootstrap_servers=tuple(old.bootstrap.split(",")),
@@ -267,10 +310,15 @@ def migrate(
     nodes.run()
     say("start-migration: every unit runs one MirrorMaker process (Pebble service mirrormaker)")
     early = client_user(new, 7, LIVE_TOPIC)
-    grant_client(new, early, set(TOPICS))
+    mover = client_user(new, 8, WAVE_TOPIC)
+    for user in (early, mover):
+        grant_client(new, user, fenced_topics(config, TOPICS))
+    waves: list[Wave] = []
 
     def probe() -> MigrationReport:
-        return migration_report(source, target, config, lag_threshold=lag_threshold)
+        promoted = frozenset(topic for wave in waves for topic in wave.topics)
+        remaining = config.model_copy(update={"promoted": promoted})
+        return migration_report(source, target, remaining, lag_threshold=lag_threshold)
 
     with LiveTraffic(old.admin_config(), LIVE_TOPIC, start=10**9):
         say("copying; producers keep writing to the old cluster")
@@ -280,11 +328,41 @@ def migrate(
             f"the migrated topics are fenced: an application that moves its {LIVE_TOPIC} producer"
             f" to the new cluster now is refused ({refused}); reading is allowed"
         )
-    say("producers stopped; waiting for the last records")
-    watch(probe, lambda report: report.ready_for_cutover, 4 * config.refresh_interval)
+        say(
+            f"finish-migration topics={WAVE_TOPIC}: wave 1, while {LIVE_TOPIC}'s producer still "
+            f"writes to the old cluster ({WAVE_TOPIC} must take no write for {QUIET_SECONDS} s)"
+        )
+        first = promote_wave(source, target, config, WAVE_TOPIC, waves)
+        if first is None:
+            nodes.stop()
+            return False
+        nodes = apply_wave(nodes, waves)
+        grant_client(new, mover, fenced_topics(config, TOPICS, waves))
+        print()
+        print(groups_table(first.switches))
+        print()
+        moved = write_after_the_wave(new, mover, WAVE_TOPIC)
+        say(
+            f"wave 1 promoted {WAVE_TOPIC}: its groups resume on the new cluster exactly, its "
+            + (
+                "producer writes there now"
+                if moved is None
+                else f"producer is still refused ({moved})"
+            )
+            + f"; MirrorMaker copies the {len(first.remaining)} other topics on, never "
+            f"{WAVE_TOPIC} again"
+        )
+    say("producers stopped; waiting for the last records (the wave restarted MirrorMaker)")
+    # A restarted node's tasks wait up to a minute (scheduled.rebalance.max.delay.ms) for it.
+    watch(probe, lambda report: report.ready_for_cutover, 150)
     say(f"migration-status: checking that the old cluster takes no write for {QUIET_SECONDS} s")
+    promoted = frozenset(topic for wave in waves for topic in wave.topics)
     report = migration_report(
-        source, target, config, lag_threshold=lag_threshold, quiet_seconds=QUIET_SECONDS
+        source,
+        target,
+        config.model_copy(update={"promoted": promoted}),
+        lag_threshold=lag_threshold,
+        quiet_seconds=QUIET_SECONDS,
     )
     verdict(report)
     if keep:
@@ -299,32 +377,31 @@ def migrate(
         say("stop-migration: stopping MirrorMaker on every unit")
         nodes.stop()
         return False
-    say("finish-migration: MirrorMaker stops on every unit; every group moves exactly")
-    nodes.stop()
-    switches = switch_groups(source, target, config)
+    say("finish-migration: the last wave; MirrorMaker stops on every unit; every group moves")
+    stopping = nodes
+    last = promote_wave(source, target, config, None, waves, prepare=lambda final: stopping.stop())
+    if last is None:
+        nodes.stop()
+        return False
     grant_client(new, early, set())
     print()
-    print(groups_table(switches))
+    print(groups_table(last.switches))
     print()
-    accepted = produce_one(early.config(new), LIVE_TOPIC, "after the cutover")
-    # Each broker applies the new ACLs from the metadata log in its own moment.
-    deadline = time.monotonic() + 30
-    while accepted is not None and time.monotonic() < deadline:
-        time.sleep(1)
-        accepted = produce_one(early.config(new), LIVE_TOPIC, "after the cutover")
+    accepted = write_after_the_wave(new, early, LIVE_TOPIC)
     say(
         "the fence is lifted: the early producer writes to the new cluster"
         if accepted is None
         else f"the early producer is still refused: {accepted}"
     )
-    exact = all(switch.exact for switch in switches)
+    switches = [*first.switches, *last.switches]
+    exact = all(switch.exact for switch in switches if switch.switched)
     say(
-        "cutover done: every group resumes on the new cluster right after the records it read "
-        "on the old one"
+        f"cutover done in {len(waves)} waves: every group resumes on the new cluster right after "
+        "the records it read on the old one"
         if exact
-        else "cutover done; some partitions were not matched exactly (see the table)"
+        else "cutover done; some partitions were not matched exactly (see the tables)"
     )
-    return accepted is None and not any(switch.skip for switch in switches)
+    return accepted is None and moved is None and not any(switch.skip for switch in switches)
 
 
 def main() -> int:

@@ -15,6 +15,8 @@ the rights MirrorMaker 2 needs on this cluster, through `KafkaAdmin`, and caps i
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from admin import Acl, KafkaAdmin
 from charms.kafka_k8s.v0.mirrormaker import MIRRORMAKER_NAMES
 from models import MIRRORMAKER_USER
@@ -101,7 +103,9 @@ def reserved_denials() -> list[Acl]:
     return denials
 
 
-def mirrormaker_acls(*, sync_topic_acls: bool = False) -> list[Acl]:
+def mirrormaker_acls(
+    *, sync_topic_acls: bool = False, promoted: Collection[str] = ()
+) -> list[Acl]:
     """What the `mirrormaker` user may do on this cluster: what MirrorMaker 2 needs, no more.
 
     - Topics, any name (with the identity policy a copy keeps the source's name): create them,
@@ -113,6 +117,8 @@ def mirrormaker_acls(*, sync_topic_acls: bool = False) -> list[Acl]:
     - DELETE on its own topics only (`mm2-*`, heartbeats, checkpoints): `finish-migration
       cleanup=true` removes them.
     - CLUSTER ALTER only with `sync_topic_acls`: creating ACLs needs it.
+    - A DENY of WRITE on each `promoted` topic: a wave handed it to the clients, and a
+      MirrorMaker node that has not seen the wave yet must not copy into it.
 
     Not granted: deleting any other topic, records or groups, describing or changing ACLs or
     users (unless `sync_topic_acls`), and broker configs.
@@ -159,16 +165,24 @@ def mirrormaker_acls(*, sync_topic_acls: bool = False) -> list[Acl]:
         acls.append(
             Acl(resource="CLUSTER", name="kafka-cluster", pattern="LITERAL", operation="ALTER")
         )
+    acls += [
+        Acl(resource="TOPIC", name=topic, pattern="LITERAL", operation="WRITE", permission="DENY")
+        for topic in sorted(promoted)
+    ]
     return acls
 
 
-def grant_mirrormaker(admin: KafkaAdmin, *, sync_topic_acls: bool = False) -> None:
+def grant_mirrormaker(
+    admin: KafkaAdmin, *, sync_topic_acls: bool = False, promoted: Collection[str] = ()
+) -> None:
     """Make the `mirrormaker` user's ACLs exactly `mirrormaker_acls`.
 
     Raises:
         AdminError: if the cluster refuses or does not answer.
     """
-    admin.grant(MIRRORMAKER_USER, mirrormaker_acls(sync_topic_acls=sync_topic_acls))
+    admin.grant(
+        MIRRORMAKER_USER, mirrormaker_acls(sync_topic_acls=sync_topic_acls, promoted=promoted)
+    )
 
 
 MIB = 1024 * 1024

@@ -345,12 +345,16 @@ class KafkaK8sCharm(ops.CharmBase):
                 self._write_internal_users(admin, settings)
                 apply_dynamic_options(admin, settings.config)
                 grant_mirrormaker(
-                    admin, sync_topic_acls=bool(self.config.get("mirrormaker-sync-topic-acls"))
+                    admin,
+                    sync_topic_acls=bool(self.config.get("mirrormaker-sync-topic-acls")),
+                    promoted=self.migration.promoted_topics(),
                 )
                 self._throttle_mirrormaker(admin)
                 self._measure_storage(admin)
                 self._advance_rotation(admin, settings)
-                self.clients.reconcile(admin, endpoints)
+                fenced = self.migration.fenced_topics()
+                if self.clients.reconcile(admin, endpoints):
+                    self.migration.fence_applied(fenced)
         except AdminError as error:
             logger.warning("the cluster did not take admin requests: %s", error)
             self._problem = ops.MaintenanceStatus(

@@ -14,10 +14,11 @@ the topic ACLs the migration copied for it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import Literal, NamedTuple, get_args
+from typing import Literal, NamedTuple
 
 import ops
 from data_platform_helpers.interfaces import (
@@ -31,7 +32,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from acls import client_topic_problem, reserved_denials
 from admin import Acl, AdminError, KafkaAdmin, Operation
-from charms.kafka_k8s.v0.mirrormaker import AclBinding, ClientAccess, ClientIdentity, ClientUser
+from charms.kafka_k8s.v0.mirrormaker import (
+    AclBinding,
+    ClientAccess,
+    ClientIdentity,
+    ClientUser,
+    FencedTopics,
+)
 from cluster import generate_password
 from identities import Identities, as_bindings, copied_acls, identity_acls
 
@@ -81,16 +88,19 @@ def client_acls(grant: ClientGrant) -> list[Acl]:
     A producer may write its topic and use transactional ids under its own prefix
     (`relation-<id>-`); a consumer may read its topic and use groups under that prefix.
 
-    An `admin` gets every operation on every topic, group and transactional id, and may create
-    topics and describe the cluster, granted without restarting brokers to change
-    `super.users`; it is denied everything on the reserved names (`acls`), and gets no CLUSTER
-    ALTER, with which it could change ACLs and users (its own denials, MirrorMaker's password).
+    An `admin` gets every operation on every topic, group and transactional id, and may
+    describe the cluster, granted without restarting brokers to change `super.users`; it is
+    denied everything on the reserved names (`acls`). It gets no CLUSTER CREATE: Kafka lets a
+    principal with it create any topic without looking at topic ACLs, so the DENY on the
+    reserved names (and on fenced topics) would not hold; its ALL on topics lets it create
+    them. Nor CLUSTER ALTER, with which it could change ACLs and users (its own denials,
+    MirrorMaker's password).
     """
     if "admin" in grant.roles:
         return [
             *(
                 Acl(resource="CLUSTER", name="kafka-cluster", pattern="LITERAL", operation=op)
-                for op in ("CREATE", "DESCRIBE", "DESCRIBE_CONFIGS", "IDEMPOTENT_WRITE")
+                for op in ("DESCRIBE", "DESCRIBE_CONFIGS", "IDEMPOTENT_WRITE")
             ),
             Acl(resource="TOPIC", name="*", pattern="LITERAL", operation="ALL"),
             Acl(resource="GROUP", name="*", pattern="LITERAL", operation="ALL"),
@@ -133,12 +143,10 @@ def client_acls(grant: ClientGrant) -> list[Acl]:
     return acls
 
 
-# What a topic's ALL covers, but WRITE.
-_TOPIC_OPERATIONS: tuple[Operation, ...] = tuple(
-    operation
-    for operation in get_args(Operation)
-    if operation not in ("ALL", "WRITE", "IDEMPOTENT_WRITE")
-)
+# What a fence withholds on a topic: writing it, and making, removing or changing it.
+FENCED_OPERATIONS: tuple[Operation, ...] = ("WRITE", "CREATE", "DELETE", "ALTER", "ALTER_CONFIGS")
+# What a topic's ALL covers besides.
+_OPEN_OPERATIONS: tuple[Operation, ...] = ("READ", "DESCRIBE", "DESCRIBE_CONFIGS")
 
 
 def _covers(acl: Acl, topic: str) -> bool:
@@ -148,42 +156,83 @@ def _covers(acl: Acl, topic: str) -> bool:
     return acl.name in ("*", topic)
 
 
-def fence(acls: list[Acl], fenced: Collection[str]) -> list[Acl]:
-    """The ACLs without the right to write a fenced topic: a migration is copying into it.
+_Pattern = Literal["LITERAL", "PREFIXED"]
 
-    ALLOW ACLs cannot carve a topic out of a prefix or of `*`, so a WRITE that covers a fenced
-    topic is withheld whole, and an ALL on topics becomes every topic operation but WRITE.
-    CREATE is withheld on a fenced topic named alone (creating it before MirrorMaker does
-    would give it other partitions). Reading stays allowed.
+
+def _fenced_within(acl: Acl, fenced: FencedTopics) -> list[tuple[_Pattern, str]] | None:
+    """The fenced part of what an ALLOW TOPIC ACL covers, as (pattern, name) to deny.
+
+    None when it cannot be denied apart: all of it is fenced (a literal fenced topic, a
+    prefix inside a fenced prefix, any name when the selection has no literal beginning), or
+    a fenced prefix inside it also covers a promoted topic, which a DENY would close too.
     """
-    if not fenced:
+    if acl.pattern == "LITERAL" and acl.name != "*":
+        return None if fenced.covers(acl.name) else []
+    region = "" if acl.name == "*" else acl.name
+    literals, prefixes = fenced.acl_patterns()
+    denials: list[tuple[_Pattern, str]] = []
+    for prefix in sorted(prefixes):
+        if region.startswith(prefix):
+            return None
+        if not prefix.startswith(region):
+            continue
+        if any(topic.startswith(prefix) for topic in fenced.promoted):
+            return None
+        denials.append(("PREFIXED", prefix))
+    for name in sorted(literals):
+        if name.startswith(region):
+            denials.append(("LITERAL", name))
+    return denials
+
+
+def fence(acls: list[Acl], fenced: FencedTopics) -> list[Acl]:
+    """The ACLs without the rights a fence withholds: a migration copies into those topics.
+
+    No client may write, create, delete or alter a fenced topic (`FENCED_OPERATIONS`), nor a
+    topic that MirrorMaker's topic selection would copy into once it exists. Where an ALLOW
+    covers fenced topics and others (a prefix, or `*`), the fenced ones get DENY ACLs, which
+    Kafka checks first; where it cannot be told apart (`_fenced_within`), the rights are
+    withheld whole, but on each promoted topic it covers. Reading stays allowed.
+    """
+    if fenced.empty:
         return acls
     kept: list[Acl] = []
     for acl in acls:
-        covered = acl.resource == "TOPIC" and any(_covers(acl, topic) for topic in fenced)
         if (
-            not covered
+            acl.resource != "TOPIC"
             or acl.permission == "DENY"
-            or acl.operation not in ("WRITE", "CREATE", "ALL")
+            or acl.operation not in (*FENCED_OPERATIONS, "ALL")
         ):
             kept.append(acl)
-        elif acl.operation == "ALL":
+            continue
+        operations = FENCED_OPERATIONS if acl.operation == "ALL" else (acl.operation,)
+        denials = _fenced_within(acl, fenced)
+        if denials is None:
+            if acl.operation == "ALL":
+                kept += [dataclasses.replace(acl, operation=op) for op in _OPEN_OPERATIONS]
             kept += [
-                Acl(resource="TOPIC", name=acl.name, pattern=acl.pattern, operation=operation)
-                for operation in _TOPIC_OPERATIONS
+                Acl(resource="TOPIC", name=topic, pattern="LITERAL", operation=op)
+                for topic in sorted(fenced.promoted)
+                if _covers(acl, topic)
+                for op in operations
             ]
-        elif acl.operation == "CREATE" and (acl.pattern == "PREFIXED" or acl.name == "*"):
-            kept.append(acl)
-    return kept
+            continue
+        kept.append(acl)
+        kept += [
+            Acl(resource="TOPIC", name=name, pattern=pattern, operation=op, permission="DENY")
+            for pattern, name in denials
+            for op in operations
+        ]
+    return list(dict.fromkeys(kept))
 
 
 def user_acls(
     grants: Sequence[ClientGrant],
     identity: ClientIdentity | None = None,
     copied: Collection[AclBinding] = (),
-    fenced: Collection[str] = frozenset(),
+    fenced: FencedTopics | None = None,
 ) -> list[Acl]:
-    """Everything a relation user may do, with no WRITE on the `fenced` topics.
+    """Everything a relation user may do, without what the fence withholds (`fence`).
 
     Each of its granted requests' ACLs (`client_acls`), its application's migrated groups and
     transactional ids (`identity`), and the topic ACLs the migration copied for it (`copied`).
@@ -195,7 +244,7 @@ def user_acls(
         producer = any("producer" in grant.roles for grant in grants)
         acls += identity_acls(identity, producer=producer)
     acls += copied_acls(grants[0].username, copied)
-    return fence(list(dict.fromkeys(acls)), fenced)
+    return fence(list(dict.fromkeys(acls)), fenced or FencedTopics())
 
 
 def relation_user(relation_id: int) -> str:
@@ -364,13 +413,13 @@ class _Request(NamedTuple):
 class KafkaClients(ops.Object):
     """The provider side of `kafka-client`.
 
-    `fenced` names the topics no client may write now (a migration copies into them).
+    `fenced` says which topics no client may write now (a migration copies into them).
     """
 
     def __init__(
         self,
         charm: ops.CharmBase,
-        fenced: Callable[[], Collection[str]] = frozenset,
+        fenced: Callable[[], FencedTopics] = FencedTopics,
         copied: Callable[[], Collection[AclBinding]] = tuple,
     ):
         super().__init__(charm, "kafka-clients")
@@ -675,7 +724,7 @@ class KafkaClients(ops.Object):
         relation: ops.Relation,
         endpoints: ClientEndpoints,
         users: set[str],
-        fenced: Collection[str],
+        fenced: FencedTopics,
     ) -> None:
         """Make one relation's user, ACLs and responses; no WRITE on the `fenced` topics.
 
@@ -739,16 +788,20 @@ class KafkaClients(ops.Object):
         )
         self.handler.set_response(relation.id, response)
 
-    def reconcile(self, admin: KafkaAdmin, endpoints: ClientEndpoints) -> None:
+    def reconcile(self, admin: KafkaAdmin, endpoints: ClientEndpoints) -> bool:
         """On the leader: make relation users, ACLs and responses match the relations.
 
         Each relation is served or refused on its own: what one relation asks for, or what the
         cluster refuses it, never stops the others, and the users of relations that are gone
-        are removed in any case.
+        are removed in any case. A relation not served keeps what it was granted before, but
+        never the rights the fence withholds.
 
         Args:
             admin: an admin client of the running cluster.
             endpoints: the client endpoints to hand out, and the CA with TLS.
+
+        Returns:
+            Whether every relation user's ACLs are fenced now.
 
         Raises:
             AdminError: if the cluster does not answer.
@@ -756,12 +809,14 @@ class KafkaClients(ops.Object):
         users = admin.list_users()
         refused: dict[int, str] = {}
         fenced = self.fenced()
+        applied = True
         self.identities.keep()
         for relation in self.relations:
             try:
                 self._serve(admin, relation, endpoints, users, fenced)
+                continue
             except ClientRequestError:
-                continue  # reported by `errors`, from the relation data
+                pass  # reported by `errors`, from the relation data
             except EndpointsUnavailableError as error:
                 refused[relation.id] = str(error)
             except AdminError as error:
@@ -771,6 +826,7 @@ class KafkaClients(ops.Object):
                 reason = _reason(error)
                 logger.warning("kafka-client relation %s not served: %s", relation.id, reason)
                 refused[relation.id] = reason
+            applied &= self._fence_unserved(admin, relation_user(relation.id), users, fenced)
         self._store_errors(refused)
         # A relation's user stays while the relation does, served or not: a refused change
         # leaves what was granted before.
@@ -786,3 +842,20 @@ class KafkaClients(ops.Object):
                     continue
                 retired.add(user)
         self._store_retired_users(retired)
+        return applied
+
+    @staticmethod
+    def _fence_unserved(
+        admin: KafkaAdmin, user: str, users: set[str], fenced: FencedTopics
+    ) -> bool:
+        """Fence what a relation not served holds; whether its ACLs are fenced now."""
+        if fenced.empty or user not in users:
+            return True
+        try:
+            held = sorted(admin.acls_of(user), key=repr)
+            if set(withheld := fence(held, fenced)) != set(held):
+                admin.grant(user, withheld)
+        except AdminError as error:
+            logger.warning("%s not fenced: %s", user, error)
+            return False
+        return True

@@ -4,7 +4,8 @@
 
 The local tier's test modules, the demo and the benchmarks build their migrations from these
 pieces, and the cutover from the last ones: a `kafka-client` user whose ACLs the charm's own
-code fences, and the group switch that `switch-group` and `finish-migration` run.
+code fences, the group switch that `switch-group` and `finish-migration` run, and what the
+charm does once a wave of `finish-migration topics=...` is recorded.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import functools
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -41,12 +42,15 @@ from kafka.structs import TopicPartition as KafkaTopicPartition
 from admin import KafkaAdmin
 from charms.kafka_k8s.v0 import mirrormaker as mm
 from charms.kafka_k8s.v0.mirrormaker import (
+    FencedTopics,
     MigrationConfig,
     MirrorMakerService,
     MirrorMakerSettings,
     SourceCluster,
     TargetCluster,
+    TopicSelection,
     UnitState,
+    Wave,
 )
 from client_provider import ClientGrant, library_user, parse_roles, user_acls
 from cluster import generate_password
@@ -259,14 +263,15 @@ def wait_copied(
 
 @dataclass
 class LiveProducer:
-    """Writes to the old cluster in the background, 200 records at a time, until stopped."""
+    """Writes to the old cluster in the background, `batch` records at a time, until stopped."""
 
     config: ClientConfig
     topic: str
     written: int = 0
+    batch: int = 200
     stopped: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
-    # Seconds between two batches of 200.
+    # Seconds between two batches.
     pause: float = 0.2
 
     def start(self) -> LiveProducer:
@@ -277,8 +282,8 @@ class LiveProducer:
 
     def _run(self) -> None:
         while not self.stopped.is_set():
-            produce(self.config, self.topic, self.written, 200)
-            self.written += 200
+            produce(self.config, self.topic, self.written, self.batch)
+            self.written += self.batch
             time.sleep(self.pause)
 
     def stop(self) -> int:
@@ -444,11 +449,15 @@ def set_user_quotas(config: ClientConfig, user: str, quotas: dict[str, float]) -
 
 
 def topic_acl(
-    kind: type[_Acl], topic: str, operation: AclOperation, permission: AclPermissionType
+    kind: type[_Acl],
+    topic: str,
+    operation: AclOperation,
+    permission: AclPermissionType,
+    resource: ResourceType = ResourceType.TOPIC,
 ) -> _Acl:
-    """An ACL binding, or binding filter, of the migration user on one topic."""
+    """An ACL binding, or binding filter, of the migration user on one topic (or resource)."""
     return kind(
-        ResourceType.TOPIC,
+        resource,
         topic,
         ResourcePatternType.LITERAL,
         f"User:{MIGRATOR}",
@@ -516,6 +525,11 @@ class MirrorMakers:
                 )
             )
         return cls(new, services, settings)
+
+    def configured(self, config: MigrationConfig) -> MirrorMakers:
+        """The same nodes with other options (`run` then restarts each with them)."""
+        settings = [s.model_copy(update={"config": config}) for s in self.settings]
+        return MirrorMakers(self.new, self.services, settings)
 
     def run(self) -> None:
         """Render the files and start (or restart) the service on every unit."""
@@ -587,13 +601,16 @@ def client_user(
 def grant_client(
     new: NewCluster,
     user: ClientUser,
-    fenced: Collection[str],
+    fenced: FencedTopics | Collection[str],
     copied: Collection[mm.AclBinding] = (),
 ) -> None:
     """Give the user the ACLs the charm computes while `fenced` is fenced; wait for them.
 
-    With its application's identity on the source, and the ACLs the migration `copied` for it.
+    A collection of names fences those topics alone. With its application's identity on the
+    source, and the ACLs the migration `copied` for it.
     """
+    if not isinstance(fenced, FencedTopics):
+        fenced = FencedTopics(names=frozenset(fenced))
     acls = user_acls([user.grant], user.identity, copied, fenced)
     with KafkaAdmin(new.bootstrap, new.admin_username, new.admin_password) as admin:
         admin.grant(user.grant.username, acls)
@@ -614,6 +631,67 @@ def produce_one(config: ClientConfig, topic: str, value: str) -> str | None:
     )
     producer.flush(30)
     return errors[0].name() if errors else None
+
+
+def fenced_topics(
+    config: MigrationConfig, seen: Collection[str], waves: Sequence[Wave] = ()
+) -> FencedTopics:
+    """The fence as the charm computes it, from the source topics the units saw.
+
+    Those, and every name the options' selection matches, but the topics waves promoted.
+    """
+    return FencedTopics(
+        names=frozenset(config.target_topic(topic) for topic in seen),
+        selections=(TopicSelection.of(config),),
+        promoted=frozenset(topic for wave in waves for topic in wave.target_topics),
+    )
+
+
+def apply_wave(nodes: MirrorMakers, waves: Sequence[Wave]) -> MirrorMakers:
+    """What the charm does once a wave is recorded, before it lifts the wave's fence.
+
+    MirrorMaker's user may no longer write the promoted topics (the leader's grant), and every
+    unit runs MirrorMaker again without them: it resumes the other topics from its offsets.
+    """
+    promoted = [topic for wave in waves for topic in wave.target_topics]
+    nodes.new.grant_mirrormaker(promoted=promoted)
+    config = nodes.settings[0].config
+    topics = frozenset(topic for wave in waves for topic in wave.topics)
+    moved = nodes.configured(config.model_copy(update={"promoted": topics}))
+    moved.run()
+    return moved
+
+
+# Why a wave is refused for a moment while MirrorMaker catches up: it records its copy every
+# 10 s, and a task handed to another node is unassigned for a moment.
+_SETTLING = ("has not yet recorded the copy", "is unassigned", "records behind")
+
+
+def promote_when_settled(
+    source: SourceCluster,
+    target: TargetCluster,
+    config: MigrationConfig,
+    topics: str | None,
+    *,
+    timeout: float = 90.0,
+    **kwargs: Any,
+) -> mm.Promotion:
+    """Promote a wave as `finish-migration` does, asking again while MirrorMaker settles.
+
+    Any other refusal is raised at once.
+
+    Raises:
+        CutoverRefusedError: if the wave is refused for another reason, or past `timeout`.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return mm.promote(source, target, config, topics, timeout=30.0, **kwargs)
+        except mm.CutoverRefusedError as refused:
+            settling = any(why in refused.message for why in _SETTLING)
+            if not settling or time.monotonic() > deadline:
+                raise
+            time.sleep(3)
 
 
 # What `switch-group` (named groups) and `finish-migration` (every group) run, with the patience

@@ -20,6 +20,7 @@ import shlex
 import signal
 import subprocess
 import uuid
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -561,12 +562,17 @@ class NewCluster(Started):
             raise
         return self
 
-    def grant_mirrormaker(self, sync_topic_acls: bool = False) -> None:
-        """Give the `mirrormaker` user its ACLs with the charm's function, as the leader does."""
+    def grant_mirrormaker(
+        self, sync_topic_acls: bool = False, promoted: Collection[str] = ()
+    ) -> None:
+        """Give the `mirrormaker` user its ACLs with the charm's function, as the leader does.
+
+        `promoted` are the topics waves promoted: the user may not write them any more.
+        """
         with KafkaAdmin(
             self.internal_bootstrap, ADMIN_USER, self.admin_password, timeout=30.0
         ) as admin:
-            grant_mirrormaker(admin, sync_topic_acls=sync_topic_acls)
+            grant_mirrormaker(admin, sync_topic_acls=sync_topic_acls, promoted=promoted)
         self.mirrormaker_sync_topic_acls = sync_topic_acls
 
     def wait_ready(self, timeout: float = 120.0, size: int | None = None) -> None:

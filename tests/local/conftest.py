@@ -97,10 +97,16 @@ def old_cluster(kafka_cache: Path, local_tmp: Path) -> Iterator[OldCluster]:
 
 
 @pytest.fixture(scope="module")
-def new_cluster(kafka_cache: Path, local_tmp: Path) -> Iterator[NewCluster]:
-    """Three units of the charm's Kafka, each under its own Pebble: the target."""
+def new_cluster(
+    kafka_cache: Path, local_tmp: Path, request: pytest.FixtureRequest
+) -> Iterator[NewCluster]:
+    """Units of the charm's Kafka, each under its own Pebble: the target.
+
+    Three, or as many as the test module's `UNITS` says.
+    """
     tmp = Path(tempfile.mkdtemp(prefix="new-", dir=local_tmp))
-    with NewCluster(tmp, cache=kafka_cache, size=3) as cluster:
+    size = getattr(request.module, "UNITS", 3)
+    with NewCluster(tmp, cache=kafka_cache, size=size) as cluster:
         yield cluster
 
 

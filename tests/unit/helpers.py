@@ -52,8 +52,10 @@ from charms.kafka_k8s.v0.mirrormaker import (
     _capacity,
     _clients,
     _connectors,
+    _fence,
     _records,
     _report,
+    _transactions,
 )
 from charms.kafka_k8s.v0.mirrormaker._report import GroupOffsets, MigrationSnapshot
 
@@ -287,6 +289,13 @@ def source_relation(*, tls: bool = False, data: dict[str, str] | None = None):
         "migration-source", remote_app_name="old-kafka", remote_app_data=remote
     )
     return relation, tuple(secrets)
+
+
+def fence_applied(**options: object) -> dict[str, str]:
+    """The leader's word, in app data, that its grants fence these options' topic selection."""
+    selection = mm.TopicSelection.of(mm.MigrationConfig.from_options(options))
+    applied = {"selections": [selection.model_dump(mode="json")]}
+    return {_fence.FENCE_APPLIED_KEY: json.dumps(applied)}
 
 
 def settings(**changes: object) -> mm.MirrorMakerSettings:
@@ -554,6 +563,14 @@ class FakeClusters:
         self.pauses: list[float] = []
         self.written_while_watched: dict[str, list[int]] = {}
         self.members_on_target: dict[str, int] = {}
+        # Log end offsets above the ends in `topics` (a transaction holds them, and those it
+        # writes while the source is watched), the open transactions `open_transactions`
+        # answers, and the claims made on the target.
+        self.log_ends: dict[str, list[int]] = {}
+        self.held_while_watched: dict[str, list[int]] = {}
+        self.transactions = _transactions.OpenTransactions()
+        self.max_timeout_ms: int | None = None
+        self.claims: dict[str, str] = {}
         self.clock = 1_000_000.0
         self.tick = 60.0
         self.connectors = list(RUNNING_CONNECTORS)
@@ -600,6 +617,9 @@ class FakeClusters:
         for topic, added in self.written_while_watched.items():
             ends = self.topics["source"][topic]
             self.topics["source"][topic] = [end + n for end, n in zip(ends, added, strict=True)]
+        for topic, added in self.held_while_watched.items():
+            ends = self.log_ends.get(topic, self.topics["source"][topic])
+            self.log_ends[topic] = [end + n for end, n in zip(ends, added, strict=True)]
 
     def in_sync(self) -> None:
         """The target caught up with every topic, `billing` is synced and has no consumers."""
@@ -645,7 +665,23 @@ class FakeClient:
 
     def end_offsets(self, topics: Mapping[str, int]) -> dict[str, list[int]]:
         self._answer()
-        return {name: self.clusters.topics[self.role][name] for name in topics}
+        return {name: list(self.clusters.topics[self.role][name]) for name in topics}
+
+    def log_end_offsets(self, topics: Mapping[str, int]) -> dict[str, list[int]]:
+        ends = self.end_offsets(topics)
+        held = self.clusters.log_ends if self.role == "source" else {}
+        return {name: list(held.get(name, end)) for name, end in ends.items()}
+
+    def open_transactions(self, partitions) -> _transactions.OpenTransactions:
+        self._answer()
+        wanted = set(partitions)
+        found = self.clusters.transactions
+        held = [t for t in found.transactions if (t.topic, t.partition) in wanted]
+        return found.model_copy(update={"transactions": held})
+
+    def transaction_max_timeout_ms(self) -> int | None:
+        self._answer()
+        return self.clusters.max_timeout_ms
 
     def offsets(self, topics: Mapping[str, int]) -> dict[str, _clients.TopicOffsets]:
         ends = self.end_offsets(topics)
@@ -954,6 +990,16 @@ class FakeLogs:
         existing = sorted(set(names) & set(self.clusters.topics[self.role]))
         self.clusters.deleted += existing
         return existing
+
+    def topics(self) -> dict[str, int]:
+        return {name: len(ends) for name, ends in self.clusters.topics[self.role].items()}
+
+    def claim(self, topic: str, holder: str, replication_factor: int = 1) -> str:
+        """The first claim of a topic wins, as CreateTopics creates a topic once."""
+        if topic not in self.clusters.claims:
+            self.clusters.claims[topic] = holder
+            self.clusters.topics[self.role][topic] = [1]
+        return self.clusters.claims[topic]
 
 
 # Real clients on loopback ----------------------------------------------------------------------

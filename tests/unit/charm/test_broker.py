@@ -637,7 +637,7 @@ PRODUCER_ACLS = {
 ADMIN_ACLS = {
     *(
         Acl(resource="CLUSTER", name="kafka-cluster", pattern="LITERAL", operation=operation)
-        for operation in ("CREATE", "DESCRIBE", "DESCRIBE_CONFIGS", "IDEMPOTENT_WRITE")
+        for operation in ("DESCRIBE", "DESCRIBE_CONFIGS", "IDEMPOTENT_WRITE")
     ),
     Acl(resource="TOPIC", name="*", pattern="LITERAL", operation="ALL"),
     Acl(resource="GROUP", name="*", pattern="LITERAL", operation="ALL"),

@@ -85,7 +85,7 @@ def test_migration_actions_exist(raw):
     assert actions["start-migration"]["params"]["force"]["default"] is False
     assert actions["migration-status"]["params"]["quiet-seconds"]["default"] == 10
     assert actions["switch-group"]["required"] == ["group"]
-    assert set(actions["finish-migration"]["params"]) == {"force", "cleanup"}
+    assert set(actions["finish-migration"]["params"]) == {"topics", "force", "cleanup"}
     assert all(action.get("description") for action in actions.values())
     assert all(action.get("additionalProperties") is False for action in actions.values())
 

@@ -25,6 +25,7 @@ from tests.unit.helpers import (
     cluster,
     container,
     credentials_secret,
+    fence_applied,
     host,
     mm2_resolved,
     serving,
@@ -140,8 +141,11 @@ def test_secret_changed_gives_mirrormaker_on_another_unit_the_new_password():
         "kafka-ready", level=ops.pebble.CheckLevel.READY, status=ops.pebble.CheckStatus.UP
     )
     running = json.dumps({"state": "running", "seq": 1, "at": 1, "by": "kafka-k8s/0"})
+    relation = cluster(internal, peers=(0, 2))
     peers = dataclasses.replace(
-        cluster(internal, peers=(0, 2)), local_unit_data={"mirrormaker-request": running}
+        relation,
+        local_unit_data={"mirrormaker-request": running},
+        local_app_data={**relation.local_app_data, **fence_applied()},
     )
     state = testing.State(
         model=MODEL,

@@ -39,6 +39,8 @@ def host(number: int) -> str:
 class HostCharm(ops.CharmBase):
     """The smallest host: the target and this unit's address, one reconcile, collect-status.
 
+    Its leader says it applied the fence before the library reconciles, as a host that grants
+    its clients' ACLs with it does.
     Its client users and their identities on the source are `access` (none by default).
     """
 
@@ -58,6 +60,7 @@ class HostCharm(ops.CharmBase):
             self.on.cluster_relation_changed,
             self.on["migration-source"].relation_changed,
             self.on["migration-source"].relation_broken,
+            self.migration.on.fence_changed,
         ):
             framework.observe(event, self._reconcile)
         framework.observe(self.on.collect_unit_status, self._on_collect_unit_status)
@@ -76,6 +79,8 @@ class HostCharm(ops.CharmBase):
         )
 
     def _reconcile(self, _: ops.EventBase) -> None:
+        if self.unit.is_leader():
+            self.migration.fence_applied(self.migration.fenced_topics())
         self.migration.reconcile()
 
     def _on_collect_unit_status(self, event: ops.CollectStatusEvent) -> None:
@@ -144,10 +149,13 @@ def request(state: str, seq: int, by: str = "kafka-k8s/1", at: int = 1000) -> st
     return json.dumps({"state": state, "seq": seq, "at": at, "by": by})
 
 
-def peers(*data: dict[str, str], local: dict[str, str] | None = None) -> testing.PeerRelation:
+def peers(
+    *data: dict[str, str], local: dict[str, str] | None = None, app: dict[str, str] | None = None
+) -> testing.PeerRelation:
     return testing.PeerRelation(
         "cluster",
         local_unit_data=local or {},
+        local_app_data=app or {},
         peers_data={number: dict(d) for number, d in enumerate(data, start=1)},
     )
 

@@ -18,6 +18,7 @@ import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -506,3 +507,28 @@ def test_no_password_in_any_log_at_debug(caplog: pytest.LogCaptureFixture):
     assert all(record.levelno >= logging.WARNING for record in kafka_records)
     assert PASSWORD not in caplog.text
     assert not [record for record in caplog.records if PASSWORD in record.getMessage()]
+
+
+def test_a_partition_kafka_python_got_no_offset_for_is_asked_again(monkeypatch):
+    """kafka-python 3.0 fails with a KeyError on a topic created a moment ago (make demo)."""
+    answers: list[Any] = [KeyError("mm2-configs.source.internal-0"), {"new": 7}]
+
+    class Reader:
+        def partitions_for_topic(self, topic):
+            return {0}
+
+        def end_offsets(self, partitions, timeout_ms):
+            answer = answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return {KafkaTopicPartition(t, 0): e for t, e in answer.items()}
+
+        def close(self):
+            pass
+
+    cluster = mm.KafkaCluster(bootstrap_servers=("k:1",), username="u", password="p")
+    client = _clients.ClusterClient(cluster, "target", timeout=2)
+    monkeypatch.setattr(client, "_client", lambda: object())
+    monkeypatch.setattr(client, "_reader", lambda committed=True: Reader())
+    assert client.end_offsets({"new": 1}) == {"new": [7]}
+    assert answers == []

@@ -25,6 +25,7 @@ from tests.unit.migration.host import (
     fails,
     migration_status,
     peers,
+    properties,
     request,
     result_keys,
     running,
@@ -179,7 +180,8 @@ def test_finish_with_cleanup_deletes_mirrormakers_topics(ctx, clusters):
         clusters.topics["target"][name] = [1]
     finished(ctx, clusters, cleanup=True)
     assert (ctx.action_results or {})["cleanup"] == (
-        "deleted heartbeats, mm2-offset-syncs.source.internal, source.checkpoints.internal"
+        "deleted heartbeats, mm2-cutover.source.0.1.internal, mm2-offset-syncs.source.internal, "
+        "source.checkpoints.internal"
     )
     assert "orders" not in clusters.deleted
 
@@ -195,8 +197,8 @@ def test_finish_that_loses_a_cluster_midway_records_nothing(ctx, clusters, monke
     before = running()
     message = fails(ctx, before, "finish-migration")
     assert message == (
-        "target cluster at h:1 did not answer: timed out: the migration is not finished, "
-        "MirrorMaker runs as requested before; run finish-migration again"
+        "target cluster at h:1 did not answer: timed out: the migration is not finished and no "
+        "wave was promoted, MirrorMaker runs as requested before; run finish-migration again"
     )
 
 
@@ -204,3 +206,155 @@ def test_finish_when_never_started(ctx):
     assert fails(ctx, dataclasses.replace(running(), relations={peers()}), "finish-migration") == (
         "no migration to finish: start-migration was never run; nothing changed"
     )
+
+
+# Waves -------------------------------------------------------------------------------------------
+
+
+def waves_ready(clusters: FakeClusters) -> None:
+    """In sync; billing reads orders, shipping payments, audit both (with a consumer)."""
+    clusters.in_sync()
+    switchable(clusters)
+    clusters.groups["source"] += ["audit"]
+    clusters.commits["source"]["shipping"] = {"payments": {0: 50}}
+    clusters.commits["source"]["audit"] = {"orders": {0: 60}, "payments": {0: 10}}
+    clusters.members["audit"] = 1
+
+
+def wave(ctx: testing.Context, clusters: FakeClusters, before: testing.State | None = None):
+    return ctx.run(
+        ctx.on.action("finish-migration", params={"topics": "ord.*"}), before or fenced()
+    )
+
+
+def test_a_wave_promotes_its_topics_while_the_others_keep_copying(ctx, clusters):
+    waves_ready(clusters)
+    clusters.written_while_watched = {"payments": [5]}  # payments' producers still write
+    out = wave(ctx, clusters)
+    results = ctx.action_results or {}
+    assert {key for key in result_keys(results) if not RESULT_KEY.match(key)} == set()
+    assert (results["state"], results["wave"]) == ("running", "1")
+    assert json.loads(results["topics"]) == ["orders"]
+    assert json.loads(results["remaining-topics"]) == ["payments"]
+    assert json.loads(results["left"]) == ["audit"]
+    assert (results["re-read"], results["skip"]) == ("0", "0")
+    groups = {g["group"]: g for g in json.loads(results["groups"])}
+    assert groups["billing"]["switched"] and groups["billing"]["exact"]
+    assert groups["audit"]["note"] == (
+        "group audit also reads payments, not promoted yet: it moves with a later wave"
+    )
+    assert "shipping" not in groups
+    assert clusters.switched == [("billing", {("orders", 0): 100, ("orders", 1): 120})]
+    assert json.loads(results["end-offsets"]) == {
+        "source": {"orders": [100, 200]},
+        "target": {"orders": [100, 200]},
+    }
+    recorded: dict = unit_request(out)
+    assert recorded["state"] == "running"
+    [wave_record] = recorded["waves"]
+    assert (wave_record["number"], wave_record["topics"], wave_record["by"]) == (
+        1,
+        ["orders"],
+        "kafka-k8s/0",
+    )
+    assert wave_record["groups"] == ["billing"]
+    # MirrorMaker runs on, without orders, and never copies it again; its fence is lifted.
+    assert service(out) == ops.pebble.ServiceStatus.ACTIVE
+    assert properties(ctx, out)["topics.exclude"].split(",")[-1] == "orders"
+    _, status = migration_status(ctx, out)
+    assert json.loads(status["fenced-topics"]) == ["payments"]
+    assert json.loads(status["promoted-topics"]) == ["orders"]
+    assert [t["topic"] for t in json.loads(status["topics"])] == ["payments"]
+    assert status["waves-done"].startswith("wave 1 (")
+    assert status["waves-done"].endswith(
+        ", by kafka-k8s/0): orders; 300 records, 1 group switched"
+    )
+    assert out.unit_status.message.endswith(
+        "; 1 topic promoted in 1 wave; writes fenced on payments"
+    )
+
+
+def test_the_last_wave_moves_the_groups_left_before_within_the_promoted_ends(ctx, clusters):
+    waves_ready(clusters)
+    first = wave(ctx, clusters)
+    clusters.switched.clear()
+    clusters.members["audit"] = 0
+    # Clients write orders on the target since its wave; the source got a straggler.
+    clusters.topics["target"]["orders"] = [100, 230]
+    clusters.topics["source"]["orders"] = [101, 200]
+    out = ctx.run(ctx.on.action("finish-migration"), first)
+    results = ctx.action_results or {}
+    assert (results["state"], results["wave"]) == ("finished", "2")
+    assert json.loads(results["topics"]) == ["payments"]
+    assert {switch[0] for switch in clusters.switched} == {"audit", "shipping"}
+    audit = dict(clusters.switched)["audit"]
+    assert audit == {("orders", 0): 60, ("payments", 0): 10}
+    recorded: dict = unit_request(out)
+    assert recorded["state"] == "finished"
+    assert [w["topics"] for w in recorded["waves"]] == [["orders"], ["payments"]]
+    assert recorded["finished"]["topics"] == ["orders", "payments"]
+    assert recorded["finished"]["waves"] == 2
+    assert results["summary"].endswith(" in 2 waves: 2 topics, 350 records, 3 groups switched")
+    assert service(out) == ops.pebble.ServiceStatus.INACTIVE
+
+
+def test_a_wave_waits_for_an_open_transaction_on_its_topics_only(ctx, clusters):
+    waves_ready(clusters)
+    clusters.log_ends = {"payments": [58]}  # a transaction open on payments: not this wave's
+    wave(ctx, clusters)
+    assert (ctx.action_results or {})["wave"] == "1"
+
+    waves_ready(clusters)
+    clusters.log_ends = {"orders": [100, 203]}
+    clusters.switched.clear()
+    message = fails(ctx, fenced(), "finish-migration", topics="orders")
+    assert message.startswith(
+        "not ready for cutover: orders[1]: an open transaction holds 3 records that consumers "
+        "cannot read yet: wait for its producer to commit or abort it"
+    )
+    assert clusters.switched == []
+
+
+def test_a_wave_waits_for_the_groups_that_move_with_it(ctx, clusters):
+    waves_ready(clusters)
+    clusters.members["billing"] = 2
+    message = fails(ctx, fenced(), "finish-migration", topics="orders")
+    assert "group billing: 2 consumers still read from the source cluster" in message
+
+
+@pytest.mark.parametrize(
+    ("topics", "why"),
+    [
+        ("refunds", "topics: 'refunds': it matches no migrated topic that is not promoted yet"),
+        ("ord[", "topics: 'ord[' is not a topic name or a valid regular expression"),
+    ],
+)
+def test_wave_topics_that_name_no_migrated_topic_refuse(ctx, clusters, topics, why):
+    waves_ready(clusters)
+    assert fails(ctx, fenced(), "finish-migration", topics=topics).startswith(why)
+
+
+def test_a_promoted_topic_cannot_be_promoted_again(ctx, clusters):
+    waves_ready(clusters)
+    first = wave(ctx, clusters)
+    assert fails(ctx, first, "finish-migration", topics="orders") == (
+        "topics: 'orders': orders was promoted in an earlier wave; nothing was changed"
+    )
+
+
+def test_of_two_units_finishing_at_once_one_goes_on_the_other_changes_nothing(ctx, clusters):
+    """Issue 23: two finish-migration runs at once both switched the groups and recorded."""
+    clusters.in_sync()
+    switchable(clusters)
+    clusters.claims["mm2-cutover.source.0.1.internal"] = "kafka-k8s/2"
+    before = fenced()
+    message = fails(ctx, before, "finish-migration")
+    assert message == (
+        "kafka-k8s/2 finished this migration, or promoted its wave 1, at the same moment: "
+        "nothing was changed here; see migration-status"
+    )
+    assert clusters.switched == []
+    # Its own claim is this unit's to finish (a run cut off after the claim, run again).
+    clusters.claims["mm2-cutover.source.0.1.internal"] = "kafka-k8s/0"
+    out = ctx.run(ctx.on.action("finish-migration"), before)
+    assert unit_request(out)["state"] == "finished"

@@ -21,7 +21,7 @@ import pytest
 from ops import testing
 
 from charms.kafka_k8s.v0.mirrormaker import _connectors, _rendering
-from tests.unit.helpers import FENCED, LAGGING, MM2, MM2_SECRETS, load_properties
+from tests.unit.helpers import FENCED, LAGGING, MM2, MM2_SECRETS, fence_applied, load_properties
 from tests.unit.migration.host import (
     SOURCE_PASSWORD,
     TARGET_PASSWORD,
@@ -241,7 +241,9 @@ def test_container_not_reachable_does_nothing(ctx):
 
 def test_service_not_active_is_maintenance(ctx):
     secret = credentials()
-    cluster = peers({}, {}, local={"mirrormaker-request": request("running", 1)})
+    cluster = peers(
+        {}, {}, local={"mirrormaker-request": request("running", 1)}, app=fence_applied()
+    )
     container = testing.Container(
         "kafka",
         can_connect=True,

@@ -9,6 +9,7 @@ on one unit is followed and copied by the others.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import ops
@@ -17,6 +18,7 @@ from ops import testing
 
 from charms.kafka_k8s.v0.mirrormaker import UnitState, _peers
 from charms.kafka_k8s.v0.mirrormaker._peers import MigrationRequest
+from tests.unit.helpers import fence_applied
 from tests.unit.migration.host import (
     credentials,
     external,
@@ -54,6 +56,43 @@ def test_exactly_once_prepares_while_a_peer_runs_without_it():
     assert _peers.exactly_once_for(True, []) == "enabled"
     assert _peers.exactly_once_for(True, [stopped, preparing]) == "enabled"
     assert _peers.exactly_once_for(True, [preparing, disabled]) == "preparing"
+
+
+def test_a_request_keeps_its_migration_and_waves_until_a_start_after_the_finish(ctx):
+    wave = _peers.Wave(number=1, at="now", by="kafka-k8s/0", topics=["orders"])
+    secret = credentials()
+    running = json.dumps(
+        {
+            "state": "running",
+            "seq": 3,
+            "at": 1,
+            "by": "kafka-k8s/0",
+            "migration": 2,
+            "waves": [wave.model_dump(mode="json")],
+        }
+    )
+    before = state(
+        config=external(secret),
+        secrets=(secret,),
+        cluster=peers(local={"mirrormaker-request": running}),
+    )
+    stopped = ctx.run(ctx.on.action("stop-migration"), before)
+    recorded: dict = unit_request(stopped)
+    assert (recorded["migration"], len(recorded["waves"])) == (2, 1)
+    finished = json.dumps(
+        {"state": "finished", "seq": 4, "at": 1, "by": "kafka-k8s/0", "migration": 2}
+    )
+    again = start(
+        ctx,
+        state(
+            config=external(secret),
+            secrets=(secret,),
+            cluster=peers(local={"mirrormaker-request": finished}),
+        ),
+        force=True,
+    )
+    assert unit_request(again)["migration"] == 5
+    assert "waves" not in unit_request(again)
 
 
 def test_unit_state_json_uses_hyphens():
@@ -96,13 +135,50 @@ def test_a_newer_peer_stop_stops_this_unit(ctx):
 
 def test_start_from_a_non_leader_bumps_the_newest_sequence(ctx):
     secret = credentials()
-    cluster = peers({"mirrormaker-request": request("stopped", 4, by="kafka-k8s/1")}, {})
+    cluster = peers(
+        {"mirrormaker-request": request("stopped", 4, by="kafka-k8s/1")}, {}, app=fence_applied()
+    )
     out = start(
         ctx, state(config=external(secret), secrets=(secret,), cluster=cluster, leader=False)
     )
     assert unit_request(out)["seq"] == 5
     assert unit_request(out)["state"] == "running"
     assert service(out) == ops.pebble.ServiceStatus.ACTIVE
+
+
+def test_a_non_leader_starts_mirrormaker_only_once_the_leader_fenced_its_selection(ctx):
+    """Issue 23: a start on a non-leader started MirrorMaker before the leader's grants."""
+    secret = credentials()
+    cluster = peers({}, {})
+    before = state(config=external(secret), secrets=(secret,), cluster=cluster, leader=False)
+    out = start(ctx, before)
+    assert unit_request(out)["state"] == "running"
+    assert service(out) is None
+    assert (ctx.action_results or {})["message"] == (
+        "migrating from old-0:9092: every unit starts MirrorMaker once the leader has fenced "
+        "the migrated topics"
+    )
+    assert out.unit_status == testing.WaitingStatus(
+        "waiting for the leader to fence the migrated topics before MirrorMaker starts to "
+        "migrate from old-0:9092"
+    )
+    # Another selection applied is not this one: a wider mirrormaker-topics waits too.
+    narrower = dataclasses.replace(
+        out.get_relations("cluster")[0],
+        local_app_data=fence_applied(**{"mirrormaker-topics": "orders"}),
+    )
+    waiting = ctx.run(ctx.on.update_status(), dataclasses.replace(out, relations={narrower}))
+    assert service(waiting) is None
+    applied = dataclasses.replace(narrower, local_app_data=fence_applied())
+    started = ctx.run(
+        ctx.on.relation_changed(applied, remote_unit=1),
+        dataclasses.replace(waiting, relations={applied}),
+    )
+    assert service(started) == ops.pebble.ServiceStatus.ACTIVE
+    published = json.loads(
+        started.get_relations("cluster")[0].local_unit_data["mirrormaker-topics"]
+    )
+    assert published["selection"]["include"] == [".*"]
 
 
 @pytest.mark.parametrize(("others", "factor"), [(0, "1"), (1, "2"), (2, "3"), (4, "3")])

@@ -18,7 +18,7 @@ import pytest
 from ops import testing
 
 from charms.kafka_k8s.v0 import mirrormaker as mm
-from charms.kafka_k8s.v0.mirrormaker import _clients, _queries, _records
+from charms.kafka_k8s.v0.mirrormaker import _clients, _queries, _records, _transactions
 from tests.unit.helpers import copies, source_log
 from tests.unit.migration.host import (
     credentials,
@@ -141,6 +141,48 @@ def test_quiet_seconds_is_how_long_the_source_is_watched(ctx, clusters):
     assert clusters.pauses == [3.0]
     assert results["ready-for-cutover"] == "true"
     assert json.loads(results["source-writes"]) == []
+
+
+def test_a_transaction_written_while_watched_is_not_quiet(ctx, clusters):
+    """Issue 23: records written inside a transaction left the last stable offset still."""
+    clusters.in_sync()
+    clusters.held_while_watched = {"orders": [0, 12]}
+    clusters.transactions = _transactions.OpenTransactions(
+        transactions=[
+            _transactions.OpenTransaction(
+                topic="orders",
+                partition=1,
+                producer_id=4,
+                start_offset=120,
+                transactional_id="ledger",
+                since=int(time.time() * 1000),
+            )
+        ]
+    )
+    _, results = migration_status(ctx, running())
+    assert results["ready-for-cutover"] == "false"
+    reasons = json.loads(results["reasons"])
+    assert reasons[0].startswith(
+        "orders[1]: an open transaction holds 12 records that consumers cannot read yet "
+        "(transactional id ledger, producer id 4, open since "
+    )
+    assert reasons[1] == (
+        "the source is still written: 12 records arrived on orders in the last 10 s; stop its "
+        "producers"
+    )
+    [held] = json.loads(results["open-transactions"])
+    assert (held["topic"], held["partition"], held["records"]) == ("orders", 1, 12)
+
+
+def test_a_transaction_held_open_across_the_watch_is_not_quiet_either(ctx, clusters):
+    clusters.in_sync()
+    clusters.log_ends = {"orders": [100, 205]}
+    _, results = migration_status(ctx, running())
+    assert results["ready-for-cutover"] == "false"
+    assert json.loads(results["reasons"]) == [
+        "orders[1]: an open transaction holds 5 records that consumers cannot read yet: wait "
+        "for its producer to commit or abort it"
+    ]
 
 
 # Rights MirrorMaker lacks on the source ----------------------------------------------------------

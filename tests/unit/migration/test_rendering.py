@@ -456,6 +456,15 @@ def test_regexes_with_backslashes_survive():
     assert properties["groups"] == r"g\\x"
 
 
+def test_promoted_topics_are_excluded_each_matching_itself_alone():
+    config = MigrationConfig(promoted=frozenset({"orders.eu", "pay-ments_1"}))
+    exclude = rendered(config=config)["topics.exclude"].split(",")
+    assert exclude == [*MigrationConfig().topics_exclude, r"orders\.eu", r"pay\-ments_1"]
+    assert re.fullmatch(exclude[-2], "orders.eu")
+    assert not re.fullmatch(exclude[-2], "ordersXeu")
+    assert config.select_topics(["orders.eu", "orders.us", "pay-ments_1"]) == ["orders.us"]
+
+
 @pytest.mark.parametrize("value", HOSTILE)
 def test_no_password_in_mm2_properties_only_references(value: str):
     """The passwords are only in the secrets file: MirrorMaker stores references in its topics.

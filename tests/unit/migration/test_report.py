@@ -16,6 +16,7 @@ from charms.kafka_k8s.v0.mirrormaker import (
     _display,
     _report,
     _text,
+    _transactions,
 )
 from charms.kafka_k8s.v0.mirrormaker._connectors import ConnectorState
 from charms.kafka_k8s.v0.mirrormaker._report import GroupOffsets
@@ -241,3 +242,70 @@ def test_unknown_results():
         "reasons": '["no source"]',
         "units": {"kafka-k8s-0": {"service": "absent", "exactly-once": "disabled"}},
     }
+
+
+# Open transactions and fenced topics the source does not show ---------------------------------
+
+NOW = 1_800_000_000.0
+
+
+def open_transaction(**fields: object) -> _transactions.OpenTransactions:
+    transaction = {"topic": "orders", "partition": 1, "producer_id": 7, "start_offset": 200}
+    return _transactions.OpenTransactions(
+        transactions=[_transactions.OpenTransaction.model_validate(transaction | fields)]
+    )
+
+
+def test_an_open_transaction_holds_up_the_cutover_and_is_named():
+    """Issue 23: the last stable offset stood still under an open transaction: "ready"."""
+    result = report(
+        source_log_ends={"orders": (100, 230)},
+        open_transactions=open_transaction(
+            transactional_id="payments-app-1", since=int((NOW - 95) * 1000)
+        ),
+        taken_at=NOW,
+    )
+    assert not result.ready_for_cutover
+    [held] = result.open_transactions
+    assert (held.topic, held.partition, held.records, held.hanging) == ("orders", 1, 30, False)
+    assert result.reasons == [
+        "orders[1]: an open transaction holds 30 records that consumers cannot read yet "
+        "(transactional id payments-app-1, producer id 7, open since 2027-01-15T07:58:25+00:00 "
+        "(95 s)): wait for its producer to commit or abort it"
+    ]
+    assert "OPEN TRANSACTION ON" in _display.format_table(result)
+
+
+def test_a_hanging_transaction_is_named_with_the_remedy():
+    result = report(
+        source_log_ends={"orders": (100, 230)},
+        open_transactions=open_transaction(since=int((NOW - 3600) * 1000)),
+        transaction_max_timeout_ms=900_000,
+        taken_at=NOW,
+    )
+    [held] = result.open_transactions
+    assert held.hanging
+    assert result.reasons[0].endswith(
+        "it has been open longer than the source's transaction.max.timeout.ms (900 s), a "
+        "hanging transaction; abort it on the source: kafka-transactions.sh "
+        "--bootstrap-server ... abort --topic orders --partition 1 --start-offset 200"
+    )
+
+
+def test_a_transaction_the_source_cannot_name_still_holds_up_the_cutover():
+    unnamed = _transactions.OpenTransactions(unnamed=_transactions._OLD_KAFKA)
+    result = report(source_log_ends={"orders": (100, 201)}, open_transactions=unnamed)
+    assert result.reasons == [
+        "orders[1]: an open transaction holds 1 record that consumers cannot read yet: wait for "
+        f"its producer to commit or abort it ({_transactions._OLD_KAFKA})"
+    ]
+
+
+def test_fenced_topics_the_source_does_not_show_hold_up_the_cutover_and_say_why():
+    result = report(unseen=["payments", "refunds"], listed=["orders", "refunds"])
+    assert not result.ready_for_cutover
+    assert result.reasons == [
+        "the source does not show payments any more: its user may have lost DESCRIBE on them, "
+        "or they were deleted there; they stay fenced until finish-migration",
+        "mirrormaker-topics no longer selects refunds: they stay fenced until finish-migration",
+    ]

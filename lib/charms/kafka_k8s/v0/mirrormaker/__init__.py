@@ -27,12 +27,18 @@ cannot create or hold, and the source's Kafka release; a real start refuses what
 copy unless `force=true`.
 
 The cutover: while a migration is requested and not finished, the topics it copies into are
-fenced (`fenced_topics()`: the host withholds their WRITE from its client users). The verdict
-"ready for cutover" needs the target in sync by content (what a `read_committed` consumer reads)
-and the source quiet. `switch-group` and `finish-migration` move consumer groups exactly: from
-MirrorMaker's offset syncs, both clusters' records are matched by content, so a moved consumer
-reads every record it had not read on the source and none it had. `finish-migration` stops
-MirrorMaker, switches every group, lifts the fence and records the finished migration.
+fenced (`fenced_topics()`: every topic it copied into and every name MirrorMaker's topic
+selection matches; the host withholds from its client users the rights to write, create, delete
+or alter them). The fence only grows until a topic's wave. The verdict "ready for cutover" needs
+the target in sync by content (what a `read_committed` consumer reads), the source quiet (its log
+end offsets still) and no transaction open on it. `switch-group` and `finish-migration` move
+consumer groups exactly: from MirrorMaker's offset syncs, both clusters' records are matched by
+content, so a moved consumer reads every record it had not read on the source and none it had.
+`finish-migration topics=...` promotes a wave: its groups switch, MirrorMaker stops copying its
+topics (and never copies into them again), their fence lifts, and the wave is recorded with both
+clusters' end offsets. Without `topics` it promotes everything left, stops MirrorMaker and
+records the finished migration. Each step is claimed on the target first: of two units
+finishing at once, one goes on.
 
 Applications keep their identity: the host passes its client users and the operator's map of
 what each application was on the source (`ClientAccess`: its user there, its consumer groups and
@@ -99,7 +105,10 @@ actions:
     params: {group: {type: string}, dry-run: {type: boolean, default: false}}
     required: [group]
   finish-migration:
-    params: {force: {type: boolean, default: false}, cleanup: {type: boolean, default: false}}
+    params:
+      topics: {type: string}
+      force: {type: boolean, default: false}
+      cleanup: {type: boolean, default: false}
   restart-mirrormaker:
     params: {all: {type: boolean, default: false}}
 ```
@@ -110,8 +119,11 @@ needs there (kafka-k8s's `acls.mirrormaker_acls`; `MIRRORMAKER_NAMES` lists the 
 and transactional ids MirrorMaker uses, which no client of the host should be granted: its
 connector configs live in the `mm2-configs.*` topic), passes the library the cluster as that
 user reaches it, routes its state-changing events (and `on.fence_changed`) to one reconcile,
-leaves WRITE out of its client users' grants on `fenced_topics()`, keeps `copied_acls()` in
-them, passes its client users (`clients`, optional), and shows the library's status in
+grants its client users' ACLs without what `fenced_topics()` fences (a `FencedTopics`: topics by
+name, MirrorMaker's selections, the promoted topics that are not fenced) and then, on the
+leader, calls `fence_applied()` (MirrorMaker starts only once the leader has), denies
+MirrorMaker's user WRITE on `promoted_topics()`, keeps `copied_acls()` in its client users'
+grants, passes its client users (`clients`, optional), and shows the library's status in
 collect-status. The library never sets a status itself:
 
 ```python
@@ -148,7 +160,11 @@ class KafkaCharm(ops.CharmBase):
         )
 
     def _reconcile(self, _: ops.EventBase) -> None:
-        ...  # the broker first; clients get no WRITE on self.migration.fenced_topics()
+        ...  # the broker first; MirrorMaker's user may not write self.migration.promoted_topics()
+        fenced = self.migration.fenced_topics()
+        ...  # clients get no WRITE, CREATE, DELETE, ALTER on what `fenced` covers; then:
+        if self.unit.is_leader():
+            self.migration.fence_applied(fenced)
         self.migration.reconcile()
 
     def _on_collect_status(self, event: ops.CollectStatusEvent) -> None:
@@ -179,11 +195,11 @@ comma-separated string is accepted too). `unit_host` is an address the other uni
 that MirrorMaker can bind its REST listener to (`listeners=http://<unit_host>:8083`).
 
 What the library keeps in the host's model: the unit keys `mirrormaker-request`,
-`mirrormaker-state`, `mirrormaker-topics` and `mirrormaker-restarts` in the peer relation's unit
-databags, and the
-StoredState handle `mirrormaker-migration`. MirrorMaker's metrics are served on
-`MirrorMakerWorkload.metrics_port` (9099): add `*:9099` to the host's scrape jobs. On
-Kubernetes no port needs opening for the units to reach each other.
+`mirrormaker-state`, `mirrormaker-topics` and `mirrormaker-restarts` in the peer relation's
+unit databags, the app key `mirrormaker-fence-applied` (the leader's), the StoredState handle
+`mirrormaker-migration`, and on the target one `mm2-cutover.*` topic per wave (its claim).
+MirrorMaker's metrics are served on `MirrorMakerWorkload.metrics_port` (9099): add `*:9099` to
+the host's scrape jobs. On Kubernetes no port needs opening for the units to reach each other.
 
 ## The public API
 
@@ -195,18 +211,21 @@ Juju); the `MigrationError` family, each error with the status that shows it; th
 `migration_report(source, target, config)` queries both clusters as `migration-status` does,
 `MigrationReport.results()` gives the action's results and `format_table(report)` prints it;
 `switch_groups(source, target, config, groups)` moves groups as `switch-group` does, each
-`GroupSwitch` saying what moved; the client identities: `ClientIdentity`, `ClientUser`,
-`ClientAccess`, `AclBinding` and `parse_client_identities`, and `access_report(source, config,
-access, target_user=...)` with `format_access_table`, the report `format=access` gives; and
-`admin_client(**config)`, a kafka-python admin client
-that keeps kafka-python's loggers quiet and closes when it cannot connect, for a host that asks
-its own cluster with the same client. The modules (`_options`, `_clients`, ...) are private
-and may change within `LIBAPI` 0.
+`GroupSwitch` saying what moved; `promote(source, target, config, topics)` checks and promotes a
+wave as `finish-migration` does (a `Promotion` with its `Wave`; `CutoverRefusedError` when it
+may not); `FencedTopics` and `TopicSelection` describe the fence; the client identities:
+`ClientIdentity`, `ClientUser`, `ClientAccess`, `AclBinding` and `parse_client_identities`, and
+`access_report(source, config, access, target_user=...)` with `format_access_table`, the report
+`format=access` gives; and `admin_client(**config)`,
+a kafka-python admin client that keeps kafka-python's loggers quiet and closes when it cannot
+connect, for a host that asks its own cluster with the same client. The modules (`_options`,
+`_clients`, ...) are private and may change within `LIBAPI` 0.
 """
 
 from ._access import AccessReport, access_report, format_access_table
 from ._clients import admin_client
 from ._clusters import KafkaCluster, OAuthClient, SourceCluster, TargetCluster
+from ._cutover import CutoverRefusedError, Promotion, promote
 from ._display import format_table
 from ._errors import (
     ClusterUnreachableError,
@@ -216,11 +235,12 @@ from ._errors import (
     SourceError,
     SourceGoneError,
 )
+from ._fence import FencedTopics, TopicSelection
 from ._identities import ClientAccess, ClientIdentity, ClientUser, parse_client_identities
 from ._migration import Migration
 from ._names import MIRRORMAKER_NAMES, MirrorMakerNames
 from ._options import MigrationConfig, MirrorMakerSettings, MirrorMakerWorkload
-from ._peers import UnitState
+from ._peers import UnitState, Wave
 from ._queries import migration_report
 from ._report import MigrationReport
 from ._rights import AclBinding
@@ -265,6 +285,9 @@ __all__ = [  # noqa: RUF022 - grouped by what each name is for
     # What MirrorMaker uses on the target: its user's rights, and what no client may get.
     "MirrorMakerNames",
     "MIRRORMAKER_NAMES",
+    # The fence: what no client may write while migrating, and MirrorMaker's topic selection.
+    "FencedTopics",
+    "TopicSelection",
     # What can go wrong; each error knows the status that shows it.
     "MigrationError",
     "InvalidOptionError",
@@ -272,6 +295,7 @@ __all__ = [  # noqa: RUF022 - grouped by what each name is for
     "SourceGoneError",
     "NotReadyError",
     "ClusterUnreachableError",
+    "CutoverRefusedError",
     # The migration report and the group switch, outside a charm too.
     "UnitState",
     "MigrationReport",
@@ -279,6 +303,10 @@ __all__ = [  # noqa: RUF022 - grouped by what each name is for
     "format_table",
     "GroupSwitch",
     "switch_groups",
+    # The cutover in waves, outside a charm too.
+    "Wave",
+    "Promotion",
+    "promote",
     # Applications that keep their identity: the operator's map, the host's client users, their
     # rights, and the access report.
     "ClientIdentity",

@@ -37,6 +37,7 @@ from kafka.protocol.admin.client_quotas import DescribeClientQuotasRequest
 from kafka.structs import TopicPartition
 from pydantic import BaseModel, ConfigDict
 
+from . import _transactions
 from ._clusters import KafkaCluster
 from ._connectors import ConnectorState, connector_states
 from ._errors import ClusterUnreachableError
@@ -45,6 +46,7 @@ from ._oauth import ClientCredentialsTokens, TokenEndpointError
 from ._rights import AclBinding
 from ._text import clip, plural
 from ._tls import client_context
+from ._transactions import OpenTransactions
 
 CLIENT_TIMEOUT = 10.0
 STATUS_TIMEOUT = 5.0
@@ -407,13 +409,16 @@ class _Connections:
         self._failures = _ConnectionFailures(self._config["client_id"])
         self._admin: KafkaAdminClient | None = None
         self._offsets_reader: KafkaConsumer | None = None
+        self._uncommitted_reader: KafkaConsumer | None = None
 
     def close(self) -> None:
         """Close the connections; a later query connects again."""
         admin, self._admin = self._admin, None
-        reader, self._offsets_reader = self._offsets_reader, None
-        if reader is not None:
-            reader.close()
+        readers = (self._offsets_reader, self._uncommitted_reader)
+        self._offsets_reader = self._uncommitted_reader = None
+        for reader in readers:
+            if reader is not None:
+                reader.close()
         if admin is not None:
             admin.close()
 
@@ -509,16 +514,30 @@ class _Connections:
             self.close()
             time.sleep(0.2)
 
-    def _reader(self) -> KafkaConsumer:
-        """The consumer that lists offsets, read committed; it joins no group."""
-        if self._offsets_reader is None:
-            self._offsets_reader = KafkaConsumer(
-                **self._config,
-                group_id=None,
-                enable_auto_commit=False,
-                isolation_level="read_committed",
-            )
-        return self._offsets_reader
+    def _reader(self, *, committed: bool = True) -> KafkaConsumer:
+        """The consumer that lists offsets, read committed or not; it joins no group.
+
+        Read committed, a partition ends at its last stable offset (before the first record of
+        a transaction still open); read uncommitted, at its log end offset (high watermark).
+        """
+        if committed and self._offsets_reader is None:
+            self._offsets_reader = self._consumer("read_committed")
+        if not committed and self._uncommitted_reader is None:
+            self._uncommitted_reader = self._consumer("read_uncommitted")
+        reader = self._offsets_reader if committed else self._uncommitted_reader
+        assert reader is not None
+        return reader
+
+    def _consumer(
+        self, isolation_level: Literal["read_committed", "read_uncommitted"]
+    ) -> KafkaConsumer:
+        return KafkaConsumer(
+            **self._config,
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level=isolation_level,
+            auto_offset_reset="earliest",
+        )
 
 
 class ClusterClient(_Connections):
@@ -563,11 +582,12 @@ class ClusterClient(_Connections):
         return sorted({group["group_id"] for group in listed})
 
     def _list_offsets(
-        self, topics: Mapping[str, int], *, starts: bool
+        self, topics: Mapping[str, int], *, starts: bool, committed: bool = True
     ) -> list[dict[str, list[int]]]:
         """The end offsets (last stable offsets) of these topics' partitions; first offsets too.
 
-        With `starts`, the first offsets come first in the list. The consumer that `topics()`
+        With `starts`, the first offsets come first in the list; with `committed` False, the
+        end offsets are the log end offsets. The consumer that `topics()`
         asks, not the admin client: kafka-python's admin fetches and converts the metadata of
         every partition again for each spec it lists, which costs a second of CPU per 10,000
         partitions; the consumer keeps what it learned (it asks for the metadata of all topics
@@ -582,14 +602,23 @@ class ClusterClient(_Connections):
 
         def query(_: Any) -> list[dict[Any, int]]:
             # kafka-python 3's timeouts; the type stubs know an older release.
-            reader = cast(Any, self._reader())
+            reader = cast(Any, self._reader(committed=committed))
             for topic in topics:
                 reader.partitions_for_topic(topic)
-            first = [reader.beginning_offsets(partitions, timeout_ms=timeout_ms)] if starts else []
-            return [*first, reader.end_offsets(partitions, timeout_ms=timeout_ms)]
+            try:
+                first = (
+                    [reader.beginning_offsets(partitions, timeout_ms=timeout_ms)] if starts else []
+                )
+                return [*first, reader.end_offsets(partitions, timeout_ms=timeout_ms)]
+            except KeyError as missing:
+                # kafka-python 3.0 drops a partition it got no offset for (a topic created a
+                # moment ago, whose leader the broker does not know yet) and fails on it.
+                raise kafka_errors.UnknownTopicOrPartitionError(
+                    f"no offset for {missing}"
+                ) from None
 
         answers = []
-        for answer in self._ask(query):
+        for answer in self._ask(query, again=True):
             offsets = {topic: [0] * count for topic, count in topics.items()}
             for partition, offset in answer.items():
                 offsets[partition.topic][partition.partition] = offset
@@ -605,6 +634,46 @@ class ClusterClient(_Connections):
         if not topics:
             return {}
         return self._list_offsets(topics, starts=False)[0]
+
+    def log_end_offsets(self, topics: Mapping[str, int]) -> dict[str, list[int]]:
+        """The log end offset of every partition of these topics, as `read_uncommitted` sees it.
+
+        Above the last stable offset while a transaction is open on the partition.
+
+        Raises:
+            ClusterUnreachableError: if the cluster does not answer in time.
+        """
+        if not topics:
+            return {}
+        return self._list_offsets(topics, starts=False, committed=False)[0]
+
+    def open_transactions(self, partitions: Collection[tuple[str, int]]) -> OpenTransactions:
+        """The transactions open on these partitions, named as far as this user may see.
+
+        See `_transactions`: a refused lookup leaves a transaction unnamed, never fails.
+
+        Raises:
+            ClusterUnreachableError: if the cluster does not answer in time.
+        """
+        if not partitions:
+            return OpenTransactions()
+        user = self.cluster.principal
+        found = self._ask(lambda admin: _transactions.describe_open(admin, partitions, user))
+        if not (undated := found.undated()):
+            return found
+        reader = self._reader(committed=False)
+        times = self._ask(
+            lambda _: _transactions.first_record_times(reader, undated, self.timeout)
+        )
+        return found.dated(times)
+
+    def transaction_max_timeout_ms(self) -> int | None:
+        """The brokers' `transaction.max.timeout.ms`, or None if this user may not read it.
+
+        Raises:
+            ClusterUnreachableError: if the cluster does not answer in time.
+        """
+        return self._ask(_transactions.max_timeout_ms)
 
     def offsets(self, topics: Mapping[str, int]) -> dict[str, TopicOffsets]:
         """Where every partition of these topics starts and ends; one request per leader each.

@@ -141,6 +141,20 @@ def _group_rows(report: MigrationReport) -> list[_Row]:
     ]
 
 
+def _held_rows(report: MigrationReport) -> list[_Row]:
+    return [
+        (
+            f"{h.topic}[{h.partition}]",
+            h.records,
+            _or_dash(h.transactional_id),
+            _or_dash(h.producer_id),
+            _or_dash(h.since),
+            _yes(h.hanging),
+        )
+        for h in report.open_transactions
+    ]
+
+
 def _unit_rows(report: MigrationReport) -> list[_Row]:
     return [(u.unit, u.service, u.exactly_once) for u in report.units or ()]
 
@@ -155,6 +169,7 @@ _SECTIONS: tuple[tuple[str, Callable[[MigrationReport], list[_Row]]], ...] = (
     ("TOPIC|PARTITIONS|SOURCE END|TARGET END|SOURCE RECORDS|TARGET RECORDS|LAG", _topic_rows),
     ("PARTITION|SOURCE START|SOURCE END|TARGET START|TARGET END|LAG", _partition_rows),
     ("GROUP|ACTIVE|MEMBERS|TOPIC|SOURCE COMMITTED|TARGET COMMITTED|LAG|SYNCED", _group_rows),
+    ("OPEN TRANSACTION ON|RECORDS HELD|TRANSACTIONAL ID|PRODUCER ID|SINCE|HANGING", _held_rows),
     ("UNIT|SERVICE|EXACTLY-ONCE", _unit_rows),
     ("CONNECTOR/TASK|STATE|ERROR", _task_rows),
 )
@@ -208,6 +223,7 @@ def report_results(report: MigrationReport, *, table: bool = False) -> dict[str,
         "target-records": str(report.target_records),
         "quiet-seconds": f"{report.quiet_seconds:g}",
         "source-writes": _json(report.source_writes),
+        "open-transactions": _json(report.open_transactions),
         "topics": _json(report.topics),
         "groups": _json(report.groups),
         "connectors": _json(report.connectors),

@@ -34,7 +34,7 @@ from ._errors import (
     PreflightError,
     SourceGoneError,
 )
-from ._fence import Fence
+from ._fence import Fence, FencedTopics, TopicSelection
 from ._identities import ClientAccess
 from ._options import MigrationConfig, MirrorMakerSettings, MirrorMakerWorkload
 from ._peers import PeerData, RequestedState, UnitState, exactly_once_for
@@ -76,11 +76,14 @@ class Migration(ops.Object):
     queries a cluster. On the leader it also restarts MirrorMaker's failed connectors and
     tasks, with backoff (`_restarts`).
 
-    While a migration is requested and not finished, `fenced_topics()` names the target topics
-    no client of the host may write: the host withholds their WRITE from its client users, and
-    grants them again on `on.fence_changed`. With `mirrormaker-sync-topic-acls` the leader copies
-    the topic ACLs of the source users mapped to the host's client users; the host keeps
-    `copied_acls()` in those users' grants until `finish-migration cleanup=true` removes them.
+    While a migration is requested and not finished, `fenced_topics()` says which target topics
+    no client of the host may write, create, delete or alter: the host grants its client users'
+    ACLs without those rights, again on `on.fence_changed`, and on the leader then calls
+    `fence_applied`. MirrorMaker starts, or takes a new topic selection, only once the leader
+    has done so. `promoted_topics()` are the topics MirrorMaker's user must not write any more.
+    With `mirrormaker-sync-topic-acls` the leader copies the topic ACLs of the source users
+    mapped to the host's client users; the host keeps `copied_acls()` in those users' grants
+    until `finish-migration cleanup=true` removes them.
     """
 
     on = _MigrationEvents()  # pyright: ignore[reportAssignmentType]
@@ -155,12 +158,30 @@ class Migration(ops.Object):
         """Whether the operator last asked for the migration to run, to stop, or finished it."""
         return self.peers.newest().state
 
-    def fenced_topics(self) -> frozenset[str]:
-        """The target topics no client of the host may write now (see `Fence.topics`).
+    def fenced_topics(self) -> FencedTopics:
+        """The target topics no client of the host may write now (see `_fence`).
 
         Computed from the options and peer data: it queries no cluster.
         """
         return self.fence.topics()
+
+    def fence_applied(self, fenced: FencedTopics) -> None:
+        """On the leader, once the host granted every client's ACLs with `fenced`.
+
+        MirrorMaker starts on a unit (or takes a new topic selection) only once the leader has
+        applied a fence that covers the selection. Elsewhere it does nothing.
+        """
+        self.fence.applied(fenced)
+
+    def promoted_topics(self) -> frozenset[str]:
+        """The target topics MirrorMaker's user must never write again in this migration.
+
+        Those promoted in waves, and every migrated topic once finished: a MirrorMaker node that
+        has not seen the wave yet is refused by the target instead of copying into them.
+        """
+        newest = self.peers.newest()
+        finished = set(newest.finished.topics) if newest.finished else set()
+        return frozenset(newest.promoted_targets | finished)
 
     def copied_acls(self) -> list[AclBinding]:
         """The ACLs the leader copied for the host's client users and that are not removed.
@@ -182,8 +203,11 @@ class Migration(ops.Object):
         Raises:
             MigrationError: saying what is wrong or missing.
         """
-        config = MigrationConfig.from_options(self.model.config)
-        running = self.requested_state == "running"
+        newest = self.peers.newest()
+        config = MigrationConfig.from_options(self.model.config).model_copy(
+            update={"promoted": newest.promoted}
+        )
+        running = newest.state == "running"
         source = self.sources.source(config, running=running)
         if source is None and running:
             raise SourceGoneError(
@@ -221,7 +245,9 @@ class Migration(ops.Object):
         A running migration whose options turn invalid keeps running as it was; `status()` says
         what to fix. A source that is gone (no source, credentials revoked or removed) stops it:
         this unit records a stop that every unit follows, with the reason `status()` shows.
-        The copied data and MirrorMaker's offsets stay; `start-migration` resumes.
+        The copied data and MirrorMaker's offsets stay; `start-migration` resumes. MirrorMaker
+        starts, or takes a new topic selection, once the leader has fenced that selection;
+        until then a running MirrorMaker keeps the selection it has.
         """
         if not self.service.container.can_connect():
             return
@@ -230,27 +256,44 @@ class Migration(ops.Object):
         settings = None
         if request.state != "running":
             self.service.stop()
+            self.fence.publish_running(None)
         else:
             try:
                 settings = self.settings()
             except SourceGoneError as error:
                 logger.warning("stopping the migration: %s", error.message)
                 self.service.stop()
+                self.fence.publish_running(None)
                 if self.peers.relation is not None:
                     self.peers.record("stopped", reason=error.message)
             except MigrationError as error:
                 logger.info("migration not applied: %s", error.message)
             else:
-                try:
-                    self.service.run(settings)
-                    self._follow_restart_request()
-                except ops.pebble.ChangeError:
-                    logger.warning("MirrorMaker did not start; Pebble retries it")
-                self._copy_topic_acls(settings)
+                self._run(settings)
         self.peers.publish_state(
             self.service.state(), settings.exactly_once_support if settings else None
         )
         self._refresh_summary(settings)
+
+    def _run(self, settings: MirrorMakerSettings) -> None:
+        """Run MirrorMaker with these settings once the leader fenced their selection.
+
+        Meanwhile a MirrorMaker that runs keeps its files (and its selection), and still
+        follows a request to restart every unit's.
+        """
+        selection = TopicSelection.of(settings.config)
+        waiting = self.fence.waits_for(selection)
+        try:
+            if waiting:
+                logger.info("MirrorMaker waits for the leader to fence its topic selection")
+            else:
+                self.service.run(settings)
+            self._follow_restart_request()
+        except ops.pebble.ChangeError:
+            logger.warning("MirrorMaker did not start; Pebble retries it")
+        if not waiting:
+            self.fence.publish_running(selection)
+            self._copy_topic_acls(settings)
 
     def _copy_topic_acls(self, settings: MirrorMakerSettings) -> None:
         """On the leader, with `mirrormaker-sync-topic-acls`: copy the mapped users' topic ACLs."""
@@ -278,10 +321,12 @@ class Migration(ops.Object):
             return
         self._refreshed = True
         selected = self.summary.refresh(
-            settings, self._live_unit_states(), lambda states: self._watch(settings, states)
+            settings,
+            self._live_unit_states(),
+            self.fenced_topics().known(),
+            lambda states: self._watch(settings, states),
         )
-        if selected is not None:
-            self.peers.publish_topics(selected)
+        self.fence.publish(selected or ())
 
     def _watch(
         self, settings: MirrorMakerSettings, states: Sequence[ConnectorState]
@@ -331,7 +376,7 @@ class Migration(ops.Object):
             return error.status() if running else None
         except MigrationError as error:
             return error.status()
-        fence = self.fence.text()
+        fence = "; ".join(text for text in (self._waves_text(), self.fence.text()) if text)
         if not running:
             return ops.ActiveStatus(clip(f"migration stopped; {fence}")) if fence else None
         if source is None:
@@ -341,8 +386,9 @@ class Migration(ops.Object):
         if not self.service.container.can_connect():
             return None
         if self.service.state() != "active":
-            return ops.MaintenanceStatus(f"starting MirrorMaker to migrate from {source.name}")
-        shown = self.summary.shown() or ("active", f"migrating from {source.name}")
+            return self._starting(config, source.name)
+        if (shown := self.summary.shown()) is None:
+            return ops.ActiveStatus(f"migrating from {source.name}")
         return self._summary_status(shown, fence, source)
 
     def _summary_status(self, shown: Shown, fence: str, source: SourceCluster) -> ops.StatusBase:
@@ -361,6 +407,23 @@ class Migration(ops.Object):
             message += f"; {plural(restarts, 'MirrorMaker restart')} today"
         notes = [message, _UNPROTECTED if source.unprotected else "", fence]
         return ops.ActiveStatus(clip("; ".join(note for note in notes if note)))
+
+    def _waves_text(self) -> str:
+        """The waves promoted so far, as the status shows them, or ""."""
+        newest = self.peers.newest()
+        if not newest.waves:
+            return ""
+        promoted = plural(len(newest.promoted), "topic")
+        return f"{promoted} promoted in {plural(len(newest.waves), 'wave')}"
+
+    def _starting(self, config: MigrationConfig, source: str) -> ops.StatusBase:
+        """The status while MirrorMaker does not run yet: it starts, or waits for the fence."""
+        if self.fence.waits_for(TopicSelection.of(config)):
+            return ops.WaitingStatus(
+                "waiting for the leader to fence the migrated topics before MirrorMaker starts "
+                f"to migrate from {source}"
+            )
+        return ops.MaintenanceStatus(f"starting MirrorMaker to migrate from {source}")
 
     # Actions -----------------------------------------------------------------------------------
 
@@ -397,23 +460,30 @@ class Migration(ops.Object):
             return
         if recorded:
             self.fence.publish_selection(settings)
-        self.reconcile()
+        # The host grants its clients' ACLs with the fence (and, on the leader, says so) before
+        # this unit's MirrorMaker may start.
         self.on.fence_changed.emit()
+        self.reconcile()
         name = settings.source.name
         warning = {"warning": settings.source.unprotected} if settings.source.unprotected else {}
+        this_unit = self.service.state()
+        message = (
+            f"the migration from {name} was already requested"
+            if not recorded
+            else f"migrating from {name}: MirrorMaker runs on {self.model.unit.name}, and every "
+            "other unit starts it as it sees the request"
+            if this_unit == "active"
+            else f"migrating from {name}: every unit starts MirrorMaker once the leader has "
+            "fenced the migrated topics"
+        )
         event.set_results(
             {
                 **warning,
                 "state": "running",
                 "source": name,
-                "this-unit": self.service.state(),
-                "fenced-topics": json.dumps(sorted(self.fenced_topics())),
-                "message": (
-                    f"migrating from {name}: MirrorMaker runs on {self.model.unit.name}, and "
-                    "every other unit starts it as it sees the request"
-                    if recorded
-                    else f"the migration from {name} was already requested"
-                ),
+                "this-unit": this_unit,
+                "fenced-topics": json.dumps(self.fenced_topics().known()),
+                "message": message,
             }
         )
 
@@ -484,6 +554,7 @@ class Migration(ops.Object):
                     "ready-for-cutover": "false",
                     "reasons": json.dumps([summary]),
                     "finished": json.dumps(finished.model_dump(mode="json")),
+                    **_cutover.waves_results(self.peers.newest().waves),
                     **self.fence.results(),
                     **self._client_results(),
                 }
@@ -491,7 +562,11 @@ class Migration(ops.Object):
             return
         log = self.restarts.log()
         restarts = log.results(_queries.now() if log.times else 0.0, self.restarts.policy)
-        requested = {"requested": self.requested_state, "restarts": json.dumps(restarts)}
+        requested = {
+            "requested": self.requested_state,
+            "restarts": json.dumps(restarts),
+            **_cutover.waves_results(self.peers.newest().waves),
+        }
         try:
             settings = self.settings()
         except MigrationError as error:
@@ -508,6 +583,7 @@ class Migration(ops.Object):
             lag_threshold=int(event.params.get("lag-threshold", 0)),
             topic=topic,
             quiet_seconds=float(event.params.get("quiet-seconds", QUIET_SECONDS)),
+            fenced=self.fenced_topics().known(),
         )
         if topic and not report.topics and not report.problems:
             event.fail(
@@ -547,9 +623,15 @@ class Migration(ops.Object):
         try:
             settings = self.settings()
             clients = Clients.of(settings.source, settings.target, CLIENT_TIMEOUT)
+            promoted = _cutover.promoted_ends(self.peers.newest().waves, settings.config)
             try:
                 [switch] = _switch.switch_groups_with(
-                    clients, settings.config, [group], dry_run=dry_run, access=self.clients()
+                    clients,
+                    settings.config,
+                    [group],
+                    dry_run=dry_run,
+                    promoted=promoted,
+                    access=self.clients(),
                 )
             finally:
                 clients.close()
@@ -573,45 +655,73 @@ class Migration(ops.Object):
         clients = Clients.of(settings.source, settings.target, CLIENT_TIMEOUT)
         try:
             self._finish(event, settings, clients)
+        except _cutover.CutoverRefusedError as error:
+            event.fail(error.message)
         except ClusterUnreachableError as error:
             self.reconcile()
             event.fail(
-                f"{error.message}: the migration is not finished, MirrorMaker runs as requested "
-                "before; run finish-migration again"
+                f"{error.message}: the migration is not finished and no wave was promoted, "
+                "MirrorMaker runs as requested before; run finish-migration again"
             )
         finally:
             clients.close()
 
+    def _claim(self, clients: Clients, settings: MirrorMakerSettings, final: bool) -> None:
+        """Claim this step of the cutover (`_cutover.claim`); stop MirrorMaker before the last.
+
+        Raises:
+            CutoverRefusedError: if another unit claimed the step.
+            ClusterUnreachableError: if the target does not answer.
+        """
+        newest = self.peers.newest()
+        unit, rf = self.model.unit.name, settings.replication_factor
+        _cutover.claim(clients, newest.migration, len(newest.waves) + 1, unit, rf)
+        if final:
+            self.service.stop()
+
     def _finish(
         self, event: ops.ActionEvent, settings: MirrorMakerSettings, clients: Clients
     ) -> None:
-        """Check the cutover may happen; stop MirrorMaker; switch every group; record; lift.
+        """Promote a wave, or the last one: check, claim, switch the groups, record, lift.
 
         A stopped migration is judged by its data alone: no MirrorMaker runs to be checked.
 
         Raises:
+            CutoverRefusedError: if the wave may not happen; nothing was changed.
             ClusterUnreachableError: if a cluster does not answer; nothing is recorded then.
         """
-        stopped = self.requested_state == "stopped"
-        check = _cutover.check_cutover(
-            clients, settings, None if stopped else self._live_unit_states()
-        )
-        if check.blockers and not event.params.get("force", False):
-            event.fail(check.refusal())
-            return
-        self.service.stop()
-        switches = _switch.switch_groups_with(clients, settings.config, access=self.clients())
-        finished = _cutover.finished_migration(settings.source.name, check.report, switches)
+        newest = self.peers.newest()
         fenced = self.fenced_topics()
-        self.peers.record("finished", finished=finished)
+        promotion = _cutover.promote_with(
+            clients,
+            settings.config,
+            source=settings.source.name,
+            topics=event.params.get("topics") or None,
+            waves=newest.waves,
+            units=None if newest.state == "stopped" else self._live_unit_states(),
+            fenced=fenced.known(),
+            force=bool(event.params.get("force", False)),
+            by=self.model.unit.name,
+            prepare=lambda final: self._claim(clients, settings, final),
+            access=self.clients(),
+        )
+        waves = [*newest.waves, promotion.wave]
+        if not promotion.final:
+            self.peers.record_wave(promotion.wave)
+            self.reconcile()
+            self.on.fence_changed.emit()
+            event.set_results(_cutover.wave_results(self.model.unit.name, promotion))
+            return
+        finished = _cutover.finished_migration(settings.source.name, waves, promotion.switches)
+        self.peers.record_wave(promotion.wave, finished=finished)
         self.reconcile()
         self.on.fence_changed.emit()
         results = _cutover.finish_results(
             self.model.unit.name,
             finished,
-            fenced=fenced,
-            switches=switches,
-            blockers=check.blockers,
+            fenced=fenced.known(),
+            promotion=promotion,
+            waves=waves,
         )
         if event.params.get("cleanup", False):
             results["cleanup"] = _cutover.clean_up(clients, finished.topics)

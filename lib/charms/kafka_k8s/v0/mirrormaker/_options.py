@@ -96,6 +96,9 @@ class MigrationConfig(BaseModel):
         default="consumer", validation_alias="mirrormaker-source-role"
     )
     fence_target: bool = Field(default=True, validation_alias="mirrormaker-fence-target")
+    # Not an option: the source topics promoted in waves of this migration (the peers record
+    # them). MirrorMaker never copies them again, and nothing selects them any more.
+    promoted: frozenset[str] = frozenset()
     # MiB/s; the host applies it as a quota on its MirrorMaker user (0: no cap).
     throttle_mb_per_second: int = Field(
         default=0, ge=0, le=1_000_000, validation_alias="mirrormaker-throttle-mb-per-second"
@@ -126,7 +129,7 @@ class MigrationConfig(BaseModel):
         Raises:
             InvalidOptionError: naming the first option that is wrong, and why.
         """
-        known = {str(field.validation_alias) for field in cls.model_fields.values()}
+        known = {str(f.validation_alias) for f in cls.model_fields.values() if f.validation_alias}
         try:
             return cls.model_validate({k: v for k, v in options.items() if k in known})
         except ValidationError as error:
@@ -140,6 +143,25 @@ class MigrationConfig(BaseModel):
     def target_topic(self, topic: str) -> str:
         """The name a source topic gets on the target under the replication policy."""
         return topic if self.replication_policy == "identity" else f"{SOURCE_ALIAS}.{topic}"
+
+    @property
+    def target_prefix(self) -> str:
+        """What the replication policy puts before a source topic's name on the target."""
+        return self.target_topic("")
+
+    def select_topics(self, names: Iterable[str]) -> list[str]:
+        """The source topics MirrorMaker copies of these: selected, not internal, not promoted."""
+        candidates = [n for n in names if not is_internal_topic(n) and n not in self.promoted]
+        return select(candidates, self.topics, self.topics_exclude)
+
+    @property
+    def copied_topics_exclude(self) -> tuple[str, ...]:
+        """`topics.exclude` as MirrorMaker gets it: the option, then every promoted topic.
+
+        Kafka's topic names hold only letters, digits, `.`, `_` and `-`: escaped, each is a
+        regular expression that matches itself alone, in Java as in Python.
+        """
+        return (*self.topics_exclude, *(re.escape(name) for name in sorted(self.promoted)))
 
 
 class MirrorMakerWorkload(BaseModel):

@@ -3,12 +3,12 @@
 """Peer state: the operator's requests and each unit's MirrorMaker, in the peer relation.
 
 A request made on any unit goes into that unit's databag; every unit follows the newest one it
-sees (`newest_request`) and copies it into its own databag, so it outlives its author.
+sees (`newest_request`) and copies it into its own databag, so it outlives its author. A
+request carries the migration it belongs to and the waves promoted in it so far.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable
 from typing import Literal
@@ -18,12 +18,41 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from ._errors import NotReadyError
 from ._options import ExactlyOnceSupport
-from ._text import plural
+from ._text import list_names, plural
 
 REQUEST_KEY = "mirrormaker-request"
 STATE_KEY = "mirrormaker-state"
-TOPICS_KEY = "mirrormaker-topics"
 RequestedState = Literal["running", "stopped", "finished"]
+
+
+class Wave(BaseModel):
+    """What a wave of `finish-migration topics=...` recorded: its topics left the migration.
+
+    The end offsets are each partition's, by topic, on both clusters when the wave was promoted:
+    MirrorMaker had copied every record before them, and nothing after them on the target is
+    a copy. The way back starts there.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    number: int
+    at: str
+    by: str
+    topics: list[str]
+    target_topics: list[str] = Field(default_factory=list)
+    records: int = 0
+    groups: list[str] = Field(default_factory=list)
+    left: list[str] = Field(default_factory=list)
+    source_end_offsets: dict[str, list[int]] = Field(default_factory=dict)
+    target_end_offsets: dict[str, list[int]] = Field(default_factory=dict)
+
+    def summary(self) -> str:
+        """One line about the wave."""
+        by = f", by {self.by}" if self.by else ""
+        return (
+            f"wave {self.number} ({self.at}{by}): {list_names(self.topics)}; "
+            f"{plural(self.records, 'record')}, {plural(len(self.groups), 'group')} switched"
+        )
 
 
 class FinishedMigration(BaseModel):
@@ -36,11 +65,13 @@ class FinishedMigration(BaseModel):
     topics: list[str] = Field(default_factory=list)
     records: int = 0
     groups: list[str] = Field(default_factory=list)
+    waves: int = 1
 
     def summary(self) -> str:
         """One line about the finished migration."""
+        waves = f" in {self.waves} waves" if self.waves > 1 else ""
         return (
-            f"the migration from {self.source} was finished at {self.at}: "
+            f"the migration from {self.source} was finished at {self.at}{waves}: "
             f"{plural(len(self.topics), 'topic')}, {plural(self.records, 'record')}, "
             f"{plural(len(self.groups), 'group')} switched"
         )
@@ -51,7 +82,9 @@ class MigrationRequest(BaseModel):
 
     Requests are ordered by `seq` (one more than the newest the acting unit had seen), then by
     time and unit name, so every unit picks the same newest request. A `finished` request
-    carries what `finish-migration` recorded.
+    carries what `finish-migration` recorded. `migration` is the `seq` of the request that
+    started this migration (0 for one started before it was recorded); `waves` are the waves
+    promoted in it so far, each with its topics.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -63,6 +96,8 @@ class MigrationRequest(BaseModel):
     # Set when a unit stopped the migration itself because its source went away.
     reason: str = ""
     finished: FinishedMigration | None = None
+    migration: int = 0
+    waves: list[Wave] = Field(default_factory=list)
     # The largest record MirrorMaker's producer must send (`max.request.size`), as the
     # preflight of a real start found it; 0: the producer's default.
     record_bytes: int = Field(default=0, ge=0)
@@ -72,14 +107,33 @@ class MigrationRequest(BaseModel):
         """Whether this request fences the migrated topics: a migration not finished."""
         return self.seq > 0 and self.state != "finished"
 
+    @property
+    def promoted(self) -> frozenset[str]:
+        """The source topics the waves of this migration promoted."""
+        return frozenset(topic for wave in self.waves for topic in wave.topics)
+
+    @property
+    def promoted_targets(self) -> frozenset[str]:
+        """The target topics the waves of this migration promoted."""
+        return frozenset(topic for wave in self.waves for topic in wave.target_topics)
+
     def order(self) -> tuple[int, int, str]:
         """The sort key: newest last."""
         return (self.seq, self.at, self.by)
 
     def raw(self) -> str:
         """The request as a unit records it in its databag."""
-        unset = {key for key in ("reason", "record_bytes") if not getattr(self, key)}
-        return self.model_dump_json(exclude_none=True, exclude=unset or None)
+        exclude = {
+            name
+            for name, empty in (
+                ("reason", not self.reason),
+                ("record_bytes", not self.record_bytes),
+                ("migration", not self.migration),
+                ("waves", not self.waves),
+            )
+            if empty
+        }
+        return self.model_dump_json(exclude_none=True, exclude=exclude)
 
 
 class UnitState(BaseModel):
@@ -116,9 +170,9 @@ def exactly_once_for(wanted: bool, peers: Iterable[UnitState]) -> ExactlyOnceSup
 class PeerData:
     """The migration's keys in the host's peer relation, as this unit reads and writes them.
 
-    Every unit writes its own databag only: the newest request it follows (`REQUEST_KEY`), the
-    state of its MirrorMaker node (`STATE_KEY`) and the target topics it last saw the migration
-    select (`TOPICS_KEY`); it reads every unit's. Data a unit cannot parse is skipped.
+    Every unit writes its own databag only: the newest request it follows (`REQUEST_KEY`) and
+    the state of its MirrorMaker node (`STATE_KEY`); it reads every unit's (the fence keeps
+    its own keys, through `unit_values` and `write`). Data a unit cannot parse is skipped.
     """
 
     def __init__(self, model: ops.Model, relation_name: str):
@@ -135,7 +189,8 @@ class PeerData:
         relation = self.relation
         return 1 + (len(relation.units) if relation is not None else 0)
 
-    def _unit_data(self, key: str) -> dict[ops.Unit, str]:
+    def unit_values(self, key: str) -> dict[ops.Unit, str]:
+        """Every unit's value of a key, this unit's included; units without one are left out."""
         relation = self.relation
         if relation is None:
             return {}
@@ -143,19 +198,26 @@ class PeerData:
         return {unit: value for unit in units if (value := relation.data[unit].get(key))}
 
     def write(self, key: str, raw: str) -> None:
-        """Set `key` in this unit's databag, unless it holds `raw` already (or no relation is)."""
+        """Write a key of this unit's databag, unless it holds that value already."""
         relation = self.relation
         if relation is not None and relation.data[self.model.unit].get(key) != raw:
             relation.data[self.model.unit][key] = raw
 
-    def unit_values(self, key: str) -> dict[ops.Unit, str]:
-        """Each unit's value of `key` in its own databag, where it is set."""
-        return self._unit_data(key)
+    def app_value(self, key: str) -> str:
+        """A key of the application's databag, or ""."""
+        relation = self.relation
+        return relation.data[self.model.app].get(key, "") if relation is not None else ""
+
+    def write_app(self, key: str, raw: str) -> None:
+        """On the leader: write a key of the application's databag, unless it holds that value."""
+        relation = self.relation
+        if relation is not None and relation.data[self.model.app].get(key, "") != raw:
+            relation.data[self.model.app][key] = raw
 
     def requests(self) -> list[MigrationRequest]:
         """The request every unit recorded."""
         requests = []
-        for raw in self._unit_data(REQUEST_KEY).values():
+        for raw in self.unit_values(REQUEST_KEY).values():
             try:
                 requests.append(MigrationRequest.model_validate_json(raw))
             except ValidationError:
@@ -176,7 +238,7 @@ class PeerData:
     def unit_states(self) -> dict[ops.Unit, UnitState]:
         """What each unit published about its MirrorMaker node."""
         states = {}
-        for unit, raw in self._unit_data(STATE_KEY).items():
+        for unit, raw in self.unit_values(STATE_KEY).items():
             try:
                 states[unit] = UnitState.model_validate_json(raw)
             except ValidationError:
@@ -196,22 +258,6 @@ class PeerData:
             this = self.model.unit
             live[this] = UnitState(service=service, exactly_once=live[this].exactly_once)
         return {unit.name: state for unit, state in sorted(live.items(), key=lambda i: i[0].name)}
-
-    def migrated_topics(self) -> list[str]:
-        """The target topics any unit last saw the migration select."""
-        names: set[str] = set()
-        for raw in self._unit_data(TOPICS_KEY).values():
-            try:
-                listed = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(listed, list):
-                names.update(name for name in listed if isinstance(name, str))
-        return sorted(names)
-
-    def publish_topics(self, names: Iterable[str]) -> None:
-        """Publish the target topics this unit saw the migration select (the fence's list)."""
-        self.write(TOPICS_KEY, json.dumps(sorted(set(names))))
 
     def publish_state(self, service: str, mode: ExactlyOnceSupport | None) -> None:
         """Publish this unit's MirrorMaker state; its exactly-once mode stays if `mode` is None."""
@@ -236,7 +282,9 @@ class PeerData:
         """Record a request in this unit's databag, unless it is already what all follow.
 
         A stop the units made themselves (`reason`) is replaced by the operator's own stop; a
-        running migration whose preflight found larger records is recorded again with them.
+        running migration whose preflight found larger records is recorded again with them. A
+        start after a finished migration (or the first one) begins a new migration, without
+        waves; any other request keeps the migration and its waves.
 
         Returns:
             Whether a new request was recorded.
@@ -244,21 +292,51 @@ class PeerData:
         Raises:
             NotReadyError: while the peer relation does not exist yet.
         """
-        relation = self.relation
-        if relation is None:
-            raise NotReadyError("the peer relation is not there yet: retry in a minute")
-        newest = self.newest()
+        newest = self._newest_or_raise()
         same = newest.reason == reason and newest.record_bytes >= record_bytes
         if newest.state == state and newest.seq > 0 and same:
             return False
-        request = MigrationRequest(
+        fresh = state == "running" and (newest.seq == 0 or newest.state == "finished")
+        self._append(
+            newest,
             state=state,
-            seq=newest.seq + 1,
-            at=time.time_ns(),
-            by=self.model.unit.name,
             reason=reason,
             finished=finished,
+            migration=newest.seq + 1 if fresh else newest.migration,
+            waves=[] if fresh else list(newest.waves),
             record_bytes=max(record_bytes, newest.record_bytes if state == "running" else 0),
         )
-        relation.data[self.model.unit][REQUEST_KEY] = request.raw()
         return True
+
+    def record_wave(self, wave: Wave, finished: FinishedMigration | None = None) -> None:
+        """Record a promoted wave: the newest request again, with the wave added.
+
+        With `finished`, the wave was the last: the request finishes the migration.
+
+        Raises:
+            NotReadyError: while the peer relation does not exist yet.
+        """
+        newest = self._newest_or_raise()
+        self._append(
+            newest,
+            state="finished" if finished is not None else newest.state,
+            reason="" if finished is not None else newest.reason,
+            finished=finished,
+            migration=newest.migration,
+            waves=[*newest.waves, wave],
+            record_bytes=0 if finished is not None else newest.record_bytes,
+        )
+
+    def _newest_or_raise(self) -> MigrationRequest:
+        if self.relation is None:
+            raise NotReadyError("the peer relation is not there yet: retry in a minute")
+        return self.newest()
+
+    def _append(self, newest: MigrationRequest, **fields: object) -> None:
+        """Write the request after `newest` into this unit's databag."""
+        request = MigrationRequest.model_validate(
+            {"seq": newest.seq + 1, "at": time.time_ns(), "by": self.model.unit.name, **fields}
+        )
+        relation = self.relation
+        assert relation is not None
+        relation.data[self.model.unit][REQUEST_KEY] = request.raw()

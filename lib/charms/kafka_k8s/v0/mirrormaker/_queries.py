@@ -24,7 +24,7 @@ from ._clusters import KafkaCluster, SourceCluster
 from ._connectors import ConnectorState
 from ._errors import ClusterUnreachableError
 from ._names import SOURCE_ALIAS
-from ._options import MigrationConfig, is_internal_topic, select
+from ._options import MigrationConfig, select
 from ._peers import UnitState
 from ._records import EXACT_LAG_WINDOW, OffsetSync, Partition, Record, Walk
 from ._report import (
@@ -40,33 +40,42 @@ logger = logging.getLogger(__name__)
 
 
 class _Selection(NamedTuple):
-    """The source topics (with their partition counts) and groups the options migrate."""
+    """The source topics (with their partition counts) and groups the options migrate.
+
+    `listed` are all the topics the source lists to the migration's user.
+    """
 
     topics: dict[str, int]
     groups: list[str]
+    listed: tuple[str, ...] = ()
 
 
 def _select_source(
-    source: _clients.ClusterClient, config: MigrationConfig, topic: str | None
+    source: _clients.ClusterClient, config: MigrationConfig, only: Collection[str] | None
 ) -> _Selection:
-    """The topics and groups of the source that the options select (and `topic` narrows)."""
+    """The topics and groups of the source that the options select (and `only` narrows)."""
     partitions = source.topics()
-    selected = select(
-        [name for name in partitions if not is_internal_topic(name)],
-        config.topics,
-        config.topics_exclude,
-    )
-    if topic is not None:
-        selected = [name for name in selected if name == topic]
+    selected = config.select_topics(partitions)
+    if only is not None:
+        selected = [name for name in selected if name in only]
     groups = select(source.groups(), config.groups, config.groups_exclude)
-    return _Selection({name: partitions[name] for name in selected}, groups)
+    return _Selection(
+        {name: partitions[name] for name in selected}, groups, tuple(sorted(partitions))
+    )
 
 
-def _fetch_source(
-    source: _clients.ClusterClient, selection: _Selection
-) -> tuple[dict[str, TopicOffsets], list[GroupOffsets]]:
-    """The migrated topics' offsets, and the selected groups that committed on them."""
+class _SourceSide(NamedTuple):
+    """What the source answered: the migrated topics' offsets and log ends, their groups."""
+
+    offsets: dict[str, TopicOffsets]
+    log_ends: dict[str, tuple[int, ...]]
+    groups: list[GroupOffsets]
+
+
+def _fetch_source(source: _clients.ClusterClient, selection: _Selection) -> _SourceSide:
+    """The migrated topics' offsets and log ends, and the selected groups that committed there."""
     offsets = source.offsets(selection.topics)
+    log_ends = source.log_end_offsets(selection.topics)
     groups = selection.groups
     committed = {
         group: commits
@@ -74,15 +83,19 @@ def _fetch_source(
         if commits
     }
     described = source.describe_groups(list(committed)) if committed else {}
-    return offsets, [
-        GroupOffsets(
-            group=group,
-            state=described.get(group, ("unknown", 0))[0],
-            members=described.get(group, ("unknown", 0))[1],
-            offsets=commits,
-        )
-        for group, commits in committed.items()
-    ]
+    return _SourceSide(
+        offsets,
+        {topic: tuple(ends) for topic, ends in log_ends.items()},
+        [
+            GroupOffsets(
+                group=group,
+                state=described.get(group, ("unknown", 0))[0],
+                members=described.get(group, ("unknown", 0))[1],
+                offsets=commits,
+            )
+            for group, commits in committed.items()
+        ],
+    )
 
 
 def _fetch_target(
@@ -114,21 +127,48 @@ def now() -> float:
 
 
 def _watch_source(
-    source: _clients.ClusterClient, topics: Mapping[str, TopicOffsets], seconds: float
-) -> tuple[dict[str, TopicOffsets], Quiet]:
+    source: _clients.ClusterClient, side: _SourceSide, seconds: float
+) -> tuple[_SourceSide, Quiet]:
     """The topics' offsets `seconds` later, and what was written to them meanwhile.
+
+    Writes are counted on the log end offsets: records a transaction still holds count too.
 
     Raises:
         ClusterUnreachableError: if the source does not answer in time.
     """
     _pause(seconds)
-    later = source.end_offsets({name: len(offsets.end) for name, offsets in topics.items()})
-    writes = {name: sum(later[name]) - sum(offsets.end) for name, offsets in topics.items()}
+    counts = {name: len(offsets.end) for name, offsets in side.offsets.items()}
+    later = source.end_offsets(counts)
+    later_logs = {name: tuple(ends) for name, ends in source.log_end_offsets(counts).items()}
+    writes = {
+        name: sum(later_logs[name]) - sum(side.log_ends.get(name, later_logs[name]))
+        for name in counts
+    }
     offsets = {
         name: TopicOffsets(start=offsets.start, end=tuple(later[name]))
-        for name, offsets in topics.items()
+        for name, offsets in side.offsets.items()
     }
-    return offsets, Quiet(required=seconds, watched=seconds, writes=writes)
+    watched = _SourceSide(offsets, later_logs, side.groups)
+    return watched, Quiet(required=seconds, watched=seconds, writes=writes)
+
+
+def _held(side: _SourceSide) -> list[tuple[str, int]]:
+    """The partitions whose log end is above their last stable offset: a transaction is open."""
+    return [
+        (topic, number)
+        for topic, offsets in side.offsets.items()
+        for number, (end, log_end) in enumerate(
+            zip(offsets.end, side.log_ends.get(topic, offsets.end), strict=False)
+        )
+        if log_end > end
+    ]
+
+
+def _unseen(config: MigrationConfig, fenced: Collection[str], selection: _Selection) -> list[str]:
+    """The fenced topics' source names that the source does not show the migration now."""
+    prefix = config.target_prefix
+    names = [name[len(prefix) :] for name in fenced if name.startswith(prefix)]
+    return sorted(name for name in names if name not in selection.topics)
 
 
 def _fetch_copy_lags(
@@ -249,25 +289,32 @@ def fetch_snapshot(
     config: MigrationConfig,
     *,
     topic: str | None = None,
+    only: Collection[str] | None = None,
     units: Mapping[str, UnitState] | None = None,
     quiet_seconds: float = 0,
+    fenced: Collection[str] = (),
 ) -> MigrationSnapshot:
     """Query both clusters for a migration report; a cluster that fails is a problem in it.
 
     Once the source's topic and group names are known, both clusters are asked at once, on two
     threads. With `quiet_seconds`, the source's end offsets are read again that much later, and
-    what arrived meanwhile is reported. Every query is bounded by the clients' timeouts;
-    nothing here raises for a cluster.
+    what arrived meanwhile is reported. `topic` or `only` narrow the report to those source
+    topics. The fenced target topics the source does not show are reported as `unseen` (when
+    not narrowed). Every query is bounded by the clients' timeouts; nothing here raises for a
+    cluster.
     """
+    if topic is not None:
+        only = {topic}
     problems = []
-    source_topics: dict[str, TopicOffsets] = {}
-    source_groups: list[GroupOffsets] = []
+    side = _SourceSide({}, {}, [])
     quiet = None
     target_topics: dict[str, TopicOffsets] = {}
     target_groups: dict[str, GroupCommits] = {}
     connectors = None
+    transactions = None
+    max_timeout = None
     try:
-        selection = _select_source(source, config, topic)
+        selection = _select_source(source, config, only)
     except (ClusterUnreachableError, *QUERY_ERRORS) as error:
         problems.append(_problem(source, error))
         selection = None
@@ -275,9 +322,12 @@ def fetch_snapshot(
         target_side = pool.submit(_fetch_target, target, config, selection or _Selection({}, []))
         if selection is not None:
             try:
-                source_topics, source_groups = _fetch_source(source, selection)
+                side = _fetch_source(source, selection)
                 if quiet_seconds > 0:
-                    source_topics, quiet = _watch_source(source, source_topics, quiet_seconds)
+                    side, quiet = _watch_source(source, side, quiet_seconds)
+                if held := _held(side):
+                    transactions = source.open_transactions(held)
+                    max_timeout = source.transaction_max_timeout_ms()
             except (ClusterUnreachableError, *QUERY_ERRORS) as error:
                 problems.append(_problem(source, error))
         try:
@@ -287,19 +337,20 @@ def fetch_snapshot(
     missing_rights = []
     if not any(problem.role == "source" for problem in problems):
         try:
-            missing_rights = missing_source_rights(source, config, source_topics, target_topics)
+            missing_rights = missing_source_rights(source, config, side.offsets, target_topics)
         except ClusterUnreachableError as error:
             problems.append(_problem(source, error))
     copy_lags: dict[str, list[int | None]] = {}
     if not problems:
         try:
-            copy_lags = _fetch_copy_lags(source, target, config, source_topics, target_topics)
+            copy_lags = _fetch_copy_lags(source, target, config, side.offsets, target_topics)
         except ClusterUnreachableError as error:
             logger.warning("lag counted by offsets: %s", error.message)
+    unseen = _unseen(config, fenced, selection) if selection and only is None else []
     return MigrationSnapshot(
-        source_topics=source_topics,
+        source_topics=side.offsets,
         target_topics=target_topics,
-        source_groups=source_groups,
+        source_groups=side.groups,
         target_groups=target_groups,
         connectors=connectors,
         units=None if units is None else dict(units),
@@ -307,6 +358,12 @@ def fetch_snapshot(
         missing_rights=missing_rights,
         copy_lags=copy_lags,
         quiet=quiet,
+        source_log_ends=side.log_ends,
+        open_transactions=transactions,
+        transaction_max_timeout_ms=max_timeout,
+        unseen=unseen,
+        listed=list(selection.listed) if selection else [],
+        taken_at=time.time(),
     )
 
 
@@ -344,6 +401,7 @@ def migration_report(
     topic: str | None = None,
     timeout: float = CLIENT_TIMEOUT,
     quiet_seconds: float = 0,
+    fenced: Collection[str] = (),
 ) -> MigrationReport:
     """Query both clusters and report the migration, as `migration-status` does.
 
@@ -357,6 +415,8 @@ def migration_report(
         timeout: seconds each query may take.
         quiet_seconds: seconds the source's end offsets must stay put for the migration to be
             ready for cutover; the report takes that long. 0 does not watch the source.
+        fenced: the fenced target topics (`Migration.fenced_topics().known()`): those the
+            source does not show any more are named, and hold up the cutover.
     """
     config = config or MigrationConfig()
     name = source.name if isinstance(source, SourceCluster) else source.bootstrap
@@ -371,5 +431,6 @@ def migration_report(
             topic=topic,
             units=units,
             quiet_seconds=quiet_seconds,
+            fenced=fenced,
         )
     return build_report(snapshot, config, source=name, lag_threshold=lag_threshold, topic=topic)

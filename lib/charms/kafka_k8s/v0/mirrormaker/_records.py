@@ -25,7 +25,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
-from kafka import KafkaAdminClient, KafkaConsumer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka import errors as kafka_errors
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
@@ -556,6 +556,51 @@ class LogClient:
             except (kafka_errors.KafkaError, OSError) as error:
                 raise self.unreachable(error) from None
         return existing
+
+    def claim(self, topic: str, holder: str, replication_factor: int = 1) -> str:
+        """Claim a step by creating `topic`, which exactly one caller can; who holds it.
+
+        CreateTopics creates a topic once: the caller whose request makes it writes `holder`
+        into it and holds the claim; any later caller reads the holder back (waiting, within the
+        timeout, for the winner to write it) and gets it, or "" if it never appears.
+
+        Raises:
+            ClusterUnreachableError: if the cluster does not answer, or refuses.
+        """
+        timeout_ms = int(self.timeout * 1000)
+        settings = {"num_partitions": 1, "replication_factor": replication_factor}
+        try:
+            cast(Any, self._admin()).create_topics(
+                {topic: {**settings, "configs": {"retention.ms": "-1"}}},
+                timeout_ms=timeout_ms,
+                wait_for_metadata=True,
+            )
+        except kafka_errors.TopicAlreadyExistsError:
+            return self._holder(topic)
+        except (kafka_errors.KafkaError, OSError) as error:
+            raise self.unreachable(error) from None
+        producer = None
+        try:
+            producer = KafkaProducer(**self._config, acks="all")
+            producer.send(topic, key=b"holder", value=holder.encode()).get(timeout=self.timeout)
+        except (kafka_errors.KafkaError, OSError) as error:
+            raise self.unreachable(error) from None
+        finally:
+            if producer is not None:
+                producer.close(timeout=self.timeout)
+        return holder
+
+    def _holder(self, topic: str) -> str:
+        """Who holds a claim: the first record of its topic, once it is there."""
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            start, end = self.bounds([(topic, 0)])[(topic, 0)]
+            if end > start:
+                records, _ = self.read({(topic, 0): (start, start + 1)})[(topic, 0)]
+                if records and records[0].content[1] is not None:
+                    return records[0].content[1].decode(errors="replace")
+            time.sleep(0.5)
+        return ""
 
 
 def _record(record: Any) -> Record:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,13 +21,16 @@ from ._connectors import ConnectorState
 from ._display import report_results, unit_results
 from ._options import MigrationConfig
 from ._peers import UnitState
-from ._text import clip, plural
+from ._text import clip, list_names, plural
+from ._transactions import OpenTransactions
 
 _MAX_REASONS = 20
 
 # Seconds the source's end offsets must stay put before the migration is ready for cutover.
 QUIET_SECONDS = 10.0
 
+# Kafka's default `transaction.max.timeout.ms`: a transaction open longer is hanging.
+DEFAULT_TRANSACTION_MAX_TIMEOUT_MS = 900_000
 Shown = tuple[Literal["active", "maintenance", "blocked"], str]
 """A status to show: its kind and message."""
 
@@ -188,7 +192,12 @@ class MigrationSnapshot(BaseModel):
     `connectors` is None when it could not be read; `units` is None outside a charm.
     `copy_lags` holds, per source topic and partition, the records counted by content that
     the target lacks (None where they could not be counted). `quiet` is None when the
-    source was not watched for writes.
+    source was not watched for writes. `source_log_ends` holds each migrated topic's log end
+    offsets (what `read_uncommitted` sees): above `source_topics`' ends (the last stable
+    offsets) while a transaction is open, and `open_transactions` those transactions, asked
+    only then, with the brokers' `transaction_max_timeout_ms` where the user may read it.
+    `unseen` are fenced source topics the source does not show the migration now; `taken_at`
+    is when the snapshot was taken, in seconds since the epoch.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -203,6 +212,31 @@ class MigrationSnapshot(BaseModel):
     missing_rights: list[str] = Field(default_factory=list)
     copy_lags: dict[str, list[int | None]] = Field(default_factory=dict)
     quiet: Quiet | None = None
+    source_log_ends: dict[str, tuple[int, ...]] = Field(default_factory=dict)
+    open_transactions: OpenTransactions | None = None
+    transaction_max_timeout_ms: int | None = None
+    unseen: list[str] = Field(default_factory=list)
+    listed: list[str] = Field(default_factory=list)
+    taken_at: float = 0
+
+
+class _HeldPartition(ReportPart):
+    """A source partition whose last stable offset an open transaction holds below its log end.
+
+    `records` counts the offsets between them; the transaction's id and start are given where
+    the source tells them (`since` in ISO 8601), and `hanging` when it has been open longer
+    than the source's `transaction.max.timeout.ms`.
+    """
+
+    topic: str
+    partition: int
+    records: int
+    producer_id: int | None = None
+    transactional_id: str | None = None
+    start_offset: int | None = None
+    since: str | None = None
+    open_seconds: float | None = None
+    hanging: bool = False
 
 
 class _SourceWrite(ReportPart):
@@ -228,6 +262,8 @@ class MigrationReport(ReportPart):
     units: list[UnitStatus] | None
     quiet_seconds: float = 0
     source_writes: list[_SourceWrite] | None = None
+    open_transactions: list[_HeldPartition] = Field(default_factory=list)
+    unseen: list[str] = Field(default_factory=list)
     reasons: list[str]
 
     @property
@@ -519,6 +555,102 @@ def _quiet_reasons(quiet: Quiet | None) -> list[str]:
     return []
 
 
+def _held_partitions(snapshot: MigrationSnapshot) -> list[_HeldPartition]:
+    """The source partitions whose log end an open transaction keeps above the last stable one."""
+    transactions = snapshot.open_transactions.transactions if snapshot.open_transactions else []
+    limit = snapshot.transaction_max_timeout_ms or DEFAULT_TRANSACTION_MAX_TIMEOUT_MS
+    held = []
+    for topic, ends in sorted(snapshot.source_log_ends.items()):
+        stable = snapshot.source_topics.get(topic)
+        if stable is None:
+            continue
+        for number, (end, log_end) in enumerate(zip(stable.end, ends, strict=False)):
+            if log_end <= end:
+                continue
+            found = [t for t in transactions if (t.topic, t.partition) == (topic, number)]
+            first = min(found, key=lambda t: t.start_offset) if found else None
+            since = first.since if first else None
+            age = max(0.0, snapshot.taken_at - since / 1000) if since is not None else None
+            held.append(
+                _HeldPartition(
+                    topic=topic,
+                    partition=number,
+                    records=log_end - end,
+                    producer_id=first.producer_id if first else None,
+                    transactional_id=first.transactional_id if first else None,
+                    start_offset=first.start_offset if first else None,
+                    since=None
+                    if since is None
+                    else datetime.fromtimestamp(since / 1000, timezone.utc).isoformat(
+                        timespec="seconds"
+                    ),
+                    open_seconds=age,
+                    hanging=age is not None and age * 1000 > limit,
+                )
+            )
+    return held
+
+
+def _held_reasons(held: Sequence[_HeldPartition], snapshot: MigrationSnapshot) -> list[str]:
+    """Why a partition held by an open transaction is neither quiet nor in sync, and the remedy."""
+    limit = snapshot.transaction_max_timeout_ms
+    unnamed = snapshot.open_transactions.unnamed if snapshot.open_transactions else None
+    reasons = []
+    for part in held:
+        who = []
+        if part.transactional_id is not None:
+            who.append(f"transactional id {part.transactional_id}")
+        if part.producer_id is not None:
+            who.append(f"producer id {part.producer_id}")
+        if part.since is not None and part.open_seconds is not None:
+            who.append(f"open since {part.since} ({part.open_seconds:.0f} s)")
+        reason = (
+            f"{part.topic}[{part.partition}]: an open transaction holds "
+            f"{plural(part.records, 'record')} that consumers cannot read yet"
+        )
+        reason += f" ({', '.join(who)})" if who else ""
+        if part.hanging:
+            timeout = (
+                f"the source's transaction.max.timeout.ms ({limit / 1000:.0f} s)"
+                if limit
+                else f"Kafka's default transaction.max.timeout.ms "
+                f"({DEFAULT_TRANSACTION_MAX_TIMEOUT_MS / 1000:.0f} s)"
+            )
+            reason += (
+                f": it has been open longer than {timeout}, a hanging transaction; abort it on "
+                "the source: kafka-transactions.sh --bootstrap-server ... abort --topic "
+                f"{part.topic} --partition {part.partition} --start-offset {part.start_offset}"
+            )
+        else:
+            reason += ": wait for its producer to commit or abort it"
+        if unnamed and part.transactional_id is None:
+            reason += f" ({unnamed})"
+        reasons.append(reason)
+    return reasons
+
+
+def _unseen_reasons(snapshot: MigrationSnapshot) -> list[str]:
+    """Why fenced topics are not in the report: the source hides them, or they are not selected."""
+    if not snapshot.unseen:
+        return []
+    listed = set(snapshot.listed)
+    hidden = [t for t in snapshot.unseen if t not in listed]
+    unselected = [t for t in snapshot.unseen if t in listed]
+    reasons = []
+    if hidden:
+        reasons.append(
+            f"the source does not show {list_names(hidden)} any more: its user may have lost "
+            "DESCRIBE on them, or they were deleted there; they stay fenced until "
+            "finish-migration"
+        )
+    if unselected:
+        reasons.append(
+            f"mirrormaker-topics no longer selects {list_names(unselected)}: they stay fenced "
+            "until finish-migration"
+        )
+    return reasons
+
+
 def build_report(
     snapshot: MigrationSnapshot,
     config: MigrationConfig,
@@ -557,10 +689,15 @@ def build_report(
     reasons = [problem.message for problem in snapshot.problems]
     reasons += snapshot.missing_rights
     reasons += _worker_reasons(units, connectors)
-    if not topics and not any(problem.role == "source" for problem in snapshot.problems):
+    answered = not any(problem.role == "source" for problem in snapshot.problems)
+    unseen = _unseen_reasons(snapshot) if answered else []
+    reasons += unseen
+    if not topics and answered and not unseen:
         reasons.append("no source topic is selected for migration")
     reasons += _data_reasons(topics, groups, lag_threshold)
-    if not any(problem.role == "source" for problem in snapshot.problems):
+    held = _held_partitions(snapshot)
+    if answered:
+        reasons += _held_reasons(held, snapshot)
         reasons += _quiet_reasons(snapshot.quiet)
     return MigrationReport(
         source=source,
@@ -576,6 +713,8 @@ def build_report(
         units=units,
         quiet_seconds=snapshot.quiet.watched if snapshot.quiet else 0,
         source_writes=_source_writes(snapshot.quiet),
+        open_transactions=held,
+        unseen=list(snapshot.unseen),
         reasons=_capped(reasons),
     )
 

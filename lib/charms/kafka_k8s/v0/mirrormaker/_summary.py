@@ -11,7 +11,7 @@ the source is quiet for as long as they stay put.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import ops
 
@@ -45,9 +45,10 @@ class StatusSummary:
         self,
         settings: MirrorMakerSettings,
         units: Mapping[str, UnitState],
+        fenced: Collection[str] = (),
         failed_as: Callable[[Sequence[ConnectorState]], Shown | None] = lambda _: None,
     ) -> list[str] | None:
-        """Query both clusters and store the summary.
+        """Query both clusters and store the summary; `fenced` the fenced target topics.
 
         `failed_as` is given MirrorMaker's connectors and tasks, and says how to show those
         that failed (their restarts do), if any did.
@@ -60,7 +61,9 @@ class StatusSummary:
             _clients.ClusterClient(settings.source, "source", STATUS_TIMEOUT) as source,
             _clients.ClusterClient(settings.target, "target", STATUS_TIMEOUT) as target,
         ):
-            snapshot = _queries.fetch_snapshot(source, target, settings.config, units=units)
+            snapshot = _queries.fetch_snapshot(
+                source, target, settings.config, units=units, fenced=fenced
+            )
         selected = None
         if not any(problem.role == "source" for problem in snapshot.problems):
             snapshot = snapshot.model_copy(update={"quiet": self._quiet(snapshot)})
@@ -71,8 +74,14 @@ class StatusSummary:
         return selected
 
     def _quiet(self, snapshot: MigrationSnapshot) -> Quiet:
-        """How long the source's end offsets have stayed as they are now, across refreshes."""
-        ends = {topic: sum(offsets.end) for topic, offsets in snapshot.source_topics.items()}
+        """How long the source's log end offsets have stayed as they are now, across refreshes.
+
+        Log ends, not last stable offsets: records written inside a transaction count.
+        """
+        ends = {
+            topic: sum(snapshot.source_log_ends.get(topic, offsets.end))
+            for topic, offsets in snapshot.source_topics.items()
+        }
         now = _queries.now()
         try:
             before = json.loads(self._stored.source_ends) if self._stored.source_ends else None

@@ -13,9 +13,9 @@ at it. A partition that cannot be matched keeps MirrorMaker's offset; no offset 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import Field
 
@@ -24,12 +24,23 @@ from ._clients import CLIENT_TIMEOUT, GroupCommits
 from ._clusters import KafkaCluster
 from ._errors import MigrationError
 from ._identities import ClientAccess
-from ._options import MigrationConfig, is_internal_topic, select
+from ._options import MigrationConfig, select
 from ._records import SEARCH_LIMIT, OffsetSync, Partition, Record, Walk
 from ._report import ReportPart
-from ._text import plural
+from ._text import list_names, plural
 
 _SwitchResult = Literal["exact", "re-reads", "kept", "not copied"]
+
+
+class PromotedEnds(NamedTuple):
+    """A promoted topic's end offsets on both clusters when its wave was promoted.
+
+    A group switched later is matched within them: past them, the source holds records no
+    one copied, and the target records its own clients wrote.
+    """
+
+    source: tuple[int, ...]
+    target: tuple[int, ...]
 
 
 class SwitchRefusedError(MigrationError):
@@ -308,26 +319,50 @@ def _partition_switch(
     )
 
 
+def _left_for_later(
+    commits: dict[str, GroupCommits], wave: Collection[str], promoted: Collection[str]
+) -> list[GroupSwitch]:
+    """Of the groups' commits, keep those of groups a wave moves; name those it leaves.
+
+    A group that reads none of the wave's topics is not the wave's; one that also reads topics
+    neither in the wave nor promoted before moves with a later wave.
+    """
+    moving = set(wave) | set(promoted)
+    left = []
+    for name, offsets in sorted(commits.items()):
+        if not set(offsets) & set(wave):
+            del commits[name]
+        elif others := sorted(set(offsets) - moving):
+            del commits[name]
+            why = (
+                f"group {name} also reads {list_names(others)}, not promoted yet: it moves "
+                "with a later wave"
+            )
+            left.append(GroupSwitch(group=name, switched=False, note=why))
+    return left
+
+
 def _groups_to_switch(
-    clients: Clients, config: MigrationConfig, groups: Sequence[str] | None
+    clients: Clients,
+    config: MigrationConfig,
+    groups: Sequence[str] | None,
+    wave: Collection[str] | None = None,
+    promoted: Mapping[str, PromotedEnds] | None = None,
 ) -> tuple[dict[str, int], dict[str, GroupCommits], list[GroupSwitch]]:
     """The migrated topics, the commits of the groups that can be switched, and those left.
 
     Named groups that cannot be switched refuse; with `groups` None every selected group with
-    commits on the migrated topics is taken, and those in use on either cluster are left.
+    commits on the migrated topics is taken, and those in use on either cluster are left. The
+    topics promoted in earlier waves count as migrated. With a `wave`, only groups that read
+    its topics are taken, and of those, a group that also reads topics neither in it nor
+    promoted is left for a later wave.
 
     Raises:
         SwitchRefusedError: naming the group and why.
     """
     partitions = clients.source.topics()
-    topics = {
-        name: partitions[name]
-        for name in select(
-            [t for t in partitions if not is_internal_topic(t)],
-            config.topics,
-            config.topics_exclude,
-        )
-    }
+    topics = {name: partitions[name] for name in config.select_topics(partitions)}
+    topics |= {name: len(ends.source) for name, ends in (promoted or {}).items()}
     known = clients.source.groups()
     selected = select(known, config.groups, config.groups_exclude)
     for name in groups or ():
@@ -345,9 +380,9 @@ def _groups_to_switch(
             raise SwitchRefusedError(
                 f"group {name} has no committed offsets on the migrated topics"
             )
+    left = [] if wave is None else _left_for_later(commits, wave, promoted or {})
     on_source = clients.source.describe_groups(list(commits)) if commits else {}
     on_target = clients.target.describe_groups(list(commits)) if commits else {}
-    left = []
     for name in list(commits):
         members = on_source.get(name, ("", 0))[1]
         moved = on_target.get(name, ("", 0))[1]
@@ -383,6 +418,18 @@ def _lowest(
     return lowest
 
 
+def _within(
+    offsets: Mapping[str, _clients.TopicOffsets], ends: Mapping[str, Sequence[int]]
+) -> dict[str, _clients.TopicOffsets]:
+    """The offsets, each partition of a topic in `ends` ending there (never past its end)."""
+    bounded = dict(offsets)
+    for topic, recorded in ends.items():
+        if (now := offsets.get(topic)) is not None and len(recorded) == len(now.end):
+            end = tuple(min(e, r) for e, r in zip(now.end, recorded, strict=True))
+            bounded[topic] = _clients.TopicOffsets(start=now.start, end=end)
+    return bounded
+
+
 def switch_groups_with(
     clients: Clients,
     config: MigrationConfig,
@@ -390,6 +437,8 @@ def switch_groups_with(
     *,
     dry_run: bool = False,
     use_syncs: bool = True,
+    wave: Collection[str] | None = None,
+    promoted: Mapping[str, PromotedEnds] | None = None,
     access: ClientAccess | None = None,
 ) -> list[GroupSwitch]:
     """Commit, on the target, the offsets matching each group's source offsets exactly.
@@ -401,18 +450,29 @@ def switch_groups_with(
         dry_run: compute and report, commit nothing.
         use_syncs: anchor on MirrorMaker's offset syncs; without them every partition is
             anchored by a content search from a timestamp.
+        wave: the source topics a wave promotes: only the groups that read them and nothing
+            else not promoted move; the others are named and left (`_groups_to_switch`).
+        promoted: the topics earlier waves promoted, with their end offsets then: groups are
+            matched within those ends.
         access: the host's client users: each switch says which of them resumes the group.
 
     Raises:
         SwitchRefusedError: when a named group cannot be switched: nothing was committed.
         ClusterUnreachableError: when a cluster does not answer.
     """
-    topics, commits, switches = _groups_to_switch(clients, config, groups)
+    promoted = promoted or {}
+    topics, commits, switches = _groups_to_switch(clients, config, groups, wave, promoted)
     used = sorted({topic for offsets in commits.values() for topic in offsets})
-    source_offsets = clients.source.offsets({topic: topics[topic] for topic in used})
+    source_offsets = _within(
+        clients.source.offsets({topic: topics[topic] for topic in used}),
+        {topic: ends.source for topic, ends in promoted.items()},
+    )
     existing = clients.target.topics()
     names = {config.target_topic(topic): topic for topic in used}
-    target_offsets = clients.target.offsets({n: existing[n] for n in names if n in existing})
+    target_offsets = _within(
+        clients.target.offsets({n: existing[n] for n in names if n in existing}),
+        {config.target_topic(topic): ends.target for topic, ends in promoted.items()},
+    )
     mirrormaker = clients.target.committed_offsets(list(commits), list(target_offsets))
     lowest = _lowest(
         commits,
