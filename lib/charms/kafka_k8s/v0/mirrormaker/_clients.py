@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, NamedTuple, TypeVar, cast
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka import errors as kafka_errors
@@ -38,12 +38,14 @@ from kafka.structs import TopicPartition
 from pydantic import BaseModel, ConfigDict
 
 from . import _transactions
+from ._clusters import KafkaCluster
 from ._connectors import ConnectorState, connector_states
 from ._errors import ClusterUnreachableError
 from ._names import RIGHTS_PROBE_GROUP
-from ._options import KafkaCluster
+from ._oauth import ClientCredentialsTokens, TokenEndpointError
 from ._rights import AclBinding
 from ._text import clip, plural
+from ._tls import client_context
 from ._transactions import OpenTransactions
 
 CLIENT_TIMEOUT = 10.0
@@ -54,6 +56,17 @@ _TLS_CA_SOURCES = {
     "source": "`ca` of mirrormaker-source-credentials, or tls-ca of migration-source",
     "target": "`ca` of the host's TargetCluster, else the system's CAs",
 }
+# What a TLS server sends when it refuses the client's certificate, or the lack of one.
+_CLIENT_CERTIFICATE_ALERTS = (
+    "ALERT_BAD_CERTIFICATE",
+    "ALERT_CERTIFICATE_REQUIRED",
+    "ALERT_UNKNOWN_CA",
+    "ALERT_CERTIFICATE_UNKNOWN",
+    "ALERT_UNSUPPORTED_CERTIFICATE",
+    "ALERT_ACCESS_DENIED",
+)
+# How kafka-python says a connection ended under it: what a listener of another protocol does.
+_CLOSED = ("socket disconnected", "Connection reset by peer", "illegal sasl state")
 
 
 _KAFKA_LOGGER = "kafka"
@@ -82,20 +95,49 @@ def kafka_python_config(
     timeout: float = CLIENT_TIMEOUT,
     client_id: str = "kafka-k8s-migration-status",
 ) -> dict[str, Any]:
-    """A kafka-python configuration for a cluster, with bounded requests and bootstrap."""
+    """A kafka-python configuration for a cluster, with bounded requests and bootstrap.
+
+    It logs in as MirrorMaker does: SASL with a password or OIDC client credentials (a token
+    provider bounded by `timeout`), TLS verified against the cluster's CA (the system's CAs
+    without one) with the client certificate for mutual TLS, held in memory.
+    """
     config: dict[str, Any] = {
         "bootstrap_servers": list(cluster.bootstrap_servers),
         "security_protocol": cluster.security_protocol,
-        "sasl_mechanism": cluster.sasl_mechanism,
-        "sasl_plain_username": cluster.username,
-        "sasl_plain_password": cluster.password,
         "request_timeout_ms": int(timeout * 1000),
         "bootstrap_timeout_ms": int(timeout * 1000),
         "client_id": client_id,
     }
-    if cluster.ca:
-        config["ssl_context"] = ssl.create_default_context(cadata=cluster.ca)
+    if cluster.sasl:
+        config["sasl_mechanism"] = cluster.sasl_mechanism
+        if cluster.oauth is not None:
+            config["sasl_oauth_token_provider"] = ClientCredentialsTokens(cluster.oauth, timeout)
+        else:
+            config["sasl_plain_username"] = cluster.username
+            config["sasl_plain_password"] = cluster.password
+    if cluster.tls:
+        config["ssl_context"] = client_context(
+            cluster.ca, cluster.client_certificate, cluster.client_key
+        )
     return config
+
+
+def fetch_token(config: Mapping[str, Any], where: str) -> None:
+    """With OAUTHBEARER, get the first token now, so that a refusal is named as one.
+
+    kafka-python would only retry the connection until its bootstrap times out.
+
+    Raises:
+        ClusterUnreachableError: saying what the token endpoint answered.
+    """
+    provider = config.get("sasl_oauth_token_provider")
+    if isinstance(provider, ClientCredentialsTokens):
+        try:
+            provider.token()
+        except TokenEndpointError as error:
+            raise ClusterUnreachableError(
+                f"{where}: {error.message}", refused=error.refused
+            ) from None
 
 
 def _commits_on(offsets: Mapping[Any, Any], topics: Collection[str]) -> GroupCommits:
@@ -120,6 +162,17 @@ _GROUP_STATES = {
 }
 
 
+# A filter that matches the ACLs of no real topic: describing them probes the right alone.
+_ACL_PROBE = ACLFilter(
+    principal=None,
+    host=None,
+    operation=ACLOperation.ANY,
+    permission_type=ACLPermissionType.ANY,
+    resource_pattern=ResourcePatternFilter(
+        ResourceType.TOPIC, "__kafka-k8s-rights-probe", ACLResourcePatternType.LITERAL
+    ),
+)
+
 _ERRNO_TEXT = re.compile(r"(\d+) E[A-Z]+")
 _ERROR_CODE = re.compile(r"\[Error (-?\d+)\]")
 _SSL_LOCATION = re.compile(r"\s*\(_ssl\.c:\d+\)$")
@@ -140,16 +193,81 @@ def _error_text(error: object) -> tuple[str, bool]:
     return str(error), False
 
 
-def _tls_failure(error: BaseException) -> str | None:
+class _TlsFailure(NamedTuple):
+    """Why a TLS handshake failed: the server's certificate, the client's, or anything else."""
+
+    kind: Literal["server", "client", "other"]
+    detail: str
+
+
+def _tls_failure(error: BaseException) -> _TlsFailure | None:
     """Why a TLS handshake failed, when `error` or what it was raised from is an `ssl` error."""
     seen: BaseException | None = error
     while seen is not None:
         if isinstance(seen, ssl.SSLCertVerificationError):
-            return f"certificate verify failed: {seen.verify_message}"
+            return _TlsFailure("server", f"certificate verify failed: {seen.verify_message}")
         if isinstance(seen, ssl.SSLError):
-            return _SSL_LOCATION.sub("", str(seen))
+            detail = _SSL_LOCATION.sub("", str(seen))
+            alert = str(seen.reason or "")
+            client = any(alert.endswith(name) for name in _CLIENT_CERTIFICATE_ALERTS)
+            return _TlsFailure("client" if client else "other", detail)
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def login_failure(
+    cluster: KafkaCluster,
+    where: str,
+    ca_source: str,
+    *,
+    refusal: str | None,
+    tls: _TlsFailure | None,
+) -> ClusterUnreachableError | None:
+    """The error for a refused login or a failed TLS handshake, naming what to check."""
+    if refusal is not None:
+        return ClusterUnreachableError(
+            f"{where} refused the login of {cluster.principal}: {refusal}", refused=True
+        )
+    if tls is None:
+        return None
+    detail = clip(tls.detail, 120)
+    if tls.kind == "server":
+        message = f"TLS handshake failed, the CA ({ca_source}) did not verify its certificate"
+    elif tls.kind == "client" and cluster.client_certificate:
+        message = "TLS handshake failed, it refused the client certificate (client-certificate)"
+    elif tls.kind == "client":
+        message = "TLS handshake failed, it asks for a client certificate: set client-certificate"
+        message += " and client-key"
+    else:
+        # A listener of another protocol closes the connection; so, at times before its alert
+        # arrives, does a TLS listener that refuses the client's certificate (or its absence).
+        certificate = (
+            "refused the client certificate, check client-certificate"
+            if cluster.client_certificate
+            else "asks for a client certificate, set client-certificate and client-key"
+        )
+        message = (
+            "TLS handshake failed: if this address is no TLS listener, security-protocol must be"
+            f" PLAINTEXT or SASL_PLAINTEXT; if it {certificate}"
+        )
+    return ClusterUnreachableError(f"{where}: {message}: {detail}", refused=True)
+
+
+def _closed_hint(cluster: KafkaCluster, reason: str) -> str:
+    """What a connection the listener closed may mean: another protocol than configured."""
+    if not any(text in reason for text in _CLOSED):
+        return ""
+    if reason == "illegal sasl state":
+        return (
+            f" (with security-protocol {cluster.security_protocol}: the listener takes no SASL "
+            "login; then set PLAINTEXT or SSL)"
+        )
+    if not cluster.tls:
+        return (
+            f" (with security-protocol {cluster.security_protocol}; a TLS listener closes it: "
+            "then set SSL or SASL_SSL; one that expects a login: SASL_PLAINTEXT)"
+        )
+    return f" (with security-protocol {cluster.security_protocol})"
 
 
 def _sasl_refusal(error: kafka_errors.SaslAuthenticationFailedError) -> str:
@@ -207,14 +325,16 @@ class _ConnectionFailures(logging.Handler):
         super().__init__(logging.WARNING)
         self.thread_name = f"kafka-io-{client_id}"
         self.refusal: str | None = None
-        self.tls_failure: str | None = None
+        self.tls_failure: _TlsFailure | None = None
         self.last: str | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Keep the exceptions a record of this client's thread carries."""
-        if record.threadName != self.thread_name or not isinstance(record.args, tuple):
+        """Keep the exceptions a record of this client's thread carries (or logs as raised)."""
+        if record.threadName != self.thread_name:
             return
-        for arg in record.args:
+        args = record.args if isinstance(record.args, tuple) else ()
+        raised = (record.exc_info[1],) if record.exc_info else ()
+        for arg in (*args, *raised):
             if isinstance(arg, BaseException):
                 self.note(arg)
 
@@ -223,7 +343,9 @@ class _ConnectionFailures(logging.Handler):
         if isinstance(error, kafka_errors.SaslAuthenticationFailedError):
             self.refusal = _sasl_refusal(error)
         elif (failure := _tls_failure(error)) is not None:
-            self.tls_failure = failure
+            # A certificate named as the cause says more than a connection closed under it.
+            if self.tls_failure is None or failure.kind != "other":
+                self.tls_failure = failure
         elif (text := _error_text(error)[0]) != "timed out" or self.last is None:
             # A timeout at the end of the retries says less than the failures before it.
             self.last = text
@@ -306,28 +428,29 @@ class _Connections:
         reason, answered = _error_text(error)
         if isinstance(error, BaseException) and reason != "timed out":
             self._failures.note(error)
-        if (refusal := self._failures.refusal) is not None:
-            return ClusterUnreachableError(
-                f"{where} refused the login of {self.cluster.username}: {refusal}", refused=True
-            )
-        if self._failures.tls_failure is not None:
-            ca = _TLS_CA_SOURCES.get(self.role, "its CA")
-            detail = clip(self._failures.tls_failure, 120)
-            return ClusterUnreachableError(
-                f"{where}: TLS handshake failed, the CA ({ca}) did not verify its certificate: "
-                f"{detail}",
-                refused=True,
-            )
-        if answered:
+        failed = login_failure(
+            self.cluster,
+            where,
+            _TLS_CA_SOURCES.get(self.role, "its CA"),
+            refusal=self._failures.refusal,
+            tls=self._failures.tls_failure,
+        )
+        if failed is not None:
+            return failed
+        if answered and reason != "illegal sasl state":
             return ClusterUnreachableError(f"{where} refused the request: {reason}")
         if reason == "timed out" and self._failures.last is not None:
             reason = self._failures.last
-        return ClusterUnreachableError(f"{where} did not answer: {reason or 'timed out'}")
+        reason = reason or "timed out"
+        return ClusterUnreachableError(
+            f"{where} did not answer: {reason}{_closed_hint(self.cluster, reason)}"
+        )
 
     def _client(self) -> KafkaAdminClient:
         """The admin client, connected now if it is not yet (within the timeout)."""
         if self._admin is None:
             quiet_kafka_logs()
+            fetch_token(self._config, f"{self.role} cluster at {self.cluster.bootstrap}")
             with self._failures.listening():
                 try:
                     self._admin = AdminClient(**self._config)
@@ -534,7 +657,7 @@ class ClusterClient(_Connections):
         """
         if not partitions:
             return OpenTransactions()
-        user = self.cluster.username
+        user = self.cluster.principal
         found = self._ask(lambda admin: _transactions.describe_open(admin, partitions, user))
         if not (undated := found.undated()):
             return found
@@ -598,7 +721,7 @@ class ClusterClient(_Connections):
         Raises:
             ClusterUnreachableError: if the cluster does not answer in time.
         """
-        user = self.cluster.username
+        user = self.cluster.principal
         missing = []
         try:
             described = (
@@ -613,7 +736,7 @@ class ClusterClient(_Connections):
             if blind:
                 named = ", ".join(blind[:3]) + (", ..." if len(blind) > 3 else "")
                 missing.append(
-                    f"source user {user} may not describe the configs of "
+                    f"source {user} may not describe the configs of "
                     f"{plural(len(blind), 'topic')} ({named}): MirrorMaker cannot create their "
                     "copies; grant it DESCRIBE_CONFIGS on them"
                 )
@@ -633,22 +756,36 @@ class ClusterClient(_Connections):
                     refused = False  # answered after the authorization passed: not ready yet
                 if refused:
                     missing.append(
-                        f"source user {user} may not describe every consumer group: no group's"
+                        f"source {user} may not describe every consumer group: no group's"
                         " offsets migrate; grant it DESCRIBE on the groups"
                     )
-            operations = (
-                self._answer(lambda admin: admin.describe_cluster()).get("authorized_operations")
-                if acls
-                else None
-            )
-            if operations is not None and "DESCRIBE" not in operations:
+            if acls and not self._may_describe_acls():
                 missing.append(
-                    f"source user {user} may not describe ACLs: no topic ACL is copied; grant it"
+                    f"source {user} may not describe ACLs: no topic ACL is copied; grant it"
                     " DESCRIBE on the cluster"
                 )
         except QUERY_ERRORS as error:
             raise self.unreachable(error) from None
         return missing
+
+    def _may_describe_acls(self) -> bool:
+        """Whether the user may describe ACLs: asked by describing those of no real topic.
+
+        DescribeAcls needs DESCRIBE on the cluster, the right asked, on every Kafka since 0.11.
+        (The cluster's authorized operations come from DescribeCluster, which kafka-python
+        reads only in the version Kafka 3.7 introduced.) A cluster without an authorizer has
+        no ACL to copy.
+
+        Raises:
+            kafka.errors.KafkaError: any other error of the cluster's.
+        """
+        try:
+            self._answer(lambda admin: admin.describe_acls(_ACL_PROBE))
+        except kafka_errors.ClusterAuthorizationFailedError:
+            return False
+        except kafka_errors.SecurityDisabledError:
+            return True
+        return True
 
     def acls(self) -> list[AclBinding]:
         """Every ACL binding of the cluster, of every resource type and pattern.
@@ -750,16 +887,43 @@ class ClusterClient(_Connections):
             for description in answer.values():
                 if error := str(description.get("error") or ""):
                     code = _ERROR_CODE.match(error)
-                    raise kafka_errors.for_code(int(code.group(1)) if code else -1)(error)
+                    number = int(code.group(1)) if code else -1
+                    if number != kafka_errors.GroupIdNotFoundError.errno:
+                        raise kafka_errors.for_code(number)(error)
             return answer
 
         described: dict[str, tuple[str, int]] = {}
+        newer = []
         for group, description in self._ask(query, again=True).items():
+            if description.get("error"):
+                newer.append(group)
+                continue
             state = str(description.get("group_state") or "unknown")
             described[group] = (
                 _GROUP_STATES.get(state, state.lower()),
                 len(description.get("members") or ()),
             )
+        if newer:
+            described.update(self._consumer_protocol_groups(newer))
+        return described
+
+    def _consumer_protocol_groups(self, groups: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """The state of groups of the consumer protocol (KIP-848), and whether they have members.
+
+        Kafka 4 answers DescribeGroups (the classic protocol's) for such a group with "not a
+        classic group" (GROUP_ID_NOT_FOUND), state Dead and no member, even while consumers
+        read. kafka-python has no ConsumerGroupDescribe; ListGroups gives each group's type and
+        state, and one of the consumer protocol in a state other than Empty has members: it
+        counts as one, its number unknown. A group that is not listed has gone (Dead).
+        """
+        listed = {
+            str(group["group_id"]): group
+            for group in self._ask(lambda admin: admin.list_groups(), again=True)
+        }
+        described = {}
+        for name in groups:
+            state = str(listed.get(name, {}).get("group_state") or "Dead").lower()
+            described[name] = (state, 0 if state in ("empty", "dead") else 1)
         return described
 
     def connector_states(self, source_alias: str) -> list[ConnectorState]:

@@ -24,11 +24,12 @@ from typing import NamedTuple
 
 from . import _switch
 from ._clients import CLIENT_TIMEOUT, TopicOffsets
+from ._clusters import KafkaCluster, SourceCluster
 from ._display import groups_table
 from ._errors import ClusterUnreachableError, MigrationError
 from ._identities import ClientAccess
 from ._names import SOURCE_ALIAS
-from ._options import KafkaCluster, MigrationConfig, SourceCluster
+from ._options import MigrationConfig
 from ._peers import FinishedMigration, UnitState, Wave
 from ._queries import fetch_snapshot
 from ._records import internal_topics

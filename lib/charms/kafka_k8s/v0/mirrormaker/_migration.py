@@ -24,6 +24,7 @@ from . import _cutover, _queries, _restarts, _switch
 from ._access import access_report, access_results
 from ._acls import AclCopies, copy_acls
 from ._clients import CLIENT_TIMEOUT, STATUS_TIMEOUT
+from ._clusters import SourceCluster, TargetCluster
 from ._connectors import ConnectorState
 from ._display import report_results, switch_results
 from ._errors import (
@@ -35,7 +36,7 @@ from ._errors import (
 )
 from ._fence import Fence, FencedTopics, TopicSelection
 from ._identities import ClientAccess
-from ._options import MigrationConfig, MirrorMakerSettings, MirrorMakerWorkload, TargetCluster
+from ._options import MigrationConfig, MirrorMakerSettings, MirrorMakerWorkload
 from ._peers import PeerData, RequestedState, UnitState, exactly_once_for
 from ._preflight import Preflight, dry_run, preflight, prepare
 from ._queries import migration_report
@@ -49,6 +50,9 @@ from ._switch import Clients, SwitchRefusedError
 from ._text import clip, plural
 
 logger = logging.getLogger(__name__)
+
+# What the status adds while MirrorMaker reads a PLAINTEXT source.
+_UNPROTECTED = "source PLAINTEXT: unauthenticated, unencrypted"
 
 
 class _FenceChangedEvent(ops.EventBase):
@@ -385,10 +389,14 @@ class Migration(ops.Object):
             return self._starting(config, source.name)
         if (shown := self.summary.shown()) is None:
             return ops.ActiveStatus(f"migrating from {source.name}")
-        return self._summary_status(shown, fence)
+        return self._summary_status(shown, fence, source)
 
-    def _summary_status(self, shown: Shown, fence: str) -> ops.StatusBase:
-        """The stored summary as a status; an active one counts today's restarts and the fence."""
+    def _summary_status(self, shown: Shown, fence: str, source: SourceCluster) -> ops.StatusBase:
+        """The stored summary as a status.
+
+        An active one counts today's restarts, says that a PLAINTEXT source is read unprotected,
+        and names the fence.
+        """
         kind, message = shown
         if kind == "blocked":
             return ops.BlockedStatus(message)
@@ -397,7 +405,8 @@ class Migration(ops.Object):
         log = self.restarts.log()
         if log.times and (restarts := len(log.today(_queries.now()))):
             message += f"; {plural(restarts, 'MirrorMaker restart')} today"
-        return ops.ActiveStatus(clip(f"{message}; {fence}" if fence else message))
+        notes = [message, _UNPROTECTED if source.unprotected else "", fence]
+        return ops.ActiveStatus(clip("; ".join(note for note in notes if note)))
 
     def _waves_text(self) -> str:
         """The waves promoted so far, as the status shows them, or ""."""
@@ -456,6 +465,7 @@ class Migration(ops.Object):
         self.on.fence_changed.emit()
         self.reconcile()
         name = settings.source.name
+        warning = {"warning": settings.source.unprotected} if settings.source.unprotected else {}
         this_unit = self.service.state()
         message = (
             f"the migration from {name} was already requested"
@@ -468,6 +478,7 @@ class Migration(ops.Object):
         )
         event.set_results(
             {
+                **warning,
                 "state": "running",
                 "source": name,
                 "this-unit": this_unit,
@@ -593,7 +604,7 @@ class Migration(ops.Object):
                 settings.source,
                 settings.config,
                 self.clients(),
-                target_user=settings.target.username,
+                target_user=settings.target.username or "",
                 copied=self.copied_acls(),
             )
         except MigrationError as error:

@@ -360,10 +360,13 @@ def preflight(settings: MirrorMakerSettings) -> tuple[Preflight, dict[str, objec
     }
     if missing:
         results["missing-rights"] = json.dumps(missing)
+    warnings = [settings.source.unprotected] if settings.source.unprotected else []
     if not selected:
-        results["warning"] = (
+        warnings.append(
             "no source topic matches mirrormaker-topics and mirrormaker-topics-exclude"
         )
+    if warnings:
+        results["warning"] = "; ".join(warnings)
     return found, results
 
 

@@ -29,10 +29,16 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka import errors as kafka_errors
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from ._clients import CLIENT_TIMEOUT, AdminClient, kafka_python_config, quiet_kafka_logs
+from ._clients import (
+    CLIENT_TIMEOUT,
+    AdminClient,
+    fetch_token,
+    kafka_python_config,
+    quiet_kafka_logs,
+)
+from ._clusters import KafkaCluster
 from ._errors import ClusterUnreachableError
 from ._names import SOURCE_ALIAS
-from ._options import KafkaCluster
 
 _Content = tuple[bytes | None, bytes | None, tuple[tuple[str, bytes | None], ...], int]
 """What identifies a record across clusters: key, value, headers and timestamp."""
@@ -308,7 +314,7 @@ class LogClient:
         where = f"{self.role} cluster at {self.cluster.bootstrap}"
         if isinstance(error, kafka_errors.SaslAuthenticationFailedError):
             return ClusterUnreachableError(
-                f"{where} refused the login of {self.cluster.username}", refused=True
+                f"{where} refused the login of {self.cluster.principal}", refused=True
             )
         if isinstance(error, kafka_errors.BrokerResponseError):
             return ClusterUnreachableError(f"{where} refused the request: {error}")
@@ -316,6 +322,7 @@ class LogClient:
 
     def _consumer(self) -> KafkaConsumer:
         if self._reader is None:
+            fetch_token(self._config, f"{self.role} cluster at {self.cluster.bootstrap}")
             try:
                 self._reader = KafkaConsumer(
                     **self._config,
@@ -332,6 +339,7 @@ class LogClient:
 
     def _admin(self) -> KafkaAdminClient:
         if self._admin_client is None:
+            fetch_token(self._config, f"{self.role} cluster at {self.cluster.bootstrap}")
             try:
                 self._admin_client = AdminClient(**self._config)
             except (kafka_errors.KafkaError, OSError) as error:

@@ -91,10 +91,17 @@ JMX_RULES = (_HERE / "jmx_mirrormaker.yaml").read_text()
 
 
 def render_mm2_secrets(settings: MirrorMakerSettings) -> str:
-    """The passwords `mm2.properties` refers to, as `FileConfigProvider` reads them."""
+    """The secrets `mm2.properties` refers to, as `FileConfigProvider` reads them.
+
+    Each cluster's `sasl.jaas.config` (password or OAuth client secret) and the private key of
+    its client certificate, when it has them.
+    """
     lines = ["# Rendered by the kafka_k8s mirrormaker charm library. Read by MirrorMaker only."]
     for alias, cluster in ((SOURCE_ALIAS, settings.source), (TARGET_ALIAS, settings.target)):
-        lines.append(f"{alias}.sasl.jaas.config={_properties_escape(cluster.jaas_config)}")
+        if (jaas := cluster.jaas_config) is not None:
+            lines.append(f"{alias}.sasl.jaas.config={_properties_escape(jaas)}")
+        if cluster.tls and cluster.client_key:
+            lines.append(f"{alias}.ssl.keystore.key={_properties_escape(cluster.client_key)}")
     return "\n".join(lines) + "\n"
 
 
@@ -120,6 +127,16 @@ def mirrormaker_layer(settings: MirrorMakerSettings) -> ops.pebble.LayerDict:
     workload = settings.workload
     metrics = f"{workload.metrics_host}:" if workload.metrics_host else ""
     heap = settings.config.heap_mb or workload.heap_mb
+    options = (
+        f"-javaagent:{workload.jmx_agent}={metrics}{workload.metrics_port}:{workload.jmx_config}"
+    )
+    endpoints = sorted(
+        {c.oauth.token_endpoint for c in (settings.source, settings.target) if c.oauth and c.sasl}
+    )
+    if endpoints:
+        # Kafka 4 lets its OAuth login reach no URL unless it is listed (CVE-2025-27817); 3.9.1
+        # allows all unless listed; older releases ignore it.
+        options += f" -Dorg.apache.kafka.sasl.oauthbearer.allowed.urls={','.join(endpoints)}"
     return {
         "summary": "MirrorMaker 2",
         "services": {
@@ -132,10 +149,7 @@ def mirrormaker_layer(settings: MirrorMakerSettings) -> ops.pebble.LayerDict:
                 "group": workload.group,
                 "environment": {
                     "KAFKA_HEAP_OPTS": f"-Xms{min(heap, 256)}m -Xmx{heap}m",
-                    "KAFKA_OPTS": (
-                        f"-javaagent:{workload.jmx_agent}="
-                        f"{metrics}{workload.metrics_port}:{workload.jmx_config}"
-                    ),
+                    "KAFKA_OPTS": options,
                     "LOG_DIR": str(workload.logs),
                     "JAVA_HOME": str(workload.java_home),
                 },

@@ -27,10 +27,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from . import _clients
 from ._clients import STATUS_TIMEOUT
+from ._clusters import KafkaCluster
 from ._connectors import ConnectorState
 from ._errors import ClusterUnreachableError
 from ._names import SOURCE_ALIAS
-from ._options import KafkaCluster
 from ._peers import PeerData
 from ._report import Shown
 from ._text import clip, list_names, plural

@@ -21,9 +21,10 @@ from pydantic import Field
 
 from . import _clients, _records
 from ._clients import CLIENT_TIMEOUT, GroupCommits
+from ._clusters import KafkaCluster
 from ._errors import MigrationError
 from ._identities import ClientAccess
-from ._options import KafkaCluster, MigrationConfig, select
+from ._options import MigrationConfig, select
 from ._records import SEARCH_LIMIT, OffsetSync, Partition, Record, Walk
 from ._report import ReportPart
 from ._text import list_names, plural
