@@ -26,7 +26,6 @@ log() { printf 'fetch-sources.sh: %s\n' "$*" >&2; }
 missing=()
 command -v java >/dev/null 2>&1 || missing+=("java (JDK ${JAVA_MIN_MAJOR}+) — install it: apt-get install openjdk-17-jdk-headless")
 command -v mvn >/dev/null 2>&1 || missing+=("mvn (Apache Maven) — install it: apt-get install maven")
-command -v unzip >/dev/null 2>&1 || missing+=("unzip — install it: apt-get install unzip")
 if ((${#missing[@]})); then
     for item in "${missing[@]}"; do
         printf 'missing: %s\n' "$item" >&2
@@ -68,8 +67,11 @@ else
     mvn -q -B dependency:copy \
         -Dartifact="org.keycloak:keycloak-quarkus-dist:$KEYCLOAK_VERSION:zip" \
         -DoutputDirectory="$staging" >&2
-    unzip -q "$staging/keycloak-quarkus-dist-$KEYCLOAK_VERSION.zip" -d "$staging"
+    # Python's zipfile, not unzip (not on every machine); it keeps no modes, so the scripts
+    # get their execute bit back.
+    python3 -m zipfile -e "$staging/keycloak-quarkus-dist-$KEYCLOAK_VERSION.zip" "$staging"
     built="$staging/keycloak-$KEYCLOAK_VERSION"
+    chmod +x "$built"/bin/*.sh
     # Build-time options once (Quarkus augmentation, a minute or more); every start reuses it.
     JAVA_OPTS_KC_HEAP="-Xmx512m" "$built/bin/kc.sh" build --db=dev-mem >&2
     touch "$built/.built-$KEYCLOAK_VERSION"
