@@ -29,7 +29,7 @@ from kafka.structs import TopicPartition as KafkaTopicPartition
 
 from admin import AdminError, KafkaAdmin
 from charms.kafka_k8s.v0 import mirrormaker as mm
-from charms.kafka_k8s.v0.mirrormaker import _clients
+from charms.kafka_k8s.v0.mirrormaker import _clients, _connections
 from tests.unit.helpers import (
     CLIENT_CERTIFICATE,
     CLIENT_KEY,
@@ -85,7 +85,7 @@ def test_a_login_at_a_listener_without_sasl_is_told_so():
 
 
 def test_connection_failures_are_taken_from_the_clients_own_thread():
-    failures = _clients._ConnectionFailures("kafka-k8s-migration-status-source")
+    failures = _connections._ConnectionFailures("kafka-k8s-migration-status-source")
     refusal = kafka_errors.SaslAuthenticationFailedError("SaslAuthenticationFailedError: no")
 
     def record(thread: str, *args: object) -> logging.LogRecord:
@@ -297,7 +297,7 @@ def test_group_offsets_client_logs_in_as_the_cluster_user(test_ca: str):
         security_protocol="SASL_SSL",
         ca=test_ca,
     )
-    config = _clients.kafka_python_config(cluster, timeout=4)
+    config = _connections.kafka_python_config(cluster, timeout=4)
     context = config.pop("ssl_context")
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
     assert len(context.get_ca_certs()) == 1
@@ -311,9 +311,9 @@ def test_group_offsets_client_logs_in_as_the_cluster_user(test_ca: str):
         "bootstrap_timeout_ms": 4000,
         "client_id": "kafka-k8s-migration-status",
     }
-    system = _clients.kafka_python_config(cluster.model_copy(update={"ca": None}))
+    system = _connections.kafka_python_config(cluster.model_copy(update={"ca": None}))
     assert system["ssl_context"].verify_mode == ssl.CERT_REQUIRED  # the system's CAs
-    plain = _clients.kafka_python_config(
+    plain = _connections.kafka_python_config(
         cluster.model_copy(update={"ca": None, "security_protocol": "SASL_PLAINTEXT"})
     )
     assert "ssl_context" not in plain

@@ -223,8 +223,8 @@ connect, for a host that asks its own cluster with the same client. The modules 
 """
 
 from ._access import AccessReport, access_report, format_access_table
-from ._clients import admin_client
 from ._clusters import KafkaCluster, OAuthClient, SourceCluster, TargetCluster
+from ._connections import admin_client
 from ._cutover import CutoverRefusedError, Promotion, promote
 from ._display import format_table
 from ._errors import (

@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 
 from . import _clients
 from ._acls import acls_to_copy, selected_topics
-from ._clients import CLIENT_TIMEOUT
 from ._clusters import SourceCluster
+from ._connections import CLIENT_TIMEOUT
 from ._display import _table
 from ._errors import ClusterUnreachableError
 from ._identities import ClientAccess, ClientUser

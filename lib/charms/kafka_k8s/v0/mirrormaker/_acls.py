@@ -21,8 +21,8 @@ from collections.abc import Iterable, Sequence
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from . import _clients
-from ._clients import CLIENT_TIMEOUT
 from ._clusters import KafkaCluster
+from ._connections import CLIENT_TIMEOUT
 from ._identities import ClientAccess
 from ._names import MIRRORMAKER_NAMES
 from ._options import MigrationConfig, is_internal_topic, select

@@ -16,7 +16,8 @@ from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.protocol.broker_version_data import BrokerVersionData
 from pydantic import BaseModel, ConfigDict
 
-from ._clients import QUERY_ERRORS, ClusterClient
+from ._clients import ClusterClient
+from ._connections import QUERY_ERRORS
 from ._errors import ClusterUnreachableError
 
 # A broker's `message.max.bytes` unless it is configured: the record limit of a topic without

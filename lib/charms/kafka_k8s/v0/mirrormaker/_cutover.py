@@ -23,8 +23,9 @@ from datetime import datetime, timezone
 from typing import NamedTuple
 
 from . import _switch
-from ._clients import CLIENT_TIMEOUT, TopicOffsets
+from ._clients import TopicOffsets
 from ._clusters import KafkaCluster, SourceCluster
+from ._connections import CLIENT_TIMEOUT
 from ._display import groups_table
 from ._errors import ClusterUnreachableError, MigrationError
 from ._identities import ClientAccess

@@ -23,8 +23,8 @@ from pydantic import ValidationError
 from . import _cutover, _queries, _restarts, _switch
 from ._access import access_report, access_results
 from ._acls import AclCopies, copy_acls
-from ._clients import CLIENT_TIMEOUT, STATUS_TIMEOUT
 from ._clusters import SourceCluster, TargetCluster
+from ._connections import CLIENT_TIMEOUT, STATUS_TIMEOUT
 from ._connectors import ConnectorState
 from ._display import report_results, switch_results
 from ._errors import (

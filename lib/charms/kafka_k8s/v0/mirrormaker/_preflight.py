@@ -29,8 +29,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from . import _capacity, _clients
+from . import _capacity
 from ._capacity import DEFAULT_MESSAGE_MAX_BYTES, TopicDetails
+from ._connections import CLIENT_TIMEOUT
 from ._options import MigrationConfig, MirrorMakerSettings, is_internal_topic, select
 from ._queries import missing_source_rights
 from ._text import list_names
@@ -386,6 +387,6 @@ def prepare(settings: MirrorMakerSettings, found: Preflight) -> None:
     Raises:
         ClusterUnreachableError: if the target does not answer, or refuses.
     """
-    with _capacity.CapacityClient(settings.target, "target", _clients.CLIENT_TIMEOUT) as target:
+    with _capacity.CapacityClient(settings.target, "target", CLIENT_TIMEOUT) as target:
         target.set_record_limits(found.raise_limits)
         target.create_topics(found.create)

@@ -29,14 +29,14 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka import errors as kafka_errors
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from ._clients import (
+from ._clusters import KafkaCluster
+from ._connections import (
     CLIENT_TIMEOUT,
     AdminClient,
     fetch_token,
     kafka_python_config,
     quiet_kafka_logs,
 )
-from ._clusters import KafkaCluster
 from ._errors import ClusterUnreachableError
 from ._names import SOURCE_ALIAS
 

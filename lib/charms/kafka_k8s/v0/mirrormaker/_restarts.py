@@ -26,8 +26,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from . import _clients
-from ._clients import STATUS_TIMEOUT
 from ._clusters import KafkaCluster
+from ._connections import STATUS_TIMEOUT
 from ._connectors import ConnectorState
 from ._errors import ClusterUnreachableError
 from ._names import SOURCE_ALIAS

@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 import ops
 
 from . import _clients, _queries
-from ._clients import STATUS_TIMEOUT
+from ._connections import STATUS_TIMEOUT
 from ._connectors import ConnectorState
 from ._options import MirrorMakerSettings
 from ._peers import UnitState

@@ -20,8 +20,9 @@ from typing import Any, Literal, NamedTuple
 from pydantic import Field
 
 from . import _clients, _records
-from ._clients import CLIENT_TIMEOUT, GroupCommits
+from ._clients import GroupCommits
 from ._clusters import KafkaCluster
+from ._connections import CLIENT_TIMEOUT
 from ._errors import MigrationError
 from ._identities import ClientAccess
 from ._options import MigrationConfig, select
