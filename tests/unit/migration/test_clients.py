@@ -173,8 +173,22 @@ def test_a_failed_tls_handshake_names_the_ca_to_check(test_ca: str, tmp_path: Pa
     )
 
 
-def test_a_plain_client_at_a_tls_listener_is_told_to_use_tls(tmp_path: Path):
-    with loopback_server(_tls_server(_server_certificate(tmp_path))) as address:
+def _tls_alert_server(connection: socket.socket) -> None:
+    """A handler that answers any request with a TLS alert record, as Java's TLS listener does.
+
+    Read as a Kafka frame, the alert's header (content type 0x15, version 0x0303) is a size
+    of 352,518,912 bytes.
+    """
+    connection.recv(1024)
+    connection.sendall(bytes([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x0A]))
+
+
+@pytest.mark.parametrize("answer", ["closes", "alert"])
+def test_a_plain_client_at_a_tls_listener_is_told_to_use_tls(tmp_path: Path, answer: str):
+    handle = _tls_alert_server
+    if answer == "closes":
+        handle = _tls_server(_server_certificate(tmp_path))
+    with loopback_server(handle) as address:
         cluster = mm.SourceCluster(
             name="old", bootstrap_servers=(address,), security_protocol="PLAINTEXT"
         )

@@ -219,9 +219,23 @@ def login_failure(
     return ClusterUnreachableError(f"{where}: {message}: {detail}", refused=True)
 
 
+def _answered_in_tls(reason: str) -> bool:
+    """Whether a reply read as a Kafka frame was a TLS record (an alert or a handshake).
+
+    A TLS listener answers a plain Kafka request with a TLS record: its first bytes (content
+    type 0x15 or 0x16, version 0x03) then read as an absurd frame length.
+    """
+    found = re.search(r"Invalid frame length: (\d+)", reason)
+    if found is None:
+        return False
+    length = int(found.group(1))
+    return length >> 24 in (0x15, 0x16) and (length >> 16) & 0xFF == 0x03
+
+
 def _closed_hint(cluster: KafkaCluster, reason: str) -> str:
     """What a connection the listener closed may mean: another protocol than configured."""
-    if not any(text in reason for text in _CLOSED):
+    tls_reply = _answered_in_tls(reason)
+    if not tls_reply and not any(text in reason for text in _CLOSED):
         return ""
     if reason == "illegal sasl state":
         return (
