@@ -505,6 +505,13 @@ class FakeClusters:
         }
         self.syncs: list[_records.OffsetSync] = []
         self.mirrormaker_offsets: dict[tuple[str, int], int] | None = None
+        # A failback's copy back: its offset syncs and committed offsets (read on the source),
+        # its connectors, the records written (by role and topic) and who may not write.
+        self.failback_syncs: list[_records.OffsetSync] = []
+        self.failback_offsets: dict[tuple[str, int], int] | None = None
+        self.failback_connectors = list(RUNNING_CONNECTORS[2:])
+        self.written: dict[tuple[str, str], list[tuple[bytes, bytes]]] = {}
+        self.refused_writes: set[str] = set()
         self.switched: list[tuple[str, dict[tuple[str, int], int]]] = []
         self.deleted: list[str] = []
         self.pauses: list[float] = []
@@ -550,8 +557,10 @@ class FakeClusters:
         client.cluster, client.timeout = cluster, timeout
         return client
 
-    def logs(self, cluster: mm.KafkaCluster, role: str, timeout: float = 10.0) -> FakeLogs:
-        return FakeLogs(self, role)
+    def logs(
+        self, cluster: mm.KafkaCluster, role: str, timeout: float = 10.0, flow: str = "source"
+    ) -> FakeLogs:
+        return FakeLogs(self, role, flow)
 
     def now(self) -> float:
         """The library's clock: each reading is `tick` seconds after the last."""
@@ -659,6 +668,9 @@ class FakeClient:
 
     def connector_states(self, source_alias: str) -> list[_connectors.ConnectorState]:
         self._answer()
+        if source_alias == "failback":
+            assert self.role == "source"
+            return self.clusters.failback_connectors
         assert source_alias == "source"
         return self.clusters.connectors
 
@@ -863,16 +875,18 @@ def copies(source: list[_records.Record], runs: list[tuple[int, int]], first: in
 
 
 class FakeLogs:
-    """What `LogClient` would read from one cluster, and the commits it would make.
+    """What `LogClient` would read from one cluster, and the commits and writes it would make.
 
     A partition without records in `FakeClusters.records` holds, at every offset between its
     start and end, a record named after the source partition and offset: the target's copy at
-    the same offset.
+    the same offset. `flow` is the MirrorMaker flow whose offset syncs and committed offsets it
+    reads: the migration's (`source`) or a failback's copy back (`failback`, on the source).
     """
 
-    def __init__(self, clusters: FakeClusters, role: str):
+    def __init__(self, clusters: FakeClusters, role: str, flow: str = "source"):
         self.clusters = clusters
         self.role = role
+        self.flow = flow
 
     def __enter__(self) -> FakeLogs:
         return self
@@ -911,7 +925,8 @@ class FakeLogs:
 
     def offset_syncs(self, wanted):
         found = {}
-        for sync in reversed(self.clusters.syncs):
+        syncs = self.clusters.syncs if self.flow == "source" else self.clusters.failback_syncs
+        for sync in reversed(syncs):
             key = (sync.topic, sync.partition)
             if key in wanted and key not in found:
                 if wanted[key] is None or sync.upstream <= wanted[key]:
@@ -919,19 +934,35 @@ class FakeLogs:
         return found
 
     def source_offsets(self):
-        if self.clusters.mirrormaker_offsets is not None:
-            return dict(self.clusters.mirrormaker_offsets)
+        given, read = self.clusters.mirrormaker_offsets, "source"
+        if self.flow == "failback":
+            given, read = self.clusters.failback_offsets, "target"
+        if given is not None:
+            return dict(given)
         return {
             (topic, number): end - 1
-            for topic, ends in self.clusters.topics["source"].items()
+            for topic, ends in self.clusters.topics[read].items()
             for number, end in enumerate(ends)
         }
 
     def commit(self, group: str, offsets) -> None:
         self.clusters.switched.append((group, dict(offsets)))
-        commits = self.clusters.commits["target"].setdefault(group, {})
+        commits = self.clusters.commits[self.role].setdefault(group, {})
         for (topic, number), offset in offsets.items():
             commits.setdefault(topic, {})[number] = offset
+
+    def create_compacted(self, topic: str) -> bool:
+        if topic in self.clusters.topics[self.role]:
+            return False
+        self.clusters.topics[self.role][topic] = [0]
+        return True
+
+    def write(self, topic: str, records) -> None:
+        if self.role in self.clusters.refused_writes:
+            raise ClusterUnreachableError(
+                f"{self.role} cluster at h:1 refused the request: topic authorization failed"
+            )
+        self.clusters.written.setdefault((self.role, topic), []).extend(records)
 
     def delete_topics(self, names) -> list[str]:
         existing = sorted(set(names) & set(self.clusters.topics[self.role]))

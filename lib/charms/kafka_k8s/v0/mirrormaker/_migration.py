@@ -7,8 +7,9 @@ Reading Juju is done by `_source` (the source cluster), `_peers` (requests and u
 and `_restarts` (the restarts of failed tasks); the work by `_service` (MirrorMaker in its
 container), `_queries` and `_report` (migration-status), `_access` (its access report),
 `_restarts` (restarting failed tasks), `_preflight` (start-migration's preflight, dry-run or
-not), `_switch` (switch-group) and `_cutover` (finish-migration). The host's client users and
-the operator's map of their identities come from the host (`clients`).
+not), `_switch` (switch-group) and `_cutover` (finish-migration); `_failback_host` handles
+start-failback and finish-failback itself. The host's client users and the operator's map of
+their identities come from the host (`clients`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from ._errors import (
     PreflightError,
     SourceGoneError,
 )
+from ._failback_host import Failbacks
 from ._fence import Fence, FencedTopics, TopicSelection
 from ._identities import ClientAccess
 from ._options import MigrationConfig, MirrorMakerSettings, MirrorMakerWorkload, TargetCluster
@@ -127,6 +129,7 @@ class Migration(ops.Object):
         self.restarts = Restarts(self.peers)
         self.sources = SourceReader(charm, source_relation)
         self.requirer = self.sources.requirer
+        self.failback = Failbacks(self, self.service.container, self.service.workload)
         framework = charm.framework
         framework.observe(charm.on["start-migration"].action, self._on_start_migration)
         framework.observe(charm.on["stop-migration"].action, self._on_stop_migration)
@@ -157,9 +160,10 @@ class Migration(ops.Object):
     def fenced_topics(self) -> FencedTopics:
         """The target topics no client of the host may write now (see `_fence`).
 
-        Computed from the options and peer data: it queries no cluster.
+        Computed from the options and peer data: it queries no cluster. Topics failed back
+        are fenced too (`_failback_host`).
         """
-        return self.fence.topics()
+        return self.failback.fenced(self.fence.topics())
 
     def fence_applied(self, fenced: FencedTopics) -> None:
         """On the leader, once the host granted every client's ACLs with `fenced`.
@@ -247,6 +251,7 @@ class Migration(ops.Object):
         """
         if not self.service.container.can_connect():
             return
+        self.failback.reconcile()  # first: a copy back that ends stops before MirrorMaker
         request = self.peers.follow_newest()
         self.copies.prune()
         settings = None
@@ -356,6 +361,8 @@ class Migration(ops.Object):
 
     def status(self) -> ops.StatusBase | None:
         """The status to show for the migration, or `None` when there is nothing to say."""
+        if (failback := self.failback.status()) is not None:
+            return failback
         newest = self.peers.newest()
         if newest.state == "finished":
             return None
@@ -432,6 +439,9 @@ class Migration(ops.Object):
                 event.set_results(dry_run(self.settings()))
             except MigrationError as error:
                 event.fail(error.message)
+            return
+        if (refusal := self.failback.refuses_start()) is not None:
+            event.fail(refusal)
             return
         finished = self.peers.finished()
         if finished is not None and not event.params.get("force", False):
@@ -533,6 +543,7 @@ class Migration(ops.Object):
             self._access_report(event)
             return
         topic = event.params.get("topic") or None
+        quiet_seconds = float(event.params.get("quiet-seconds", QUIET_SECONDS))
         units = self._live_unit_states()
         if (finished := self.peers.finished()) is not None:
             summary = finished.summary()
@@ -546,6 +557,7 @@ class Migration(ops.Object):
                     **_cutover.waves_results(self.peers.newest().waves),
                     **self.fence.results(),
                     **self._client_results(),
+                    **self.failback.results(quiet_seconds),
                 }
             )
             return
@@ -561,7 +573,13 @@ class Migration(ops.Object):
         except MigrationError as error:
             results = unknown_results(error.message, units)
             event.set_results(
-                {**requested, **results, **self.fence.results(), **self._client_results()}
+                {
+                    **requested,
+                    **results,
+                    **self.fence.results(),
+                    **self._client_results(),
+                    **self.failback.results(quiet_seconds),
+                }
             )
             return
         report = migration_report(
@@ -571,7 +589,7 @@ class Migration(ops.Object):
             units=units,
             lag_threshold=int(event.params.get("lag-threshold", 0)),
             topic=topic,
-            quiet_seconds=float(event.params.get("quiet-seconds", QUIET_SECONDS)),
+            quiet_seconds=quiet_seconds,
             fenced=self.fenced_topics().known(),
         )
         if topic and not report.topics and not report.problems:
@@ -582,7 +600,13 @@ class Migration(ops.Object):
             return
         results = report_results(report, table=event.params.get("format") == "table")
         event.set_results(
-            {**requested, **results, **self.fence.results(), **self._client_results()}
+            {
+                **requested,
+                **results,
+                **self.fence.results(),
+                **self._client_results(),
+                **self.failback.results(quiet_seconds),
+            }
         )
 
     def _access_report(self, event: ops.ActionEvent) -> None:

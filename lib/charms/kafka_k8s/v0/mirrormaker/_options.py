@@ -17,9 +17,17 @@ from typing import Literal
 import ops
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ._errors import InvalidOptionError, SourceError, SourceGoneError
+from ._errors import InvalidOptionError, MigrationError, SourceError, SourceGoneError
 from ._names import SOURCE_ALIAS, TARGET_ALIAS
-from ._rendering import jaas_escape, mirrormaker_layer, render_mm2_properties, render_mm2_secrets
+from ._rendering import (
+    failback_layer,
+    jaas_escape,
+    mirrormaker_layer,
+    render_failback_properties,
+    render_failback_secrets,
+    render_mm2_properties,
+    render_mm2_secrets,
+)
 
 _SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
 _SecurityProtocol = Literal["SASL_PLAINTEXT", "SASL_SSL"]
@@ -178,6 +186,10 @@ class MigrationConfig(BaseModel):
     source_credentials: str | None = Field(
         default=None, validation_alias="mirrormaker-source-credentials"
     )
+    # The user that may write on the source cluster, for a failback only (`_failback`).
+    failback_credentials: str | None = Field(
+        default=None, validation_alias="mirrormaker-failback-credentials"
+    )
     topics: tuple[str, ...] = Field(
         default=(".*",), min_length=1, validation_alias="mirrormaker-topics"
     )
@@ -235,7 +247,7 @@ class MigrationConfig(BaseModel):
         _check_regexes
     )
 
-    @field_validator("source_credentials", mode="before")
+    @field_validator("source_credentials", "failback_credentials", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return value or None
@@ -294,6 +306,8 @@ class MirrorMakerWorkload(BaseModel):
     user: str = "kafka"
     group: str = "kafka"
     rest_port: int = Field(default=8083, gt=0, lt=65536)
+    # The REST port of the failback's copy back, a MirrorMaker of its own (`_failback`).
+    failback_rest_port: int = Field(default=8084, gt=0, lt=65536)
     metrics_port: int = Field(default=9099, gt=0, lt=65536)
     metrics_host: str = ""
     heap_mb: int = Field(default=1024, ge=128)
@@ -335,6 +349,16 @@ class MirrorMakerWorkload(BaseModel):
         return self.etc / "mm2-secrets.properties"
 
     @property
+    def failback_properties(self) -> PurePosixPath:
+        """The configuration of a failback's copy back; its passwords are in `failback_secrets`."""
+        return self.etc / "mm2-failback.properties"
+
+    @property
+    def failback_secrets(self) -> PurePosixPath:
+        """The `sasl.jaas.config` of both clusters for the copy back (the failback user's)."""
+        return self.etc / "mm2-failback-secrets.properties"
+
+    @property
     def jmx_config(self) -> PurePosixPath:
         """JMX exporter rules for MirrorMaker."""
         return self.etc / "jmx_mirrormaker.yaml"
@@ -350,6 +374,14 @@ class MirrorMakerWorkload(BaseModel):
         return (
             f"{self.opt}/bin/connect-mirror-maker.sh {self.mm2_properties} "
             f"--clusters {TARGET_ALIAS}"
+        )
+
+    @property
+    def failback_command(self) -> str:
+        """The failback's service command: the node runs only the flow back into the source."""
+        return (
+            f"{self.opt}/bin/connect-mirror-maker.sh {self.failback_properties} "
+            f"--clusters {SOURCE_ALIAS}"
         )
 
 
@@ -394,9 +426,62 @@ class MirrorMakerSettings(BaseModel):
         return mirrormaker_layer(self)
 
 
+class FailbackSettings(BaseModel):
+    """Everything one unit's copy back of a failback is made from (`mm2-failback.properties`).
+
+    MirrorMaker copies `topics` from this cluster (`target`, as MirrorMaker's user reaches it)
+    back to the cluster they were migrated from (`source`, as the failback user reaches it),
+    under their own names.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    source: SourceCluster
+    target: TargetCluster
+    topics: tuple[str, ...] = Field(min_length=1)
+    config: MigrationConfig = MigrationConfig()
+    unit_host: str = Field(min_length=1)
+    units: int = Field(default=1, ge=1)
+    workload: MirrorMakerWorkload = MirrorMakerWorkload()
+
+    def properties(self) -> str:
+        """This node's `mm2-failback.properties`; no password in it."""
+        return render_failback_properties(self)
+
+    def secrets(self) -> str:
+        """The passwords `mm2-failback.properties` refers to (mode 0600)."""
+        return render_failback_secrets(self)
+
+    def pebble_layer(self) -> ops.pebble.LayerDict:
+        """The Pebble layer of this node's running failback service."""
+        return failback_layer(self)
+
+
 def is_internal_topic(topic: str) -> bool:
     """Topics MirrorMaker never replicates, whatever the filters say."""
     return topic.startswith(("__", ".")) or topic.endswith((".internal", "-internal"))
+
+
+def topic_patterns(
+    chosen: str, refusal: type[MigrationError]
+) -> list[tuple[str, re.Pattern[str]]]:
+    """Each item of an action's comma-separated `topics`, compiled as a regular expression.
+
+    Raises:
+        refusal: naming an item that is not a topic name or a valid regular expression.
+    """
+    patterns = []
+    for item in (part.strip() for part in chosen.split(",")):
+        if not item:
+            continue
+        try:
+            patterns.append((item, re.compile(item)))
+        except re.error as error:
+            raise refusal(
+                f"topics: {item!r} is not a topic name or a valid regular expression ({error}); "
+                "nothing was changed"
+            ) from None
+    return patterns
 
 
 def select(names: Iterable[str], include: Sequence[str], exclude: Sequence[str]) -> list[str]:
@@ -457,6 +542,43 @@ def source_from_secret(
             "sasl_mechanism": mechanism,
             "security_protocol": protocol,
             "ca": ca,
+        }
+    )
+
+
+def failback_source(
+    source: SourceCluster,
+    content: Mapping[str, str],
+    *,
+    secret_id: str,
+    option: str = "mirrormaker-failback-credentials",
+) -> SourceCluster:
+    """The source cluster as the failback user reaches it: where the migration's user does.
+
+    The secret holds `username`, `password` and optionally `sasl-mechanism`; the addresses,
+    the protocol and the CA are the source's.
+
+    Raises:
+        SourceError: naming `option` and the key that is missing, unknown or invalid.
+    """
+    unknown = sorted(set(content) - {"username", "password", "sasl-mechanism"})
+    missing = [key for key in ("username", "password") if not content.get(key)]
+    if unknown or missing:
+        problems = [f"missing key {', '.join(missing)}"] if missing else []
+        problems += [f"unknown key {', '.join(unknown)}"] if unknown else []
+        raise SourceError(
+            f"{option}: secret {secret_id} has {' and '.join(problems)} (keys: username, "
+            "password, optional sasl-mechanism)"
+        )
+    mechanism = content.get("sasl-mechanism", source.sasl_mechanism)
+    if mechanism not in _SASL_MECHANISMS:
+        raise SourceError(f"{option}: sasl-mechanism must be one of {', '.join(_SASL_MECHANISMS)}")
+    return SourceCluster.model_validate(
+        {
+            **source.model_dump(),
+            "username": content["username"],
+            "password": content["password"],
+            "sasl_mechanism": mechanism,
         }
     )
 

@@ -2,24 +2,26 @@
 # See LICENSE file for licensing details.
 """Rendering: `mm2.properties`, its secrets file and the Pebble layer of one node.
 
-Pure functions of `MirrorMakerSettings`. The template is `mm2.properties.j2` beside this
-module; every value in it is properties-escaped, and no password is in it: they are in the
-secrets file (mode 0600) that Kafka's `FileConfigProvider` reads. The JMX exporter's rules are
+Pure functions of `MirrorMakerSettings`, and for a failback's copy back of `FailbackSettings`.
+The templates are `mm2.properties.j2` and `mm2-failback.properties.j2` beside this module;
+every value in them is properties-escaped, and no password is in them: they are in the
+secrets files (mode 0600) that Kafka's `FileConfigProvider` reads. The JMX exporter's rules are
 `jmx_mirrormaker.yaml`.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import jinja2
 import ops
 
-from ._names import SERVICE, SOURCE_ALIAS, TARGET_ALIAS
+from ._names import FAILBACK_ALIAS, FAILBACK_SERVICE, SERVICE, SOURCE_ALIAS, TARGET_ALIAS
 
 if TYPE_CHECKING:
-    from ._options import MirrorMakerSettings
+    from ._options import FailbackSettings, KafkaCluster, MirrorMakerSettings, MirrorMakerWorkload
 
 
 _POLICY_CLASSES = {
@@ -85,17 +87,23 @@ _ENVIRONMENT = jinja2.Environment(
 
 
 _MM2 = _ENVIRONMENT.get_template("mm2.properties.j2")
+_FAILBACK = _ENVIRONMENT.get_template("mm2-failback.properties.j2")
 
 JMX_RULES = (_HERE / "jmx_mirrormaker.yaml").read_text()
 """The JMX exporter's rules for MirrorMaker's metrics (`MirrorMakerWorkload.jmx_config`)."""
 
 
-def render_mm2_secrets(settings: MirrorMakerSettings) -> str:
-    """The passwords `mm2.properties` refers to, as `FileConfigProvider` reads them."""
+def _secrets(clusters: dict[str, KafkaCluster]) -> str:
+    """The `sasl.jaas.config` of each cluster alias, as `FileConfigProvider` reads them."""
     lines = ["# Rendered by the kafka_k8s mirrormaker charm library. Read by MirrorMaker only."]
-    for alias, cluster in ((SOURCE_ALIAS, settings.source), (TARGET_ALIAS, settings.target)):
+    for alias, cluster in clusters.items():
         lines.append(f"{alias}.sasl.jaas.config={_properties_escape(cluster.jaas_config)}")
     return "\n".join(lines) + "\n"
+
+
+def render_mm2_secrets(settings: MirrorMakerSettings) -> str:
+    """The passwords `mm2.properties` refers to, as `FileConfigProvider` reads them."""
+    return _secrets({SOURCE_ALIAS: settings.source, TARGET_ALIAS: settings.target})
 
 
 def render_mm2_properties(settings: MirrorMakerSettings) -> str:
@@ -112,6 +120,58 @@ def render_mm2_properties(settings: MirrorMakerSettings) -> str:
     )
 
 
+def render_failback_secrets(settings: FailbackSettings) -> str:
+    """The passwords `mm2-failback.properties` refers to: the failback user's, MirrorMaker's."""
+    return _secrets({SOURCE_ALIAS: settings.source, FAILBACK_ALIAS: settings.target})
+
+
+def render_failback_properties(settings: FailbackSettings) -> str:
+    """Render `mm2-failback.properties`, the copy back of a failback, for one node.
+
+    The flow runs from this cluster (alias `failback`) into the source cluster (alias `source`),
+    over the failed-back topics only, each escaped to match itself alone.
+    """
+    return _FAILBACK.render(
+        settings=settings,
+        config=settings.config,
+        workload=settings.workload,
+        unit_host=settings.unit_host,
+        here=FAILBACK_ALIAS,
+        old=SOURCE_ALIAS,
+        clusters=((SOURCE_ALIAS, settings.source), (FAILBACK_ALIAS, settings.target)),
+        policy_class=_POLICY_CLASSES["identity"],
+        topics=[re.escape(topic) for topic in settings.topics],
+    )
+
+
+def _service(
+    workload: MirrorMakerWorkload, heap: int, **service: object
+) -> ops.pebble.ServiceDict:
+    """A MirrorMaker service as Pebble runs it: its user, heap, JDK, restarts; and `service`."""
+    environment = {
+        "KAFKA_HEAP_OPTS": f"-Xms{min(heap, 256)}m -Xmx{heap}m",
+        "LOG_DIR": str(workload.logs),
+        "JAVA_HOME": str(workload.java_home),
+        **cast(dict[str, str], service.pop("environment", {})),
+    }
+    return cast(
+        ops.pebble.ServiceDict,
+        {
+            "override": "replace",
+            "startup": "enabled",
+            "user": workload.user,
+            "group": workload.group,
+            **service,
+            "environment": environment,
+            "on-success": "restart",
+            "on-failure": "restart",
+            "backoff-delay": "5s",
+            "backoff-limit": "60s",
+            "kill-delay": "20s",
+        },
+    )
+
+
 def mirrormaker_layer(settings: MirrorMakerSettings) -> ops.pebble.LayerDict:
     """The Pebble layer of a running `mirrormaker` service.
 
@@ -119,31 +179,29 @@ def mirrormaker_layer(settings: MirrorMakerSettings) -> ops.pebble.LayerDict:
     """
     workload = settings.workload
     metrics = f"{workload.metrics_host}:" if workload.metrics_host else ""
-    heap = settings.config.heap_mb or workload.heap_mb
-    return {
-        "summary": "MirrorMaker 2",
-        "services": {
-            SERVICE: {
-                "override": "replace",
-                "summary": "MirrorMaker 2 node migrating the source cluster into this one",
-                "command": workload.command,
-                "startup": "enabled",
-                "user": workload.user,
-                "group": workload.group,
-                "environment": {
-                    "KAFKA_HEAP_OPTS": f"-Xms{min(heap, 256)}m -Xmx{heap}m",
-                    "KAFKA_OPTS": (
-                        f"-javaagent:{workload.jmx_agent}="
-                        f"{metrics}{workload.metrics_port}:{workload.jmx_config}"
-                    ),
-                    "LOG_DIR": str(workload.logs),
-                    "JAVA_HOME": str(workload.java_home),
-                },
-                "on-success": "restart",
-                "on-failure": "restart",
-                "backoff-delay": "5s",
-                "backoff-limit": "60s",
-                "kill-delay": "20s",
-            },
-        },
-    }
+    agent = f"-javaagent:{workload.jmx_agent}={metrics}{workload.metrics_port}"
+    service = _service(
+        workload,
+        settings.config.heap_mb or workload.heap_mb,
+        summary="MirrorMaker 2 node migrating the source cluster into this one",
+        command=workload.command,
+        environment={"KAFKA_OPTS": f"{agent}:{workload.jmx_config}"},
+    )
+    return {"summary": "MirrorMaker 2", "services": {SERVICE: service}}
+
+
+def failback_layer(settings: FailbackSettings) -> ops.pebble.LayerDict:
+    """The Pebble layer of a running failback service: MirrorMaker copying topics back.
+
+    It logs under `failback/` in the workload's log directory, beside the migration's
+    MirrorMaker, and serves no metrics.
+    """
+    workload = settings.workload
+    service = _service(
+        workload,
+        settings.config.heap_mb or workload.heap_mb,
+        summary="MirrorMaker 2 node copying failed-back topics to the source cluster",
+        command=workload.failback_command,
+        environment={"LOG_DIR": str(workload.logs / "failback")},
+    )
+    return {"summary": "MirrorMaker 2, failing back", "services": {FAILBACK_SERVICE: service}}
