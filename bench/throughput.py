@@ -134,12 +134,15 @@ QUOTA_WINDOW_SECONDS = 11
 
 def client_properties(config: ClientConfig) -> str:
     """A Java client `.properties` file for a confluent-kafka SASL configuration."""
-    jaas = SourceCluster(
-        name="x",
-        bootstrap_servers=(str(config["bootstrap.servers"]),),
-        username=str(config["sasl.username"]),
-        password=str(config["sasl.password"]),
-    ).jaas_config
+    jaas = (
+        SourceCluster(
+            name="x",
+            bootstrap_servers=(str(config["bootstrap.servers"]),),
+            username=str(config["sasl.username"]),
+            password=str(config["sasl.password"]),
+        ).jaas_config
+        or ""
+    )
     text = (
         f"bootstrap.servers={config['bootstrap.servers']}\n"
         f"security.protocol={config['security.protocol']}\n"
@@ -429,17 +432,23 @@ def cpu_meter(old: OldCluster, new: NewCluster) -> CpuMeter:
 
 def seed_properties(old: OldCluster, new: NewCluster) -> str:
     """The guide's `mm2.properties` with the local clusters' addresses and admin users."""
-    old_jaas = SourceCluster(
-        name="old",
-        bootstrap_servers=tuple(old.bootstrap.split(",")),
-        username=old.admin_username,
-        password=old.admin_password,
-    ).jaas_config
-    new_jaas = TargetCluster(
-        bootstrap_servers=tuple(new.bootstrap.split(",")),
-        username=new.admin_username,
-        password=new.admin_password,
-    ).jaas_config
+    old_jaas = (
+        SourceCluster(
+            name="old",
+            bootstrap_servers=tuple(old.bootstrap.split(",")),
+            username=old.admin_username,
+            password=old.admin_password,
+        ).jaas_config
+        or ""
+    )
+    new_jaas = (
+        TargetCluster(
+            bootstrap_servers=tuple(new.bootstrap.split(",")),
+            username=new.admin_username,
+            password=new.admin_password,
+        ).jaas_config
+        or ""
+    )
     return string.Template(SEED_TEMPLATE.read_text()).substitute(
         OLD_SERVERS=old.bootstrap,
         NEW_SERVERS=new.bootstrap,

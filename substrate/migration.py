@@ -187,7 +187,9 @@ def _records(config: ClientConfig, topic: str, since: dict[int, int]) -> dict[in
             read: list[bytes] = []
             deadline = time.monotonic() + 120
             while position < high and time.monotonic() < deadline:
-                for message in consumer.consume(1000, timeout=1.0):
+                # At most the records left: consume returns once they came, not after its
+                # timeout (transaction markers take offsets but come as no record).
+                for message in consumer.consume(min(1000, high - position), timeout=1.0):
                     if message.error():
                         raise KafkaException(message.error())
                     read.append((message.key() or b"") + b"|" + (message.value() or b""))
@@ -198,6 +200,27 @@ def _records(config: ClientConfig, topic: str, since: dict[int, int]) -> dict[in
         return result
     finally:
         consumer.close()
+
+
+def misread_partitions(
+    source: ClientConfig, target: ClientConfig, topic: str, group: str, read: dict[int, int]
+) -> list[int]:
+    """The partitions on which `group`, resuming on the target, would not read exactly.
+
+    On the source the group had read to `read` (by partition); on the target it resumes at its
+    committed offsets. Exactly: the target's records from there, each first copy once, are the
+    source's records from there, by content: none read again, none skipped.
+    """
+    moved = committed(target, group)
+    on_source = records(source, topic, since=read)
+    resumed = {partition: offset for (name, partition), offset in moved.items() if name == topic}
+    on_target = records(target, topic, since=resumed)
+    return [
+        partition
+        for partition in sorted(read)
+        if partition not in resumed
+        or list(dict.fromkeys(on_target[partition])) != on_source[partition]
+    ]
 
 
 def digest(items: list[bytes]) -> str:
@@ -457,20 +480,7 @@ def topic_acl(
 def source_user(old: OldCluster) -> None:
     """A read-only source user: read and describe topics, groups, configs, ACLs; nothing else."""
     old.add_scram_user(MIGRATOR, MIGRATOR_PASSWORD)
-    principal = f"User:{MIGRATOR}"
-    bindings = [
-        AclBinding(kind, name, ResourcePatternType.LITERAL, principal, "*", op, allow)
-        for kind, name, ops in (
-            (ResourceType.TOPIC, "*", (AclOperation.READ, AclOperation.DESCRIBE_CONFIGS)),
-            (ResourceType.GROUP, "*", (AclOperation.READ, AclOperation.DESCRIBE)),
-            (ResourceType.BROKER, "kafka-cluster", (AclOperation.DESCRIBE,)),
-        )
-        for op in ops
-        for allow in (AclPermissionType.ALLOW,)
-    ]
-    admin = AdminClient(old.admin_config())
-    for future in admin.create_acls(bindings).values():
-        future.result(timeout=30)
+    old.grant_reader(f"User:{MIGRATOR}")
 
 
 def source_cluster(old: OldCluster) -> SourceCluster:
@@ -717,6 +727,34 @@ def promote_when_settled(
 # a shared machine needs; `use_syncs=False` anchors every partition by a content search from a
 # timestamp, as when MirrorMaker's offset syncs of a partition are missing.
 switch_groups = functools.partial(mm.switch_groups, timeout=30.0)
+
+
+def finish(
+    nodes: MirrorMakers,
+    source: SourceCluster,
+    target: TargetCluster,
+    config: MigrationConfig,
+    timeout: float = 180,
+) -> list[mm.GroupSwitch]:
+    """`finish-migration` on its units: once ready for cutover, stop MirrorMaker, switch groups.
+
+    Ready: the report `migration-status` gives (the target in sync by content, the source quiet
+    for 10 s, no group with consumers on the source, MirrorMaker's tasks running) has no reason
+    left. Every selected group is then switched, as `finish-migration` does.
+
+    Raises:
+        AssertionError: naming the reasons, if the migration is not ready within `timeout`.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        report = mm.migration_report(
+            source, target, config, units=nodes.unit_states(), quiet_seconds=10
+        )
+        if report.ready_for_cutover:
+            break
+        assert time.monotonic() < deadline, f"not ready for cutover: {report.reasons}"
+    nodes.stop()
+    return switch_groups(source, target, config)
 
 
 # The way back ---------------------------------------------------------------------------------

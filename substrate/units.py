@@ -160,7 +160,7 @@ log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
 """
 
 
-def _render_script(name: str, script: Script, root: Path, cache: Path) -> str:
+def _render_script(name: str, script: Script, root: Path, jars: Path) -> str:
     main = shlex.quote(script.main) if script.main else '"$1"; shift'
     jvm_opts = SERVER_JVM_OPTS if script.server else TOOLS_JVM_OPTS
     return f"""#!/bin/bash
@@ -179,16 +179,17 @@ java="${{JAVA_HOME:?JAVA_HOME is not set, as every service and exec of the charm
 exec "$java" ${{KAFKA_HEAP_OPTS:--Xmx256m}} ${{KAFKA_JVM_PERFORMANCE_OPTS:-{jvm_opts}}} \\
     ${{KAFKA_OPTS:-}} -Dkafka.logs.dir="$LOG_DIR" -Dkafka.log.file={script.log_file} \\
     ${{KAFKA_LOG4J_OPTS:-$log4j_default}} \\
-    -cp {shlex.quote(str(cache / "libs"))}'/*' "$main" "$@"
+    -cp {shlex.quote(str(jars))}'/*' "$main" "$@"
 """
 
 
-def make_rock_root(tmp: Path, cache: Path) -> WorkloadPaths:
+def make_rock_root(tmp: Path, cache: Path, jars: Path | None = None) -> WorkloadPaths:
     """Lay out a rock-like root in `tmp` whose bin scripts run the cached Kafka jars.
 
     Args:
         tmp: an empty (or absent) directory that becomes the root.
         cache: the cache filled by `fetch.sh` (`libs/` holds the jars).
+        jars: the jars the bin scripts run instead, another Kafka release's (an old cluster).
 
     Returns:
         The workload paths rooted at `tmp`.
@@ -206,7 +207,7 @@ def make_rock_root(tmp: Path, cache: Path) -> WorkloadPaths:
         Path(directory).mkdir(parents=True, exist_ok=True)
     for name, script in SCRIPTS.items():
         target = Path(paths.bin) / name
-        target.write_text(_render_script(name, script, root, cache))
+        target.write_text(_render_script(name, script, root, jars or libs))
         target.chmod(0o755)
     (Path(paths.etc) / "log4j.properties").write_text(LOG4J_SERVER)
     (Path(paths.etc) / "tools-log4j.properties").write_text(LOG4J_TOOLS)

@@ -4,7 +4,8 @@
 
 The session starts by running `substrate/runtime/fetch.sh` and `fetch-kube.sh`, which fill the
 cache (Kafka jars, Pebble, kube-apiserver and etcd) or say which tool is missing; a missing tool
-fails the session, it never skips it.
+fails the session, it never skips it. The modules that migrate from other Kafka releases or log
+in through an OIDC provider run `fetch-sources.sh` too (`sources_cache`).
 When a test fails, the tails of the log files of the clusters its fixtures started are added to
 its report.
 """
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 
 from substrate import processes
+from substrate.keycloak import FETCH_SOURCES_SCRIPT
 from substrate.kube import FETCH_KUBE_SCRIPT, KubeApiServer
 from substrate.old_cluster import OldCluster
 from substrate.units import NewCluster
@@ -60,6 +62,13 @@ def kafka_cache() -> Path:
     cache = _fetch(processes.FETCH_SCRIPT)
     _fetch(FETCH_KUBE_SCRIPT)
     return Path(cache) if cache else processes.default_cache()
+
+
+@pytest.fixture(scope="session")
+def sources_cache(kafka_cache: Path) -> Path:
+    """Run `fetch-sources.sh` once, for the modules that need it: Kafka 2.8 and 4, Keycloak."""
+    _fetch(FETCH_SOURCES_SCRIPT)
+    return kafka_cache
 
 
 @pytest.fixture(scope="session")

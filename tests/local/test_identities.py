@@ -135,7 +135,7 @@ class Scenario:
             self.source,
             self.config,
             self.access(),
-            target_user=self.target.username,
+            target_user=self.target.username or "",
             copied=self.copied,
             timeout=30.0,
         )

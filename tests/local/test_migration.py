@@ -395,7 +395,7 @@ def test_no_password_in_any_mirrormaker_topic(migration: Migration):
     """
     secrets = (
         MIGRATOR_PASSWORD,
-        migration.target.password,
+        migration.new.credentials.mirrormaker_password,
         migration.new.admin_password,
         migration.old.admin_password,
         migration.new.credentials.controller_password,
@@ -435,14 +435,14 @@ def test_mirrormaker_is_no_super_user(migration: Migration):
         properties = Path(str(unit.paths.server_properties)).read_text()
         assert "User:mirrormaker" not in properties
     user = {**migration.new_config, "sasl.username": "mirrormaker"}
-    user["sasl.password"] = migration.target.password
+    user["sasl.password"] = migration.new.credentials.mirrormaker_password
     admin = AdminClient(user)
     with pytest.raises(KafkaException, match="TOPIC_AUTHORIZATION_FAILED"):
         admin.delete_topics(["clicks"])["clicks"].result(timeout=30)
 
 
 def test_no_secret_in_any_log(migration: Migration):
-    secrets = (MIGRATOR_PASSWORD, migration.target.password)
+    secrets = (MIGRATOR_PASSWORD, migration.new.credentials.mirrormaker_password)
     for path in migration.new.log_files():
         text = path.read_text(errors="replace")
         for secret in secrets:

@@ -7,7 +7,8 @@
   `running`, a unit whose broker runs (with `RESTARTS`, `restart_queued`, `client_relation` and
   `properties`, a plain reader of the files the charm renders).
 - The migration library: `CHARMCRAFT`, `MM2`, `LAGGING`, `FENCED`, `source_relation` (a
-  `migration-source` relation and its secrets), the passwords and CAs the tests look for, and
+  `migration-source` relation and its secrets), the passwords, CAs, client certificates and
+  keys the tests look for (`certificate`, `pem` and `pem_key` make more), and
   `settings`, one MirrorMaker node's `MirrorMakerSettings`. Its host charm under ops.testing is
   in `migration/host.py`.
 - The migration report without clusters: `snapshot` and `report` (an in-sync migration of
@@ -18,21 +19,30 @@
   `record`, `source_log` and `copies` build logs the way MirrorMaker copies them.
 - `load_properties`, a reader of `.properties` files that follows `java.util.Properties.load`,
   and `resolve_references`, which resolves `${file:PATH:KEY}` as Kafka's `FileConfigProvider`.
-- `closed_port`, a loopback address where nothing listens, for real clients.
+- `closed_port`, a loopback address where nothing listens, for real clients, and
+  `loopback_server`, one that hands each connection to a handler (`http_answer` answers HTTP).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import datetime
 import json
 import re
 import socket
-from collections.abc import Collection, Mapping, Sequence
+import ssl
+import threading
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import ops
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from ops import testing
 
 from admin import Acl, AdminError, ClusterHealth
@@ -208,8 +218,51 @@ LAGGING = "migrating from {source}: 2 topics, lag 100 records"
 # What the status adds while the migration fences the topics it copies into.
 FENCED = "; writes fenced on orders, payments"
 RELATION_PASSWORD = "relation-secret-pw"
+
+
+def certificate(subject: str, issuer: str, *, ca: bool) -> tuple[x509.Certificate, Any]:
+    """A certificate for `subject` signed by a new key in the name of `issuer`, and the key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+    )
+    if ca:
+        builder = builder.add_extension(
+            x509.BasicConstraints(ca=True, path_length=None), critical=True
+        )
+    return builder.sign(key, hashes.SHA256()), key
+
+
+def pem(made: x509.Certificate) -> str:
+    """A certificate as PEM text."""
+    return made.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def pem_key(key: Any, *, pkcs8: bool = True) -> str:
+    """A private key as PEM text: PKCS#8 (what Kafka reads), else the traditional form."""
+    form = (
+        serialization.PrivateFormat.PKCS8
+        if pkcs8
+        else serialization.PrivateFormat.TraditionalOpenSSL
+    )
+    return key.private_bytes(
+        serialization.Encoding.PEM, form, serialization.NoEncryption()
+    ).decode()
+
+
 # The CA of the source cluster: in the credentials secret, or sent on `migration-source`.
-SOURCE_CA = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n"
+SOURCE_CA = pem(certificate("kafka-k8s unit test CA", "kafka-k8s unit test CA", ca=True)[0])
+# A client certificate and its key (mutual TLS), and a key of another certificate.
+_CLIENT, _CLIENT_KEY = certificate("migrator", "kafka-k8s unit test CA", ca=False)
+CLIENT_CERTIFICATE, CLIENT_KEY = pem(_CLIENT), pem_key(_CLIENT_KEY)
+OTHER_KEY = pem_key(certificate("other", "other", ca=False)[1])
 # A PEM-shaped CA that no TLS library would parse.
 FAKE_CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
@@ -546,7 +599,7 @@ class FakeClusters:
         self.raised: dict[str, int] = {}
         self.unreachable: set[str] = set()
         self.refused: set[str] = set()
-        self.logins: list[tuple[str, str, str]] = []
+        self.logins: list[tuple[str, str | None, str | None]] = []
         self.timeouts: list[float] = []
         self.closed: list[str] = []
 
@@ -981,6 +1034,61 @@ class FakeLogs:
 
 
 # Real clients on loopback ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def loopback_server(handle: Callable[[socket.socket], None]) -> Iterator[str]:
+    """A server on loopback that hands each connection to `handle`; its `HOST:PORT`."""
+    stop = threading.Event()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(0.1)
+
+        def serve() -> None:
+            while not stop.is_set():
+                try:
+                    connection, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                with connection:
+                    connection.settimeout(2)
+                    with contextlib.suppress(ssl.SSLError, OSError):
+                        handle(connection)
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        try:
+            yield f"127.0.0.1:{listener.getsockname()[1]}"
+        finally:
+            stop.set()
+            server.join()
+
+
+def http_answer(
+    status: int, body: bytes, requests: list[bytes] | None = None
+) -> Callable[[socket.socket], None]:
+    """A handler that answers each HTTP request with `status` and a JSON `body`.
+
+    What each request sent (head and body) is appended to `requests`.
+    """
+
+    def handle(connection: socket.socket) -> None:
+        received = b""
+        while b"\r\n\r\n" not in received and (chunk := connection.recv(65536)):
+            received += chunk
+        length = re.search(rb"(?i)content-length: *(\d+)", received)
+        while length and len(received.partition(b"\r\n\r\n")[2]) < int(length.group(1)):
+            received += connection.recv(65536)
+        if requests is not None:
+            requests.append(received)
+        connection.sendall(
+            f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
+
+    return handle
 
 
 def closed_port() -> str:

@@ -20,10 +20,13 @@ from ops import testing
 
 from tests.unit.helpers import (
     CHARMCRAFT,
+    CLIENT_CERTIFICATE,
     FAKE_CA,
+    OTHER_KEY,
     PASSWORDS,
     RELATION_PASSWORD,
     SERVING_SOURCE_PASSWORD,
+    SOURCE_CA,
     FakeClusters,
     serving,
     source_relation,
@@ -31,7 +34,7 @@ from tests.unit.helpers import (
 
 pytestmark = pytest.mark.usefixtures("clusters")
 
-SECRET_VALUES = (SERVING_SOURCE_PASSWORD, RELATION_PASSWORD, *PASSWORDS.values())
+SECRET_VALUES = (SERVING_SOURCE_PASSWORD, RELATION_PASSWORD, *PASSWORDS.values(), "PRIVATE KEY")
 CONFIGURED: set[str] = set()
 EXTERNAL = ("mirrormaker-source-bootstrap-servers", "mirrormaker-source-credentials")
 
@@ -252,7 +255,11 @@ def action_fails(name: str, **params: object) -> Trigger:
 config_changed = blocked_after("config_changed")
 start = action_fails("start-migration")
 dry_run = action_fails("start-migration", **{"dry-run": True})
-NOT_PEM = "ca must be a PEM certificate"
+NOT_PEM = "ca must hold PEM certificates only"
+# What Kafka's config provider would resolve to the target's JAAS config, were it written.
+TARGET_JAAS = "${file:/etc/kafka/mm2-secrets.properties:target.sasl.jaas.config}"
+OTHER_CLIENT = {"client_certificate": CLIENT_CERTIFICATE, "client_key": OTHER_KEY}
+UNREADABLE = "secret:d0esn0tex1stabcdefgh"
 
 CASES = [
     # Broker options.
@@ -363,13 +370,61 @@ CASES = [
         secret_content(sasl_mechanism="GSSAPI"), config_changed, "sasl-mechanism must be one of"
     ),
     pytest.param(
-        secret_content(security_protocol="SSL"), dry_run, "security-protocol must be one of"
+        secret_content(security_protocol="TLS"), dry_run, "security-protocol must be one of"
     ),
     pytest.param(
         secret_content(security_protocol="SASL_SSL", ca="not a pem"), config_changed, NOT_PEM
     ),
     pytest.param(
-        secret_content(ca=FAKE_CA), config_changed, "ca is set, so security-protocol must"
+        secret_content(ca=SOURCE_CA), config_changed, "ca is set, so security-protocol must"
+    ),
+    # Every login: certificates that do not parse, keys that do not match, keys of another.
+    pytest.param(
+        secret_content(security_protocol="SASL_SSL", ca=FAKE_CA),
+        start,
+        "ca holds a certificate that does not parse",
+    ),
+    pytest.param(
+        secret_content(security_protocol="SASL_SSL", ca=SOURCE_CA + TARGET_JAAS),
+        config_changed,
+        NOT_PEM,
+    ),
+    pytest.param(
+        secret_content(
+            username=None,
+            password=None,
+            security_protocol="SSL",
+            client_certificate=CLIENT_CERTIFICATE,
+        ),
+        config_changed,
+        "client-certificate is set without client-key: mutual TLS needs both",
+    ),
+    pytest.param(
+        secret_content(username=None, password=None, security_protocol="SSL", **OTHER_CLIENT),
+        dry_run,
+        "client-key does not match client-certificate",
+    ),
+    pytest.param(
+        secret_content(security_protocol="PLAINTEXT"),
+        config_changed,
+        "username and password are set, but security-protocol PLAINTEXT logs in with none",
+    ),
+    pytest.param(
+        secret_content(sasl_mechanism="OAUTHBEARER", security_protocol="SASL_SSL"),
+        config_changed,
+        "has missing key oauth-token-endpoint, oauth-client-id, oauth-client-secret",
+    ),
+    pytest.param(
+        secret_content(
+            username=None,
+            password=None,
+            sasl_mechanism="OAUTHBEARER",
+            oauth_token_endpoint="idp.example/token",
+            oauth_client_id="migrator",
+            oauth_client_secret="s",
+        ),
+        start,
+        "oauth-token-endpoint must be an http:// or https:// URL",
     ),
     pytest.param(secret_not_granted, config_changed, "not found or not granted: run `juju grant"),
     pytest.param(secret_not_granted, start, "not found or not granted"),
@@ -483,6 +538,27 @@ CASES = [
     ),
     pytest.param(
         relation(keep_options=True), config_changed, "two sources: remove the migration-source"
+    ),
+    # A secret the response names that this unit cannot read: no hook raises.
+    pytest.param(
+        relation(response={"secret-user": UNREADABLE}),
+        source_changed,
+        f"old-kafka no longer sends credentials: its secret-user {UNREADABLE} cannot be read",
+    ),
+    pytest.param(
+        relation(response={"secret-tls": UNREADABLE}),
+        source_changed,
+        f"old-kafka no longer sends credentials: its secret-tls {UNREADABLE} cannot be read",
+    ),
+    pytest.param(
+        relation(response={"secret-extra": UNREADABLE}),
+        start,
+        f"old-kafka no longer sends credentials: its secret-extra {UNREADABLE} cannot be read",
+    ),
+    pytest.param(
+        relation(response={"secret-user": UNREADABLE}),
+        config_changed,
+        "migration-source: old-kafka no longer sends credentials: its secret-user",
     ),
     # Action parameters, and actions that cannot be done.
     pytest.param(no_source, start, "no source cluster to migrate from: relate migration-source"),

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from kafka import errors as kafka_errors
+from kafka.protocol.broker_version_data import BROKER_API_VERSIONS
 
 from charms.kafka_k8s.v0.mirrormaker import TargetCluster, _capacity
 
@@ -145,3 +146,13 @@ def test_a_copy_made_meanwhile_gets_its_limit_raised_instead(client):
     assert [(r.name, r.configs) for r in resources] == [
         ("payments", {"max.message.bytes": "4194304"})
     ]
+
+
+@pytest.mark.parametrize("release", [(2, 8), (3, 6)])
+def test_an_old_kafka_release_is_told_by_the_api_versions(client, release: tuple[int, int]):
+    """Kafka 2.8 to 3.6 answer DescribeCluster in a version kafka-python cannot read."""
+    admin = Admin(
+        api_versions=BROKER_API_VERSIONS[release],
+        describe_cluster=KeyError("endpoint_type"),
+    )
+    assert client(admin).kafka_version() == release

@@ -11,28 +11,35 @@ WARNING.
 
 from __future__ import annotations
 
-import datetime
+import ipaddress
 import logging
 import socket
 import ssl
-import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from kafka import errors as kafka_errors
 from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as KafkaTopicPartition
 
 from admin import AdminError, KafkaAdmin
 from charms.kafka_k8s.v0 import mirrormaker as mm
-from charms.kafka_k8s.v0.mirrormaker import _clients
-from tests.unit.helpers import closed_port
+from charms.kafka_k8s.v0.mirrormaker import _clients, _connections
+from tests.unit.helpers import (
+    CLIENT_CERTIFICATE,
+    CLIENT_KEY,
+    certificate,
+    closed_port,
+    http_answer,
+    loopback_server,
+    pem,
+    pem_key,
+)
 
 # Errors in the operator's words ------------------------------------------------------------------
 
@@ -58,7 +65,7 @@ def test_refused_login_is_told_apart_from_no_answer():
     refused = client.unreachable(timeout)
     assert refused.refused
     assert refused.message == (
-        "source cluster at h:1 refused the login of u: Authentication failed during "
+        "source cluster at h:1 refused the login of user u: Authentication failed during "
         "authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512"
     )
     denied = kafka_errors.GroupAuthorizationFailedError("denied")
@@ -67,8 +74,18 @@ def test_refused_login_is_told_apart_from_no_answer():
     )
 
 
+def test_a_login_at_a_listener_without_sasl_is_told_so():
+    """A PLAINTEXT or SSL listener answers SaslHandshake with ILLEGAL_SASL_STATE."""
+    cluster = mm.SourceCluster(name="old", bootstrap_servers=("h:1",), username="u", password="p")
+    client = _clients.ClusterClient(cluster, "source", timeout=1)
+    assert client.unreachable(kafka_errors.IllegalSaslStateError()).message == (
+        "source cluster at h:1 did not answer: illegal sasl state (with security-protocol "
+        "SASL_PLAINTEXT: the listener takes no SASL login; then set PLAINTEXT or SSL)"
+    )
+
+
 def test_connection_failures_are_taken_from_the_clients_own_thread():
-    failures = _clients._ConnectionFailures("kafka-k8s-migration-status-source")
+    failures = _connections._ConnectionFailures("kafka-k8s-migration-status-source")
     refusal = kafka_errors.SaslAuthenticationFailedError("SaslAuthenticationFailedError: no")
 
     def record(thread: str, *args: object) -> logging.LogRecord:
@@ -85,30 +102,10 @@ def test_connection_failures_are_taken_from_the_clients_own_thread():
     assert failures.last == "Connection refused"
 
 
-def _certificate(subject: str, issuer: str, *, ca: bool) -> tuple[x509.Certificate, Any]:
-    """A certificate for `subject` signed by a new key in the name of `issuer`, and the key."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-    )
-    if ca:
-        builder = builder.add_extension(
-            x509.BasicConstraints(ca=True, path_length=None), critical=True
-        )
-    return builder.sign(key, hashes.SHA256()), key
-
-
 def _server_certificate(tmp_path: Path) -> ssl.SSLContext:
     """A TLS server context whose certificate another CA signed (not `test_ca`)."""
-    certificate, key = _certificate("127.0.0.1", "another CA", ca=False)
-    (tmp_path / "server.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    made, key = certificate("127.0.0.1", "another CA", ca=False)
+    (tmp_path / "server.pem").write_bytes(made.public_bytes(serialization.Encoding.PEM))
     (tmp_path / "server.key").write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,
@@ -121,31 +118,44 @@ def _server_certificate(tmp_path: Path) -> ssl.SSLContext:
     return context
 
 
+def _tls_server(context: ssl.SSLContext) -> Callable[[socket.socket], None]:
+    """A handler that shakes hands, reads a request and closes (a TLS listener).
+
+    A failed handshake is answered with its alert, and what the client sent meanwhile is read
+    before the connection closes: closing with unread data would reset it, and the client might
+    never read the alert.
+    """
+
+    def handle(connection: socket.socket) -> None:
+        try:
+            with context.wrap_socket(connection, server_side=True) as wrapped:
+                wrapped.recv(1024)
+        except ssl.SSLError:
+            connection.shutdown(socket.SHUT_WR)
+            connection.settimeout(0.5)
+            while connection.recv(65536):
+                pass
+
+    return handle
+
+
+def _plain_server(connection: socket.socket) -> None:
+    """A handler that reads what comes and closes, as Kafka does with a TLS ClientHello."""
+    connection.recv(1024)
+
+
+def _failure(cluster: mm.KafkaCluster) -> mm.ClusterUnreachableError:
+    began = time.monotonic()
+    with _clients.ClusterClient(cluster, "source", timeout=1) as client:
+        with pytest.raises(mm.ClusterUnreachableError) as raised:
+            client.topics()
+    assert time.monotonic() - began < 10
+    return raised.value
+
+
 def test_a_failed_tls_handshake_names_the_ca_to_check(test_ca: str, tmp_path: Path):
     """A real TLS handshake on loopback, with a server certificate the CA did not sign."""
-    context = _server_certificate(tmp_path)
-    stop = threading.Event()
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        listener.settimeout(0.1)
-
-        def serve() -> None:
-            while not stop.is_set():
-                try:
-                    connection, _ = listener.accept()
-                except TimeoutError:
-                    continue
-                with connection:
-                    connection.settimeout(2)
-                    try:
-                        context.wrap_socket(connection, server_side=True).close()
-                    except (ssl.SSLError, OSError):
-                        pass
-
-        server = threading.Thread(target=serve, daemon=True)
-        server.start()
-        address = f"127.0.0.1:{listener.getsockname()[1]}"
+    with loopback_server(_tls_server(_server_certificate(tmp_path))) as address:
         cluster = mm.SourceCluster(
             name="old",
             bootstrap_servers=(address,),
@@ -154,19 +164,117 @@ def test_a_failed_tls_handshake_names_the_ca_to_check(test_ca: str, tmp_path: Pa
             security_protocol="SASL_SSL",
             ca=test_ca,
         )
-        began = time.monotonic()
-        with _clients.ClusterClient(cluster, "source", timeout=1) as client:
-            with pytest.raises(mm.ClusterUnreachableError) as raised:
-                client.topics()
-        assert time.monotonic() - began < 10
-        stop.set()
-        server.join()
-    assert raised.value.refused
-    assert raised.value.message.startswith(
+        failure = _failure(cluster)
+    assert failure.refused
+    assert failure.message.startswith(
         f"source cluster at {address}: TLS handshake failed, the CA (`ca` of "
         "mirrormaker-source-credentials, or tls-ca of migration-source) did not verify its "
         "certificate: certificate verify failed: "
     )
+
+
+def test_a_plain_client_at_a_tls_listener_is_told_to_use_tls(tmp_path: Path):
+    with loopback_server(_tls_server(_server_certificate(tmp_path))) as address:
+        cluster = mm.SourceCluster(
+            name="old", bootstrap_servers=(address,), security_protocol="PLAINTEXT"
+        )
+        failure = _failure(cluster)
+    assert failure.message.startswith(f"source cluster at {address} did not answer: ")
+    assert failure.message.endswith(
+        "(with security-protocol PLAINTEXT; a TLS listener closes it: then set SSL or SASL_SSL; "
+        "one that expects a login: SASL_PLAINTEXT)"
+    )
+
+
+def test_a_tls_client_at_a_plain_listener_is_told_so(test_ca: str):
+    with loopback_server(_plain_server) as address:
+        cluster = mm.SourceCluster(
+            name="old", bootstrap_servers=(address,), security_protocol="SSL", ca=test_ca
+        )
+        failure = _failure(cluster)
+    assert failure.message.startswith(
+        f"source cluster at {address}: TLS handshake failed: if this address is no TLS listener,"
+        " security-protocol must be PLAINTEXT or SASL_PLAINTEXT; if it asks for a client "
+        "certificate, set client-certificate and client-key: "
+    )
+
+
+def _mutual_tls_server(tmp_path: Path, client_ca: str) -> tuple[ssl.SSLContext, str]:
+    """A server that requires a client certificate from `client_ca`, and its own CA."""
+    authority, authority_key = certificate("server CA", "server CA", ca=True)
+    made, key = certificate("127.0.0.1", "server CA", ca=False)
+    signed = (
+        x509.CertificateBuilder()
+        .subject_name(made.subject)
+        .issuer_name(authority.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(made.not_valid_before_utc)
+        .not_valid_after(made.not_valid_after_utc)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(authority_key, hashes.SHA256())
+    )
+    (tmp_path / "server.pem").write_text(pem(signed))
+    (tmp_path / "server.key").write_text(pem_key(key))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "server.pem", tmp_path / "server.key")
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cadata=client_ca)
+    return context, pem(authority)
+
+
+@pytest.mark.parametrize("presented", [True, False])
+def test_a_refused_client_certificate_is_named(tmp_path: Path, presented: bool):
+    """The server trusts another CA than the client certificate's, or gets none."""
+    other, _ = certificate("other clients' CA", "other clients' CA", ca=True)
+    context, server_ca = _mutual_tls_server(tmp_path, pem(other))
+    login = {"client_certificate": CLIENT_CERTIFICATE, "client_key": CLIENT_KEY}
+    with loopback_server(_tls_server(context)) as address:
+        cluster = mm.SourceCluster.model_validate(
+            {
+                "name": "old",
+                "bootstrap_servers": address,
+                "security_protocol": "SSL",
+                "ca": server_ca,
+                **(login if presented else {}),
+            }
+        )
+        failure = _failure(cluster)
+    # The server's alert names the refusal; at times the connection closes before it arrives,
+    # and the message names both causes a closed handshake can have.
+    expected = (
+        ("it refused the client certificate (client-certificate)", "check client-certificate")
+        if presented
+        else (
+            "it asks for a client certificate: set client-certificate and client-key",
+            "set client-certificate and client-key",
+        )
+    )
+    assert failure.message.startswith(f"source cluster at {address}: TLS handshake failed")
+    assert expected[0] in failure.message or expected[1] in failure.message
+    assert failure.refused
+
+
+def test_a_token_endpoint_that_refuses_the_client_is_named_before_kafka_is_asked():
+    with loopback_server(http_answer(401, b'{"error":"invalid_client"}')) as endpoint:
+        cluster = mm.SourceCluster(
+            name="old",
+            bootstrap_servers=(closed_port(),),
+            sasl_mechanism="OAUTHBEARER",
+            oauth=mm.OAuthClient(
+                token_endpoint=f"http://{endpoint}/token", client_id="c", client_secret="s"
+            ),
+        )
+        failure = _failure(cluster)
+    assert failure.message == (
+        f"source cluster at {cluster.bootstrap}: token endpoint http://{endpoint}/token refused "
+        "client c: HTTP 401 invalid_client (check oauth-client-id, oauth-client-secret and "
+        "oauth-scope)"
+    )
+    assert failure.refused
 
 
 # Logging in, and the group offsets ---------------------------------------------------------------
@@ -175,8 +283,8 @@ def test_a_failed_tls_handshake_names_the_ca_to_check(test_ca: str, tmp_path: Pa
 @pytest.fixture(scope="module")
 def test_ca() -> str:
     """A real self-signed CA certificate, which `ssl` parses (`FAKE_CA` is not one)."""
-    certificate, _ = _certificate("kafka-k8s unit test CA", "kafka-k8s unit test CA", ca=True)
-    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+    made, _ = certificate("kafka-k8s unit test CA", "kafka-k8s unit test CA", ca=True)
+    return pem(made)
 
 
 def test_group_offsets_client_logs_in_as_the_cluster_user(test_ca: str):
@@ -189,7 +297,7 @@ def test_group_offsets_client_logs_in_as_the_cluster_user(test_ca: str):
         security_protocol="SASL_SSL",
         ca=test_ca,
     )
-    config = _clients.kafka_python_config(cluster, timeout=4)
+    config = _connections.kafka_python_config(cluster, timeout=4)
     context = config.pop("ssl_context")
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
     assert len(context.get_ca_certs()) == 1
@@ -203,7 +311,11 @@ def test_group_offsets_client_logs_in_as_the_cluster_user(test_ca: str):
         "bootstrap_timeout_ms": 4000,
         "client_id": "kafka-k8s-migration-status",
     }
-    plain = _clients.kafka_python_config(cluster.model_copy(update={"ca": None}))
+    system = _connections.kafka_python_config(cluster.model_copy(update={"ca": None}))
+    assert system["ssl_context"].verify_mode == ssl.CERT_REQUIRED  # the system's CAs
+    plain = _connections.kafka_python_config(
+        cluster.model_copy(update={"ca": None, "security_protocol": "SASL_PLAINTEXT"})
+    )
     assert "ssl_context" not in plain
 
 
@@ -289,6 +401,79 @@ def test_a_group_the_cluster_refuses_to_describe_is_not_asked_again():
     assert admin.asked == 1
     assert raised.value.message == (
         "source cluster at h:1 refused the request: group authorization failed"
+    )
+
+
+# Groups of the consumer protocol (KIP-848), and the rights on old brokers -----------------------
+
+
+class _Kafka4:
+    """An admin client of Kafka 4: DescribeGroups knows classic groups only (facts.md)."""
+
+    def __init__(self, state: str) -> None:
+        self.state = state
+
+    def describe_groups(self, groups: list[str]) -> dict[str, dict[str, object]]:
+        return {
+            "billing": {
+                "error": "[Error 69] GroupIdNotFoundError: Group billing is not a classic group.",
+                "group_state": "Dead",
+                "members": [],
+            },
+            "legacy": {"error": None, "group_state": "Empty", "members": []},
+        }
+
+    def list_groups(self) -> list[dict[str, str]]:
+        return [
+            {"group_id": "billing", "group_type": "consumer", "group_state": self.state},
+            {"group_id": "legacy", "group_type": "classic", "group_state": "Empty"},
+        ]
+
+
+@pytest.mark.parametrize(
+    ("state", "described"), [("Stable", ("stable", 1)), ("Empty", ("empty", 0))]
+)
+def test_a_consumer_protocol_group_with_members_counts_as_consuming(state, described):
+    """Kafka 4 answers "not a classic group", Dead, no members, while its consumers read."""
+    groups = _client_of(_Kafka4(state)).describe_groups(["billing", "legacy"])
+    assert groups == {"billing": described, "legacy": ("empty", 0)}
+
+
+class _Kafka28:
+    """An admin client of Kafka 2.8 to 3.6: kafka-python cannot read DescribeCluster v0."""
+
+    def __init__(self, error: type[Exception] | None) -> None:
+        self.error = error
+
+    def describe_topics(self, topics: list[str]) -> list[dict[str, object]]:
+        return []
+
+    def describe_cluster(self) -> dict[str, object]:
+        raise KeyError("endpoint_type")
+
+    def describe_acls(self, _: object) -> tuple[list[object], object]:
+        if self.error is not None:
+            raise self.error("denied")
+        return [], kafka_errors.NoError
+
+
+@pytest.mark.parametrize(
+    ("error", "missing"),
+    [
+        (kafka_errors.ClusterAuthorizationFailedError, True),
+        (kafka_errors.SecurityDisabledError, False),
+        (None, False),
+    ],
+)
+def test_the_acl_right_is_checked_on_every_kafka(error, missing):
+    rights = _client_of(_Kafka28(error)).missing_rights([], acls=True)
+    assert rights == (
+        [
+            "source user u may not describe ACLs: no topic ACL is copied; grant it DESCRIBE on "
+            "the cluster"
+        ]
+        if missing
+        else []
     )
 
 

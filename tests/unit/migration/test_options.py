@@ -1,6 +1,6 @@
 # Copyright 2025 The kafka-k8s authors.
 # See LICENSE file for licensing details.
-"""The typed inputs (`_options`): the `mirrormaker-*` options, the clusters, the workload.
+"""The typed inputs (`_options`): the `mirrormaker-*` options, the workload.
 
 What is wrong with a value is raised naming the option; the defaults are `charmcraft.yaml`'s;
 topics are selected by whole-name regular expressions.
@@ -14,15 +14,13 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from charms.kafka_k8s.v0 import mirrormaker as mm
 from charms.kafka_k8s.v0.mirrormaker import (
     InvalidOptionError,
     MigrationConfig,
     MirrorMakerWorkload,
-    TargetCluster,
     _options,
 )
-from tests.unit.helpers import FAKE_CA, REPO, settings
+from tests.unit.helpers import REPO, settings
 
 # The mirrormaker-* options -----------------------------------------------------------------------
 
@@ -129,43 +127,7 @@ def test_internal_topics_are_never_selected():
     assert not _options.is_internal_topic("orders")
 
 
-# The clusters and the workload -------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("servers", ["", "host", "host:port", "host:1 2", "[::1]", "host:70000"])
-def test_cluster_models_refuse_bad_bootstrap_servers(servers: str):
-    with pytest.raises(ValidationError):
-        TargetCluster.model_validate(
-            {"bootstrap_servers": servers, "username": "u", "password": "p"}
-        )
-
-
-def test_cluster_models_split_comma_separated_servers():
-    cluster = TargetCluster.model_validate(
-        {"bootstrap_servers": "[::1]:9092, 10.0.0.1:9092", "username": "u", "password": "p"}
-    )
-    assert cluster.bootstrap_servers == ("[::1]:9092", "10.0.0.1:9092")
-    assert cluster.bootstrap == "[::1]:9092,10.0.0.1:9092"
-
-
-def test_the_source_of_a_relation_response():
-    source = _options.source_from_relation(
-        "old", endpoints="h:1,h:2", username="u", password="p", tls=True, tls_ca=FAKE_CA
-    )
-    assert source.bootstrap_servers == ("h:1", "h:2")
-    assert (source.security_protocol, source.ca) == ("SASL_SSL", FAKE_CA)
-    plain = _options.source_from_relation(
-        "old", endpoints="h:1", username="u", password="p", tls=False, tls_ca=None
-    )
-    assert (plain.security_protocol, plain.ca) == ("SASL_PLAINTEXT", None)
-    with pytest.raises(mm.SourceError, match="old sent a tls-ca that is not a PEM certificate"):
-        _options.source_from_relation(
-            "old", endpoints="h:1", username="u", password="p", tls=True, tls_ca="nope"
-        )
-    with pytest.raises(mm.SourceError, match="old sent endpoints that are not HOST:PORT"):
-        _options.source_from_relation(
-            "old", endpoints="h", username="u", password="p", tls=True, tls_ca=None
-        )
+# The workload ------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("root", ["/srv/a:b", "/srv/a}b", "/srv/a,b", "/srv/$a"])

@@ -14,28 +14,28 @@ from pathlib import PurePosixPath
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from charms.kafka_k8s.v0.mirrormaker import (
     MigrationConfig,
     MirrorMakerWorkload,
+    OAuthClient,
     SourceCluster,
     TargetCluster,
     _rendering,
 )
 from tests.unit.helpers import (
+    CLIENT_CERTIFICATE,
+    CLIENT_KEY,
     FILE_PROVIDER,
+    SOURCE_CA,
     load_properties,
     logical_lines,
     resolve_references,
     settings,
 )
 
-CA = (
-    "-----BEGIN CERTIFICATE-----\n"
-    "MIIBszCCAVmgAwIBAgIUQ2+/=\n"
-    "AbCdEf0123456789+/==\n"
-    "-----END CERTIFICATE-----\n"
-)
+CA = SOURCE_CA
 HOSTILE = [
     'p"q',
     "back\\slash\\",
@@ -311,6 +311,104 @@ def test_plain_mechanism_uses_the_plain_login_module():
     assert module == "org.apache.kafka.common.security.plain.PlainLoginModule"
     assert flag == "required"
     assert options == {"username": "u", "password": "p"}
+
+
+# Every login of a Kafka client -------------------------------------------------------------------
+
+OAUTH = OAuthClient(
+    token_endpoint="https://idp.example:8443/realms/kafka/protocol/openid-connect/token",
+    client_id="migrator",
+    client_secret='s3cr"et\\',
+    scope="kafka",
+    ca=CA,
+)
+
+
+def source(**login: object) -> SourceCluster:
+    return SourceCluster.model_validate({"name": "old", "bootstrap_servers": "h:1", **login})
+
+
+def logins(properties: dict[str, str]) -> dict[str, str]:
+    """The source's login settings, by their names after `source.`."""
+    login = ("security.", "sasl.", "ssl.")
+    return {
+        key.removeprefix("source."): value
+        for key, value in properties.items()
+        if key.startswith(tuple(f"source.{part}" for part in login))
+    }
+
+
+def test_plaintext_source_logs_in_with_nothing():
+    properties = rendered(source=source(security_protocol="PLAINTEXT"))
+    assert logins(properties) == {"security.protocol": "PLAINTEXT"}
+    assert (
+        "source.sasl.jaas.config"
+        not in settings(source=source(security_protocol="PLAINTEXT")).mm2_secrets()
+    )
+
+
+def test_ssl_source_verifies_the_brokers_with_its_ca():
+    properties = rendered(source=source(security_protocol="SSL", ca=CA))
+    assert logins(properties) == {
+        "security.protocol": "SSL",
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.certificates": CA,
+    }
+
+
+def test_mutual_tls_source_presents_its_certificate_and_refers_to_its_key():
+    login = {"client_certificate": CLIENT_CERTIFICATE, "client_key": CLIENT_KEY}
+    chosen = settings(source=source(security_protocol="SSL", ca=CA, **login))
+    raw = load_properties(chosen.mm2_properties())
+    assert raw["source.ssl.keystore.type"] == "PEM"
+    assert raw["source.ssl.keystore.certificate.chain"] == CLIENT_CERTIFICATE
+    assert raw["source.ssl.keystore.key"] == (
+        "${file:/etc/kafka/mm2-secrets.properties:source.ssl.keystore.key}"
+    )
+    assert "PRIVATE KEY" not in chosen.mm2_properties()
+    assert rendered(source=chosen.source)["source.ssl.keystore.key"] == CLIENT_KEY
+
+
+def test_oauthbearer_source_fetches_tokens_with_client_credentials():
+    chosen = settings(
+        source=source(security_protocol="SASL_SSL", sasl_mechanism="OAUTHBEARER", oauth=OAUTH)
+    )
+    properties = rendered(source=chosen.source)
+    assert logins(properties) == {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "OAUTHBEARER",
+        "sasl.jaas.config": properties["source.sasl.jaas.config"],
+        "sasl.login.callback.handler.class": (
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler"
+        ),
+        "sasl.oauthbearer.token.endpoint.url": OAUTH.token_endpoint,
+    }
+    module, flag, options = parse_jaas(properties["source.sasl.jaas.config"])
+    assert (module, flag) == (
+        "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule",
+        "required",
+    )
+    assert options == {
+        "clientId": "migrator",
+        "clientSecret": 's3cr"et\\',
+        "scope": "kafka",
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.certificates": CA,
+    }
+    assert OAUTH.client_secret not in chosen.mm2_properties()
+    # Kafka 4 lets the login reach only the URLs listed in this JVM property.
+    service = dict(chosen.pebble_layer().get("services", {}))["mirrormaker"]
+    environment = dict(service.get("environment", {}))
+    assert environment["KAFKA_OPTS"].endswith(
+        f" -Dorg.apache.kafka.sasl.oauthbearer.allowed.urls={OAUTH.token_endpoint}"
+    )
+
+
+def test_a_ca_followed_by_a_reference_never_reaches_the_properties():
+    """Kafka's config provider would resolve it to the target's JAAS config (the password)."""
+    reference = "${file:/etc/kafka/mm2-secrets.properties:target.sasl.jaas.config}"
+    with pytest.raises(ValidationError, match="ca must hold PEM certificates only"):
+        source(username="u", password="p", security_protocol="SASL_SSL", ca=CA + reference)
 
 
 @pytest.mark.parametrize("value", HOSTILE)

@@ -269,7 +269,7 @@ def test_restart_mirrormaker_all_restarts_every_unit_once(ctx, clusters):
     # Another unit that followed an older request restarts once as it sees it, not twice.
     other = with_peer_log(dataclasses.replace(running(), leader=False), RestartLog(everyone=NOW))
     stored = testing.StoredState(
-        owner_path="HostCharm/Migration[mirrormaker-migration]",
+        owner_path="HostCharm/Migration[mirrormaker-migration]/RestartActions[restarts]",
         content={"followed_restart": NOW - 500},
     )
     out = ctx.run(ctx.on.update_status(), dataclasses.replace(other, stored_states={stored}))

@@ -18,6 +18,8 @@ from ops import testing
 
 from charms.kafka_k8s.v0.mirrormaker._peers import MigrationRequest
 from tests.unit.helpers import (
+    CLIENT_CERTIFICATE,
+    CLIENT_KEY,
     FENCED,
     LAGGING,
     MM2,
@@ -77,6 +79,51 @@ def test_optional_secret_keys_reach_the_properties(ctx, content, expected):
         assert rendered[key] == value
 
 
+def test_a_plaintext_source_is_said_to_be_read_unprotected(ctx):
+    secret = testing.Secret(tracked_content={"security-protocol": "PLAINTEXT"})
+    out = start(ctx, state(config=external(secret), secrets=(secret,)))
+    assert (ctx.action_results or {})["warning"] == (
+        "the copy reads an unauthenticated, unencrypted cluster (PLAINTEXT)"
+    )
+    rendered = properties(ctx, out)
+    assert rendered["source.security.protocol"] == "PLAINTEXT"
+    assert not [key for key in rendered if key.startswith(("source.sasl", "source.ssl"))]
+    # Before the fence: the status is clipped at 120 characters.
+    assert out.unit_status.name == "active"
+    assert out.unit_status.message.startswith(
+        LAGGING.format(source="old-0:9092") + "; source PLAINTEXT: unauthenticated, unencrypted; "
+    )
+
+
+def test_every_secret_value_of_a_login_stays_in_the_secrets_file(ctx):
+    """The client key and the OAuth client secret are references in mm2.properties."""
+    secret = testing.Secret(
+        tracked_content={
+            "security-protocol": "SASL_SSL",
+            "sasl-mechanism": "OAUTHBEARER",
+            "oauth-token-endpoint": "https://idp.example/token",
+            "oauth-client-id": "migrator",
+            "oauth-client-secret": "oauth-client-secret-value",
+            "ca": SOURCE_CA,
+            "client-certificate": CLIENT_CERTIFICATE,
+            "client-key": CLIENT_KEY,
+        }
+    )
+    out = start(ctx, state(config=external(secret), secrets=(secret,)))
+    text = file(ctx, out, MM2).read_text()
+    assert "oauth-client-secret-value" not in text
+    assert "PRIVATE KEY" not in text
+    secrets = file(ctx, out, MM2_SECRETS)
+    assert secrets.stat().st_mode & 0o777 == 0o600
+    rendered = properties(ctx, out)
+    assert rendered["source.ssl.keystore.key"] == CLIENT_KEY
+    assert 'clientSecret="oauth-client-secret-value"' in rendered["source.sasl.jaas.config"]
+    shown = json.dumps(ctx.action_results) + out.unit_status.message
+    shown += "".join(log.message for log in ctx.juju_log)
+    assert "oauth-client-secret-value" not in shown
+    assert "PRIVATE KEY" not in shown
+
+
 # Source problems ---------------------------------------------------------------------------------
 
 
@@ -87,9 +134,9 @@ def test_optional_secret_keys_reach_the_properties(ctx, content, expected):
         ({"username": "", "password": ""}, "missing key username, password"),
         ({"user": "x"}, "unknown key user"),
         ({"sasl-mechanism": "GSSAPI"}, "sasl-mechanism must be one of SCRAM-SHA-512"),
-        ({"security-protocol": "SSL"}, "security-protocol must be one of SASL_PLAINTEXT"),
-        ({"security-protocol": "SASL_SSL", "ca": "not a pem"}, "ca must be a PEM certificate"),
-        ({"ca": SOURCE_CA}, "ca is set, so security-protocol must be SASL_SSL"),
+        ({"security-protocol": "TLS"}, "security-protocol must be one of PLAINTEXT, SSL"),
+        ({"security-protocol": "SASL_SSL", "ca": "not a pem"}, "ca must hold PEM certificates"),
+        ({"ca": SOURCE_CA}, "ca is set, so security-protocol must be SSL or SASL_SSL"),
     ],
 )
 def test_bad_credentials_secret(ctx, content, message):
@@ -229,6 +276,23 @@ def test_relation_waiting_for_credentials(ctx, running):
     assert "mirrormaker" not in out.get_container("kafka").plan.services
 
 
+@pytest.mark.parametrize("field", ["secret-user", "secret-tls", "secret-extra"])
+def test_relation_naming_a_secret_it_cannot_read_blocks_without_raising(ctx, field):
+    """relation-changed: data-platform-helpers reads the secrets first; no unit goes in error."""
+    relation, secrets = source_relation(tls=True)
+    response = json.loads(relation.remote_app_data["requests"])
+    response[0][field] = "secret:d0esn0tex1stabcdefgh"
+    relation, _ = source_relation(data={"version": "v1", "requests": json.dumps(response)})
+
+    out = ctx.run(ctx.on.relation_changed(relation), state(relations=(relation,), secrets=secrets))
+
+    assert out.unit_status == testing.BlockedStatus(
+        f"migration-source: old-kafka no longer sends credentials: its {field} "
+        "secret:d0esn0tex1stabcdefgh cannot be read (revoked, removed or not granted)"
+    )
+    assert "mirrormaker" not in out.get_container("kafka").plan.services
+
+
 def test_relation_with_malformed_data(ctx):
     relation, secrets = source_relation(data={"version": "v1", "requests": "not json ["})
     out = ctx.run(ctx.on.config_changed(), state(relations=(relation,), secrets=secrets))
@@ -328,7 +392,13 @@ def test_revoked_relation_credentials_stop_mirrormaker(ctx):
 
     out = ctx.run(ctx.on.update_status(), dataclasses.replace(started, secrets=frozenset()))
 
-    assert_stopped(ctx, out, "migration-source: old-kafka no longer sends credentials")
+    user = json.loads(relation.remote_app_data["requests"])[0]["secret-user"]
+    assert_stopped(
+        ctx,
+        out,
+        f"migration-source: old-kafka no longer sends credentials: its secret-user {user} "
+        "cannot be read (revoked, removed or not granted)",
+    )
 
 
 def test_a_peer_that_lost_the_source_stops_this_unit(ctx):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from ops import testing
 
-from charms.kafka_k8s.v0.mirrormaker import _clients
+from charms.kafka_k8s.v0.mirrormaker import _connections
 from tests.unit.helpers import FENCED, LAGGING
 from tests.unit.migration.host import running
 
@@ -22,7 +22,7 @@ def test_status_while_lagging_is_refreshed_on_update_status(ctx, clusters):
     out = ctx.run(ctx.on.update_status(), running())
     lagging = testing.ActiveStatus(LAGGING.format(source="old-0:9092") + FENCED)
     assert (out.unit_status, out.app_status) == (lagging, lagging)
-    assert set(clusters.timeouts) == {_clients.STATUS_TIMEOUT}
+    assert set(clusters.timeouts) == {_connections.STATUS_TIMEOUT}
     clusters.in_sync()
     again = ctx.run(ctx.on.update_status(), out)
     ready = "in sync with old-0:9092: ready for cutover" + FENCED

@@ -70,7 +70,7 @@ class Admin:
 
 
 def test_an_open_transaction_is_named_with_its_id_and_start():
-    found = _transactions.describe_open(Admin(), [("orders", 0)], "migrator")
+    found = _transactions.describe_open(Admin(), [("orders", 0)], "user migrator")
     assert found.unnamed is None
     assert found.transactions == [
         _transactions.OpenTransaction(
@@ -86,7 +86,7 @@ def test_an_open_transaction_is_named_with_its_id_and_start():
 
 
 def test_without_describe_on_transactional_ids_the_first_record_dates_it():
-    found = _transactions.describe_open(Admin(listed=False), [("orders", 0)], "migrator")
+    found = _transactions.describe_open(Admin(listed=False), [("orders", 0)], "user migrator")
     [transaction] = found.transactions
     assert (transaction.transactional_id, transaction.since) == (None, None)
     assert found.unnamed == (
@@ -127,7 +127,7 @@ def test_first_record_times_reads_the_record_each_transaction_began_with():
     ],
 )
 def test_a_source_that_cannot_tell_says_why(error, why):
-    found = _transactions.describe_open(Admin(error=error), [("orders", 0)], "migrator")
+    found = _transactions.describe_open(Admin(error=error), [("orders", 0)], "user migrator")
     assert (found.transactions, found.unnamed) == ([], why)
 
 

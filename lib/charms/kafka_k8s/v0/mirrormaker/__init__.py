@@ -10,8 +10,12 @@ source cluster into the local one, without writing to the source.
 The source is either the `migration-source` relation (interface `kafka_client`, requirer side of
 `data_platform_helpers.interfaces`) or any reachable Kafka named by the
 `mirrormaker-source-bootstrap-servers` option plus a Juju user secret in
-`mirrormaker-source-credentials` (keys `username`, `password`, optional `sasl-mechanism`,
-`security-protocol`, `ca`). The actions `start-migration` (with `dry-run`), `stop-migration`,
+`mirrormaker-source-credentials`: `security-protocol` (PLAINTEXT, SSL, SASL_PLAINTEXT,
+SASL_SSL), over SASL `sasl-mechanism` with `username` and `password` (PLAIN, SCRAM-SHA-256,
+SCRAM-SHA-512) or `oauth-token-endpoint`, `oauth-client-id`, `oauth-client-secret`,
+`oauth-scope`, `oauth-ca` (OAUTHBEARER), over TLS `ca` and, for mutual TLS,
+`client-certificate` and `client-key`. Every secret value reaches MirrorMaker only through its
+0600 secrets file. The actions `start-migration` (with `dry-run`), `stop-migration`,
 `migration-status`, `switch-group`, `finish-migration`, `restart-mirrormaker`, `start-failback`
 and `finish-failback` work from any unit: a request goes into the acting unit's peer databag,
 and every unit follows the newest request it sees.
@@ -244,7 +248,8 @@ connect, for a host that asks its own cluster with the same client. The modules 
 """
 
 from ._access import AccessReport, access_report, format_access_table
-from ._clients import admin_client
+from ._clusters import KafkaCluster, OAuthClient, SourceCluster, TargetCluster
+from ._connections import admin_client
 from ._cutover import CutoverRefusedError, Promotion, promote
 from ._display import format_table
 from ._errors import (
@@ -271,15 +276,7 @@ from ._fence import FencedTopics, TopicSelection
 from ._identities import ClientAccess, ClientIdentity, ClientUser, parse_client_identities
 from ._migration import Migration
 from ._names import MIRRORMAKER_NAMES, MirrorMakerNames
-from ._options import (
-    FailbackSettings,
-    KafkaCluster,
-    MigrationConfig,
-    MirrorMakerSettings,
-    MirrorMakerWorkload,
-    SourceCluster,
-    TargetCluster,
-)
+from ._options import FailbackSettings, MigrationConfig, MirrorMakerSettings, MirrorMakerWorkload
 from ._peers import UnitState, Wave
 from ._queries import migration_report
 from ._report import MigrationReport
@@ -315,6 +312,7 @@ __all__ = [  # noqa: RUF022 - grouped by what each name is for
     "Migration",
     # The clusters, the options, and how the host's container runs MirrorMaker.
     "KafkaCluster",
+    "OAuthClient",
     "SourceCluster",
     "TargetCluster",
     "MigrationConfig",

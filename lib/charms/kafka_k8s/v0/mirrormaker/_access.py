@@ -20,11 +20,12 @@ from typing import Any, TypeVar
 
 from . import _clients
 from ._acls import acls_to_copy, selected_topics
-from ._clients import CLIENT_TIMEOUT
+from ._clusters import SourceCluster
+from ._connections import CLIENT_TIMEOUT
 from ._display import _table
 from ._errors import ClusterUnreachableError
 from ._identities import ClientAccess, ClientUser
-from ._options import MigrationConfig, SourceCluster
+from ._options import MigrationConfig
 from ._report import ReportPart
 from ._rights import AclBinding
 from ._text import plural
@@ -209,7 +210,7 @@ def access_report(
         quotas,
         config,
         access,
-        source_user=source.username,
+        source_user=source.username or "",  # a login without a user name matches no ACL
         target_user=target_user,
         topics=topics,
         copied=copied,

@@ -21,10 +21,11 @@ from collections.abc import Iterable, Sequence
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from . import _clients
-from ._clients import CLIENT_TIMEOUT
+from ._clusters import KafkaCluster
+from ._connections import CLIENT_TIMEOUT
 from ._identities import ClientAccess
 from ._names import MIRRORMAKER_NAMES
-from ._options import KafkaCluster, MigrationConfig, is_internal_topic, select
+from ._options import MigrationConfig, is_internal_topic, select
 from ._peers import PeerData
 from ._rights import AclBinding
 
@@ -120,7 +121,7 @@ def copy_acls(
     with _clients.ClusterClient(source, "source", timeout) as source_client:
         topics = selected_topics(source_client.topics(), config)
         acls = acls_to_copy(
-            source_client.acls(), config, access, topics, target_user=target.username
+            source_client.acls(), config, access, topics, target_user=target.username or ""
         )
     with _clients.ClusterClient(target, "target", timeout) as target_client:
         target_client.create_acls(acls)

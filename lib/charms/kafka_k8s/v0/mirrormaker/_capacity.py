@@ -13,9 +13,11 @@ from collections.abc import Collection, Mapping
 
 from kafka import errors as kafka_errors
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
+from kafka.protocol.broker_version_data import BrokerVersionData
 from pydantic import BaseModel, ConfigDict
 
-from ._clients import QUERY_ERRORS, ClusterClient
+from ._clients import ClusterClient
+from ._connections import QUERY_ERRORS
 from ._errors import ClusterUnreachableError
 
 # A broker's `message.max.bytes` unless it is configured: the record limit of a topic without
@@ -139,16 +141,25 @@ class CapacityClient(ClusterClient):
         return len(brokers), sum(free) if known else None
 
     def kafka_version(self) -> tuple[int, ...] | None:
-        """The Kafka release the cluster's brokers run, as their API versions tell it."""
+        """The Kafka release the cluster's brokers run, as their API versions tell it.
+
+        A broker's, found through DescribeCluster. kafka-python cannot read that answer from
+        Kafka 2.8 to 3.6 (its version 0 has no endpoint type: a KeyError); from those, the API
+        versions announced when the client connected tell the release.
+        """
         try:
-            brokers = self._ask(lambda admin: admin.describe_cluster()).get("brokers") or []
-            if not brokers:
-                return None
-            first = brokers[0]["broker_id"]
-            data = self._ask(lambda admin: admin.get_broker_version_data(first))
-        except ClusterUnreachableError:
+            try:
+                brokers = self._ask(lambda admin: admin.describe_cluster()).get("brokers") or []
+                if not brokers:
+                    return None
+                first = brokers[0]["broker_id"]
+                data = self._ask(lambda admin: admin.get_broker_version_data(first))
+                version = getattr(data, "broker_version", None)
+            except KeyError:
+                versions = self._ask(lambda admin: admin.api_versions())
+                version = BrokerVersionData(api_versions=dict(versions)).broker_version
+        except (ClusterUnreachableError, ValueError, kafka_errors.KafkaError):
             return None
-        version = getattr(data, "broker_version", None)
         return tuple(version) if version else None
 
     def create_topics(self, topics: Mapping[str, tuple[int, int, Mapping[str, str]]]) -> None:

@@ -5,11 +5,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.structs import TopicPartition
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._connections import QUERY_ERRORS, Connections, quiet_kafka_logs
 from ._text import clip
 
 # How long a failed connector's or task's error may be, in statuses and results.
@@ -106,3 +110,130 @@ def connector_states(
                 )
             )
     return states
+
+
+class ConnectQueries(Connections):
+    """The queries of Kafka Connect's own topics on the target: MirrorMaker's connectors."""
+
+    def connector_states(self, source_alias: str) -> list[ConnectorState]:
+        """The state of every MirrorMaker connector and task of the flow from `source_alias`.
+
+        Read from Kafka Connect's own records on this (the target) cluster, as its REST API
+        would: the status topic holds the state and error trace of each connector and task,
+        the config topic how many tasks each connector has now (the status topic keeps the
+        records of tasks a connector no longer has). This is the cluster-wide truth, readable
+        from any unit through Kafka alone. The JMX metrics of a node only know its own tasks,
+        carry no error trace, and vanish with the node. Dedicated MirrorMaker records the
+        flow (`source->target`) as the worker of every task, so neither says which unit runs
+        a task; a unit's service state comes from the peer data.
+
+        Raises:
+            ClusterUnreachableError: if the topics cannot be read in time.
+        """
+        configs, statuses = (
+            f"mm2-configs.{source_alias}.internal",
+            f"mm2-status.{source_alias}.internal",
+        )
+        latest, times = self._read_compacted((configs, statuses))
+        return connector_states(latest[configs], latest[statuses], times[statuses])
+
+    def request_restarts(self, source_alias: str, connectors: Collection[str]) -> None:
+        """Ask Kafka Connect to restart the failed connectors and tasks of these connectors.
+
+        Writes the record Connect's own REST API writes for `POST /connectors/NAME/restart?
+        includeTasks=true&onlyFailed=true` (KIP-745) into the flow's config topic: every node
+        of the flow reads it and restarts the failed connector and tasks it runs, where they
+        run, without a rebalance. Dedicated MirrorMaker serves no such REST resource (its
+        internal server takes only task configs and zombie fencing, signed by the flow's
+        session key), and records the flow as every task's worker, so only this request
+        reaches a failed task wherever it runs. A node reads the requests written while it runs
+        only, not those written before it started. The MirrorMaker user may write every topic.
+
+        Raises:
+            ClusterUnreachableError: if the target does not take the records in time.
+        """
+        topic = f"mm2-configs.{source_alias}.internal"
+        request = json.dumps({"include-tasks": True, "only-failed": True}).encode()
+        quiet_kafka_logs()
+        with self._failures.listening():
+            try:
+                producer = KafkaProducer(
+                    **self._config, acks="all", max_block_ms=int(self.timeout * 1000)
+                )
+            except QUERY_ERRORS as error:
+                raise self.unreachable(error) from None
+            try:
+                for connector in sorted(connectors):
+                    key = f"restart-connector-{connector}".encode()
+                    producer.send(topic, key=key, value=request).get(timeout=self.timeout)
+            except QUERY_ERRORS as error:
+                raise self.unreachable(error) from None
+            finally:
+                producer.close(timeout=1)
+
+    def _read_compacted(
+        self, topics: Sequence[str]
+    ) -> tuple[dict[str, dict[str, bytes | None]], dict[str, dict[str, float]]]:
+        """The latest value of each key of compacted topics; a topic that does not exist is empty.
+
+        Also when each value was written (the record's timestamp, in seconds since the epoch).
+
+        All partitions are read at once, from their beginning up to the end offsets they had
+        when the reading began (read committed).
+
+        Raises:
+            ClusterUnreachableError: if the cluster does not answer, or the ends are not
+                reached within the timeout.
+        """
+        deadline = time.monotonic() + self.timeout + 5
+        latest: dict[str, dict[str, bytes | None]] = {topic: {} for topic in topics}
+        times: dict[str, dict[str, float]] = {topic: {} for topic in topics}
+        described = self._ask(lambda admin: admin.describe_topics(list(topics)))
+        found = {
+            topic["name"]: len(topic["partitions"])
+            for topic in described
+            if topic["error_code"] == 0 and topic["name"] in latest
+        }
+        ends = self.end_offsets(found)
+        pending = {
+            TopicPartition(topic, partition): end
+            for topic, partition_ends in ends.items()
+            for partition, end in enumerate(partition_ends)
+            if end > 0
+        }
+        if not pending:
+            return latest, times
+        config = {
+            **self._config,
+            "group_id": None,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "isolation_level": "read_committed",
+            "fetch_max_wait_ms": 20,
+        }
+        with self._failures.listening():
+            try:
+                consumer = KafkaConsumer(**config)
+            except QUERY_ERRORS as error:
+                raise self.unreachable(error) from None
+            try:
+                consumer.assign(list(pending))
+                consumer.seek_to_beginning()
+                while pending:
+                    if time.monotonic() > deadline:
+                        raise self.unreachable(f"timed out reading {', '.join(topics)}")
+                    for partition, records in consumer.poll(timeout_ms=100).items():
+                        for record in records:
+                            key = (record.key or b"").decode(errors="replace")
+                            latest[partition.topic][key] = record.value
+                            times[partition.topic][key] = record.timestamp / 1000
+                    pending = {
+                        partition: end
+                        for partition, end in pending.items()
+                        if (consumer.position(partition, timeout_ms=0) or 0) < end
+                    }
+            except QUERY_ERRORS as error:
+                raise self.unreachable(error) from None
+            finally:
+                consumer.close(autocommit=False, timeout_ms=1000)
+        return latest, times

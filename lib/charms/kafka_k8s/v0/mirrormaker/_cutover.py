@@ -19,21 +19,28 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+import ops
 
 from . import _switch
-from ._clients import CLIENT_TIMEOUT, TopicOffsets
-from ._display import groups_table
+from ._clients import TopicOffsets
+from ._clusters import KafkaCluster, SourceCluster
+from ._connections import CLIENT_TIMEOUT
+from ._display import groups_table, switch_results
 from ._errors import ClusterUnreachableError, MigrationError
 from ._identities import ClientAccess
 from ._names import SOURCE_ALIAS
-from ._options import KafkaCluster, MigrationConfig, SourceCluster, topic_patterns
+from ._options import MigrationConfig, MirrorMakerSettings, topic_patterns
 from ._peers import FinishedMigration, UnitState, Wave
 from ._queries import fetch_snapshot
 from ._records import internal_topics
 from ._report import QUIET_SECONDS, MigrationReport, build_report
-from ._switch import Clients, GroupSwitch, PromotedEnds, unsettled_topics
+from ._switch import Clients, GroupSwitch, PromotedEnds, SwitchRefusedError, unsettled_topics
 from ._text import list_names, plural
+
+if TYPE_CHECKING:
+    from ._migration import Migration
 
 # Where a unit claims a step of the cutover on the target: a topic under MirrorMaker's
 # reserved `mm2-` prefix, so no client can create it first.
@@ -363,7 +370,7 @@ def finished_migration(
     )
 
 
-def switch_results(switches: Sequence[GroupSwitch]) -> dict[str, str]:
+def groups_results(switches: Sequence[GroupSwitch]) -> dict[str, str]:
     """The switched groups as action results: the sums, each group, and the table."""
     return {
         "re-read": str(sum(switch.re_read for switch in switches)),
@@ -397,7 +404,7 @@ def finish_results(
         "left": json.dumps(promotion.wave.left),
         "topics": json.dumps(promotion.wave.topics),
         "waves": json.dumps([wave.model_dump(mode="json") for wave in waves]),
-        **switch_results(promotion.switches),
+        **groups_results(promotion.switches),
         "summary": finished.summary(),
     }
     if promotion.check.blockers:
@@ -420,7 +427,7 @@ def wave_results(unit: str, promotion: Promotion) -> dict[str, str]:
         ),
         "fence": f"lifted from {plural(len(wave.target_topics), 'topic')}",
         "left": json.dumps(wave.left),
-        **switch_results(promotion.switches),
+        **groups_results(promotion.switches),
         "summary": (
             f"{wave.summary()}; {plural(len(remaining), 'topic')} left to migrate"
             + (f"; left for a later wave: {', '.join(wave.left)}" if wave.left else "")
@@ -442,3 +449,143 @@ def clean_up(clients: Clients, migrated: Collection[str]) -> str:
     except ClusterUnreachableError as error:
         return f"MirrorMaker's topics were not deleted: {error.message}"
     return f"deleted {', '.join(deleted)}" if deleted else "none of MirrorMaker's topics left"
+
+
+class CutoverActions(ops.Object):
+    """`switch-group` and `finish-migration` (a wave, or the last one), from any unit."""
+
+    def __init__(self, migration: Migration):
+        super().__init__(migration, "cutover")
+        self.migration = migration
+        charm = migration.charm
+        charm.framework.observe(charm.on["switch-group"].action, self._on_switch_group)
+        charm.framework.observe(charm.on["finish-migration"].action, self._on_finish_migration)
+
+    def _on_switch_group(self, event: ops.ActionEvent) -> None:
+        migration = self.migration
+        group = str(event.params.get("group") or "")
+        dry_run = bool(event.params.get("dry-run", False))
+        if not group:
+            event.fail("name the consumer group to switch: group=NAME")
+            return
+        try:
+            settings = migration.settings()
+            clients = Clients.of(settings.source, settings.target, CLIENT_TIMEOUT)
+            promoted = promoted_ends(migration.peers.newest().waves, settings.config)
+            try:
+                [switch] = _switch.switch_groups_with(
+                    clients,
+                    settings.config,
+                    [group],
+                    dry_run=dry_run,
+                    promoted=promoted,
+                    access=migration.clients(),
+                )
+            finally:
+                clients.close()
+        except SwitchRefusedError as error:
+            event.fail(f"{error.message}; nothing was changed")
+            return
+        except MigrationError as error:
+            event.fail(error.message)
+            return
+        event.set_results(switch_results(switch, dry_run=dry_run))
+
+    def _on_finish_migration(self, event: ops.ActionEvent) -> None:
+        migration = self.migration
+        if (finished := migration.peers.finished()) is not None:
+            event.fail(f"{finished.summary()}; it finishes once, nothing was changed")
+            return
+        if migration.peers.newest().seq == 0 or migration.peers.relation is None:
+            event.fail("no migration to finish: start-migration was never run; nothing changed")
+            return
+        if (settings := migration.settings_for(event)) is None:
+            return
+        clients = Clients.of(settings.source, settings.target, CLIENT_TIMEOUT)
+        try:
+            self._finish(event, settings, clients)
+        except CutoverRefusedError as error:
+            event.fail(error.message)
+        except ClusterUnreachableError as error:
+            migration.reconcile()
+            event.fail(
+                f"{error.message}: the migration is not finished and no wave was promoted, "
+                "MirrorMaker runs as requested before; run finish-migration again"
+            )
+        finally:
+            clients.close()
+
+    def _claim(self, clients: Clients, settings: MirrorMakerSettings, final: bool) -> None:
+        """Claim this step of the cutover (`claim`); stop MirrorMaker before the last.
+
+        Raises:
+            CutoverRefusedError: if another unit claimed the step.
+            ClusterUnreachableError: if the target does not answer.
+        """
+        newest = self.migration.peers.newest()
+        unit, rf = self.model.unit.name, settings.replication_factor
+        claim(clients, newest.migration, len(newest.waves) + 1, unit, rf)
+        if final:
+            self.migration.service.stop()
+
+    def _finish(
+        self, event: ops.ActionEvent, settings: MirrorMakerSettings, clients: Clients
+    ) -> None:
+        """Promote a wave, or the last one: check, claim, switch the groups, record, lift.
+
+        A stopped migration is judged by its data alone: no MirrorMaker runs to be checked.
+
+        Raises:
+            CutoverRefusedError: if the wave may not happen; nothing was changed.
+            ClusterUnreachableError: if a cluster does not answer; nothing is recorded then.
+        """
+        migration = self.migration
+        newest = migration.peers.newest()
+        fenced = migration.fenced_topics()
+        unit = self.model.unit.name
+        promotion = promote_with(
+            clients,
+            settings.config,
+            source=settings.source.name,
+            topics=event.params.get("topics") or None,
+            waves=newest.waves,
+            units=None if newest.state == "stopped" else migration.live_unit_states(),
+            fenced=fenced.known(),
+            force=bool(event.params.get("force", False)),
+            by=unit,
+            prepare=lambda final: self._claim(clients, settings, final),
+            access=migration.clients(),
+        )
+        waves = [*newest.waves, promotion.wave]
+        if not promotion.final:
+            migration.peers.record_wave(promotion.wave)
+            migration.reconcile()
+            migration.on.fence_changed.emit()
+            event.set_results(wave_results(unit, promotion))
+            return
+        finished = finished_migration(settings.source.name, waves, promotion.switches)
+        migration.peers.record_wave(promotion.wave, finished=finished)
+        migration.reconcile()
+        migration.on.fence_changed.emit()
+        results = finish_results(
+            unit, finished, fenced=fenced.known(), promotion=promotion, waves=waves
+        )
+        if event.params.get("cleanup", False):
+            results["cleanup"] = clean_up(clients, finished.topics)
+            results["copied-acls"] = self._remove_copied_acls(clients)
+        event.set_results(results)
+
+    def _remove_copied_acls(self, clients: Clients) -> str:
+        """Remove the ACLs copied for the host's client users: from the record, then the target."""
+        migration = self.migration
+        removed = migration.copies.remove(migration.peers.newest().seq)
+        if not removed:
+            return "none was copied"
+        try:
+            clients.target.delete_acls(removed)
+        except ClusterUnreachableError as error:
+            return (
+                f"{len(removed)} no longer granted; MirrorMaker's user did not delete them "
+                f"({error.message}): the host revokes them from its users"
+            )
+        return f"removed {len(removed)}"

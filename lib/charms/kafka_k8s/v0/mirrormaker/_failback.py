@@ -36,12 +36,14 @@ from typing import NamedTuple
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import _clients, _records, _switch
-from ._clients import CLIENT_TIMEOUT, TopicOffsets
-from ._cutover import blockers, switch_results
+from ._clients import TopicOffsets
+from ._clusters import KafkaCluster, SourceCluster
+from ._connections import CLIENT_TIMEOUT
+from ._cutover import blockers, groups_results
 from ._errors import ClusterUnreachableError, MigrationError
 from ._identities import ClientAccess
 from ._names import FAILBACK_ALIAS, MIRRORMAKER_NAMES, SOURCE_ALIAS
-from ._options import KafkaCluster, MigrationConfig, SourceCluster, select, topic_patterns
+from ._options import MigrationConfig, select, topic_patterns
 from ._peers import UnitState, Wave
 from ._queries import Flow, fetch_snapshot
 from ._records import connect_topics, encode_source_offset
@@ -663,7 +665,7 @@ def finish_results(
             f"write to {failback.source}"
         ),
         "left": json.dumps(finish.left),
-        **switch_results(done.switches),
+        **groups_results(done.switches),
         "end-offsets": json.dumps(
             {"source": finish.source_end_offsets, "target": finish.target_end_offsets}
         ),

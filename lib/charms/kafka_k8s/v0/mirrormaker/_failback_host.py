@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import ops
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ._clients import CLIENT_TIMEOUT
+from ._clusters import SourceCluster, failback_source
+from ._connections import CLIENT_TIMEOUT
 from ._errors import ClusterUnreachableError, MigrationError, NotReadyError
 from ._failback import (
     Failback,
@@ -38,13 +39,7 @@ from ._failback import (
 )
 from ._fence import FencedTopics
 from ._names import FAILBACK_ALIAS, SOURCE_ALIAS
-from ._options import (
-    FailbackSettings,
-    MirrorMakerSettings,
-    MirrorMakerWorkload,
-    SourceCluster,
-    failback_source,
-)
+from ._options import FailbackSettings, MirrorMakerSettings, MirrorMakerWorkload
 from ._peers import UnitState
 from ._service import FailbackService
 from ._switch import Clients

@@ -1,54 +1,52 @@
 # Copyright 2025 The kafka-k8s authors.
 # See LICENSE file for licensing details.
-"""The host charm's object: it routes the host's reconcile and the actions to the modules.
+"""The host charm's object: wiring. It routes the host's reconcile and the actions to the modules.
 
-Reading Juju is done by `_source` (the source cluster), `_peers` (requests and unit states),
-`_fence` (the fenced topics), `_summary` (the stored status), `_acls` (the copied ACLs' record)
-and `_restarts` (the restarts of failed tasks); the work by `_service` (MirrorMaker in its
-container), `_queries` and `_report` (migration-status), `_access` (its access report),
-`_restarts` (restarting failed tasks), `_preflight` (start-migration's preflight, dry-run or
-not), `_switch` (switch-group) and `_cutover` (finish-migration); `_failback_host` handles
-start-failback and finish-failback itself. The host's client users and the operator's map of
-their identities come from the host (`clients`).
+`Migration` builds the parts and keeps the reconcile, the status and the two actions that start
+and stop the migration. Reading Juju is done by `_source` (the source cluster), `_peers`
+(requests, waves and unit states), `_fence` (the fenced topics), `_summary` (the stored status),
+`_acls` (the copied ACLs' record) and `_restarts` (the restarts of failed tasks); the work by
+`_service` (MirrorMaker in its container) and `_preflight` (start-migration's preflight, dry-run
+or not). The other actions are handled where their concern lives: `migration-status` in
+`_status`, `switch-group` and `finish-migration` in `_cutover`, `restart-mirrormaker` in
+`_restarts`, `start-failback` and `finish-failback` in `_failback_host` (which also runs the
+failback's copy back on this unit, and says what it fences). The host's client users and the
+operator's map of their identities come from the host (`clients`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import ops
 from pydantic import ValidationError
 
-from . import _cutover, _queries, _restarts, _switch
-from ._access import access_report, access_results
+from . import _queries
 from ._acls import AclCopies, copy_acls
-from ._clients import CLIENT_TIMEOUT, STATUS_TIMEOUT
-from ._connectors import ConnectorState
-from ._display import report_results, switch_results
+from ._clusters import TargetCluster
+from ._connections import STATUS_TIMEOUT
+from ._cutover import CutoverActions
 from ._errors import (
     ClusterUnreachableError,
     MigrationError,
     NotReadyError,
-    PreflightError,
     SourceGoneError,
 )
 from ._failback_host import Failbacks
 from ._fence import Fence, FencedTopics, TopicSelection
 from ._identities import ClientAccess
-from ._options import MigrationConfig, MirrorMakerSettings, MirrorMakerWorkload, TargetCluster
+from ._options import MigrationConfig, MirrorMakerSettings, MirrorMakerWorkload
 from ._peers import PeerData, RequestedState, UnitState, exactly_once_for
-from ._preflight import Preflight, dry_run, preflight, prepare
-from ._queries import migration_report
-from ._report import QUIET_SECONDS, Shown, unknown_results
-from ._restarts import Restarts
+from ._preflight import checked_preflight, dry_run
+from ._restarts import RestartActions, Restarts
 from ._rights import AclBinding
 from ._service import MirrorMakerService
 from ._source import SourceReader
-from ._summary import StatusSummary
-from ._switch import Clients, SwitchRefusedError
-from ._text import clip, plural
+from ._status import StatusAction
+from ._summary import StatusSummary, summary_status, waves_text
+from ._text import clip
 
 logger = logging.getLogger(__name__)
 
@@ -114,8 +112,6 @@ class Migration(ops.Object):
         """
         super().__init__(charm, "mirrormaker-migration")
         self.summary = StatusSummary(self._stored)
-        # The `restart-mirrormaker all=true` request this unit followed last (-1: none seen yet).
-        self._stored.set_default(followed_restart=-1.0)
         # The status queries run once per hook, however often the host reconciles in it.
         self._refreshed = False
         self.charm = charm
@@ -129,14 +125,14 @@ class Migration(ops.Object):
         self.restarts = Restarts(self.peers)
         self.sources = SourceReader(charm, source_relation)
         self.requirer = self.sources.requirer
-        self.failback = Failbacks(self, self.service.container, self.service.workload)
         framework = charm.framework
         framework.observe(charm.on["start-migration"].action, self._on_start_migration)
         framework.observe(charm.on["stop-migration"].action, self._on_stop_migration)
-        framework.observe(charm.on["migration-status"].action, self._on_migration_status)
-        framework.observe(charm.on["switch-group"].action, self._on_switch_group)
-        framework.observe(charm.on["finish-migration"].action, self._on_finish_migration)
-        framework.observe(charm.on["restart-mirrormaker"].action, self._on_restart_mirrormaker)
+        # The other actions, each handled by the module of its concern.
+        self.status_action = StatusAction(self)
+        self.cutover = CutoverActions(self)
+        self.restarter = RestartActions(self)
+        self.failback = Failbacks(self, self.service.container, self.service.workload)
 
     # Reading the model -------------------------------------------------------------------------
 
@@ -190,13 +186,6 @@ class Migration(ops.Object):
         """
         return self.copies.listed()
 
-    def _client_results(self) -> dict[str, str]:
-        """The operator's map and the copied ACLs, as `migration-status` results."""
-        return {
-            "client-identities": json.dumps(self.clients().as_json()),
-            "copied-acls": json.dumps([acl.as_json() for acl in self.copied_acls()]),
-        }
-
     def settings(self) -> MirrorMakerSettings:
         """This unit's MirrorMaker settings from config, source, target and peers.
 
@@ -232,7 +221,7 @@ class Migration(ops.Object):
             record_bytes=self.peers.newest().record_bytes,
         )
 
-    def _live_unit_states(self) -> dict[str, UnitState]:
+    def live_unit_states(self) -> dict[str, UnitState]:
         """Every unit's published MirrorMaker state, this unit's read from Pebble now."""
         can_connect = self.service.container.can_connect()
         return self.peers.live_unit_states(self.service.state() if can_connect else None)
@@ -289,7 +278,7 @@ class Migration(ops.Object):
                 logger.info("MirrorMaker waits for the leader to fence its topic selection")
             else:
                 self.service.run(settings)
-            self._follow_restart_request()
+            self.restarter.follow_request()
         except ops.pebble.ChangeError:
             logger.warning("MirrorMaker did not start; Pebble retries it")
         if not waiting:
@@ -323,41 +312,11 @@ class Migration(ops.Object):
         self._refreshed = True
         selected = self.summary.refresh(
             settings,
-            self._live_unit_states(),
+            self.live_unit_states(),
             self.fenced_topics().known(),
-            lambda states: self._watch(settings, states),
+            lambda states: self.restarter.watch(settings, states),
         )
         self.fence.publish(selected or ())
-
-    def _watch(
-        self, settings: MirrorMakerSettings, states: Sequence[ConnectorState]
-    ) -> Shown | None:
-        """How failed connectors and tasks show; on the leader, restart them when due."""
-        if not any(state.state == "FAILED" for state in states):
-            return None
-        log = self.restarts.log()
-        shown, after = _restarts.watch(
-            settings.target,
-            states,
-            log,
-            self.restarts.policy,
-            _queries.now(),
-            act=self.model.unit.is_leader(),
-        )
-        if after != log:
-            self.restarts.record(after)
-        return shown
-
-    def _follow_restart_request(self) -> None:
-        """Restart MirrorMaker once for a `restart-mirrormaker all=true` this unit has not seen.
-
-        A unit that never looked before (a new unit) takes the newest request as seen.
-        """
-        requested = self.restarts.log().everyone
-        followed = self._stored.followed_restart
-        self._stored.followed_restart = max(requested, followed)
-        if 0 <= followed < requested and self.service.restart():
-            logger.info("restarted MirrorMaker, as restart-mirrormaker all=true asked")
 
     def status(self) -> ops.StatusBase | None:
         """The status to show for the migration, or `None` when there is nothing to say."""
@@ -379,7 +338,7 @@ class Migration(ops.Object):
             return error.status() if running else None
         except MigrationError as error:
             return error.status()
-        fence = "; ".join(text for text in (self._waves_text(), self.fence.text()) if text)
+        fence = "; ".join(text for text in (waves_text(newest), self.fence.text()) if text)
         if not running:
             return ops.ActiveStatus(clip(f"migration stopped; {fence}")) if fence else None
         if source is None:
@@ -392,27 +351,11 @@ class Migration(ops.Object):
             return self._starting(config, source.name)
         if (shown := self.summary.shown()) is None:
             return ops.ActiveStatus(f"migrating from {source.name}")
-        return self._summary_status(shown, fence)
-
-    def _summary_status(self, shown: Shown, fence: str) -> ops.StatusBase:
-        """The stored summary as a status; an active one counts today's restarts and the fence."""
-        kind, message = shown
-        if kind == "blocked":
-            return ops.BlockedStatus(message)
-        if kind == "maintenance":
-            return ops.MaintenanceStatus(message)
         log = self.restarts.log()
-        if log.times and (restarts := len(log.today(_queries.now()))):
-            message += f"; {plural(restarts, 'MirrorMaker restart')} today"
-        return ops.ActiveStatus(clip(f"{message}; {fence}" if fence else message))
-
-    def _waves_text(self) -> str:
-        """The waves promoted so far, as the status shows them, or ""."""
-        newest = self.peers.newest()
-        if not newest.waves:
-            return ""
-        promoted = plural(len(newest.promoted), "topic")
-        return f"{promoted} promoted in {plural(len(newest.waves), 'wave')}"
+        today = len(log.today(_queries.now())) if log.times else 0
+        return summary_status(
+            shown, restarts_today=today, unprotected=bool(source.unprotected), notes=fence
+        )
 
     def _starting(self, config: MigrationConfig, source: str) -> ops.StatusBase:
         """The status while MirrorMaker does not run yet: it starts, or waits for the fence."""
@@ -425,7 +368,7 @@ class Migration(ops.Object):
 
     # Actions -----------------------------------------------------------------------------------
 
-    def _settings_for(self, event: ops.ActionEvent) -> MirrorMakerSettings | None:
+    def settings_for(self, event: ops.ActionEvent) -> MirrorMakerSettings | None:
         """This unit's settings, or None with the action failed saying what is wrong."""
         try:
             return self.settings()
@@ -454,7 +397,7 @@ class Migration(ops.Object):
         force = bool(event.params.get("force", False))
         try:
             settings = self.settings()
-            found = self._preflight(settings, force=force)
+            found = checked_preflight(settings, force=force)
             recorded = self.peers.record("running", record_bytes=found.record_bytes)
         except MigrationError as error:
             event.fail(error.message)
@@ -466,6 +409,7 @@ class Migration(ops.Object):
         self.on.fence_changed.emit()
         self.reconcile()
         name = settings.source.name
+        warning = {"warning": settings.source.unprotected} if settings.source.unprotected else {}
         this_unit = self.service.state()
         message = (
             f"the migration from {name} was already requested"
@@ -478,6 +422,7 @@ class Migration(ops.Object):
         )
         event.set_results(
             {
+                **warning,
                 "state": "running",
                 "source": name,
                 "this-unit": this_unit,
@@ -485,33 +430,6 @@ class Migration(ops.Object):
                 "message": message,
             }
         )
-
-    def _preflight(self, settings: MirrorMakerSettings, *, force: bool) -> Preflight:
-        """The preflight of a real start, and its preparations on the target.
-
-        Raises:
-            PreflightError: if it found what would fail the copy, or a cluster did not answer,
-                and the start is not forced; nothing was changed then.
-            ClusterUnreachableError: if the target refused a preparation.
-        """
-        try:
-            found, _ = preflight(settings)
-        except ClusterUnreachableError as error:
-            if not force:
-                raise PreflightError(
-                    f"{error.message}: the preflight could not run; nothing was started (run "
-                    "start-migration force=true to start without it)"
-                ) from None
-            logger.warning("starting without the preflight: %s", error.message)
-            return Preflight()
-        if found.blockers and not force:
-            lines = "; ".join(finding.text for finding in found.blockers)
-            raise PreflightError(
-                f"the preflight found what would fail the copy: {lines}. Nothing was started; "
-                "fix it, or run start-migration force=true to start all the same"
-            )
-        prepare(settings, found)
-        return found
 
     def _on_stop_migration(self, event: ops.ActionEvent) -> None:
         if (finished := self.peers.finished()) is not None:
@@ -534,261 +452,6 @@ class Migration(ops.Object):
                     "as it sees the request; migrated data stays"
                     if recorded
                     else "the migration was already stopped"
-                ),
-            }
-        )
-
-    def _on_migration_status(self, event: ops.ActionEvent) -> None:
-        if event.params.get("format") == "access":
-            self._access_report(event)
-            return
-        topic = event.params.get("topic") or None
-        quiet_seconds = float(event.params.get("quiet-seconds", QUIET_SECONDS))
-        units = self._live_unit_states()
-        if (finished := self.peers.finished()) is not None:
-            summary = finished.summary()
-            event.set_results(
-                {
-                    "requested": "finished",
-                    "summary": summary,
-                    "ready-for-cutover": "false",
-                    "reasons": json.dumps([summary]),
-                    "finished": json.dumps(finished.model_dump(mode="json")),
-                    **_cutover.waves_results(self.peers.newest().waves),
-                    **self.fence.results(),
-                    **self._client_results(),
-                    **self.failback.results(quiet_seconds),
-                }
-            )
-            return
-        log = self.restarts.log()
-        restarts = log.results(_queries.now() if log.times else 0.0, self.restarts.policy)
-        requested = {
-            "requested": self.requested_state,
-            "restarts": json.dumps(restarts),
-            **_cutover.waves_results(self.peers.newest().waves),
-        }
-        try:
-            settings = self.settings()
-        except MigrationError as error:
-            results = unknown_results(error.message, units)
-            event.set_results(
-                {
-                    **requested,
-                    **results,
-                    **self.fence.results(),
-                    **self._client_results(),
-                    **self.failback.results(quiet_seconds),
-                }
-            )
-            return
-        report = migration_report(
-            settings.source,
-            settings.target,
-            settings.config,
-            units=units,
-            lag_threshold=int(event.params.get("lag-threshold", 0)),
-            topic=topic,
-            quiet_seconds=quiet_seconds,
-            fenced=self.fenced_topics().known(),
-        )
-        if topic and not report.topics and not report.problems:
-            event.fail(
-                f"topic {topic} is not migrated: the source has no such topic, or the "
-                "mirrormaker-topics options do not select it"
-            )
-            return
-        results = report_results(report, table=event.params.get("format") == "table")
-        event.set_results(
-            {
-                **requested,
-                **results,
-                **self.fence.results(),
-                **self._client_results(),
-                **self.failback.results(quiet_seconds),
-            }
-        )
-
-    def _access_report(self, event: ops.ActionEvent) -> None:
-        """`migration-status format=access`: each source user's rights beside its client user's."""
-        try:
-            settings = self.settings()
-            report = access_report(
-                settings.source,
-                settings.config,
-                self.clients(),
-                target_user=settings.target.username,
-                copied=self.copied_acls(),
-            )
-        except MigrationError as error:
-            event.fail(error.message)
-            return
-        event.set_results(
-            {"requested": self.requested_state, **access_results(report), **self._client_results()}
-        )
-
-    def _on_switch_group(self, event: ops.ActionEvent) -> None:
-        group = str(event.params.get("group") or "")
-        dry_run = bool(event.params.get("dry-run", False))
-        if not group:
-            event.fail("name the consumer group to switch: group=NAME")
-            return
-        try:
-            settings = self.settings()
-            clients = Clients.of(settings.source, settings.target, CLIENT_TIMEOUT)
-            promoted = _cutover.promoted_ends(self.peers.newest().waves, settings.config)
-            try:
-                [switch] = _switch.switch_groups_with(
-                    clients,
-                    settings.config,
-                    [group],
-                    dry_run=dry_run,
-                    promoted=promoted,
-                    access=self.clients(),
-                )
-            finally:
-                clients.close()
-        except SwitchRefusedError as error:
-            event.fail(f"{error.message}; nothing was changed")
-            return
-        except MigrationError as error:
-            event.fail(error.message)
-            return
-        event.set_results(switch_results(switch, dry_run=dry_run))
-
-    def _on_finish_migration(self, event: ops.ActionEvent) -> None:
-        if (finished := self.peers.finished()) is not None:
-            event.fail(f"{finished.summary()}; it finishes once, nothing was changed")
-            return
-        if self.peers.newest().seq == 0 or self.peers.relation is None:
-            event.fail("no migration to finish: start-migration was never run; nothing changed")
-            return
-        if (settings := self._settings_for(event)) is None:
-            return
-        clients = Clients.of(settings.source, settings.target, CLIENT_TIMEOUT)
-        try:
-            self._finish(event, settings, clients)
-        except _cutover.CutoverRefusedError as error:
-            event.fail(error.message)
-        except ClusterUnreachableError as error:
-            self.reconcile()
-            event.fail(
-                f"{error.message}: the migration is not finished and no wave was promoted, "
-                "MirrorMaker runs as requested before; run finish-migration again"
-            )
-        finally:
-            clients.close()
-
-    def _claim(self, clients: Clients, settings: MirrorMakerSettings, final: bool) -> None:
-        """Claim this step of the cutover (`_cutover.claim`); stop MirrorMaker before the last.
-
-        Raises:
-            CutoverRefusedError: if another unit claimed the step.
-            ClusterUnreachableError: if the target does not answer.
-        """
-        newest = self.peers.newest()
-        unit, rf = self.model.unit.name, settings.replication_factor
-        _cutover.claim(clients, newest.migration, len(newest.waves) + 1, unit, rf)
-        if final:
-            self.service.stop()
-
-    def _finish(
-        self, event: ops.ActionEvent, settings: MirrorMakerSettings, clients: Clients
-    ) -> None:
-        """Promote a wave, or the last one: check, claim, switch the groups, record, lift.
-
-        A stopped migration is judged by its data alone: no MirrorMaker runs to be checked.
-
-        Raises:
-            CutoverRefusedError: if the wave may not happen; nothing was changed.
-            ClusterUnreachableError: if a cluster does not answer; nothing is recorded then.
-        """
-        newest = self.peers.newest()
-        fenced = self.fenced_topics()
-        promotion = _cutover.promote_with(
-            clients,
-            settings.config,
-            source=settings.source.name,
-            topics=event.params.get("topics") or None,
-            waves=newest.waves,
-            units=None if newest.state == "stopped" else self._live_unit_states(),
-            fenced=fenced.known(),
-            force=bool(event.params.get("force", False)),
-            by=self.model.unit.name,
-            prepare=lambda final: self._claim(clients, settings, final),
-            access=self.clients(),
-        )
-        waves = [*newest.waves, promotion.wave]
-        if not promotion.final:
-            self.peers.record_wave(promotion.wave)
-            self.reconcile()
-            self.on.fence_changed.emit()
-            event.set_results(_cutover.wave_results(self.model.unit.name, promotion))
-            return
-        finished = _cutover.finished_migration(settings.source.name, waves, promotion.switches)
-        self.peers.record_wave(promotion.wave, finished=finished)
-        self.reconcile()
-        self.on.fence_changed.emit()
-        results = _cutover.finish_results(
-            self.model.unit.name,
-            finished,
-            fenced=fenced.known(),
-            promotion=promotion,
-            waves=waves,
-        )
-        if event.params.get("cleanup", False):
-            results["cleanup"] = _cutover.clean_up(clients, finished.topics)
-            results["copied-acls"] = self._remove_copied_acls(clients)
-        event.set_results(results)
-
-    def _remove_copied_acls(self, clients: Clients) -> str:
-        """Remove the ACLs copied for the host's client users: from the record, then the target."""
-        removed = self.copies.remove(self.peers.newest().seq)
-        if not removed:
-            return "none was copied"
-        try:
-            clients.target.delete_acls(removed)
-        except ClusterUnreachableError as error:
-            return (
-                f"{len(removed)} no longer granted; MirrorMaker's user did not delete them "
-                f"({error.message}): the host revokes them from its users"
-            )
-        return f"removed {len(removed)}"
-
-    def _on_restart_mirrormaker(self, event: ops.ActionEvent) -> None:
-        everyone = bool(event.params.get("all", False))
-        if self.requested_state != "running":
-            event.fail("no migration runs, so MirrorMaker runs on no unit: start-migration")
-            return
-        if (settings := self._settings_for(event)) is None:
-            return
-        now = _queries.now()
-        results: dict[str, str] = {}
-        try:
-            failed = _restarts.restart_failed(settings.target, timeout=CLIENT_TIMEOUT)
-            results["restarted-tasks"] = json.dumps([state.name for state in failed])
-        except ClusterUnreachableError as error:
-            results["restarted-tasks"] = json.dumps([])
-            results["tasks-not-restarted"] = error.message
-        cleared = {"cleared": now, **({"everyone": now} if everyone else {})}
-        self.restarts.record(self.restarts.log().model_copy(update=cleared))
-        if everyone:
-            self._stored.followed_restart = now
-        restarted = self.service.restart()
-        unit = self.model.unit.name
-        this = (
-            "restarted" if restarted else f"not restarted: MirrorMaker is {self.service.state()}"
-        )
-        others = " every other unit restarts its own as it sees the request;" if everyone else ""
-        event.set_results(
-            {
-                **results,
-                "this-unit": this,
-                "all": str(everyone).lower(),
-                "message": (
-                    f"MirrorMaker on {unit} {this};{others} Connect restarts the failed "
-                    "connectors and tasks where they run; the daily count of automatic restarts "
-                    "starts anew"
                 ),
             }
         )

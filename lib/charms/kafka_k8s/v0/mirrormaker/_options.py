@@ -1,10 +1,11 @@
 # Copyright 2025 The kafka-k8s authors.
 # See LICENSE file for licensing details.
-"""The typed inputs: the clusters, the `mirrormaker-*` options, the workload, the settings.
+"""The typed inputs: the `mirrormaker-*` options, the workload, the settings of one node.
 
-Each is a frozen pydantic model; a value from outside (an option, a secret's content, a
-relation's response) is checked when it becomes one, and what is wrong is raised as a
-`MigrationError` that names the option, the key or the relation.
+The clusters and their logins are in `_clusters`. Each is a frozen pydantic model; a value
+from outside (an option, a secret's content, a relation's response) is checked when it becomes
+one, and what is wrong is raised as a `MigrationError` that names the option, the key or the
+relation.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from typing import Literal
 import ops
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ._errors import InvalidOptionError, MigrationError, SourceError, SourceGoneError
+from ._clusters import SourceCluster, TargetCluster, check_servers, split
+from ._errors import InvalidOptionError, MigrationError
 from ._names import SOURCE_ALIAS, TARGET_ALIAS
 from ._rendering import (
     failback_layer,
-    jaas_escape,
     mirrormaker_layer,
     render_failback_properties,
     render_failback_secrets,
@@ -29,19 +30,7 @@ from ._rendering import (
     render_mm2_secrets,
 )
 
-_SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
-_SecurityProtocol = Literal["SASL_PLAINTEXT", "SASL_SSL"]
 ExactlyOnceSupport = Literal["disabled", "preparing", "enabled"]
-_SASL_MECHANISMS: tuple[str, ...] = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
-_SECURITY_PROTOCOLS: tuple[str, ...] = ("SASL_PLAINTEXT", "SASL_SSL")
-_SECRET_KEYS = ("username", "password", "sasl-mechanism", "security-protocol", "ca")
-
-
-def _split(value: object) -> object:
-    """Split a comma-separated option into its stripped, non-empty items."""
-    if isinstance(value, str):
-        return tuple(item.strip() for item in value.split(",") if item.strip())
-    return value
 
 
 _JAVA_BRACE = re.compile(r"\\.|\[(?:\\.|[^\]])*\]|\{(?!\d+(?:,\d*)?\})")
@@ -65,114 +54,6 @@ def _check_regexes(patterns: tuple[str, ...]) -> tuple[str, ...]:
                 "{n,} quantifier; commas separate expressions)"
             )
     return patterns
-
-
-def _check_servers(servers: tuple[str, ...]) -> tuple[str, ...]:
-    """Check each server is `HOST:PORT`, with no whitespace or control character anywhere.
-
-    A line break in a host would end the `bootstrap.servers` line of `mm2.properties` early if
-    it were ever written unescaped, and no host name holds one.
-    """
-    for server in servers:
-        host, _, port = server.rpartition(":")
-        printable = all(char.isprintable() and not char.isspace() for char in server)
-        if (
-            not host
-            or not (port.isascii() and port.isdigit())
-            or not 0 < int(port) < 65536
-            or not printable
-        ):
-            raise ValueError(f"{server!r} is not HOST:PORT")
-    return servers
-
-
-class KafkaCluster(BaseModel):
-    """How to reach and log in to a Kafka cluster."""
-
-    model_config = ConfigDict(frozen=True)
-
-    bootstrap_servers: tuple[str, ...] = Field(min_length=1)
-    username: str = Field(min_length=1)
-    password: str = Field(min_length=1, repr=False)
-    sasl_mechanism: _SaslMechanism = "SCRAM-SHA-512"
-    security_protocol: _SecurityProtocol = "SASL_PLAINTEXT"
-    ca: str | None = Field(default=None, repr=False)
-
-    _split_servers = field_validator("bootstrap_servers", mode="before")(_split)
-    _valid_servers = field_validator("bootstrap_servers")(_check_servers)
-
-    @property
-    def bootstrap(self) -> str:
-        """The `bootstrap.servers` value."""
-        return ",".join(self.bootstrap_servers)
-
-    @property
-    def login_module(self) -> str:
-        """The JAAS login module of the SASL mechanism."""
-        if self.sasl_mechanism == "PLAIN":
-            return "org.apache.kafka.common.security.plain.PlainLoginModule"
-        return "org.apache.kafka.common.security.scram.ScramLoginModule"
-
-    @property
-    def jaas_config(self) -> str:
-        """The `sasl.jaas.config` value, quoted for the JAAS parser."""
-        return (
-            f'{self.login_module} required username="{jaas_escape(self.username)}" '
-            f'password="{jaas_escape(self.password)}";'
-        )
-
-
-class SourceCluster(KafkaCluster):
-    """The cluster to migrate from; `name` is how status messages call it."""
-
-    name: str = Field(min_length=1)
-
-    @classmethod
-    def from_secret(
-        cls,
-        content: Mapping[str, str],
-        bootstrap_servers: Sequence[str],
-        *,
-        secret_id: str,
-        option: str = "mirrormaker-source-credentials",
-    ) -> SourceCluster:
-        """An external source from its credentials secret's content, checked key by key.
-
-        Raises:
-            SourceError: naming `option` and the key that is missing, unknown or invalid.
-        """
-        return source_from_secret(content, bootstrap_servers, secret_id=secret_id, option=option)
-
-    @classmethod
-    def from_relation(
-        cls,
-        name: str,
-        *,
-        endpoints: str,
-        username: str,
-        password: str,
-        tls: bool,
-        tls_ca: str | None,
-        relation_name: str = "migration-source",
-    ) -> SourceCluster:
-        """A related source from its `kafka_client` response, checked field by field.
-
-        Raises:
-            SourceError: if the endpoints are not `HOST:PORT` or the CA is not a PEM certificate.
-        """
-        return source_from_relation(
-            name,
-            endpoints=endpoints,
-            username=username,
-            password=password,
-            tls=tls,
-            tls_ca=tls_ca,
-            relation_name=relation_name,
-        )
-
-
-class TargetCluster(KafkaCluster):
-    """The local cluster, reached with the host charm's MirrorMaker user."""
 
 
 class MigrationConfig(BaseModel):
@@ -241,8 +122,8 @@ class MigrationConfig(BaseModel):
         "groups",
         "groups_exclude",
         mode="before",
-    )(_split)
-    _valid_servers = field_validator("source_bootstrap_servers")(_check_servers)
+    )(split)
+    _valid_servers = field_validator("source_bootstrap_servers")(check_servers)
     _valid_regexes = field_validator("topics", "topics_exclude", "groups", "groups_exclude")(
         _check_regexes
     )
@@ -355,7 +236,7 @@ class MirrorMakerWorkload(BaseModel):
 
     @property
     def failback_secrets(self) -> PurePosixPath:
-        """The `sasl.jaas.config` of both clusters for the copy back (the failback user's)."""
+        """The secrets of both clusters' logins for the copy back (the failback user's)."""
         return self.etc / "mm2-failback-secrets.properties"
 
     @property
@@ -495,123 +376,3 @@ def select(names: Iterable[str], include: Sequence[str], exclude: Sequence[str])
         and included.fullmatch(name)
         and not (excluded is not None and excluded.fullmatch(name))
     )
-
-
-def source_from_secret(
-    content: Mapping[str, str],
-    bootstrap_servers: Sequence[str],
-    *,
-    secret_id: str,
-    option: str = "mirrormaker-source-credentials",
-) -> SourceCluster:
-    """The external source cluster from its credentials secret's content.
-
-    Raises:
-        SourceError: naming `option` and the key that is missing, unknown or invalid.
-    """
-    unknown = sorted(set(content) - set(_SECRET_KEYS))
-    missing = [key for key in ("username", "password") if not content.get(key)]
-    if unknown or missing:
-        problems = [f"missing key {', '.join(missing)}"] if missing else []
-        problems += [f"unknown key {', '.join(unknown)}"] if unknown else []
-        # Credentials taken out of the secret stop a running migration; an unknown key does not.
-        error = SourceGoneError if missing else SourceError
-        raise error(
-            f"{option}: secret {secret_id} has {' and '.join(problems)} (keys: username, "
-            "password, optional sasl-mechanism, security-protocol, ca)"
-        )
-    mechanism = content.get("sasl-mechanism", "SCRAM-SHA-512")
-    protocol = content.get("security-protocol", "SASL_PLAINTEXT")
-    ca = content.get("ca") or None
-    if mechanism not in _SASL_MECHANISMS:
-        raise SourceError(f"{option}: sasl-mechanism must be one of {', '.join(_SASL_MECHANISMS)}")
-    if protocol not in _SECURITY_PROTOCOLS:
-        raise SourceError(
-            f"{option}: security-protocol must be one of {', '.join(_SECURITY_PROTOCOLS)}"
-        )
-    if ca is not None and "-----BEGIN CERTIFICATE-----" not in ca:
-        raise SourceError(f"{option}: ca must be a PEM certificate")
-    if ca is not None and protocol != "SASL_SSL":
-        raise SourceError(f"{option}: ca is set, so security-protocol must be SASL_SSL")
-    return SourceCluster.model_validate(
-        {
-            "name": bootstrap_servers[0],
-            "bootstrap_servers": tuple(bootstrap_servers),
-            "username": content["username"],
-            "password": content["password"],
-            "sasl_mechanism": mechanism,
-            "security_protocol": protocol,
-            "ca": ca,
-        }
-    )
-
-
-def failback_source(
-    source: SourceCluster,
-    content: Mapping[str, str],
-    *,
-    secret_id: str,
-    option: str = "mirrormaker-failback-credentials",
-) -> SourceCluster:
-    """The source cluster as the failback user reaches it: where the migration's user does.
-
-    The secret holds `username`, `password` and optionally `sasl-mechanism`; the addresses,
-    the protocol and the CA are the source's.
-
-    Raises:
-        SourceError: naming `option` and the key that is missing, unknown or invalid.
-    """
-    unknown = sorted(set(content) - {"username", "password", "sasl-mechanism"})
-    missing = [key for key in ("username", "password") if not content.get(key)]
-    if unknown or missing:
-        problems = [f"missing key {', '.join(missing)}"] if missing else []
-        problems += [f"unknown key {', '.join(unknown)}"] if unknown else []
-        raise SourceError(
-            f"{option}: secret {secret_id} has {' and '.join(problems)} (keys: username, "
-            "password, optional sasl-mechanism)"
-        )
-    mechanism = content.get("sasl-mechanism", source.sasl_mechanism)
-    if mechanism not in _SASL_MECHANISMS:
-        raise SourceError(f"{option}: sasl-mechanism must be one of {', '.join(_SASL_MECHANISMS)}")
-    return SourceCluster.model_validate(
-        {
-            **source.model_dump(),
-            "username": content["username"],
-            "password": content["password"],
-            "sasl_mechanism": mechanism,
-        }
-    )
-
-
-def source_from_relation(
-    name: str,
-    *,
-    endpoints: str,
-    username: str,
-    password: str,
-    tls: bool,
-    tls_ca: str | None,
-    relation_name: str = "migration-source",
-) -> SourceCluster:
-    """The related source cluster from its `kafka_client` response.
-
-    Raises:
-        SourceError: if the endpoints are not `HOST:PORT` or the CA is not a PEM certificate.
-    """
-    if tls_ca and "-----BEGIN CERTIFICATE-----" not in tls_ca:
-        raise SourceError(f"{relation_name}: {name} sent a tls-ca that is not a PEM certificate")
-    try:
-        return SourceCluster.model_validate(
-            {
-                "name": name,
-                "bootstrap_servers": endpoints,
-                "username": username,
-                "password": password,
-                "security_protocol": "SASL_SSL" if tls else "SASL_PLAINTEXT",
-                "ca": tls_ca or None,
-            }
-        )
-    except ValidationError:
-        raise SourceError(
-            f"{relation_name}: {name} sent endpoints that are not HOST:PORT"
-        ) from None

@@ -25,15 +25,20 @@ Each finding is one line saying what is found and what to do.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from . import _capacity, _clients
+from . import _capacity
 from ._capacity import DEFAULT_MESSAGE_MAX_BYTES, TopicDetails
+from ._connections import CLIENT_TIMEOUT
+from ._errors import ClusterUnreachableError, PreflightError
 from ._options import MigrationConfig, MirrorMakerSettings, is_internal_topic, select
 from ._queries import missing_source_rights
 from ._text import list_names
+
+logger = logging.getLogger(__name__)
 
 # The producer's own `max.request.size`: the largest record MirrorMaker sends unless set.
 DEFAULT_MAX_REQUEST_SIZE = 1048576
@@ -360,10 +365,13 @@ def preflight(settings: MirrorMakerSettings) -> tuple[Preflight, dict[str, objec
     }
     if missing:
         results["missing-rights"] = json.dumps(missing)
+    warnings = [settings.source.unprotected] if settings.source.unprotected else []
     if not selected:
-        results["warning"] = (
+        warnings.append(
             "no source topic matches mirrormaker-topics and mirrormaker-topics-exclude"
         )
+    if warnings:
+        results["warning"] = "; ".join(warnings)
     return found, results
 
 
@@ -383,6 +391,34 @@ def prepare(settings: MirrorMakerSettings, found: Preflight) -> None:
     Raises:
         ClusterUnreachableError: if the target does not answer, or refuses.
     """
-    with _capacity.CapacityClient(settings.target, "target", _clients.CLIENT_TIMEOUT) as target:
+    with _capacity.CapacityClient(settings.target, "target", CLIENT_TIMEOUT) as target:
         target.set_record_limits(found.raise_limits)
         target.create_topics(found.create)
+
+
+def checked_preflight(settings: MirrorMakerSettings, *, force: bool) -> Preflight:
+    """The preflight of a real start, and its preparations on the target.
+
+    Raises:
+        PreflightError: if it found what would fail the copy, or a cluster did not answer,
+            and the start is not forced; nothing was changed then.
+        ClusterUnreachableError: if the target refused a preparation.
+    """
+    try:
+        found, _ = preflight(settings)
+    except ClusterUnreachableError as error:
+        if not force:
+            raise PreflightError(
+                f"{error.message}: the preflight could not run; nothing was started (run "
+                "start-migration force=true to start without it)"
+            ) from None
+        logger.warning("starting without the preflight: %s", error.message)
+        return Preflight()
+    if found.blockers and not force:
+        lines = "; ".join(finding.text for finding in found.blockers)
+        raise PreflightError(
+            f"the preflight found what would fail the copy: {lines}. Nothing was started; "
+            "fix it, or run start-migration force=true to start all the same"
+        )
+    prepare(settings, found)
+    return found

@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from . import _clients, _records
-from ._clients import CLIENT_TIMEOUT, QUERY_ERRORS, GroupCommits, TopicOffsets
+from ._clients import GroupCommits, TopicOffsets
+from ._clusters import KafkaCluster, SourceCluster
+from ._connections import CLIENT_TIMEOUT, QUERY_ERRORS
 from ._connectors import ConnectorState
 from ._errors import ClusterUnreachableError
 from ._names import SOURCE_ALIAS
-from ._options import KafkaCluster, MigrationConfig, SourceCluster, select
+from ._options import MigrationConfig, select
 from ._peers import UnitState
 from ._records import EXACT_LAG_WINDOW, OffsetSync, Partition, Record, Walk
 from ._report import (

@@ -29,16 +29,17 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka import errors as kafka_errors
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from ._clients import (
+from ._clusters import KafkaCluster
+from ._connections import (
     CLIENT_TIMEOUT,
     AdminClient,
     error_text,
+    fetch_token,
     kafka_python_config,
     quiet_kafka_logs,
 )
 from ._errors import ClusterUnreachableError
 from ._names import SOURCE_ALIAS
-from ._options import KafkaCluster
 
 _Content = tuple[bytes | None, bytes | None, tuple[tuple[str, bytes | None], ...], int]
 """What identifies a record across clusters: key, value, headers and timestamp."""
@@ -349,7 +350,7 @@ class LogClient:
         where = f"{self.role} cluster at {self.cluster.bootstrap}"
         if isinstance(error, kafka_errors.SaslAuthenticationFailedError):
             return ClusterUnreachableError(
-                f"{where} refused the login of {self.cluster.username}", refused=True
+                f"{where} refused the login of {self.cluster.principal}", refused=True
             )
         if isinstance(error, kafka_errors.BrokerResponseError):
             # Its name as Kafka's documentation spells it, not the whole request and response.
@@ -359,6 +360,7 @@ class LogClient:
 
     def _consumer(self) -> KafkaConsumer:
         if self._reader is None:
+            fetch_token(self._config, f"{self.role} cluster at {self.cluster.bootstrap}")
             try:
                 self._reader = KafkaConsumer(
                     **self._config,
@@ -375,6 +377,7 @@ class LogClient:
 
     def _admin(self) -> KafkaAdminClient:
         if self._admin_client is None:
+            fetch_token(self._config, f"{self.role} cluster at {self.cluster.bootstrap}")
             try:
                 self._admin_client = AdminClient(**self._config)
             except (kafka_errors.KafkaError, OSError) as error:
@@ -628,6 +631,7 @@ class LogClient:
             ClusterUnreachableError: if the cluster does not answer, or refuses.
         """
         producer = None
+        fetch_token(self._config, f"{self.role} cluster at {self.cluster.bootstrap}")
         try:
             producer = KafkaProducer(**self._config, acks="all")
             sent = [producer.send(topic, key=key, value=value) for key, value in records]

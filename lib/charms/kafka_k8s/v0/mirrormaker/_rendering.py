@@ -3,15 +3,16 @@
 """Rendering: `mm2.properties`, its secrets file and the Pebble layer of one node.
 
 Pure functions of `MirrorMakerSettings`, and for a failback's copy back of `FailbackSettings`.
-The templates are `mm2.properties.j2` and `mm2-failback.properties.j2` beside this module;
-every value in them is properties-escaped, and no password is in them: they are in the
-secrets files (mode 0600) that Kafka's `FileConfigProvider` reads. The JMX exporter's rules are
-`jmx_mirrormaker.yaml`.
+The templates are `mm2.properties.j2` and `mm2-failback.properties.j2` beside this module (each
+cluster's login from `mm2-login.j2`); every value in them is properties-escaped, and no password
+is in them: they are in the secrets files (mode 0600) that Kafka's `FileConfigProvider` reads.
+The JMX exporter's rules are `jmx_mirrormaker.yaml`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -21,7 +22,8 @@ import ops
 from ._names import FAILBACK_ALIAS, FAILBACK_SERVICE, SERVICE, SOURCE_ALIAS, TARGET_ALIAS
 
 if TYPE_CHECKING:
-    from ._options import FailbackSettings, KafkaCluster, MirrorMakerSettings, MirrorMakerWorkload
+    from ._clusters import KafkaCluster
+    from ._options import FailbackSettings, MirrorMakerSettings, MirrorMakerWorkload
 
 
 _POLICY_CLASSES = {
@@ -93,17 +95,24 @@ JMX_RULES = (_HERE / "jmx_mirrormaker.yaml").read_text()
 """The JMX exporter's rules for MirrorMaker's metrics (`MirrorMakerWorkload.jmx_config`)."""
 
 
-def _secrets(clusters: dict[str, KafkaCluster]) -> str:
-    """The `sasl.jaas.config` of each cluster alias, as `FileConfigProvider` reads them."""
+def _secrets(clusters: Iterable[tuple[str, KafkaCluster]]) -> str:
+    """The secrets of each cluster alias's login, as `FileConfigProvider` reads them.
+
+    Each cluster's `sasl.jaas.config` (password or OAuth client secret) and the private key of
+    its client certificate, when it has them.
+    """
     lines = ["# Rendered by the kafka_k8s mirrormaker charm library. Read by MirrorMaker only."]
-    for alias, cluster in clusters.items():
-        lines.append(f"{alias}.sasl.jaas.config={_properties_escape(cluster.jaas_config)}")
+    for alias, cluster in clusters:
+        if (jaas := cluster.jaas_config) is not None:
+            lines.append(f"{alias}.sasl.jaas.config={_properties_escape(jaas)}")
+        if cluster.tls and cluster.client_key:
+            lines.append(f"{alias}.ssl.keystore.key={_properties_escape(cluster.client_key)}")
     return "\n".join(lines) + "\n"
 
 
 def render_mm2_secrets(settings: MirrorMakerSettings) -> str:
-    """The passwords `mm2.properties` refers to, as `FileConfigProvider` reads them."""
-    return _secrets({SOURCE_ALIAS: settings.source, TARGET_ALIAS: settings.target})
+    """The secrets `mm2.properties` refers to, as `FileConfigProvider` reads them."""
+    return _secrets(((SOURCE_ALIAS, settings.source), (TARGET_ALIAS, settings.target)))
 
 
 def render_mm2_properties(settings: MirrorMakerSettings) -> str:
@@ -115,14 +124,16 @@ def render_mm2_properties(settings: MirrorMakerSettings) -> str:
         unit_host=settings.unit_host,
         source=SOURCE_ALIAS,
         target=TARGET_ALIAS,
+        clusters=((SOURCE_ALIAS, settings.source), (TARGET_ALIAS, settings.target)),
+        secrets=settings.workload.mm2_secrets,
         policy_class=_POLICY_CLASSES[settings.config.replication_policy],
         rf=settings.replication_factor,
     )
 
 
 def render_failback_secrets(settings: FailbackSettings) -> str:
-    """The passwords `mm2-failback.properties` refers to: the failback user's, MirrorMaker's."""
-    return _secrets({SOURCE_ALIAS: settings.source, FAILBACK_ALIAS: settings.target})
+    """The secrets `mm2-failback.properties` refers to: the failback user's, MirrorMaker's."""
+    return _secrets(((SOURCE_ALIAS, settings.source), (FAILBACK_ALIAS, settings.target)))
 
 
 def render_failback_properties(settings: FailbackSettings) -> str:
@@ -139,20 +150,36 @@ def render_failback_properties(settings: FailbackSettings) -> str:
         here=FAILBACK_ALIAS,
         old=SOURCE_ALIAS,
         clusters=((SOURCE_ALIAS, settings.source), (FAILBACK_ALIAS, settings.target)),
+        secrets=settings.workload.failback_secrets,
         policy_class=_POLICY_CLASSES["identity"],
         topics=[re.escape(topic) for topic in settings.topics],
     )
 
 
 def _service(
-    workload: MirrorMakerWorkload, heap: int, **service: object
+    workload: MirrorMakerWorkload,
+    heap: int,
+    clusters: Iterable[KafkaCluster],
+    options: str = "",
+    **service: object,
 ) -> ops.pebble.ServiceDict:
-    """A MirrorMaker service as Pebble runs it: its user, heap, JDK, restarts; and `service`."""
+    """A MirrorMaker service as Pebble runs it: its user, heap, JDK, restarts; and `service`.
+
+    `options` are its JVM's (`KAFKA_OPTS`), with the OAuth token endpoints its clusters' logins
+    may reach.
+    """
+    endpoints = sorted({c.oauth.token_endpoint for c in clusters if c.oauth and c.sasl})
+    if endpoints:
+        # Kafka 4 lets its OAuth login reach no URL unless it is listed (CVE-2025-27817); 3.9.1
+        # allows all unless listed; older releases ignore it.
+        allowed = f"-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls={','.join(endpoints)}"
+        options = f"{options} {allowed}".strip()
     environment = {
         "KAFKA_HEAP_OPTS": f"-Xms{min(heap, 256)}m -Xmx{heap}m",
         "LOG_DIR": str(workload.logs),
         "JAVA_HOME": str(workload.java_home),
         **cast(dict[str, str], service.pop("environment", {})),
+        **({"KAFKA_OPTS": options} if options else {}),
     }
     return cast(
         ops.pebble.ServiceDict,
@@ -183,9 +210,10 @@ def mirrormaker_layer(settings: MirrorMakerSettings) -> ops.pebble.LayerDict:
     service = _service(
         workload,
         settings.config.heap_mb or workload.heap_mb,
+        (settings.source, settings.target),
+        f"{agent}:{workload.jmx_config}",
         summary="MirrorMaker 2 node migrating the source cluster into this one",
         command=workload.command,
-        environment={"KAFKA_OPTS": f"{agent}:{workload.jmx_config}"},
     )
     return {"summary": "MirrorMaker 2", "services": {SERVICE: service}}
 
@@ -200,6 +228,7 @@ def failback_layer(settings: FailbackSettings) -> ops.pebble.LayerDict:
     service = _service(
         workload,
         settings.config.heap_mb or workload.heap_mb,
+        (settings.source, settings.target),
         summary="MirrorMaker 2 node copying failed-back topics to the source cluster",
         command=workload.failback_command,
         environment={"LOG_DIR": str(workload.logs / "failback")},

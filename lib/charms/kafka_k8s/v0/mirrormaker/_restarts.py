@@ -18,22 +18,28 @@ and with `all=true` asks every unit to restart its MirrorMaker process (`Restart
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
+import ops
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from . import _clients
-from ._clients import STATUS_TIMEOUT
+from . import _clients, _queries
+from ._clusters import KafkaCluster
+from ._connections import CLIENT_TIMEOUT, STATUS_TIMEOUT
 from ._connectors import ConnectorState
 from ._errors import ClusterUnreachableError
 from ._names import SOURCE_ALIAS
-from ._options import KafkaCluster
 from ._peers import PeerData
 from ._report import Shown
 from ._text import clip, list_names, plural
+
+if TYPE_CHECKING:
+    from ._migration import Migration
+    from ._options import MirrorMakerSettings
 
 logger = logging.getLogger(__name__)
 
@@ -256,3 +262,88 @@ class Restarts:
     def record(self, log: RestartLog) -> None:
         """Publish the log in this unit's databag."""
         self.peers.write(RESTARTS_KEY, log.model_dump_json())
+
+
+class RestartActions(ops.Object):
+    """`restart-mirrormaker`, the leader's restarts of failed tasks, a unit's part in `all=true`.
+
+    Its stored state remembers the `restart-mirrormaker all=true` request this unit followed
+    last (-1: none seen yet), so a unit restarts its MirrorMaker once per request.
+    """
+
+    _stored = ops.StoredState()
+
+    def __init__(self, migration: Migration):
+        super().__init__(migration, "restarts")
+        self.migration = migration
+        self._stored.set_default(followed_restart=-1.0)
+        charm = migration.charm
+        charm.framework.observe(charm.on["restart-mirrormaker"].action, self._on_restart)
+
+    def watch(
+        self, settings: MirrorMakerSettings, states: Sequence[ConnectorState]
+    ) -> Shown | None:
+        """How failed connectors and tasks show; on the leader, restart them when due."""
+        if not any(state.state == "FAILED" for state in states):
+            return None
+        restarts = self.migration.restarts
+        log = restarts.log()
+        shown, after = watch(
+            settings.target,
+            states,
+            log,
+            restarts.policy,
+            _queries.now(),
+            act=self.model.unit.is_leader(),
+        )
+        if after != log:
+            restarts.record(after)
+        return shown
+
+    def follow_request(self) -> None:
+        """Restart MirrorMaker once for a `restart-mirrormaker all=true` this unit has not seen.
+
+        A unit that never looked before (a new unit) takes the newest request as seen.
+        """
+        requested = self.migration.restarts.log().everyone
+        followed = self._stored.followed_restart
+        self._stored.followed_restart = max(requested, followed)
+        if 0 <= followed < requested and self.migration.service.restart():
+            logger.info("restarted MirrorMaker, as restart-mirrormaker all=true asked")
+
+    def _on_restart(self, event: ops.ActionEvent) -> None:
+        migration = self.migration
+        everyone = bool(event.params.get("all", False))
+        if migration.requested_state != "running":
+            event.fail("no migration runs, so MirrorMaker runs on no unit: start-migration")
+            return
+        if (settings := migration.settings_for(event)) is None:
+            return
+        now = _queries.now()
+        results: dict[str, str] = {}
+        try:
+            failed = restart_failed(settings.target, timeout=CLIENT_TIMEOUT)
+            results["restarted-tasks"] = json.dumps([state.name for state in failed])
+        except ClusterUnreachableError as error:
+            results["restarted-tasks"] = json.dumps([])
+            results["tasks-not-restarted"] = error.message
+        cleared = {"cleared": now, **({"everyone": now} if everyone else {})}
+        migration.restarts.record(migration.restarts.log().model_copy(update=cleared))
+        if everyone:
+            self._stored.followed_restart = now
+        service = migration.service
+        restarted = service.restart()
+        this = "restarted" if restarted else f"not restarted: MirrorMaker is {service.state()}"
+        others = " every other unit restarts its own as it sees the request;" if everyone else ""
+        event.set_results(
+            {
+                **results,
+                "this-unit": this,
+                "all": str(everyone).lower(),
+                "message": (
+                    f"MirrorMaker on {self.model.unit.name} {this};{others} Connect restarts the "
+                    "failed connectors and tasks where they run; the daily count of automatic "
+                    "restarts starts anew"
+                ),
+            }
+        )

@@ -9,7 +9,9 @@ with them into a `SourceError` that names the relation, the option or the secret
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Mapping
 
 import ops
 from data_platform_helpers.interfaces import (
@@ -19,12 +21,15 @@ from data_platform_helpers.interfaces import (
 )
 from pydantic import ValidationError
 
+from ._clusters import SourceCluster, source_from_relation, source_from_secret
 from ._errors import NotReadyError, SourceError, SourceGoneError
-from ._options import MigrationConfig, SourceCluster, source_from_relation, source_from_secret
+from ._options import MigrationConfig
 
 logger = logging.getLogger(__name__)
 
 _CREDENTIALS_OPTION = "mirrormaker-source-credentials"
+# The fields of a kafka_client response that name the secrets it shares.
+_SECRET_FIELDS = ("secret-user", "secret-tls", "secret-extra")
 
 
 class _TolerantRequirer(ResourceRequirerEventHandler):
@@ -44,7 +49,8 @@ class _TolerantRequirer(ResourceRequirerEventHandler):
     def _on_relation_changed_event(self, event: ops.RelationChangedEvent) -> None:
         try:
             super()._on_relation_changed_event(event)
-        except (ValueError, TypeError, KeyError) as error:
+        except (ValueError, TypeError, KeyError, ops.ModelError) as error:
+            # ops.ModelError: a secret the response names cannot be read (SecretNotFoundError).
             logger.warning(
                 "%s relation %s: data not read (%s); see the unit status",
                 event.relation.name,
@@ -147,12 +153,17 @@ class SourceReader:
                 f"{self.relation_name}: {name} sent kafka_client version {version[:20]!r}, "
                 "not v0 or v1"
             )
+        if unreadable := self._unreadable_secret(relation):
+            field, secret_id = unreadable
+            # Revoked or removed while migrating, it stops the migration; else it blocks it.
+            error = SourceGoneError if running else SourceError
+            raise error(
+                f"{self.relation_name}: {name} no longer sends credentials: its {field} "
+                f"{secret_id[:80]} cannot be read (revoked, removed or not granted)"
+            )
         try:
             contract = self.requirer.interface.build_model(relation.id, component=relation.app)
             answers = list(contract.requests)
-        except ops.SecretNotFoundError:
-            # The secret the response names cannot be read: it was revoked or removed.
-            answers = []
         except (ValidationError, ValueError, ops.ModelError):
             raise SourceError(
                 f"{self.relation_name}: {name} sent data that is not a kafka_client response"
@@ -180,3 +191,30 @@ class SourceReader:
             tls_ca=response.tls_ca,
             relation_name=self.relation_name,
         )
+
+    def _unreadable_secret(self, relation: ops.Relation) -> tuple[str, str] | None:
+        """The first secret the response names (its field and ID) that this unit cannot read.
+
+        The response's `secret-user`, `secret-tls` and `secret-extra`, in a v1 `requests` list
+        or at the top of a v0 databag; what is not a response is left to the interface's model.
+        """
+        data = relation.data[relation.app] if relation.app else {}
+        answers: list[object] = [data]
+        try:
+            listed = json.loads(data.get("requests") or "[]")
+        except ValueError:
+            listed = []
+        if isinstance(listed, list):
+            answers += listed
+        for answer in answers:
+            if not isinstance(answer, Mapping):
+                continue
+            for field in _SECRET_FIELDS:
+                secret_id = answer.get(field)
+                if not isinstance(secret_id, str) or not secret_id:
+                    continue
+                try:
+                    self.model.get_secret(id=secret_id).get_content()
+                except ops.ModelError:  # SecretNotFoundError, or permission denied
+                    return field, secret_id
+        return None

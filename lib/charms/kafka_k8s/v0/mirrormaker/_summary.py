@@ -16,11 +16,12 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 import ops
 
 from . import _clients, _queries
-from ._clients import STATUS_TIMEOUT
+from ._connections import STATUS_TIMEOUT
 from ._connectors import ConnectorState
 from ._options import MirrorMakerSettings
-from ._peers import UnitState
+from ._peers import MigrationRequest, UnitState
 from ._report import QUIET_SECONDS, MigrationSnapshot, Quiet, Shown, build_report
+from ._text import clip, plural
 
 
 class StatusSummary:
@@ -93,3 +94,34 @@ class StatusSummary:
         self._stored.quiet_since = now
         writes = {t: n - before.get(t, n) for t, n in ends.items()} if before else {}
         return Quiet(required=QUIET_SECONDS, watched=0, writes=writes)
+
+
+# What the status adds while MirrorMaker reads a PLAINTEXT source.
+UNPROTECTED = "source PLAINTEXT: unauthenticated, unencrypted"
+
+
+def summary_status(
+    shown: Shown, *, restarts_today: int, unprotected: bool, notes: str
+) -> ops.StatusBase:
+    """The stored summary as a status.
+
+    An active one counts today's restarts, says that a PLAINTEXT source is read unprotected,
+    and adds `notes` (the waves, the fence).
+    """
+    kind, message = shown
+    if kind == "blocked":
+        return ops.BlockedStatus(message)
+    if kind == "maintenance":
+        return ops.MaintenanceStatus(message)
+    if restarts_today:
+        message += f"; {plural(restarts_today, 'MirrorMaker restart')} today"
+    parts = [message, UNPROTECTED if unprotected else "", notes]
+    return ops.ActiveStatus(clip("; ".join(part for part in parts if part)))
+
+
+def waves_text(request: MigrationRequest) -> str:
+    """The waves promoted so far, as the status shows them, or ""."""
+    if not request.waves:
+        return ""
+    promoted = plural(len(request.promoted), "topic")
+    return f"{promoted} promoted in {plural(len(request.waves), 'wave')}"

@@ -20,10 +20,12 @@ from typing import Any, Literal, NamedTuple
 from pydantic import Field
 
 from . import _clients, _records
-from ._clients import CLIENT_TIMEOUT, GroupCommits
+from ._clients import GroupCommits
+from ._clusters import KafkaCluster
+from ._connections import CLIENT_TIMEOUT
 from ._errors import MigrationError
 from ._identities import ClientAccess
-from ._options import KafkaCluster, MigrationConfig, select
+from ._options import MigrationConfig, select
 from ._records import SEARCH_LIMIT, OffsetSync, Partition, Record, Walk
 from ._report import ReportPart
 from ._text import list_names, plural

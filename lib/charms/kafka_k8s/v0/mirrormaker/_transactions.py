@@ -24,9 +24,9 @@ from kafka.structs import TopicPartition
 from pydantic import BaseModel, ConfigDict, Field
 
 _OLD_KAFKA = "a Kafka before 3.0 cannot tell which transaction is open (no DescribeProducers)"
-_NO_READ = "source user {user} may not read the topic, so the open transaction is not named"
+_NO_READ = "source {user} may not read the topic, so the open transaction is not named"
 _NO_DESCRIBE = (
-    "source user {user} may not describe transactional ids: grant it DESCRIBE on the "
+    "source {user} may not describe transactional ids: grant it DESCRIBE on the "
     "TRANSACTIONAL_ID resources to see which is open"
 )
 
@@ -81,7 +81,8 @@ def describe_open(
 ) -> OpenTransactions:
     """The transactions open on these partitions, named where `user` may see them.
 
-    A source too old to tell, or a user refused, gives the reason instead of raising.
+    `user` is who the source sees (`KafkaCluster.principal`: "user migrator"). A source too old
+    to tell, or a user refused, gives the reason instead of raising.
     """
     wanted = [TopicPartition(topic, number) for topic, number in sorted(partitions)]
     try:
