@@ -319,6 +319,70 @@ def settings(**changes: object) -> mm.MirrorMakerSettings:
     return mm.MirrorMakerSettings.model_validate(base)
 
 
+# A failback of a promoted wave -------------------------------------------------------------------
+
+# Wave 1 promoted `orders` (two partitions) at these end offsets on both clusters.
+WAVE_ENDS = {"orders": [100, 200]}
+WAVE = {
+    "number": 1,
+    "at": "2026-01-02T03:04:05+00:00",
+    "by": "kafka-k8s/1",
+    "topics": ["orders"],
+    "target_topics": ["orders"],
+    "records": 300,
+    "groups": ["billing"],
+    "source_end_offsets": WAVE_ENDS,
+    "target_end_offsets": WAVE_ENDS,
+}
+FAILBACK = {
+    "number": 1,
+    "migration": 1,
+    "at": "2026-01-03T00:00:00+00:00",
+    "by": "kafka-k8s/1",
+    "source": "old-0:9092",
+    "topics": ["orders"],
+    "waves": {"orders": 1},
+    "target_offsets": WAVE_ENDS,
+    "source_offsets": WAVE_ENDS,
+}
+ACTIVE = json.dumps({"service": "active", "exactly-once": "disabled"})
+
+
+def promoted_request(state: str = "finished", *, seq: int = 3, **more: object) -> str:
+    """The request of migration 1 once its wave 1 promoted `orders` (and finished it)."""
+    request: dict[str, object] = {"state": state, "seq": seq, "at": 1000, "by": "kafka-k8s/1"}
+    request |= {"migration": 1, "waves": [WAVE], **more}
+    if state == "finished":
+        request["finished"] = {"at": WAVE["at"], "source": "old-0:9092", "topics": ["orders"]}
+    return json.dumps(request)
+
+
+def failback_request(*, current: bool = True, seq: int = 1, by: str = "kafka-k8s/1") -> str:
+    """The failbacks as a unit recorded them: the failback of `orders` runs (or none does)."""
+    return json.dumps(
+        {"seq": seq, "at": 1000, "by": by, "current": FAILBACK if current else None, "done": []}
+    )
+
+
+def failing_back(clusters: FakeClusters) -> None:
+    """Since wave 1, `orders` took 50 records per partition here, and `billing` read some.
+
+    The source cluster was not written since; `billing` has no consumers on either cluster.
+    """
+    clusters.topics["source"]["orders"] = list(WAVE_ENDS["orders"])
+    clusters.topics["target"]["orders"] = [150, 250]
+    clusters.topics["target"]["mm2-offsets.source.internal"] = [9]
+    clusters.groups["target"] = ["billing"]
+    clusters.commits["target"]["billing"] = {"orders": {0: 120, 1: 230}}
+    clusters.members["billing"] = 0
+
+
+def copied_back(clusters: FakeClusters) -> None:
+    """The copy back holds every record written here since the wave."""
+    failing_back(clusters)
+    clusters.topics["source"]["orders"] = [150, 250]
+
+
 # The migration report, judged from a snapshot without clusters ---------------------------------
 
 CONFIG = mm.MigrationConfig()
@@ -569,6 +633,7 @@ class FakeClusters:
         self.deleted: list[str] = []
         self.pauses: list[float] = []
         self.written_while_watched: dict[str, list[int]] = {}
+        self.written_here_while_watched: dict[str, list[int]] = {}
         self.members_on_target: dict[str, int] = {}
         # Log end offsets above the ends in `topics` (a transaction holds them, and those it
         # writes while the source is watched), the open transactions `open_transactions`
@@ -621,11 +686,19 @@ class FakeClusters:
         return self.clock
 
     def pause(self, seconds: float) -> None:
-        """The wait while the source is watched: the writes it saw happen now."""
+        """The wait while a cluster is watched: the writes it saw happen now.
+
+        `written_while_watched` are the source's; `written_here_while_watched` the target's,
+        which a failback watches.
+        """
         self.pauses.append(seconds)
-        for topic, added in self.written_while_watched.items():
-            ends = self.topics["source"][topic]
-            self.topics["source"][topic] = [end + n for end, n in zip(ends, added, strict=True)]
+        for role, written in (
+            ("source", self.written_while_watched),
+            ("target", self.written_here_while_watched),
+        ):
+            for topic, added in written.items():
+                ends = self.topics[role][topic]
+                self.topics[role][topic] = [end + n for end, n in zip(ends, added, strict=True)]
         for topic, added in self.held_while_watched.items():
             ends = self.log_ends.get(topic, self.topics["source"][topic])
             self.log_ends[topic] = [end + n for end, n in zip(ends, added, strict=True)]

@@ -235,9 +235,8 @@ wave as `finish-migration` does (a `Promotion` with its `Wave`; `CutoverRefusedE
 may not); the failback: `start_failback` checks one and sets where its copy back starts (a
 `Failback`), `FailbackSettings` and `FailbackService` run the copy back on a unit,
 `failback_report` judges it (a `FailbackCheck`) and `finish_failback` moves its groups back (a
-`FailedBack` with its `FailbackFinish`; `FailbackRefusedError` when it may not, and
-`clean_up_copy_back` deletes its topics on the source cluster, `copy_back_topics`);
-`FencedTopics` and
+`FailedBack` with its `FailbackFinish`; `FailbackRefusedError` when it may not), and
+`copy_back_topics` names what the copy back makes on the source cluster; `FencedTopics` and
 `TopicSelection` describe the fence; the client identities:
 `ClientIdentity`, `ClientUser`, `ClientAccess`, `AclBinding` and `parse_client_identities`, and
 `access_report(source, config, access, target_user=...)` with `format_access_table`, the report
@@ -266,7 +265,6 @@ from ._failback import (
     FailbackFinish,
     FailbackRefusedError,
     FailedBack,
-    clean_up_copy_back,
     copy_back_topics,
     failback_report,
     finish_failback,
@@ -355,7 +353,6 @@ __all__ = [  # noqa: RUF022 - grouped by what each name is for
     "start_failback",
     "failback_report",
     "finish_failback",
-    "clean_up_copy_back",
     "copy_back_topics",
     # Applications that keep their identity: the operator's map, the host's client users, their
     # rights, and the access report.

@@ -607,8 +607,9 @@ def finish_failback(
 ) -> FailedBack:
     """Finish a failback as `finish-failback` does, outside a charm (`finish_failback_with`).
 
-    `prepare` is called before anything changes: stop the copy back there. The caller then
-    records the finish and deletes the copy back's topics (`clean_up_copy_back`).
+    `prepare` is called before anything changes: stop the copy back on every unit there. Once
+    the groups moved, the copy back's topics on the source cluster are deleted; the caller
+    records the finish, and keeps client producers from writing the topics on the target.
 
     Raises:
         FailbackRefusedError: if it may not finish now; nothing was changed.

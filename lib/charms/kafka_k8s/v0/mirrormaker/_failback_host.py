@@ -54,6 +54,8 @@ logger = logging.getLogger(__name__)
 FAILBACK_KEY = "mirrormaker-failback"
 FAILBACK_STATE_KEY = "mirrormaker-failback-state"
 _OPTION = "mirrormaker-failback-credentials"
+# The statuses that say something stands in the way.
+_PRESSING = ("blocked", "waiting")
 
 
 class FailbackRequest(BaseModel):
@@ -209,7 +211,20 @@ class Failbacks(ops.Object):
         state = UnitState(service=self.service.state())
         peers.write(FAILBACK_STATE_KEY, state.model_dump_json(by_alias=True))
 
-    def status(self) -> ops.StatusBase | None:
+    def status(self, migration: ops.StatusBase | None) -> ops.StatusBase | None:
+        """The status to show, of the failback or of the `migration` beside it.
+
+        What stands in the way (blocked, waiting) first, the failback's before the migration's;
+        then a failback's progress before the migration's.
+        """
+        own = self._status()
+        if own is None:
+            return migration
+        if migration is not None and migration.name in _PRESSING and own.name not in _PRESSING:
+            return migration
+        return own
+
+    def _status(self) -> ops.StatusBase | None:
         """The failback's status: while one runs, or once done in a finished migration."""
         current = self.current()
         if current is None:
@@ -254,9 +269,9 @@ class Failbacks(ops.Object):
     def results(self, quiet_seconds: float) -> dict[str, str]:
         """`migration-status` results of the failbacks: the running one checked now, those done."""
         done = self._done()
-        results = {"failbacks": json.dumps([f.model_dump(mode="json") for f in done])}
-        if not done:
-            results = {}
+        results = (
+            {"failbacks": json.dumps([f.model_dump(mode="json") for f in done])} if done else {}
+        )
         current = self.current()
         if current is None:
             return results

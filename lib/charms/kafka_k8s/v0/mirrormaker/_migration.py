@@ -319,9 +319,14 @@ class Migration(ops.Object):
         self.fence.publish(selected or ())
 
     def status(self) -> ops.StatusBase | None:
-        """The status to show for the migration, or `None` when there is nothing to say."""
-        if (failback := self.failback.status()) is not None:
-            return failback
+        """The status to show for the migration, or `None` when there is nothing to say.
+
+        A failback's, unless the migration's is more pressing (`Failbacks.status`).
+        """
+        return self.failback.status(self._status())
+
+    def _status(self) -> ops.StatusBase | None:
+        """The migration's own status."""
         newest = self.peers.newest()
         if newest.state == "finished":
             return None
