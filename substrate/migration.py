@@ -5,7 +5,8 @@
 The local tier's test modules, the demo and the benchmarks build their migrations from these
 pieces, and the cutover from the last ones: a `kafka-client` user whose ACLs the charm's own
 code fences, the group switch that `switch-group` and `finish-migration` run, and what the
-charm does once a wave of `finish-migration topics=...` is recorded.
+charm does once a wave of `finish-migration topics=...` is recorded; then the way back: the
+user a failback writes with, and its copy back on every unit.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from confluent_kafka import (
     Consumer,
@@ -42,6 +43,8 @@ from kafka.structs import TopicPartition as KafkaTopicPartition
 from admin import KafkaAdmin
 from charms.kafka_k8s.v0 import mirrormaker as mm
 from charms.kafka_k8s.v0.mirrormaker import (
+    FailbackService,
+    FailbackSettings,
     FencedTopics,
     MigrationConfig,
     MirrorMakerService,
@@ -55,7 +58,14 @@ from charms.kafka_k8s.v0.mirrormaker import (
 from client_provider import ClientGrant, library_user, parse_roles, user_acls
 from cluster import generate_password
 from substrate.old_cluster import OldCluster
-from substrate.processes import LOOPBACK, ClientConfig, sasl_config, wait_until
+from substrate.processes import (
+    LOOPBACK,
+    ClientConfig,
+    free_port,
+    random_password,
+    sasl_config,
+    wait_until,
+)
 from substrate.units import NewCluster
 
 _Acl = TypeVar("_Acl", bound=AclBinding)
@@ -492,13 +502,49 @@ def target_cluster(new: NewCluster) -> TargetCluster:
     )
 
 
+class _Runs(Protocol):
+    """A MirrorMaker service of the library: the migration's or a failback's."""
+
+    def run(self, settings: Any) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def state(self) -> str: ...
+
+
+_Service = TypeVar("_Service", bound=_Runs)
+_Settings = TypeVar("_Settings")
+
+
 @dataclass
-class MirrorMakers:
-    """One MirrorMaker node per unit of the new cluster, run by the library's own service."""
+class _Nodes(Generic[_Service, _Settings]):
+    """One service per unit of the new cluster, with its settings."""
 
     new: NewCluster
-    services: list[MirrorMakerService]
-    settings: list[MirrorMakerSettings]
+    services: list[_Service]
+    settings: list[_Settings]
+
+    def run(self) -> None:
+        """Render the files and start (or restart) the service on every unit."""
+        for service, settings in zip(self.services, self.settings, strict=True):
+            service.run(settings)
+
+    def stop(self) -> None:
+        """Stop the service on every unit."""
+        for service in self.services:
+            service.stop()
+
+    def unit_states(self) -> dict[str, UnitState]:
+        """What each unit would publish in its peer data: its service's Pebble state."""
+        return {
+            f"{self.new.app}/{unit.index}": UnitState(service=service.state())
+            for unit, service in zip(self.new.units, self.services, strict=True)
+        }
+
+
+@dataclass
+class MirrorMakers(_Nodes[MirrorMakerService, MirrorMakerSettings]):
+    """One MirrorMaker node per unit of the new cluster, run by the library's own service."""
 
     @classmethod
     def on(
@@ -530,23 +576,6 @@ class MirrorMakers:
         """The same nodes with other options (`run` then restarts each with them)."""
         settings = [s.model_copy(update={"config": config}) for s in self.settings]
         return MirrorMakers(self.new, self.services, settings)
-
-    def run(self) -> None:
-        """Render the files and start (or restart) the service on every unit."""
-        for service, settings in zip(self.services, self.settings, strict=True):
-            service.run(settings)
-
-    def stop(self) -> None:
-        """Stop the service on every unit."""
-        for service in self.services:
-            service.stop()
-
-    def unit_states(self) -> dict[str, UnitState]:
-        """What each unit would publish in its peer data: its service's Pebble state."""
-        return {
-            f"{self.new.app}/{unit.index}": UnitState(service=service.state())
-            for unit, service in zip(self.new.units, self.services, strict=True)
-        }
 
 
 # The cutover ---------------------------------------------------------------------------------
@@ -726,3 +755,83 @@ def finish(
         assert time.monotonic() < deadline, f"not ready for cutover: {report.reasons}"
     nodes.stop()
     return switch_groups(source, target, config)
+
+
+# The way back ---------------------------------------------------------------------------------
+
+FAILBACK_WRITER = "failback-writer"
+
+
+def failback_user(old: OldCluster, topics: Sequence[str], groups: Sequence[str]) -> SourceCluster:
+    """A user of the old cluster with the rights `mirrormaker-failback-credentials` documents.
+
+    READ, WRITE and DESCRIBE on the topics that fail back, READ and DESCRIBE on their groups and
+    the copy back's worker group, and on the copy back's own topics (named, not a prefix) what
+    its Kafka Connect worker does with them: create, read, write, describe, delete.
+    """
+    password = random_password()
+    old.add_scram_user(FAILBACK_WRITER, password)
+    principal = f"User:{FAILBACK_WRITER}"
+    topic_rights = (AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE)
+    own_rights = (
+        *topic_rights,
+        AclOperation.CREATE,
+        AclOperation.DESCRIBE_CONFIGS,
+        AclOperation.DELETE,
+    )
+    group_rights = (AclOperation.READ, AclOperation.DESCRIBE)
+    wanted = [
+        *((ResourceType.TOPIC, topic, topic_rights) for topic in topics),
+        *((ResourceType.TOPIC, topic, own_rights) for topic in mm.copy_back_topics()),
+        *((ResourceType.GROUP, group, group_rights) for group in [*groups, "failback-mm2"]),
+    ]
+    bindings = [
+        AclBinding(
+            kind, name, ResourcePatternType.LITERAL, principal, "*", op, AclPermissionType.ALLOW
+        )
+        for kind, name, ops in wanted
+        for op in ops
+    ]
+    admin = AdminClient(old.admin_config())
+    for future in admin.create_acls(bindings).values():
+        future.result(timeout=30)
+    return SourceCluster(
+        name="old",
+        bootstrap_servers=tuple(old.bootstrap.split(",")),
+        username=FAILBACK_WRITER,
+        password=password,
+    )
+
+
+@dataclass
+class CopyBack(_Nodes[FailbackService, FailbackSettings]):
+    """A failback's copy back on every unit of the new cluster, run by the library's service."""
+
+    @classmethod
+    def on(
+        cls,
+        new: NewCluster,
+        source: SourceCluster,
+        target: TargetCluster,
+        failback: mm.Failback,
+        config: MigrationConfig,
+        heap_mb: int = MIRRORMAKER_HEAP_MB,
+    ) -> CopyBack:
+        """The services and settings of every unit (REST ports allocated here); none started."""
+        services, settings = [], []
+        for unit in new.units:
+            workload = unit.mirrormaker_workload(heap_mb=heap_mb)
+            workload = workload.model_copy(update={"failback_rest_port": free_port()})
+            services.append(FailbackService(unit.container, workload))
+            settings.append(
+                FailbackSettings(
+                    source=source,
+                    target=target,
+                    topics=tuple(failback.topics),
+                    config=config,
+                    unit_host=LOOPBACK,
+                    units=len(new.units),
+                    workload=workload,
+                )
+            )
+        return cls(new, services, settings)

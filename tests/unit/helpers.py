@@ -319,6 +319,70 @@ def settings(**changes: object) -> mm.MirrorMakerSettings:
     return mm.MirrorMakerSettings.model_validate(base)
 
 
+# A failback of a promoted wave -------------------------------------------------------------------
+
+# Wave 1 promoted `orders` (two partitions) at these end offsets on both clusters.
+WAVE_ENDS = {"orders": [100, 200]}
+WAVE = {
+    "number": 1,
+    "at": "2026-01-02T03:04:05+00:00",
+    "by": "kafka-k8s/1",
+    "topics": ["orders"],
+    "target_topics": ["orders"],
+    "records": 300,
+    "groups": ["billing"],
+    "source_end_offsets": WAVE_ENDS,
+    "target_end_offsets": WAVE_ENDS,
+}
+FAILBACK = {
+    "number": 1,
+    "migration": 1,
+    "at": "2026-01-03T00:00:00+00:00",
+    "by": "kafka-k8s/1",
+    "source": "old-0:9092",
+    "topics": ["orders"],
+    "waves": {"orders": 1},
+    "target_offsets": WAVE_ENDS,
+    "source_offsets": WAVE_ENDS,
+}
+ACTIVE = json.dumps({"service": "active", "exactly-once": "disabled"})
+
+
+def promoted_request(state: str = "finished", *, seq: int = 3, **more: object) -> str:
+    """The request of migration 1 once its wave 1 promoted `orders` (and finished it)."""
+    request: dict[str, object] = {"state": state, "seq": seq, "at": 1000, "by": "kafka-k8s/1"}
+    request |= {"migration": 1, "waves": [WAVE], **more}
+    if state == "finished":
+        request["finished"] = {"at": WAVE["at"], "source": "old-0:9092", "topics": ["orders"]}
+    return json.dumps(request)
+
+
+def failback_request(*, current: bool = True, seq: int = 1, by: str = "kafka-k8s/1") -> str:
+    """The failbacks as a unit recorded them: the failback of `orders` runs (or none does)."""
+    return json.dumps(
+        {"seq": seq, "at": 1000, "by": by, "current": FAILBACK if current else None, "done": []}
+    )
+
+
+def failing_back(clusters: FakeClusters) -> None:
+    """Since wave 1, `orders` took 50 records per partition here, and `billing` read some.
+
+    The source cluster was not written since; `billing` has no consumers on either cluster.
+    """
+    clusters.topics["source"]["orders"] = list(WAVE_ENDS["orders"])
+    clusters.topics["target"]["orders"] = [150, 250]
+    clusters.topics["target"]["mm2-offsets.source.internal"] = [9]
+    clusters.groups["target"] = ["billing"]
+    clusters.commits["target"]["billing"] = {"orders": {0: 120, 1: 230}}
+    clusters.members["billing"] = 0
+
+
+def copied_back(clusters: FakeClusters) -> None:
+    """The copy back holds every record written here since the wave."""
+    failing_back(clusters)
+    clusters.topics["source"]["orders"] = [150, 250]
+
+
 # The migration report, judged from a snapshot without clusters ---------------------------------
 
 CONFIG = mm.MigrationConfig()
@@ -558,10 +622,18 @@ class FakeClusters:
         }
         self.syncs: list[_records.OffsetSync] = []
         self.mirrormaker_offsets: dict[tuple[str, int], int] | None = None
+        # A failback's copy back: its offset syncs and committed offsets (read on the source),
+        # its connectors, the records written (by role and topic) and who may not write.
+        self.failback_syncs: list[_records.OffsetSync] = []
+        self.failback_offsets: dict[tuple[str, int], int] | None = None
+        self.failback_connectors = list(RUNNING_CONNECTORS[2:])
+        self.written: dict[tuple[str, str], list[tuple[bytes, bytes]]] = {}
+        self.refused_writes: set[str] = set()
         self.switched: list[tuple[str, dict[tuple[str, int], int]]] = []
         self.deleted: list[str] = []
         self.pauses: list[float] = []
         self.written_while_watched: dict[str, list[int]] = {}
+        self.written_here_while_watched: dict[str, list[int]] = {}
         self.members_on_target: dict[str, int] = {}
         # Log end offsets above the ends in `topics` (a transaction holds them, and those it
         # writes while the source is watched), the open transactions `open_transactions`
@@ -603,8 +675,10 @@ class FakeClusters:
         client.cluster, client.timeout = cluster, timeout
         return client
 
-    def logs(self, cluster: mm.KafkaCluster, role: str, timeout: float = 10.0) -> FakeLogs:
-        return FakeLogs(self, role)
+    def logs(
+        self, cluster: mm.KafkaCluster, role: str, timeout: float = 10.0, flow: str = "source"
+    ) -> FakeLogs:
+        return FakeLogs(self, role, flow)
 
     def now(self) -> float:
         """The library's clock: each reading is `tick` seconds after the last."""
@@ -612,11 +686,19 @@ class FakeClusters:
         return self.clock
 
     def pause(self, seconds: float) -> None:
-        """The wait while the source is watched: the writes it saw happen now."""
+        """The wait while a cluster is watched: the writes it saw happen now.
+
+        `written_while_watched` are the source's; `written_here_while_watched` the target's,
+        which a failback watches.
+        """
         self.pauses.append(seconds)
-        for topic, added in self.written_while_watched.items():
-            ends = self.topics["source"][topic]
-            self.topics["source"][topic] = [end + n for end, n in zip(ends, added, strict=True)]
+        for role, written in (
+            ("source", self.written_while_watched),
+            ("target", self.written_here_while_watched),
+        ):
+            for topic, added in written.items():
+                ends = self.topics[role][topic]
+                self.topics[role][topic] = [end + n for end, n in zip(ends, added, strict=True)]
         for topic, added in self.held_while_watched.items():
             ends = self.log_ends.get(topic, self.topics["source"][topic])
             self.log_ends[topic] = [end + n for end, n in zip(ends, added, strict=True)]
@@ -712,6 +794,9 @@ class FakeClient:
 
     def connector_states(self, source_alias: str) -> list[_connectors.ConnectorState]:
         self._answer()
+        if source_alias == "failback":
+            assert self.role == "source"
+            return self.clusters.failback_connectors
         assert source_alias == "source"
         return self.clusters.connectors
 
@@ -916,16 +1001,18 @@ def copies(source: list[_records.Record], runs: list[tuple[int, int]], first: in
 
 
 class FakeLogs:
-    """What `LogClient` would read from one cluster, and the commits it would make.
+    """What `LogClient` would read from one cluster, and the commits and writes it would make.
 
     A partition without records in `FakeClusters.records` holds, at every offset between its
     start and end, a record named after the source partition and offset: the target's copy at
-    the same offset.
+    the same offset. `flow` is the MirrorMaker flow whose offset syncs and committed offsets it
+    reads: the migration's (`source`) or a failback's copy back (`failback`, on the source).
     """
 
-    def __init__(self, clusters: FakeClusters, role: str):
+    def __init__(self, clusters: FakeClusters, role: str, flow: str = "source"):
         self.clusters = clusters
         self.role = role
+        self.flow = flow
 
     def __enter__(self) -> FakeLogs:
         return self
@@ -964,7 +1051,8 @@ class FakeLogs:
 
     def offset_syncs(self, wanted):
         found = {}
-        for sync in reversed(self.clusters.syncs):
+        syncs = self.clusters.syncs if self.flow == "source" else self.clusters.failback_syncs
+        for sync in reversed(syncs):
             key = (sync.topic, sync.partition)
             if key in wanted and key not in found:
                 if wanted[key] is None or sync.upstream <= wanted[key]:
@@ -972,19 +1060,35 @@ class FakeLogs:
         return found
 
     def source_offsets(self):
-        if self.clusters.mirrormaker_offsets is not None:
-            return dict(self.clusters.mirrormaker_offsets)
+        given, read = self.clusters.mirrormaker_offsets, "source"
+        if self.flow == "failback":
+            given, read = self.clusters.failback_offsets, "target"
+        if given is not None:
+            return dict(given)
         return {
             (topic, number): end - 1
-            for topic, ends in self.clusters.topics["source"].items()
+            for topic, ends in self.clusters.topics[read].items()
             for number, end in enumerate(ends)
         }
 
     def commit(self, group: str, offsets) -> None:
         self.clusters.switched.append((group, dict(offsets)))
-        commits = self.clusters.commits["target"].setdefault(group, {})
+        commits = self.clusters.commits[self.role].setdefault(group, {})
         for (topic, number), offset in offsets.items():
             commits.setdefault(topic, {})[number] = offset
+
+    def create_compacted(self, topic: str) -> bool:
+        if topic in self.clusters.topics[self.role]:
+            return False
+        self.clusters.topics[self.role][topic] = [0]
+        return True
+
+    def write(self, topic: str, records) -> None:
+        if self.role in self.clusters.refused_writes:
+            raise ClusterUnreachableError(
+                f"{self.role} cluster at h:1 refused the request: topic authorization failed"
+            )
+        self.clusters.written.setdefault((self.role, topic), []).extend(records)
 
     def delete_topics(self, names) -> list[str]:
         existing = sorted(set(names) & set(self.clusters.topics[self.role]))

@@ -164,6 +164,43 @@ def finished(state: testing.State, _: testing.Secret, __: FakeClusters) -> testi
     )
 
 
+def promoted(**content: str | None) -> Change:
+    """A migration finished in one wave that promoted `orders`.
+
+    With `content`, a failback credentials secret holding it is set in
+    `mirrormaker-failback-credentials`.
+    """
+    options = config(mirrormaker_failback_credentials=None)
+
+    def change(state: testing.State, source: testing.Secret, clusters: FakeClusters):
+        ends = {"orders": [100, 200]}
+        wave = {"number": 1, "at": "2026-01-02T03:04:05+00:00", "topics": ["orders"]}
+        wave |= {"by": "kafka-k8s/0", "source_end_offsets": ends, "target_end_offsets": ends}
+        request = {"state": "finished", "seq": 2, "at": 1, "by": "kafka-k8s/0", "migration": 1}
+        request |= {"finished": {"at": wave["at"], "source": "old-0:9092"}, "waves": [wave]}
+        peers = state.get_relations("cluster")[0]
+        data = {**peers.local_unit_data, "mirrormaker-request": json.dumps(request)}
+        cluster = dataclasses.replace(peers, local_unit_data=data)
+        state = dataclasses.replace(state, relations={*(state.relations - {peers}), cluster})
+        if not content:
+            return options(state, source, clusters)
+        secret = testing.Secret(
+            tracked_content={k.replace("_", "-"): v for k, v in content.items() if v}
+        )
+        return dataclasses.replace(
+            state,
+            config={**state.config, "mirrormaker-failback-credentials": secret.id},
+            secrets={*state.secrets, secret},
+        )
+
+    return change
+
+
+def failback_not_granted(state: testing.State, source: testing.Secret, clusters: FakeClusters):
+    granted = promoted(username="writer", password="pw")(state, source, clusters)
+    return dataclasses.replace(granted, secrets=state.secrets)
+
+
 # What runs, and the message the operator reads ---------------------------------------------------
 
 
@@ -566,6 +603,44 @@ CASES = [
         start,
         "would be mixed with a fresh copy of the source. Nothing was changed; run "
         "start-migration force=true",
+    ),
+    # The way back: start-failback and finish-failback that cannot be done.
+    pytest.param(
+        unchanged,
+        action_fails("start-failback"),
+        "no migration: start-migration was never run; nothing was changed",
+    ),
+    pytest.param(
+        promoted(),
+        action_fails("start-failback"),
+        "a failback writes on old-0:9092, and the migration's user there may only read: put the "
+        "username and password of a user that may write there in a Juju secret",
+    ),
+    pytest.param(
+        failback_not_granted,
+        action_fails("start-failback"),
+        "not found or not granted: run `juju grant-secret ",
+    ),
+    pytest.param(
+        promoted(username="writer"),
+        action_fails("start-failback"),
+        "mirrormaker-failback-credentials: secret ",
+    ),
+    pytest.param(
+        promoted(username="writer", password="pw", sasl_mechanism="GSSAPI"),
+        action_fails("start-failback"),
+        "mirrormaker-failback-credentials: sasl-mechanism must be one of",
+    ),
+    pytest.param(
+        promoted(),
+        action_fails("start-failback", topics="payments"),
+        "topics: 'payments' matches no promoted topic (promoted: orders): a topic no wave of "
+        "finish-migration promoted never left the source cluster; nothing was changed",
+    ),
+    pytest.param(
+        promoted(),
+        action_fails("finish-failback"),
+        "no failback runs: start-failback first; nothing was changed",
     ),
     # Clusters that do not answer, or refuse the credentials.
     pytest.param(

@@ -19,7 +19,7 @@ from acls import reserved_denials
 from admin import Acl
 from charms.kafka_k8s.v0.mirrormaker import FencedTopics, TopicSelection
 from client_provider import ClientGrant, client_acls, fence
-from tests.unit.helpers import serving
+from tests.unit.helpers import copied_back, failback_request, promoted_request, serving
 
 pytestmark = pytest.mark.usefixtures("clusters")
 
@@ -281,3 +281,31 @@ def test_a_relation_not_served_loses_what_the_fence_withholds(ctx, kafka):
     # ...but not the right to write a topic a migration copies into.
     ctx.run(ctx.on.action("start-migration"), related)
     assert write_rights(kafka, relation) == set()
+
+
+def test_a_failed_back_topic_is_fenced_for_relation_producers(ctx, kafka, clusters):
+    # The migration promoted orders, and a failback of it runs: producers write it here.
+    relation = client()
+    writer = testing.Secret(tracked_content={"username": "writer", "password": "w-pw"})
+    state, _ = serving(ctx, **{"mirrormaker-failback-credentials": writer.id})
+    peers = state.get_relations("cluster")[0]
+    data = {
+        **peers.local_unit_data,
+        "mirrormaker-request": promoted_request(),
+        "mirrormaker-failback": failback_request(),
+    }
+    state = dataclasses.replace(
+        state,
+        relations={*(state.relations - {peers}), dataclasses.replace(peers, local_unit_data=data)},
+        secrets={*state.secrets, writer},
+    )
+    state = dataclasses.replace(state, relations={*state.relations, relation})
+    related = ctx.run(ctx.on.relation_changed(relation, remote_unit=0), state)
+    assert write_rights(kafka, relation) == {"WRITE", "CREATE"}
+
+    copied_back(clusters)
+    # The peers publish no copy back here: force the finish.
+    ctx.run(ctx.on.action("finish-failback", params={"force": True}), related)
+    assert (ctx.action_results or {})["state"] == "finished"
+    assert write_rights(kafka, relation) == set()
+    assert "orders" in {acl.name for acl in kafka.acls[f"relation-{relation.id}"]}  # READ

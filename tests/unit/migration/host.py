@@ -24,12 +24,20 @@ from ops import testing
 
 from charms.kafka_k8s.v0 import mirrormaker as mm
 from charms.kafka_k8s.v0.mirrormaker import Migration, TargetCluster, _records
-from tests.unit.helpers import CHARMCRAFT, RELATION_PASSWORD, FakeClusters, mm2_resolved
+from tests.unit.helpers import (
+    ACTIVE,
+    CHARMCRAFT,
+    RELATION_PASSWORD,
+    FakeClusters,
+    mm2_resolved,
+    promoted_request,
+)
 
 META = {key: CHARMCRAFT[key] for key in ("name", "containers", "peers", "provides", "requires")}
 SOURCE_PASSWORD = 'so"urce\\pass=word #1'
 TARGET_PASSWORD = "target-secret-pw"
-SECRETS = (SOURCE_PASSWORD, TARGET_PASSWORD, RELATION_PASSWORD)
+FAILBACK_PASSWORD = "fail'back pw"
+SECRETS = (SOURCE_PASSWORD, TARGET_PASSWORD, RELATION_PASSWORD, FAILBACK_PASSWORD)
 
 
 def host(number: int) -> str:
@@ -160,17 +168,17 @@ def peers(
     )
 
 
-def running_container(**kwargs) -> testing.Container:
-    """A container in which MirrorMaker already runs."""
-    layer = {
-        "services": {"mirrormaker": {"override": "replace", "command": "mm", "startup": "enabled"}}
-    }
+def running_container(*services: str, **kwargs) -> testing.Container:
+    """A container in which MirrorMaker (or these services) already runs."""
+    layers, statuses = {}, {}
+    for name in services or ("mirrormaker",):
+        layer = {
+            "services": {name: {"override": "replace", "command": "mm", "startup": "enabled"}}
+        }
+        layers[name] = ops.pebble.Layer(layer)  # type: ignore[arg-type]
+        statuses[name] = ops.pebble.ServiceStatus.ACTIVE
     return testing.Container(
-        "kafka",
-        can_connect=True,
-        layers={"mirrormaker": ops.pebble.Layer(layer)},  # type: ignore[arg-type]
-        service_statuses={"mirrormaker": ops.pebble.ServiceStatus.ACTIVE},
-        **kwargs,
+        "kafka", can_connect=True, layers=layers, service_statuses=statuses, **kwargs
     )
 
 
@@ -209,6 +217,43 @@ def running(**kwargs: object) -> testing.State:
     )
 
 
+# A failback -------------------------------------------------------------------------------------
+
+
+def failback_credentials(**content: str) -> testing.Secret:
+    """The failback user's secret: `writer`, who may write on the source cluster."""
+    content = {"username": "writer", "password": FAILBACK_PASSWORD, **content}
+    return testing.Secret(tracked_content={k: v for k, v in content.items() if v is not None})
+
+
+def promoted(
+    *,
+    writer: testing.Secret | None = None,
+    state_of: str = "finished",
+    local: dict[str, str] | None = None,
+    peer: dict[str, str] | None = None,
+    container: testing.Container | None = None,
+    granted: bool = True,
+    options: Mapping[str, object] | None = None,
+) -> testing.State:
+    """Unit 0 of a migration whose wave 1 promoted `orders`; finished unless `state_of` says.
+
+    With `writer`, `mirrormaker-failback-credentials` names it (granted unless `granted` is
+    false); `local` and `peer` add to this unit's and a peer's databags; `options` to its config.
+    """
+    source = credentials()
+    config = external(source, **(options or {}))
+    secrets: tuple[testing.Secret, ...] = (source,)
+    if writer is not None:
+        config["mirrormaker-failback-credentials"] = writer.id
+        secrets += (writer,) if granted else ()
+    cluster = peers(
+        {"mirrormaker-state": ACTIVE, **(peer or {})},
+        local={"mirrormaker-request": promoted_request(state_of), **(local or {})},
+    )
+    return state(config=config, secrets=secrets, cluster=cluster, container=container)
+
+
 def switchable(clusters: FakeClusters) -> None:
     """`billing` has no consumers on the source, and MirrorMaker left offset syncs."""
     clusters.members["billing"] = 0
@@ -230,8 +275,8 @@ def file(ctx: testing.Context, out: testing.State, path: str) -> Path:
     return out.get_container("kafka").get_filesystem(ctx) / path.lstrip("/")
 
 
-def service(out: testing.State) -> ops.pebble.ServiceStatus | None:
-    return out.get_container("kafka").service_statuses.get("mirrormaker")
+def service(out: testing.State, name: str = "mirrormaker") -> ops.pebble.ServiceStatus | None:
+    return out.get_container("kafka").service_statuses.get(name)
 
 
 def unit_request(out: testing.State) -> dict[str, object]:

@@ -288,3 +288,25 @@ def test_a_relation_tls_ca_must_be_pem_certificates(tls_ca: str, reason: str):
         "migration-source: old sent a tls-ca that is not a PEM certificate: "
     )
     assert reason in raised.value.message
+
+
+def test_the_failback_user_logs_in_where_the_source_user_does():
+    source = from_secret({**SCRAM, "security-protocol": "SASL_SSL", "ca": SOURCE_CA})
+    option = "mirrormaker-failback-credentials"
+    writer = _clusters.failback_source(
+        source, {"username": "writer", "password": "w"}, secret_id="secret:y", option=option
+    )
+    assert (writer.name, writer.bootstrap_servers) == (source.name, source.bootstrap_servers)
+    assert (writer.security_protocol, writer.ca, writer.username) == (
+        "SASL_SSL",
+        SOURCE_CA,
+        "writer",
+    )
+    # A secret that names its protocol takes nothing of the source's.
+    plain = _clusters.failback_source(
+        source, {**SCRAM, "security-protocol": "SASL_PLAINTEXT"}, secret_id="secret:y"
+    )
+    assert (plain.security_protocol, plain.ca) == ("SASL_PLAINTEXT", None)
+    with pytest.raises(SourceGoneError) as gone:
+        _clusters.failback_source(source, {"username": "writer"}, secret_id="secret:y")
+    assert gone.value.message.startswith(f"{option}: secret secret:y has missing key password")

@@ -14,7 +14,7 @@ def test_library_header():
     package = REPO / "lib/charms/kafka_k8s/v0/mirrormaker"
     source = "\n".join(module.read_text() for module in sorted(package.glob("*.py")))
     assert re.fullmatch(r"[0-9a-f]{32}", mm.LIBID)
-    assert (mm.LIBAPI, mm.LIBPATCH) == (0, 9)
+    assert (mm.LIBAPI, mm.LIBPATCH) == (0, 10)
     # One Kafka client library, pure Python: an adopting charm installs nothing else for Kafka.
     assert {dep.split(">")[0] for dep in mm.PYDEPS} == {
         "pydantic",

@@ -219,3 +219,20 @@ def test_no_peer_relation_fails_the_action(ctx):
     with pytest.raises(testing.ActionFailed) as failed:
         start(ctx, before)
     assert "peer relation" in failed.value.message
+
+
+def test_a_failed_back_topic_leaves_its_wave_which_keeps_its_number():
+    wave = _peers.Wave(
+        number=2,
+        at="t",
+        by="kafka-k8s/1",
+        topics=["a", "b"],
+        target_topics=["a", "b"],
+        source_end_offsets={"a": [1]},
+    )
+    left = wave.without(["a", "c"])
+    assert (left.number, left.topics, left.target_topics) == (2, ["b"], ["b"])
+    assert (left.failed_back, left.source_end_offsets) == (["a"], {"a": [1]})
+    assert left.summary().endswith("0 groups switched; failed back since: a")
+    assert wave.without(["c"]) is wave
+    assert wave.without(["a", "b"]).summary().startswith("wave 2 (t, by kafka-k8s/1): no topic")

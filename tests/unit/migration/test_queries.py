@@ -238,3 +238,14 @@ def test_dry_run_names_the_rights_mirrormaker_lacks(ctx, clusters):
         state(config=external(secret), secrets=(secret,)),
     )
     assert json.loads((ctx.action_results or {})["missing-rights"]) == [GROUPS]
+
+
+def test_a_failback_counts_only_what_was_written_since_the_wave():
+    offsets = {
+        "orders": _clients.TopicOffsets(start=(0, 5), end=(150, 250)),
+        "audit": _clients.TopicOffsets(start=(0,), end=(9,)),
+    }
+    since = _queries._since(offsets, {"orders": [100, 300], "audit": [1, 2], "gone": [1]})
+    assert since["orders"] == _clients.TopicOffsets(start=(100, 250), end=(150, 250))
+    assert since["audit"] == offsets["audit"]  # partitions that do not match: as they are
+    assert "gone" not in since

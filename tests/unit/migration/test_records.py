@@ -193,3 +193,14 @@ def test_the_position_skips_nothing_and_re_reads_the_least(seed):
         read = [item.content for item in target if item.offset >= position.offset]
         wanted = [item.content for item in source if item.offset >= committed]
         assert list(dict.fromkeys(c for c in read if c in set(wanted))) == wanted
+
+
+def test_a_committed_source_offset_is_encoded_as_kafka_connect_writes_it():
+    # Byte for byte: Connect finds a task's offsets by the key's bytes.
+    key, value = _records.encode_source_offset("failback", ("orders", 3), 41)
+    assert (
+        key == b'["MirrorSourceConnector",{"cluster":"failback","partition":3,"topic":"orders"}]'
+    )
+    assert value == b'{"offset":41}'
+    assert _records._decode_source_offset(key, value, "failback") == (("orders", 3), 41)
+    assert _records._decode_source_offset(key, value) is None  # the migration's flow reads not

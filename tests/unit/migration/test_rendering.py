@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import re
 from pathlib import PurePosixPath
+from typing import Any
 
 import pytest
 import yaml
 from pydantic import ValidationError
 
 from charms.kafka_k8s.v0.mirrormaker import (
+    FailbackSettings,
     MigrationConfig,
     MirrorMakerWorkload,
     OAuthClient,
@@ -613,3 +615,66 @@ def test_jmx_rules_parse_and_cover_mirrormaker_metrics():
         "<>status: running"
     )
     assert any(p.fullmatch(status) for p in patterns)
+
+
+# A failback's copy back ------------------------------------------------------------------------
+
+
+def failback(**changes: object) -> FailbackSettings:
+    base = settings()
+    writer = base.source.model_copy(update={"username": "writer", "password": "w-pw"})
+    values: dict[str, object] = {
+        "source": writer,
+        "target": base.target,
+        "topics": ("orders", "pay.eu"),
+        "unit_host": base.unit_host,
+        "units": 3,
+    }
+    return FailbackSettings.model_validate(values | changes)
+
+
+def test_the_copy_back_flows_into_the_source_only_and_copies_nothing_else():
+    copy = failback()
+    props = load_properties(copy.properties())
+    assert props["clusters"] == "source,failback"
+    assert (props["failback->source.enabled"], props["source->failback.enabled"]) == (
+        "true",
+        "false",
+    )
+    assert props["topics"] == "orders,pay\\.eu"
+    assert props["topics.exclude"] == ""
+    for off in (
+        "failback->source.emit.heartbeats.enabled",
+        "source->failback.emit.heartbeats.enabled",
+        "emit.checkpoints.enabled",
+        "sync.group.offsets.enabled",
+        "sync.topic.configs.enabled",
+        "sync.topic.acls.enabled",
+    ):
+        assert props[off] == "false", off
+    assert props["groups.exclude"] == ".*"
+    assert props["offset-syncs.topic.location"] == "target"
+    assert props["replication.policy.class"].endswith(".IdentityReplicationPolicy")
+    factors = [k for k in props if k.endswith("replication.factor")]
+    assert len(factors) == 5 and {props[k] for k in factors} == {"-1"}
+    assert props["listeners"] == "http://kafka-k8s-0.kafka-k8s-endpoints:8084"
+    secrets = str(copy.workload.failback_secrets)
+    assert props["config.providers.file.param.allowed.paths"] == secrets
+    resolved = resolve_references(props, {secrets: copy.secrets()})
+    assert 'username="writer" password="w-pw"' in resolved["source.sasl.jaas.config"]
+    assert 'username="mirrormaker"' in resolved["failback.sasl.jaas.config"]
+    assert "w-pw" not in copy.properties()
+
+
+def test_the_copy_back_runs_as_a_service_of_its_own():
+    services: dict[str, Any] = dict(failback().pebble_layer().get("services", {}))
+    [(name, service)] = services.items()
+    assert name == "mirrormaker-failback"
+    assert service["command"] == (
+        "/opt/kafka/bin/connect-mirror-maker.sh /etc/kafka/mm2-failback.properties "
+        "--clusters source"
+    )
+    environment = service["environment"]
+    assert environment["LOG_DIR"] == "/var/log/kafka/failback"
+    assert "KAFKA_OPTS" not in environment  # no JMX exporter of its own
+    assert environment["KAFKA_HEAP_OPTS"] == "-Xms256m -Xmx1024m"

@@ -19,8 +19,8 @@ from charms.kafka_k8s.v0.mirrormaker import (
     _transactions,
 )
 from charms.kafka_k8s.v0.mirrormaker._connectors import ConnectorState
-from charms.kafka_k8s.v0.mirrormaker._report import GroupOffsets
-from tests.unit.helpers import RUNNING, TRACE, offsets, report
+from charms.kafka_k8s.v0.mirrormaker._report import GroupOffsets, Quiet
+from tests.unit.helpers import RUNNING, TRACE, offsets, report, snapshot
 
 # Topics ------------------------------------------------------------------------------------------
 
@@ -308,4 +308,24 @@ def test_fenced_topics_the_source_does_not_show_hold_up_the_cutover_and_say_why(
         "the source does not show payments any more: its user may have lost DESCRIBE on them, "
         "or they were deleted there; they stay fenced until finish-migration",
         "mirrormaker-topics no longer selects refunds: they stay fenced until finish-migration",
+    ]
+
+
+def test_the_reasons_of_a_failback_name_this_cluster_as_the_one_read():
+    # A failback's copy back reads this cluster and writes the source cluster.
+    found = _report.build_report(
+        snapshot(
+            target_topics={},
+            quiet=Quiet(required=10, watched=10, writes={"orders": 4}),
+            source_groups=[GroupOffsets(group="billing", members=2, offsets={"orders": {0: 100}})],
+        ),
+        MigrationConfig(),
+        source="old",
+        wording=_report.FAILBACK_WORDING,
+    )
+    assert found.reasons == [
+        "topic orders is not on the source cluster yet",
+        "group billing: 2 consumers still read from this cluster",
+        "this cluster is still written: 4 records arrived on orders in the last 10 s; stop its "
+        "producers",
     ]

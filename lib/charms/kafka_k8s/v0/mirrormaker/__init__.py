@@ -16,9 +16,9 @@ SCRAM-SHA-512) or `oauth-token-endpoint`, `oauth-client-id`, `oauth-client-secre
 `oauth-scope`, `oauth-ca` (OAUTHBEARER), over TLS `ca` and, for mutual TLS,
 `client-certificate` and `client-key`. Every secret value reaches MirrorMaker only through its
 0600 secrets file. The actions `start-migration` (with `dry-run`), `stop-migration`,
-`migration-status`, `switch-group`, `finish-migration` and `restart-mirrormaker` work from any
-unit: a request goes into
-the acting unit's peer databag, and every unit follows the newest request it sees.
+`migration-status`, `switch-group`, `finish-migration`, `restart-mirrormaker`, `start-failback`
+and `finish-failback` work from any unit: a request goes into the acting unit's peer databag,
+and every unit follows the newest request it sees.
 
 Before a real start, and in a dry run, a preflight looks for what no restart fixes: records
 larger than MirrorMaker's producer or the copies accept (a real start sets the producer's
@@ -39,6 +39,17 @@ topics (and never copies into them again), their fence lifts, and the wave is re
 clusters' end offsets. Without `topics` it promotes everything left, stops MirrorMaker and
 records the finished migration. Each step is claimed on the target first: of two units
 finishing at once, one goes on.
+
+The way back: `start-failback [topics=...]` copies the records written to promoted topics since
+their wave back to the source cluster, with a MirrorMaker flow of its own on every unit (the
+Pebble service `mirrormaker-failback`) that starts at the end offsets the wave recorded. It
+writes there as a user given for it alone (`mirrormaker-failback-credentials`; the migration's
+user stays read-only), and refuses a topic no wave promoted or a source cluster written since
+the wave. `migration-status` reports its lag by content and whether this cluster is quiet;
+`finish-failback` then moves every group of the topics back exactly, deletes the copy back's
+topics there (`mm2-*.failback.internal`, `failback.heartbeats`), and fences the topics here
+for client producers; a running migration copies them again, from after the copied-back
+records.
 
 Applications keep their identity: the host passes its client users and the operator's map of
 what each application was on the source (`ClientAccess`: its user there, its consumer groups and
@@ -91,6 +102,7 @@ config:
     mirrormaker-source-role: {type: string, default: consumer}
     mirrormaker-fence-target: {type: boolean, default: true}
     mirrormaker-throttle-mb-per-second: {type: int, default: 0}
+    mirrormaker-failback-credentials: {type: secret}
 actions:
   start-migration:
     params: {dry-run: {type: boolean, default: false}, force: {type: boolean, default: false}}
@@ -111,6 +123,10 @@ actions:
       cleanup: {type: boolean, default: false}
   restart-mirrormaker:
     params: {all: {type: boolean, default: false}}
+  start-failback:
+    params: {topics: {type: string}, force: {type: boolean, default: false}}
+  finish-failback:
+    params: {force: {type: boolean, default: false}}
 ```
 
 (kafka-k8s's own `charmcraft.yaml` has the same entries with their descriptions.) The host
@@ -195,11 +211,14 @@ comma-separated string is accepted too). `unit_host` is an address the other uni
 that MirrorMaker can bind its REST listener to (`listeners=http://<unit_host>:8083`).
 
 What the library keeps in the host's model: the unit keys `mirrormaker-request`,
-`mirrormaker-state`, `mirrormaker-topics` and `mirrormaker-restarts` in the peer relation's
-unit databags, the app key `mirrormaker-fence-applied` (the leader's), the StoredState handle
-`mirrormaker-migration`, and on the target one `mm2-cutover.*` topic per wave (its claim).
+`mirrormaker-state`, `mirrormaker-topics`, `mirrormaker-restarts`, `mirrormaker-failback` and
+`mirrormaker-failback-state` in the peer relation's unit databags, the app key
+`mirrormaker-fence-applied` (the leader's), the StoredState handle `mirrormaker-migration`, and
+on the target one `mm2-cutover.*` topic per wave and per finished failback (its claim).
 MirrorMaker's metrics are served on `MirrorMakerWorkload.metrics_port` (9099): add `*:9099` to
-the host's scrape jobs. On Kubernetes no port needs opening for the units to reach each other.
+the host's scrape jobs. A failback's MirrorMaker serves its internal REST on
+`failback_rest_port` (8084) and no metrics. On Kubernetes no port needs opening for the units
+to reach each other.
 
 ## The public API
 
@@ -213,7 +232,12 @@ Juju); the `MigrationError` family, each error with the status that shows it; th
 `switch_groups(source, target, config, groups)` moves groups as `switch-group` does, each
 `GroupSwitch` saying what moved; `promote(source, target, config, topics)` checks and promotes a
 wave as `finish-migration` does (a `Promotion` with its `Wave`; `CutoverRefusedError` when it
-may not); `FencedTopics` and `TopicSelection` describe the fence; the client identities:
+may not); the failback: `start_failback` checks one and sets where its copy back starts (a
+`Failback`), `FailbackSettings` and `FailbackService` run the copy back on a unit,
+`failback_report` judges it (a `FailbackCheck`) and `finish_failback` moves its groups back (a
+`FailedBack` with its `FailbackFinish`; `FailbackRefusedError` when it may not), and
+`copy_back_topics` names what the copy back makes on the source cluster; `FencedTopics` and
+`TopicSelection` describe the fence; the client identities:
 `ClientIdentity`, `ClientUser`, `ClientAccess`, `AclBinding` and `parse_client_identities`, and
 `access_report(source, config, access, target_user=...)` with `format_access_table`, the report
 `format=access` gives; and `admin_client(**config)`,
@@ -235,16 +259,27 @@ from ._errors import (
     SourceError,
     SourceGoneError,
 )
+from ._failback import (
+    Failback,
+    FailbackCheck,
+    FailbackFinish,
+    FailbackRefusedError,
+    FailedBack,
+    copy_back_topics,
+    failback_report,
+    finish_failback,
+    start_failback,
+)
 from ._fence import FencedTopics, TopicSelection
 from ._identities import ClientAccess, ClientIdentity, ClientUser, parse_client_identities
 from ._migration import Migration
 from ._names import MIRRORMAKER_NAMES, MirrorMakerNames
-from ._options import MigrationConfig, MirrorMakerSettings, MirrorMakerWorkload
+from ._options import FailbackSettings, MigrationConfig, MirrorMakerSettings, MirrorMakerWorkload
 from ._peers import UnitState, Wave
 from ._queries import migration_report
 from ._report import MigrationReport
 from ._rights import AclBinding
-from ._service import MirrorMakerService
+from ._service import FailbackService, MirrorMakerService
 from ._switch import GroupSwitch, switch_groups
 
 # The unique Charmhub library identifier, never change it
@@ -255,7 +290,7 @@ LIBAPI = 0
 
 # Increment this PATCH version before using `charmcraft publish-lib` or reset
 # to 0 if you are raising the major API version
-LIBPATCH = 9
+LIBPATCH = 10
 
 PYDEPS = [
     "pydantic>=2.7",
@@ -307,6 +342,18 @@ __all__ = [  # noqa: RUF022 - grouped by what each name is for
     "Wave",
     "Promotion",
     "promote",
+    # The way back: a failback of promoted topics to the source cluster, outside a charm too.
+    "Failback",
+    "FailbackCheck",
+    "FailbackFinish",
+    "FailedBack",
+    "FailbackRefusedError",
+    "FailbackSettings",
+    "FailbackService",
+    "start_failback",
+    "failback_report",
+    "finish_failback",
+    "copy_back_topics",
     # Applications that keep their identity: the operator's map, the host's client users, their
     # rights, and the access report.
     "ClientIdentity",

@@ -414,6 +414,34 @@ def source_from_secret(
         raise SourceError(f"{option}: {_reason(error)}") from None
 
 
+def failback_source(
+    source: SourceCluster,
+    content: Mapping[str, str],
+    *,
+    secret_id: str,
+    option: str = "mirrormaker-failback-credentials",
+) -> SourceCluster:
+    """The source cluster as the failback user, who may write there, logs in.
+
+    The secret has the keys of the source's credentials secret; without `security-protocol`,
+    its protocol and CA are the source's (the failback user logs in where the migration's
+    user does).
+
+    Raises:
+        SourceGoneError: naming `option` and the credentials key that is missing.
+        SourceError: naming `option` and the key that is unknown or invalid.
+    """
+    inherited: dict[str, str] = {}
+    if "security-protocol" not in content:
+        inherited["security-protocol"] = source.security_protocol
+        if source.ca:
+            inherited["ca"] = source.ca
+    found = source_from_secret(
+        {**inherited, **content}, source.bootstrap_servers, secret_id=secret_id, option=option
+    )
+    return found.model_copy(update={"name": source.name})
+
+
 def source_from_relation(
     name: str,
     *,

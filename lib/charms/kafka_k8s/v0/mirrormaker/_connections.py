@@ -144,7 +144,7 @@ _ERRNO_TEXT = re.compile(r"(\d+) E[A-Z]+")
 _SSL_LOCATION = re.compile(r"\s*\(_ssl\.c:\d+\)$")
 
 
-def _error_text(error: object) -> tuple[str, bool]:
+def error_text(error: object) -> tuple[str, bool]:
     """What a kafka-python error says, and whether the cluster (not the network) said it."""
     if isinstance(error, kafka_errors.RequestTimedOutError | kafka_errors.KafkaTimeoutError):
         return "timed out", False
@@ -289,7 +289,7 @@ class _ConnectionFailures(logging.Handler):
             # A certificate named as the cause says more than a connection closed under it.
             if self.tls_failure is None or failure.kind != "other":
                 self.tls_failure = failure
-        elif (text := _error_text(error)[0]) != "timed out" or self.last is None:
+        elif (text := error_text(error)[0]) != "timed out" or self.last is None:
             # A timeout at the end of the retries says less than the failures before it.
             self.last = text
 
@@ -368,7 +368,7 @@ class Connections:
     def unreachable(self, error: object) -> ClusterUnreachableError:
         """The error that tells the operator why the cluster failed a query."""
         where = f"{self.role} cluster at {self.cluster.bootstrap}"
-        reason, answered = _error_text(error)
+        reason, answered = error_text(error)
         if isinstance(error, BaseException) and reason != "timed out":
             self._failures.note(error)
         failed = login_failure(

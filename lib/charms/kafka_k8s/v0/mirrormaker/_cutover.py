@@ -17,7 +17,6 @@ and lifts their fence.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, NamedTuple
@@ -32,7 +31,7 @@ from ._display import groups_table, switch_results
 from ._errors import ClusterUnreachableError, MigrationError
 from ._identities import ClientAccess
 from ._names import SOURCE_ALIAS
-from ._options import MigrationConfig, MirrorMakerSettings
+from ._options import MigrationConfig, MirrorMakerSettings, topic_patterns
 from ._peers import FinishedMigration, UnitState, Wave
 from ._queries import fetch_snapshot
 from ._records import internal_topics
@@ -140,16 +139,7 @@ def wave_topics(
     if not chosen:
         return sorted(remaining)
     found: set[str] = set()
-    for item in (part.strip() for part in chosen.split(",")):
-        if not item:
-            continue
-        try:
-            pattern = re.compile(item)
-        except re.error as error:
-            raise CutoverRefusedError(
-                f"topics: {item!r} is not a topic name or a valid regular expression ({error}); "
-                "nothing was changed"
-            ) from None
+    for item, pattern in topic_patterns(chosen, CutoverRefusedError):
         matched = {topic for topic in remaining if pattern.fullmatch(topic)}
         if not matched:
             earlier = sorted(topic for topic in promoted if pattern.fullmatch(topic))
@@ -205,15 +195,30 @@ def check_cutover(
         staying = [g for g in snapshot.source_groups if set(reading.get(g.group, {})) <= moving]
         snapshot = snapshot.model_copy(update={"source_groups": staying})
     report = build_report(snapshot, config, source=source)
-    blockers = list(report.reasons)
-    if not report.problems and units is not None:
+    return CutoverCheck(report, blockers(clients, report, settled=units is not None))
+
+
+def blockers(
+    clients: Clients, report: MigrationReport, *, settled: bool, copy: str = "copy"
+) -> list[str]:
+    """What stands in a step's way: the report's reasons, and a copy not recorded yet.
+
+    With `settled`, MirrorMaker must have committed (as copied) the last record of every
+    partition: a node that stops hands its tasks to others, which copy again what follows
+    their committed offsets.
+
+    Raises:
+        ClusterUnreachableError: if a cluster does not answer.
+    """
+    found = list(report.reasons)
+    if not report.problems and settled:
         unsettled = unsettled_topics(clients, {t.topic: t.partitions for t in report.topics})
         if unsettled:
-            blockers.append(
-                "MirrorMaker has not yet recorded the copy of the last records of "
+            found.append(
+                f"MirrorMaker has not yet recorded the {copy} of the last records of "
                 f"{list_names(unsettled)} (it does every 10 s)"
             )
-    return CutoverCheck(report, blockers)
+    return found
 
 
 def _ends(offsets: Mapping[str, TopicOffsets]) -> dict[str, list[int]]:
@@ -365,7 +370,8 @@ def finished_migration(
     )
 
 
-def _switch_results(switches: Sequence[GroupSwitch]) -> dict[str, str]:
+def groups_results(switches: Sequence[GroupSwitch]) -> dict[str, str]:
+    """The switched groups as action results: the sums, each group, and the table."""
     return {
         "re-read": str(sum(switch.re_read for switch in switches)),
         "skip": str(sum(switch.skip for switch in switches)),
@@ -398,7 +404,7 @@ def finish_results(
         "left": json.dumps(promotion.wave.left),
         "topics": json.dumps(promotion.wave.topics),
         "waves": json.dumps([wave.model_dump(mode="json") for wave in waves]),
-        **_switch_results(promotion.switches),
+        **groups_results(promotion.switches),
         "summary": finished.summary(),
     }
     if promotion.check.blockers:
@@ -421,7 +427,7 @@ def wave_results(unit: str, promotion: Promotion) -> dict[str, str]:
         ),
         "fence": f"lifted from {plural(len(wave.target_topics), 'topic')}",
         "left": json.dumps(wave.left),
-        **_switch_results(promotion.switches),
+        **groups_results(promotion.switches),
         "summary": (
             f"{wave.summary()}; {plural(len(remaining), 'topic')} left to migrate"
             + (f"; left for a later wave: {', '.join(wave.left)}" if wave.left else "")

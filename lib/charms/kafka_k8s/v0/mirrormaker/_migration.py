@@ -9,8 +9,9 @@ and stop the migration. Reading Juju is done by `_source` (the source cluster), 
 `_service` (MirrorMaker in its container) and `_preflight` (start-migration's preflight, dry-run
 or not). The other actions are handled where their concern lives: `migration-status` in
 `_status`, `switch-group` and `finish-migration` in `_cutover`, `restart-mirrormaker` in
-`_restarts`. The host's client users and the operator's map of their identities come from the
-host (`clients`).
+`_restarts`, `start-failback` and `finish-failback` in `_failback_host` (which also runs the
+failback's copy back on this unit, and says what it fences). The host's client users and the
+operator's map of their identities come from the host (`clients`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from ._errors import (
     NotReadyError,
     SourceGoneError,
 )
+from ._failback_host import Failbacks
 from ._fence import Fence, FencedTopics, TopicSelection
 from ._identities import ClientAccess
 from ._options import MigrationConfig, MirrorMakerSettings, MirrorMakerWorkload
@@ -130,6 +132,7 @@ class Migration(ops.Object):
         self.status_action = StatusAction(self)
         self.cutover = CutoverActions(self)
         self.restarter = RestartActions(self)
+        self.failback = Failbacks(self, self.service.container, self.service.workload)
 
     # Reading the model -------------------------------------------------------------------------
 
@@ -153,9 +156,10 @@ class Migration(ops.Object):
     def fenced_topics(self) -> FencedTopics:
         """The target topics no client of the host may write now (see `_fence`).
 
-        Computed from the options and peer data: it queries no cluster.
+        Computed from the options and peer data: it queries no cluster. Topics failed back
+        are fenced too (`_failback_host`).
         """
-        return self.fence.topics()
+        return self.failback.fenced(self.fence.topics())
 
     def fence_applied(self, fenced: FencedTopics) -> None:
         """On the leader, once the host granted every client's ACLs with `fenced`.
@@ -236,6 +240,7 @@ class Migration(ops.Object):
         """
         if not self.service.container.can_connect():
             return
+        self.failback.reconcile()  # first: a copy back that ends stops before MirrorMaker
         request = self.peers.follow_newest()
         self.copies.prune()
         settings = None
@@ -314,7 +319,14 @@ class Migration(ops.Object):
         self.fence.publish(selected or ())
 
     def status(self) -> ops.StatusBase | None:
-        """The status to show for the migration, or `None` when there is nothing to say."""
+        """The status to show for the migration, or `None` when there is nothing to say.
+
+        A failback's, unless the migration's is more pressing (`Failbacks.status`).
+        """
+        return self.failback.status(self._status())
+
+    def _status(self) -> ops.StatusBase | None:
+        """The migration's own status."""
         newest = self.peers.newest()
         if newest.state == "finished":
             return None
@@ -375,6 +387,9 @@ class Migration(ops.Object):
                 event.set_results(dry_run(self.settings()))
             except MigrationError as error:
                 event.fail(error.message)
+            return
+        if (refusal := self.failback.refuses_start()) is not None:
+            event.fail(refusal)
             return
         finished = self.peers.finished()
         if finished is not None and not event.params.get("force", False):

@@ -9,6 +9,11 @@ from pydantic import BaseModel, ConfigDict
 SERVICE = "mirrormaker"
 SOURCE_ALIAS = "source"
 TARGET_ALIAS = "target"
+# The failback's copy back runs as its own service, and its MirrorMaker names this cluster
+# `failback`: its topics on the source cluster are then `mm2-*.failback.internal` and
+# `failback.heartbeats`.
+FAILBACK_SERVICE = "mirrormaker-failback"
+FAILBACK_ALIAS = "failback"
 _STATUS_READER_GROUP = "kafka-k8s-migration-status"
 
 # A group that need not exist: describing it tells whether the user may describe every group.

@@ -19,9 +19,16 @@ import ops
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ._clusters import SourceCluster, TargetCluster, check_servers, split
-from ._errors import InvalidOptionError
+from ._errors import InvalidOptionError, MigrationError
 from ._names import SOURCE_ALIAS, TARGET_ALIAS
-from ._rendering import mirrormaker_layer, render_mm2_properties, render_mm2_secrets
+from ._rendering import (
+    failback_layer,
+    mirrormaker_layer,
+    render_failback_properties,
+    render_failback_secrets,
+    render_mm2_properties,
+    render_mm2_secrets,
+)
 
 ExactlyOnceSupport = Literal["disabled", "preparing", "enabled"]
 
@@ -59,6 +66,10 @@ class MigrationConfig(BaseModel):
     )
     source_credentials: str | None = Field(
         default=None, validation_alias="mirrormaker-source-credentials"
+    )
+    # The user that may write on the source cluster, for a failback only (`_failback`).
+    failback_credentials: str | None = Field(
+        default=None, validation_alias="mirrormaker-failback-credentials"
     )
     topics: tuple[str, ...] = Field(
         default=(".*",), min_length=1, validation_alias="mirrormaker-topics"
@@ -117,7 +128,7 @@ class MigrationConfig(BaseModel):
         _check_regexes
     )
 
-    @field_validator("source_credentials", mode="before")
+    @field_validator("source_credentials", "failback_credentials", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return value or None
@@ -176,6 +187,8 @@ class MirrorMakerWorkload(BaseModel):
     user: str = "kafka"
     group: str = "kafka"
     rest_port: int = Field(default=8083, gt=0, lt=65536)
+    # The REST port of the failback's copy back, a MirrorMaker of its own (`_failback`).
+    failback_rest_port: int = Field(default=8084, gt=0, lt=65536)
     metrics_port: int = Field(default=9099, gt=0, lt=65536)
     metrics_host: str = ""
     heap_mb: int = Field(default=1024, ge=128)
@@ -217,6 +230,16 @@ class MirrorMakerWorkload(BaseModel):
         return self.etc / "mm2-secrets.properties"
 
     @property
+    def failback_properties(self) -> PurePosixPath:
+        """The configuration of a failback's copy back; its passwords are in `failback_secrets`."""
+        return self.etc / "mm2-failback.properties"
+
+    @property
+    def failback_secrets(self) -> PurePosixPath:
+        """The secrets of both clusters' logins for the copy back (the failback user's)."""
+        return self.etc / "mm2-failback-secrets.properties"
+
+    @property
     def jmx_config(self) -> PurePosixPath:
         """JMX exporter rules for MirrorMaker."""
         return self.etc / "jmx_mirrormaker.yaml"
@@ -232,6 +255,14 @@ class MirrorMakerWorkload(BaseModel):
         return (
             f"{self.opt}/bin/connect-mirror-maker.sh {self.mm2_properties} "
             f"--clusters {TARGET_ALIAS}"
+        )
+
+    @property
+    def failback_command(self) -> str:
+        """The failback's service command: the node runs only the flow back into the source."""
+        return (
+            f"{self.opt}/bin/connect-mirror-maker.sh {self.failback_properties} "
+            f"--clusters {SOURCE_ALIAS}"
         )
 
 
@@ -276,9 +307,62 @@ class MirrorMakerSettings(BaseModel):
         return mirrormaker_layer(self)
 
 
+class FailbackSettings(BaseModel):
+    """Everything one unit's copy back of a failback is made from (`mm2-failback.properties`).
+
+    MirrorMaker copies `topics` from this cluster (`target`, as MirrorMaker's user reaches it)
+    back to the cluster they were migrated from (`source`, as the failback user reaches it),
+    under their own names.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    source: SourceCluster
+    target: TargetCluster
+    topics: tuple[str, ...] = Field(min_length=1)
+    config: MigrationConfig = MigrationConfig()
+    unit_host: str = Field(min_length=1)
+    units: int = Field(default=1, ge=1)
+    workload: MirrorMakerWorkload = MirrorMakerWorkload()
+
+    def properties(self) -> str:
+        """This node's `mm2-failback.properties`; no password in it."""
+        return render_failback_properties(self)
+
+    def secrets(self) -> str:
+        """The passwords `mm2-failback.properties` refers to (mode 0600)."""
+        return render_failback_secrets(self)
+
+    def pebble_layer(self) -> ops.pebble.LayerDict:
+        """The Pebble layer of this node's running failback service."""
+        return failback_layer(self)
+
+
 def is_internal_topic(topic: str) -> bool:
     """Topics MirrorMaker never replicates, whatever the filters say."""
     return topic.startswith(("__", ".")) or topic.endswith((".internal", "-internal"))
+
+
+def topic_patterns(
+    chosen: str, refusal: type[MigrationError]
+) -> list[tuple[str, re.Pattern[str]]]:
+    """Each item of an action's comma-separated `topics`, compiled as a regular expression.
+
+    Raises:
+        refusal: naming an item that is not a topic name or a valid regular expression.
+    """
+    patterns = []
+    for item in (part.strip() for part in chosen.split(",")):
+        if not item:
+            continue
+        try:
+            patterns.append((item, re.compile(item)))
+        except re.error as error:
+            raise refusal(
+                f"topics: {item!r} is not a topic name or a valid regular expression ({error}); "
+                "nothing was changed"
+            ) from None
+    return patterns
 
 
 def select(names: Iterable[str], include: Sequence[str], exclude: Sequence[str]) -> list[str]:

@@ -10,7 +10,7 @@ request carries the migration it belongs to and the waves promoted in it so far.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Literal
 
 import ops
@@ -30,7 +30,8 @@ class Wave(BaseModel):
 
     The end offsets are each partition's, by topic, on both clusters when the wave was promoted:
     MirrorMaker had copied every record before them, and nothing after them on the target is
-    a copy. The way back starts there.
+    a copy. The way back starts there. A topic failed back since (`finish-failback`) leaves
+    `topics` for `failed_back`: it is migrated again, and a later wave may promote it anew.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -45,13 +46,28 @@ class Wave(BaseModel):
     left: list[str] = Field(default_factory=list)
     source_end_offsets: dict[str, list[int]] = Field(default_factory=dict)
     target_end_offsets: dict[str, list[int]] = Field(default_factory=dict)
+    failed_back: list[str] = Field(default_factory=list)
 
     def summary(self) -> str:
         """One line about the wave."""
         by = f", by {self.by}" if self.by else ""
+        back = f"; failed back since: {list_names(self.failed_back)}" if self.failed_back else ""
         return (
-            f"wave {self.number} ({self.at}{by}): {list_names(self.topics)}; "
-            f"{plural(self.records, 'record')}, {plural(len(self.groups), 'group')} switched"
+            f"wave {self.number} ({self.at}{by}): {list_names(self.topics) or 'no topic left'}; "
+            f"{plural(self.records, 'record')}, {plural(len(self.groups), 'group')} switched{back}"
+        )
+
+    def without(self, topics: Collection[str]) -> Wave:
+        """The wave once these of its topics failed back (its target names are its topics')."""
+        gone = sorted(set(self.topics) & set(topics))
+        if not gone:
+            return self
+        return self.model_copy(
+            update={
+                "topics": [t for t in self.topics if t not in gone],
+                "target_topics": [t for t in self.target_topics if t not in gone],
+                "failed_back": sorted({*self.failed_back, *gone}),
+            }
         )
 
 
@@ -235,23 +251,23 @@ class PeerData:
             return None
         return newest.finished or FinishedMigration(at="an unknown time", source="the source")
 
-    def unit_states(self) -> dict[ops.Unit, UnitState]:
-        """What each unit published about its MirrorMaker node."""
+    def unit_states(self, key: str = STATE_KEY) -> dict[ops.Unit, UnitState]:
+        """What each unit published about its MirrorMaker node (or under `key`, another one)."""
         states = {}
-        for unit, raw in self.unit_values(STATE_KEY).items():
+        for unit, raw in self.unit_values(key).items():
             try:
                 states[unit] = UnitState.model_validate_json(raw)
             except ValidationError:
                 continue
         return states
 
-    def live_unit_states(self, service: str | None) -> dict[str, UnitState]:
+    def live_unit_states(self, service: str | None, key: str = STATE_KEY) -> dict[str, UnitState]:
         """Every unit's published state by unit name; this unit's `service` state if known.
 
-        A peer that has published nothing yet is `absent`.
+        A peer that has published nothing yet is `absent`. `key` is where the units publish it.
         """
         relation = self.relation
-        states = self.unit_states()
+        states = self.unit_states(key)
         peers = relation.units if relation is not None else set()
         live = {unit: states.get(unit, UnitState()) for unit in (self.model.unit, *peers)}
         if service is not None:
@@ -325,6 +341,27 @@ class PeerData:
             migration=newest.migration,
             waves=[*newest.waves, wave],
             record_bytes=0 if finished is not None else newest.record_bytes,
+        )
+
+    def record_failed_back(self, topics: Collection[str]) -> None:
+        """Record that these promoted topics failed back: the newest request, without them.
+
+        They leave their waves (each wave keeps its number and says they failed back), so they
+        are not promoted any more: a running migration copies and fences them again, and a
+        later wave may promote them anew.
+
+        Raises:
+            NotReadyError: while the peer relation does not exist yet.
+        """
+        newest = self._newest_or_raise()
+        self._append(
+            newest,
+            state=newest.state,
+            reason=newest.reason,
+            finished=newest.finished,
+            migration=newest.migration,
+            waves=[wave.without(topics) for wave in newest.waves],
+            record_bytes=newest.record_bytes,
         )
 
     def _newest_or_raise(self) -> MigrationRequest:

@@ -40,6 +40,39 @@ from ._report import (
 logger = logging.getLogger(__name__)
 
 
+class Flow(NamedTuple):
+    """Which copy a snapshot reports, and from when.
+
+    The migration's by default. A failback's copy back reads this cluster as its source: its
+    MirrorMaker names this cluster `source_alias` (Kafka Connect's topics, the offset syncs),
+    and only what was written since the wave counts: `source_starts` and `target_starts` hold,
+    per topic, the offsets each cluster's partitions are counted from. The source user's rights
+    are checked for the migration only.
+    """
+
+    source_alias: str = SOURCE_ALIAS
+    source_starts: Mapping[str, Sequence[int]] = {}
+    target_starts: Mapping[str, Sequence[int]] = {}
+    check_rights: bool = True
+
+
+MIGRATION_FLOW = Flow()
+
+
+def _since(
+    offsets: Mapping[str, TopicOffsets], starts: Mapping[str, Sequence[int]]
+) -> dict[str, TopicOffsets]:
+    """The offsets, each partition of a topic in `starts` counted from there (not past its end)."""
+    counted = dict(offsets)
+    for topic, begins in starts.items():
+        if (now := offsets.get(topic)) is not None and len(begins) == len(now.end):
+            start = tuple(
+                min(max(s, b), e) for s, b, e in zip(now.start, begins, now.end, strict=True)
+            )
+            counted[topic] = TopicOffsets(start=start, end=now.end)
+    return counted
+
+
 class _Selection(NamedTuple):
     """The source topics (with their partition counts) and groups the options migrate.
 
@@ -100,14 +133,15 @@ def _fetch_source(source: _clients.ClusterClient, selection: _Selection) -> _Sou
 
 
 def _fetch_target(
-    target: _clients.ClusterClient, config: MigrationConfig, selection: _Selection
+    target: _clients.ClusterClient, config: MigrationConfig, selection: _Selection, flow: Flow
 ) -> tuple[dict[str, TopicOffsets], dict[str, GroupCommits], list[ConnectorState]]:
     """On the target: the copies' offsets, the selected groups' commits, the connectors."""
     existing = target.topics() if selection.topics else {}
     names = {config.target_topic(topic) for topic in selection.topics}
     offsets = target.offsets({name: n for name, n in existing.items() if name in names})
     commits = target.committed_offsets(selection.groups, offsets.keys())
-    return offsets, commits, target.connector_states(SOURCE_ALIAS)
+    offsets = _since(offsets, flow.target_starts)
+    return offsets, commits, target.connector_states(flow.source_alias)
 
 
 def _problem(client: _clients.ClusterClient, error: Exception) -> ClusterProblem:
@@ -178,6 +212,7 @@ def _fetch_copy_lags(
     config: MigrationConfig,
     source_topics: Mapping[str, TopicOffsets],
     target_topics: Mapping[str, TopicOffsets],
+    alias: str = SOURCE_ALIAS,
 ) -> dict[str, list[int | None]]:
     """Per source topic and partition, the committed records the target lacks, by content.
 
@@ -208,8 +243,8 @@ def _fetch_copy_lags(
             elif end == start:
                 lags[topic][number] = 0
     with (
-        _records.LogClient(source.cluster, "source", source.timeout) as source_logs,
-        _records.LogClient(target.cluster, "target", target.timeout) as target_logs,
+        _records.LogClient(source.cluster, source.role, source.timeout) as source_logs,
+        _records.LogClient(target.cluster, target.role, target.timeout, alias) as target_logs,
     ):
         syncs = target_logs.offset_syncs(dict.fromkeys(held))
         for (topic, number), (records, _) in source_logs.read(empty, limit=1).items():
@@ -294,6 +329,7 @@ def fetch_snapshot(
     units: Mapping[str, UnitState] | None = None,
     quiet_seconds: float = 0,
     fenced: Collection[str] = (),
+    flow: Flow = MIGRATION_FLOW,
 ) -> MigrationSnapshot:
     """Query both clusters for a migration report; a cluster that fails is a problem in it.
 
@@ -301,8 +337,9 @@ def fetch_snapshot(
     threads. With `quiet_seconds`, the source's end offsets are read again that much later, and
     what arrived meanwhile is reported. `topic` or `only` narrow the report to those source
     topics. The fenced target topics the source does not show are reported as `unseen` (when
-    not narrowed). Every query is bounded by the clients' timeouts; nothing here raises for a
-    cluster.
+    not narrowed). `flow` says which copy is reported (a failback's copy back reads this
+    cluster as `source`). Every query is bounded by the clients' timeouts; nothing here raises
+    for a cluster.
     """
     if topic is not None:
         only = {topic}
@@ -320,10 +357,13 @@ def fetch_snapshot(
         problems.append(_problem(source, error))
         selection = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-k8s-target") as pool:
-        target_side = pool.submit(_fetch_target, target, config, selection or _Selection({}, []))
+        target_side = pool.submit(
+            _fetch_target, target, config, selection or _Selection({}, []), flow
+        )
         if selection is not None:
             try:
                 side = _fetch_source(source, selection)
+                side = side._replace(offsets=_since(side.offsets, flow.source_starts))
                 if quiet_seconds > 0:
                     side, quiet = _watch_source(source, side, quiet_seconds)
                 if held := _held(side):
@@ -336,7 +376,7 @@ def fetch_snapshot(
         except (ClusterUnreachableError, *QUERY_ERRORS) as error:
             problems.append(_problem(target, error))
     missing_rights = []
-    if not any(problem.role == "source" for problem in problems):
+    if flow.check_rights and not any(problem.role == source.role for problem in problems):
         try:
             missing_rights = missing_source_rights(source, config, side.offsets, target_topics)
         except ClusterUnreachableError as error:
@@ -344,7 +384,9 @@ def fetch_snapshot(
     copy_lags: dict[str, list[int | None]] = {}
     if not problems:
         try:
-            copy_lags = _fetch_copy_lags(source, target, config, side.offsets, target_topics)
+            copy_lags = _fetch_copy_lags(
+                source, target, config, side.offsets, target_topics, flow.source_alias
+            )
         except ClusterUnreachableError as error:
             logger.warning("lag counted by offsets: %s", error.message)
     unseen = _unseen(config, fenced, selection) if selection and only is None else []

@@ -33,6 +33,7 @@ from ._clusters import KafkaCluster
 from ._connections import (
     CLIENT_TIMEOUT,
     AdminClient,
+    error_text,
     fetch_token,
     kafka_python_config,
     quiet_kafka_logs,
@@ -81,24 +82,32 @@ class OffsetSync(NamedTuple):
     downstream: int
 
 
-def _offset_syncs_topic() -> str:
+def _offset_syncs_topic(alias: str = SOURCE_ALIAS) -> str:
     """MirrorMaker's offset-syncs topic, which `offset-syncs.topic.location=target` puts here.
 
     Kafka names it after the cluster at the other end of the flow from where it lives
-    (`MirrorSourceConfig.offsetSyncsTopic`): on the target, after the source.
+    (`MirrorSourceConfig.offsetSyncsTopic`): on the target, after the source, `alias`.
     """
-    return f"mm2-offset-syncs.{SOURCE_ALIAS}.internal"
+    return f"mm2-offset-syncs.{alias}.internal"
+
+
+def connect_topics(alias: str = SOURCE_ALIAS) -> list[str]:
+    """The topics MirrorMaker makes on the target of its flow from `alias`, for itself.
+
+    Its offset syncs, Kafka Connect's config, offsets and status topics, and the checkpoints.
+    """
+    return [
+        _offset_syncs_topic(alias),
+        f"mm2-configs.{alias}.internal",
+        f"mm2-offsets.{alias}.internal",
+        f"mm2-status.{alias}.internal",
+        f"{alias}.checkpoints.internal",
+    ]
 
 
 def internal_topics(migrated: Collection[str]) -> list[str]:
     """The topics MirrorMaker made on the target for itself (`heartbeats` unless migrated)."""
-    names = [
-        _offset_syncs_topic(),
-        f"mm2-configs.{SOURCE_ALIAS}.internal",
-        f"mm2-offsets.{SOURCE_ALIAS}.internal",
-        f"mm2-status.{SOURCE_ALIAS}.internal",
-        f"{SOURCE_ALIAS}.checkpoints.internal",
-    ]
+    names = connect_topics()
     return names if "heartbeats" in migrated else [*names, "heartbeats"]
 
 
@@ -120,11 +129,14 @@ def _decode_offset_sync(key: bytes | None, value: bytes | None) -> OffsetSync | 
     )
 
 
-def _decode_source_offset(key: bytes | None, value: bytes | None) -> tuple[Partition, int] | None:
+def _decode_source_offset(
+    key: bytes | None, value: bytes | None, alias: str = SOURCE_ALIAS
+) -> tuple[Partition, int] | None:
     """A source offset MirrorMaker committed, from Kafka Connect's offsets topic, or None.
 
     The key is `["MirrorSourceConnector", {"cluster": ..., "topic": ..., "partition": ...}]`, the
     value `{"offset": N}`: the offset of the last source record whose copy was acknowledged.
+    Only the offsets of the flow from `alias` (the key's `cluster`) are read.
     """
     try:
         connector, partition = json.loads(key or b"null")
@@ -133,12 +145,27 @@ def _decode_source_offset(key: bytes | None, value: bytes | None) -> tuple[Parti
         return None
     if connector != _MIRRORMAKER_CONNECTOR or not isinstance(partition, dict):
         return None
-    if partition.get("cluster") != SOURCE_ALIAS or not isinstance(offset, int):
+    if partition.get("cluster") != alias or not isinstance(offset, int):
         return None
     topic, number = partition.get("topic"), partition.get("partition")
     if not isinstance(topic, str) or not isinstance(number, int):
         return None
     return (topic, number), offset
+
+
+def encode_source_offset(alias: str, partition: Partition, offset: int) -> tuple[bytes, bytes]:
+    """The record Kafka Connect writes when MirrorMaker copied `offset` of a source partition.
+
+    What `_decode_source_offset` reads, byte for byte as Connect's JSON converter writes it:
+    Connect looks a task's offsets up by the key's bytes, and MirrorMaker's task seeks to the
+    offset after the one recorded (`MirrorSourceTask.initializeConsumer`; a negative offset
+    counts as none recorded). The partition map is a Java `HashMap` (`MirrorUtils.wrapPartition`),
+    whose keys come out as `cluster`, `partition`, `topic`.
+    """
+    topic, number = partition
+    wrapped = {"cluster": alias, "partition": number, "topic": topic}
+    key = json.dumps([_MIRRORMAKER_CONNECTOR, wrapped], separators=(",", ":"))
+    return key.encode(), json.dumps({"offset": offset}, separators=(",", ":")).encode()
 
 
 def _copies(source: Sequence[Record], target: Sequence[Record]) -> list[int | None]:
@@ -282,13 +309,22 @@ class LogClient:
     """Reads partitions record by record and commits group offsets, with kafka-python.
 
     Records are read as a `read_committed` consumer reads them, with no consumer group: the
-    client commits nothing while it reads.
+    client commits nothing while it reads. `flow` is the alias of the cluster the MirrorMaker
+    flow into this one reads from: the offset syncs and Connect's offsets it reads are named
+    after it (the migration's by default; a failback's copy back names this cluster's).
     """
 
-    def __init__(self, cluster: KafkaCluster, role: str, timeout: float = CLIENT_TIMEOUT):
+    def __init__(
+        self,
+        cluster: KafkaCluster,
+        role: str,
+        timeout: float = CLIENT_TIMEOUT,
+        flow: str = SOURCE_ALIAS,
+    ):
         self.cluster = cluster
         self.role = role
         self.timeout = timeout
+        self.flow = flow
         self._config = kafka_python_config(cluster, timeout)
         self._reader: KafkaConsumer | None = None
         self._admin_client: KafkaAdminClient | None = None
@@ -317,7 +353,9 @@ class LogClient:
                 f"{where} refused the login of {self.cluster.principal}", refused=True
             )
         if isinstance(error, kafka_errors.BrokerResponseError):
-            return ClusterUnreachableError(f"{where} refused the request: {error}")
+            # Its name as Kafka's documentation spells it, not the whole request and response.
+            reason, _ = error_text(error)
+            return ClusterUnreachableError(f"{where} refused the request: {reason}")
         return ClusterUnreachableError(f"{where} did not answer: {error or 'timed out'}")
 
     def _consumer(self) -> KafkaConsumer:
@@ -470,7 +508,7 @@ class LogClient:
         Raises:
             ClusterUnreachableError: if the cluster does not answer in time.
         """
-        topic = _offset_syncs_topic()
+        topic = _offset_syncs_topic(self.flow)
         if not wanted or topic not in self.topics():
             return {}
         start, high = self.bounds([(topic, 0)])[(topic, 0)]
@@ -498,13 +536,14 @@ class LogClient:
         Raises:
             ClusterUnreachableError: if the cluster does not answer in time.
         """
-        topic = f"mm2-offsets.{SOURCE_ALIAS}.internal"
+        topic = f"mm2-offsets.{self.flow}.internal"
         partitions = self.topics().get(topic, 0)
         bounds = self.bounds([(topic, number) for number in range(partitions)])
         committed: dict[Partition, int] = {}
         for records, _ in self.read(bounds, limit=sys.maxsize).values():
             for record in records:
-                if decoded := _decode_source_offset(record.content[0], record.content[1]):
+                key, value = record.content[0], record.content[1]
+                if decoded := _decode_source_offset(key, value, self.flow):
                     committed[decoded[0]] = decoded[1]
         return committed
 
@@ -579,16 +618,52 @@ class LogClient:
             return self._holder(topic)
         except (kafka_errors.KafkaError, OSError) as error:
             raise self.unreachable(error) from None
+        self.write(topic, [(b"holder", holder.encode())])
+        return holder
+
+    def write(self, topic: str, records: Sequence[tuple[bytes, bytes]]) -> None:
+        """Write keyed records to a topic, each acknowledged by every in-sync replica.
+
+        Partitioned by key as Kafka's Java producer does (murmur2), so a record lands where
+        Kafka Connect's own record of the same key does.
+
+        Raises:
+            ClusterUnreachableError: if the cluster does not answer, or refuses.
+        """
         producer = None
+        fetch_token(self._config, f"{self.role} cluster at {self.cluster.bootstrap}")
         try:
             producer = KafkaProducer(**self._config, acks="all")
-            producer.send(topic, key=b"holder", value=holder.encode()).get(timeout=self.timeout)
+            sent = [producer.send(topic, key=key, value=value) for key, value in records]
+            for future in sent:
+                future.get(timeout=self.timeout)
         except (kafka_errors.KafkaError, OSError) as error:
             raise self.unreachable(error) from None
         finally:
             if producer is not None:
                 producer.close(timeout=self.timeout)
-        return holder
+
+    def create_compacted(self, topic: str) -> bool:
+        """Create a compacted topic of one partition, at the brokers' replication factor.
+
+        Returns:
+            Whether it was created (False: it exists).
+
+        Raises:
+            ClusterUnreachableError: if the cluster does not answer, or refuses.
+        """
+        settings = {"num_partitions": 1, "replication_factor": -1}
+        try:
+            cast(Any, self._admin()).create_topics(
+                {topic: {**settings, "configs": {"cleanup.policy": "compact"}}},
+                timeout_ms=int(self.timeout * 1000),
+                wait_for_metadata=True,
+            )
+        except kafka_errors.TopicAlreadyExistsError:
+            return False
+        except (kafka_errors.KafkaError, OSError) as error:
+            raise self.unreachable(error) from None
+        return True
 
     def _holder(self, topic: str) -> str:
         """Who holds a claim: the first record of its topic, once it is there."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any, Literal, cast
+from typing import Any, Literal, NamedTuple, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,6 +33,23 @@ QUIET_SECONDS = 10.0
 DEFAULT_TRANSACTION_MAX_TIMEOUT_MS = 900_000
 Shown = tuple[Literal["active", "maintenance", "blocked"], str]
 """A status to show: its kind and message."""
+
+
+class Wording(NamedTuple):
+    """How the reasons name the clusters: the copy's source and target, and the source's role.
+
+    The migration's by default; a failback's copy back reads this cluster and writes the source
+    cluster (`FAILBACK_WORDING`).
+    """
+
+    source: str = "the source"
+    source_cluster: str = "the source cluster"
+    target: str = "the target"
+    source_role: str = "source"
+
+
+MIGRATION_WORDING = Wording()
+FAILBACK_WORDING = Wording("this cluster", "this cluster", "the source cluster", "target")
 
 
 def _hyphenated(name: str) -> str:
@@ -508,19 +525,22 @@ def _worker_reasons(
 
 
 def _data_reasons(
-    topics: Sequence[_TopicLag], groups: Sequence[_GroupLag], lag_threshold: int
+    topics: Sequence[_TopicLag],
+    groups: Sequence[_GroupLag],
+    lag_threshold: int,
+    wording: Wording = MIGRATION_WORDING,
 ) -> list[str]:
     reasons = []
     for topic in topics:
         if topic.target_end_offset is None:
-            reasons.append(f"topic {topic.topic} is not on the target yet")
+            reasons.append(f"topic {topic.topic} is not on {wording.target} yet")
         elif topic.lag > lag_threshold:
             reasons.append(f"topic {topic.topic}: {plural(topic.lag, 'record')} behind")
     for group in groups:
         if group.active:
             reasons.append(
                 f"group {group.group}: {plural(group.members, 'consumer')} still read from "
-                "the source cluster"
+                f"{wording.source_cluster}"
             )
     return reasons
 
@@ -531,7 +551,7 @@ def _source_writes(quiet: Quiet | None) -> list[_SourceWrite] | None:
     return [_SourceWrite(topic=t, records=n) for t, n in sorted(quiet.writes.items()) if n]
 
 
-def _quiet_reasons(quiet: Quiet | None) -> list[str]:
+def _quiet_reasons(quiet: Quiet | None, wording: Wording = MIGRATION_WORDING) -> list[str]:
     """Why the source is not quiet yet: topics still written, or not watched long enough."""
     if quiet is None:
         return []
@@ -544,12 +564,12 @@ def _quiet_reasons(quiet: Quiet | None) -> list[str]:
         )
         more = f" and {len(others) - 4} more topics" if len(others) > 4 else ""
         return [
-            f"the source is still written: {written}{more} in the last {quiet.watched:.0f} s; "
-            "stop its producers"
+            f"{wording.source} is still written: {written}{more} in the last "
+            f"{quiet.watched:.0f} s; stop its producers"
         ]
     if quiet.watched < quiet.required:
         return [
-            f"the source has been quiet for {quiet.watched:.0f} s of the "
+            f"{wording.source} has been quiet for {quiet.watched:.0f} s of the "
             f"{quiet.required:.0f} s the cutover waits for"
         ]
     return []
@@ -591,7 +611,11 @@ def _held_partitions(snapshot: MigrationSnapshot) -> list[_HeldPartition]:
     return held
 
 
-def _held_reasons(held: Sequence[_HeldPartition], snapshot: MigrationSnapshot) -> list[str]:
+def _held_reasons(
+    held: Sequence[_HeldPartition],
+    snapshot: MigrationSnapshot,
+    wording: Wording = MIGRATION_WORDING,
+) -> list[str]:
     """Why a partition held by an open transaction is neither quiet nor in sync, and the remedy."""
     limit = snapshot.transaction_max_timeout_ms
     unnamed = snapshot.open_transactions.unnamed if snapshot.open_transactions else None
@@ -611,14 +635,14 @@ def _held_reasons(held: Sequence[_HeldPartition], snapshot: MigrationSnapshot) -
         reason += f" ({', '.join(who)})" if who else ""
         if part.hanging:
             timeout = (
-                f"the source's transaction.max.timeout.ms ({limit / 1000:.0f} s)"
+                f"{wording.source}'s transaction.max.timeout.ms ({limit / 1000:.0f} s)"
                 if limit
                 else f"Kafka's default transaction.max.timeout.ms "
                 f"({DEFAULT_TRANSACTION_MAX_TIMEOUT_MS / 1000:.0f} s)"
             )
             reason += (
                 f": it has been open longer than {timeout}, a hanging transaction; abort it on "
-                "the source: kafka-transactions.sh --bootstrap-server ... abort --topic "
+                f"{wording.source}: kafka-transactions.sh --bootstrap-server ... abort --topic "
                 f"{part.topic} --partition {part.partition} --start-offset {part.start_offset}"
             )
         else:
@@ -658,6 +682,7 @@ def build_report(
     source: str,
     lag_threshold: int = 0,
     topic: str | None = None,
+    wording: Wording = MIGRATION_WORDING,
 ) -> MigrationReport:
     """The migration report of a snapshot; a pure function.
 
@@ -667,6 +692,7 @@ def build_report(
         source: how the report names the source.
         lag_threshold: records a topic or a group may lag and still be ready for cutover.
         topic: the one source topic the snapshot was fetched for, to detail its partitions.
+        wording: how the reasons name the clusters (a failback's copy back reads this one).
     """
     topics = _topic_lags(
         snapshot.source_topics, snapshot.target_topics, config, snapshot.copy_lags
@@ -689,16 +715,16 @@ def build_report(
     reasons = [problem.message for problem in snapshot.problems]
     reasons += snapshot.missing_rights
     reasons += _worker_reasons(units, connectors)
-    answered = not any(problem.role == "source" for problem in snapshot.problems)
+    answered = not any(problem.role == wording.source_role for problem in snapshot.problems)
     unseen = _unseen_reasons(snapshot) if answered else []
     reasons += unseen
     if not topics and answered and not unseen:
         reasons.append("no source topic is selected for migration")
-    reasons += _data_reasons(topics, groups, lag_threshold)
+    reasons += _data_reasons(topics, groups, lag_threshold, wording)
     held = _held_partitions(snapshot)
     if answered:
-        reasons += _held_reasons(held, snapshot)
-        reasons += _quiet_reasons(snapshot.quiet)
+        reasons += _held_reasons(held, snapshot, wording)
+        reasons += _quiet_reasons(snapshot.quiet, wording)
     return MigrationReport(
         source=source,
         lag_threshold=lag_threshold,

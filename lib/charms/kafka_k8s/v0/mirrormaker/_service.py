@@ -1,6 +1,6 @@
 # Copyright 2025 The kafka-k8s authors.
 # See LICENSE file for licensing details.
-"""The MirrorMaker service: its files and its Pebble layer in the workload container."""
+"""The MirrorMaker services, the migration's and a failback's: their files and Pebble layers."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import PurePosixPath
 
 import ops
 
-from ._names import SERVICE
-from ._options import MirrorMakerSettings, MirrorMakerWorkload
+from ._names import FAILBACK_SERVICE, SERVICE
+from ._options import FailbackSettings, MirrorMakerSettings, MirrorMakerWorkload
 from ._rendering import JMX_RULES, mirrormaker_layer, render_mm2_properties, render_mm2_secrets
 
 
@@ -42,8 +42,13 @@ def _push_if_changed(
     return not same
 
 
-class MirrorMakerService:
-    """MirrorMaker in its container: its files, its layer, its service."""
+class _Service:
+    """A MirrorMaker service in its container: its files, its layer, its state.
+
+    Subclasses name the service and say which files it reads and what its layer is.
+    """
+
+    name: str
 
     def __init__(self, container: ops.Container, workload: MirrorMakerWorkload | None = None):
         self.container = container
@@ -55,13 +60,67 @@ class MirrorMakerService:
             self.container, path, content, secret=secret, user=workload.user, group=workload.group
         )
 
+    def _removed(self) -> tuple[PurePosixPath, ...]:
+        """The files `stop` removes: those that hold or name the passwords."""
+        return ()
+
     def state(self) -> str:
         """The Pebble state of the service: active, inactive, backoff, error, or absent."""
-        services = self.container.get_services(SERVICE)
-        if SERVICE not in services:
+        services = self.container.get_services(self.name)
+        if self.name not in services:
             return "absent"
-        current = services[SERVICE].current  # "backoff" is not in ops' enum
+        current = services[self.name].current  # "backoff" is not in ops' enum
         return current.value if isinstance(current, ops.pebble.ServiceStatus) else str(current)
+
+    def _apply(self, changed: bool, layer: ops.pebble.LayerDict) -> None:
+        """Bring the service up with this layer; restart it if its files or layer changed.
+
+        Raises:
+            ops.pebble.ChangeError: if Pebble cannot start the service.
+        """
+        before = self.container.get_plan().services.get(self.name)
+        self.container.add_layer(self.name, layer, combine=True)
+        after = self.container.get_plan().services.get(self.name)
+        layer_changed = before is None or after is None or before.to_dict() != after.to_dict()
+        state = self.state()
+        if state in ("active", "backoff"):
+            if changed or layer_changed:
+                self.container.restart(self.name)
+        else:
+            self.container.start(self.name)
+
+    def restart(self) -> bool:
+        """Restart the service if it runs (or waits to be started again): all its tasks restart.
+
+        Returns:
+            Whether it was restarted.
+        """
+        if self.state() not in ("active", "backoff"):
+            return False
+        self.container.restart(self.name)
+        return True
+
+    def stop(self) -> None:
+        """Stop the service, keep it from starting with the container, remove its secrets."""
+        if self.name in self.container.get_plan().services:
+            disabled: ops.pebble.LayerDict = {
+                "services": {self.name: {"override": "merge", "startup": "disabled"}}
+            }
+            self.container.add_layer(self.name, disabled, combine=True)
+            if self.state() in ("active", "backoff"):
+                self.container.stop(self.name)
+        for path in self._removed():
+            if self.container.exists(path):
+                self.container.remove_path(path)
+
+
+class MirrorMakerService(_Service):
+    """The migration's MirrorMaker in its container: its files, its layer, its service."""
+
+    name = SERVICE
+
+    def _removed(self) -> tuple[PurePosixPath, ...]:
+        return (self.workload.mm2_properties, self.workload.mm2_secrets)
 
     def configure(self, settings: MirrorMakerSettings) -> bool:
         """Write the files MirrorMaker reads: `mm2.properties`, its secrets, its JMX rules.
@@ -86,38 +145,27 @@ class MirrorMakerService:
         Raises:
             ops.pebble.ChangeError: if Pebble cannot start the service.
         """
-        changed = self.configure(settings)
-        before = self.container.get_plan().services.get(SERVICE)
-        self.container.add_layer(SERVICE, mirrormaker_layer(settings), combine=True)
-        after = self.container.get_plan().services.get(SERVICE)
-        layer_changed = before is None or after is None or before.to_dict() != after.to_dict()
-        state = self.state()
-        if state in ("active", "backoff"):
-            if changed or layer_changed:
-                self.container.restart(SERVICE)
-        else:
-            self.container.start(SERVICE)
+        self._apply(self.configure(settings), mirrormaker_layer(settings))
 
-    def restart(self) -> bool:
-        """Restart the service if it runs (or waits to be started again): all its tasks restart.
 
-        Returns:
-            Whether it was restarted.
+class FailbackService(_Service):
+    """A failback's copy back in its container: MirrorMaker from this cluster to the source.
+
+    It runs beside the migration's MirrorMaker, with files, a REST port and logs of its own.
+    """
+
+    name = FAILBACK_SERVICE
+
+    def _removed(self) -> tuple[PurePosixPath, ...]:
+        return (self.workload.failback_properties, self.workload.failback_secrets)
+
+    def run(self, settings: FailbackSettings) -> None:
+        """Write its files and bring the service up; restart it when they or its layer changed.
+
+        Raises:
+            ops.pebble.ChangeError: if Pebble cannot start the service.
         """
-        if self.state() not in ("active", "backoff"):
-            return False
-        self.container.restart(SERVICE)
-        return True
-
-    def stop(self) -> None:
-        """Stop the service, keep it from starting with the container, remove its secrets."""
-        if SERVICE in self.container.get_plan().services:
-            disabled: ops.pebble.LayerDict = {
-                "services": {SERVICE: {"override": "merge", "startup": "disabled"}}
-            }
-            self.container.add_layer(SERVICE, disabled, combine=True)
-            if self.state() in ("active", "backoff"):
-                self.container.stop(SERVICE)
-        for path in (self.workload.mm2_properties, self.workload.mm2_secrets):
-            if self.container.exists(path):
-                self.container.remove_path(path)
+        workload = self.workload
+        secrets = self._write(workload.failback_secrets, settings.secrets(), secret=True)
+        config = self._write(workload.failback_properties, settings.properties(), secret=True)
+        self._apply(secrets or config, settings.pebble_layer())

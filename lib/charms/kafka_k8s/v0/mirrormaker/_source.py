@@ -126,16 +126,24 @@ class SourceReader:
                 f"{self.model.app.name} and set its ID in {option}"
             )
         secret_id = config.source_credentials
+        content = self.secret(secret_id, option)
+        return source_from_secret(
+            content, config.source_bootstrap_servers, secret_id=secret_id, option=option
+        )
+
+    def secret(self, secret_id: str, option: str) -> dict[str, str]:
+        """The content of the Juju secret an option names.
+
+        Raises:
+            SourceGoneError: if it is not there, or not granted, saying how to grant it.
+        """
         try:
-            content = self.model.get_secret(id=secret_id).get_content(refresh=True)
+            return self.model.get_secret(id=secret_id).get_content(refresh=True)
         except (ops.SecretNotFoundError, ops.ModelError):
             raise SourceGoneError(
                 f"{option}: secret {secret_id} not found or not granted: run "
                 f"`juju grant-secret {secret_id} {self.model.app.name}`"
             ) from None
-        return source_from_secret(
-            content, config.source_bootstrap_servers, secret_id=secret_id, option=option
-        )
 
     def _related_source(self, relation: ops.Relation, *, running: bool) -> SourceCluster:
         name = relation.app.name if relation.app else self.relation_name

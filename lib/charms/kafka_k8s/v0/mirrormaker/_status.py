@@ -5,7 +5,7 @@
 The report is queried now, from the unit the action runs on (`_queries`, `_report`); the access
 report lists each source user's rights beside what its client user here holds (`_access`). Both
 add the fence, the operator's map of client identities and the copied ACLs; the migration report
-also the waves done and MirrorMaker's restarts today.
+also the waves done, MirrorMaker's restarts today and the failbacks (`_failback_host`).
 """
 
 from __future__ import annotations
@@ -48,7 +48,12 @@ class StatusAction(ops.Object):
             self._access_report(event)
             return
         migration = self.migration
-        shared = {**migration.fence.results(), **self._client_results()}
+        quiet_seconds = float(event.params.get("quiet-seconds", QUIET_SECONDS))
+        shared = {
+            **migration.fence.results(),
+            **self._client_results(),
+            **migration.failback.results(quiet_seconds),
+        }
         waves = _cutover.waves_results(migration.peers.newest().waves)
         if (finished := migration.peers.finished()) is not None:
             summary = finished.summary()
@@ -85,7 +90,7 @@ class StatusAction(ops.Object):
             units=units,
             lag_threshold=int(event.params.get("lag-threshold", 0)),
             topic=topic,
-            quiet_seconds=float(event.params.get("quiet-seconds", QUIET_SECONDS)),
+            quiet_seconds=quiet_seconds,
             fenced=migration.fenced_topics().known(),
         )
         if topic and not report.topics and not report.problems:

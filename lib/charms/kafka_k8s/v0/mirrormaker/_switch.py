@@ -389,13 +389,13 @@ def _groups_to_switch(
         moved = on_target.get(name, ("", 0))[1]
         if members:
             why = (
-                f"group {name} has {plural(members, 'member')} on the source cluster: stop its "
-                "consumers there first"
+                f"group {name} has {plural(members, 'member')} on the {clients.source.role} "
+                "cluster: stop its consumers there first"
             )
         elif moved:
             why = (
-                f"group {name} has {plural(moved, 'member')} on the target cluster: its "
-                "consumers have moved already"
+                f"group {name} has {plural(moved, 'member')} on the {clients.target.role} "
+                "cluster: its consumers have moved already"
             )
         else:
             continue
