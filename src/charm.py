@@ -369,7 +369,7 @@ class KafkaK8sCharm(ops.CharmBase):
         """
         if settings.tls is None and self.tls.relation is not None and not self.broker.is_running():
             # A broker that starts now would serve plain text beside brokers that serve TLS.
-            self._problem = self._tls_pending()
+            self._problem = self.tls.pending_status()
             return False
         try:
             must_restart = self.broker.reconcile(settings)
@@ -514,44 +514,15 @@ class KafkaK8sCharm(ops.CharmBase):
             elif not self.broker.is_ready():
                 self._problem = ops.WaitingStatus("waiting for the broker to accept clients")
 
-    def _tls_rejected(self, *, serving: bool) -> ops.StatusBase | None:
-        """What is wrong with the certificate the provider sent for this unit, if anything."""
-        relation = self.tls.relation
-        rejected = self.tls.rejected() if relation is not None else None
-        if relation is None or rejected is None:
-            return None
-        kept = "the broker keeps serving its certificate" if serving else "it is not served"
-        return ops.BlockedStatus(f"certificates relation {relation.id}: {rejected}; {kept}")
-
-    def _tls_pending(self) -> ops.StatusBase:
-        if rejected := self._tls_rejected(serving=False):
-            return rejected
-        refused = self.tls.refused()
-        if refused:
-            return ops.BlockedStatus(
-                f"the certificates provider refused this unit's request: {refused[:80]}"
-            )
-        return ops.WaitingStatus("waiting for this unit's certificate (certificates relation)")
-
     def _tls_statuses(self) -> list[ops.StatusBase]:
-        """What TLS waits for: a certificate, or the restart that leaves it."""
         if not self.broker.can_connect():
             return []
-        if self.tls.relation is not None:
-            if self._server_tls() is None:
-                return [self._tls_pending()]
-            rejected = self._tls_rejected(serving=True)
-            return [rejected] if rejected else []
         record = self.broker.started_with() if self.broker.is_running() else None
-        if record is not None and record.client_tls:
-            port = self.cluster.this_node.ports.client
-            return [
-                ops.MaintenanceStatus(
-                    "certificates relation removed: clients go back to SASL_PLAINTEXT on port "
-                    f"{port} at this unit's turn to restart"
-                )
-            ]
-        return []
+        return self.tls.statuses(
+            assigned=self._server_tls() is not None,
+            client_tls=record is not None and record.client_tls,
+            client_port=self.cluster.this_node.ports.client,
+        )
 
     def _external_statuses(self) -> list[ops.StatusBase]:
         external = self._external

@@ -381,3 +381,49 @@ class TlsCertificates(ops.Object):
         """Send the current request if it changed (a new SAN): the provider signs it again."""
         if self.relation is not None:
             self.requirer.sync()
+
+    def pending_status(self) -> ops.StatusBase:
+        """What a unit with the relation but no usable certificate waits for, or why not."""
+        relation = self.relation
+        rejected = self.rejected() if relation is not None else None
+        if relation is not None and rejected is not None:
+            return ops.BlockedStatus(
+                f"certificates relation {relation.id}: {rejected}; it is not served"
+            )
+        if refused := self.refused():
+            return ops.BlockedStatus(
+                f"the certificates provider refused this unit's request: {refused[:80]}"
+            )
+        return ops.WaitingStatus("waiting for this unit's certificate (certificates relation)")
+
+    def statuses(
+        self, *, assigned: bool, client_tls: bool, client_port: int
+    ) -> list[ops.StatusBase]:
+        """What TLS waits for: a certificate, a valid one, or the restart that leaves it.
+
+        Args:
+            assigned: whether this unit has a usable certificate to serve.
+            client_tls: whether the running broker serves its clients over TLS.
+            client_port: the port clients reach this unit's broker on.
+        """
+        relation = self.relation
+        if relation is not None:
+            if not assigned:
+                return [self.pending_status()]
+            rejected = self.rejected()
+            if rejected is None:
+                return []
+            return [
+                ops.BlockedStatus(
+                    f"certificates relation {relation.id}: {rejected}; the broker keeps "
+                    "serving its certificate"
+                )
+            ]
+        if client_tls:
+            return [
+                ops.MaintenanceStatus(
+                    "certificates relation removed: clients go back to SASL_PLAINTEXT on port "
+                    f"{client_port} at this unit's turn to restart"
+                )
+            ]
+        return []
