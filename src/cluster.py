@@ -50,8 +50,15 @@ def generate_password(length: int = 32) -> str:
 
 
 def generate_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding.
+
+    Never one that begins with "-", as Kafka's own `Uuid.randomUuid` (1 in 64 would): tools
+    would read it as an option.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def node_id(unit: ops.Unit) -> int:

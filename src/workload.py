@@ -299,8 +299,8 @@ class KafkaWorkload:
             f"{self.paths.bin}/kafka-storage.sh",
             "format",
             "--ignore-formatted",
-            "-t",
-            settings.cluster_id,
+            # One argument: an id that begins with "-" would read as an option after "-t".
+            f"--cluster-id={settings.cluster_id}",
             "-c",
             str(self.paths.server_properties),
             f"@{arguments_file}",

@@ -531,7 +531,8 @@ class OldCluster(Started):
         """KRaft: format the node's storage, with the admin's SCRAM credentials in it."""
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         scram = f"{SCRAM_MECHANISM}=[name={self.admin_username},password={self.admin_password}]"
-        command = [str(self.bin / "kafka-storage.sh"), "format", "-t", cluster_id]
+        # One argument: an id that begins with "-" would read as an option after "-t".
+        command = [str(self.bin / "kafka-storage.sh"), "format", f"--cluster-id={cluster_id}"]
         command += ["-c", str(properties), "--add-scram", scram]
         env = tool_env(**{**self._env(broker.log_dir), "KAFKA_HEAP_OPTS": "-Xmx128m"})
         result = subprocess.run(

@@ -8,11 +8,13 @@ passwords, the kafka-client relation, invalid config and an absent container.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import pathlib
 import stat
 import tempfile
+import uuid
 from functools import partial
 
 import ops
@@ -22,6 +24,7 @@ from ops import testing
 from acls import reserved_denials
 from admin import Acl, AdminError
 from charm import KafkaK8sCharm
+from cluster import generate_cluster_id
 from tests.unit.helpers import (
     CLUSTER_ID,
     MODEL,
@@ -96,7 +99,7 @@ def test_fresh_leader_initialises_and_starts_the_broker(ctx, kafka, event):
 
     (command,) = format_commands(ctx)
     assert command[:2] == ["/opt/kafka/bin/kafka-storage.sh", "format"]
-    assert command[command.index("-t") + 1] == data["cluster-id"]
+    assert f"--cluster-id={data['cluster-id']}" in command
     assert command[command.index("-c") + 1] == SERVER_PROPERTIES
     # The SCRAM passwords reach the tool in an argument file, removed once it ran.
     assert command[-1] == "@/etc/kafka/format-arguments"
@@ -328,7 +331,7 @@ def test_non_leader_renders_from_the_peer_data_and_secret():
     out = ctx.run(ctx.on.relation_changed(peers, remote_unit=0), state)
 
     (command,) = format_commands(ctx)
-    assert command[command.index("-t") + 1] == CLUSTER_ID
+    assert f"--cluster-id={CLUSTER_ID}" in command
     props = properties(read(ctx, out, SERVER_PROPERTIES))
     assert props["node.id"] == "2"
     assert props["advertised.listeners"] == (
@@ -964,3 +967,14 @@ def test_storage_of_another_cluster_or_node_blocks_and_starts_nothing(ctx, meta,
     )
     assert out.get_container("kafka").plan.services == {}
     assert format_commands(ctx) == []
+
+
+def test_a_cluster_id_never_begins_with_a_dash(monkeypatch: pytest.MonkeyPatch):
+    """1 in 64 random ids would (0xF8 encodes as "-"): kafka-storage then took it for an option."""
+    dashed = uuid.UUID(bytes=bytes([0xF8]) + bytes(15))
+    plain = uuid.UUID(bytes=bytes([0x10]) + bytes(15))
+    drawn = iter([dashed, plain])
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(drawn))
+
+    assert base64.urlsafe_b64encode(dashed.bytes).decode().startswith("-")
+    assert generate_cluster_id() == base64.urlsafe_b64encode(plain.bytes).decode().rstrip("=")
